@@ -1,0 +1,5 @@
+//! emr-autoscaler: keeps Tencent Cloud EMR clusters sized to their YARN load.
+//!
+//! See ARCHITECTURE.md for the code map and the invariants.
+
+pub mod clock;
