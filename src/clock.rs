@@ -114,7 +114,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    fn scaled_clock_runs_faster() {
+    async fn scaled_clock_runs_faster() {
         let start = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let clock = ScaledClock::new(start, 60.0);
         tokio::time::advance(std::time::Duration::from_secs(2)).await;
