@@ -95,7 +95,8 @@ impl ScaledClock {
 impl Clock for ScaledClock {
     fn now(&self) -> DateTime<Utc> {
         let real = self.origin.elapsed().as_secs_f64() * self.speed;
-        let scaled = std::time::Duration::try_from_secs_f64(real).unwrap_or(std::time::Duration::ZERO);
+        let scaled =
+            std::time::Duration::try_from_secs_f64(real).unwrap_or(std::time::Duration::ZERO);
         self.start + chrono::Duration::from_std(scaled).unwrap_or(chrono::Duration::MAX)
     }
 }

@@ -3,3 +3,6 @@
 //! See ARCHITECTURE.md for the code map and the invariants.
 
 pub mod clock;
+pub mod config;
+pub mod limiter;
+pub mod tencent;

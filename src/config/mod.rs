@@ -1,0 +1,679 @@
+//! Configuration: TOML plus `EMR_AUTOSCALER__…` environment overrides, loaded
+//! with the `config` crate, then validated into typed structs.
+//!
+//! Loading never stops at the first problem: unknown keys (collected with
+//! `serde_ignored`), wrong types and semantic errors are all returned
+//! together, each with its key path, so `check` can print them at once.
+
+pub mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::tencent::client::check_endpoint;
+use crate::tencent::emr::{self, PreExecuteFileSettings, ScaleOutInstanceRequest, Tag};
+use raw::{Field, RawCluster, RawConfig, RawScaleOut};
+
+/// Where `--config` points by default.
+pub const DEFAULT_PATH: &str = "/etc/emr-autoscaler/config.toml";
+/// Environment override prefix; `__` separates the levels.
+pub const ENV_PREFIX: &str = "EMR_AUTOSCALER";
+
+/// One problem, with the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Issue {
+    /// Key path, like `clusters[0].scale_out.pay_mode`.
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or is not TOML.
+    #[error("cannot load {path}: {reason}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        reason: String,
+    },
+    /// The file was read but is not valid.
+    #[error("{path}: {} problem(s):\n{}", issues.len(), issues.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        issues: Vec<Issue>,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[daemon]`
+    pub daemon: DaemonConfig,
+    /// `[prometheus]`
+    pub prometheus: PrometheusConfig,
+    /// `[tencent]`
+    pub tencent: TencentConfig,
+    /// `[[clusters]]`
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// How often each cluster is evaluated (default 15s, at least 1s).
+    pub evaluation_interval: Duration,
+    /// Decide and report, send nothing (default false).
+    pub dry_run: bool,
+    /// Admin server address (default 127.0.0.1:9464).
+    pub listen: SocketAddr,
+    /// Durable state (default /var/lib/emr-autoscaler).
+    pub state_dir: PathBuf,
+    /// Bearer token file for pause/resume.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// `[prometheus]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrometheusConfig {
+    /// Base URL (default http://127.0.0.1:9090).
+    pub url: Url,
+}
+
+/// `[tencent]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct TencentConfig {
+    /// `X-TC-Region`.
+    pub region: String,
+    /// API endpoint (default https://emr.tencentcloudapi.com).
+    pub endpoint: Url,
+    /// ScaleOutInstance calls per second (default and maximum 20).
+    pub requests_per_second: NonZeroU32,
+    /// TCP connect timeout (default 5s).
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (default 30s).
+    pub request_timeout: Duration,
+    /// Attempts per logical request (default 5).
+    pub max_attempts: u32,
+    /// `X-TC-Language`.
+    pub language: Option<String>,
+    /// Metadata service for CVM role credentials.
+    pub metadata_url: Url,
+}
+
+/// `[[clusters]]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// `emr-xxxxxxxx`.
+    pub instance_id: String,
+    /// Floor of task nodes (default 0).
+    pub min_task_nodes: u32,
+    /// Ceiling of task nodes.
+    pub max_task_nodes: u32,
+    /// Dry-run this cluster only (default false).
+    pub dry_run: bool,
+    /// Quiet time after an operation (default 5m).
+    pub cooldown: Duration,
+    /// Most nodes per decision; unlimited when unset.
+    pub max_step: Option<u32>,
+    /// Most nodes per rolling hour; unlimited when unset.
+    pub max_nodes_per_hour: Option<u32>,
+    /// Most nodes per rolling day; unlimited when unset.
+    pub max_nodes_per_day: Option<u32>,
+    /// The request template: everything but InstanceId, counts and token.
+    pub scale_out: ScaleOutInstanceRequest,
+    /// Policy rules as written; the policy engine validates them.
+    pub rules: Vec<serde_json::Value>,
+}
+
+impl Config {
+    /// The cluster with this id.
+    pub fn cluster(&self, instance_id: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.instance_id == instance_id)
+    }
+}
+
+/// Loads `path` with the process environment's overrides.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = config::File::from(path)
+        .format(config::FileFormat::Toml)
+        .required(true);
+    build(path, file, None)
+}
+
+/// Loads TOML text with explicit environment overrides (tests, the demo).
+pub fn load_str(
+    toml: &str,
+    env: Option<std::collections::HashMap<String, String>>,
+) -> Result<Config, ConfigError> {
+    let file = config::File::from_str(toml, config::FileFormat::Toml);
+    build(Path::new("<inline>"), file, Some(env.unwrap_or_default()))
+}
+
+fn build<S>(
+    path: &Path,
+    file: S,
+    env: Option<std::collections::HashMap<String, String>>,
+) -> Result<Config, ConfigError>
+where
+    S: config::Source + Send + Sync + 'static,
+{
+    let env_source = config::Environment::with_prefix(ENV_PREFIX)
+        .separator("__")
+        .try_parsing(true)
+        .source(env);
+    let loaded = config::Config::builder()
+        .add_source(file)
+        .add_source(env_source)
+        .build()
+        .map_err(|e| ConfigError::Load {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let value: serde_json::Value = loaded.try_deserialize().map_err(|e| ConfigError::Load {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    from_value(value).map_err(|issues| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        issues,
+    })
+}
+
+fn format_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
+        P::Map { parent, key } => {
+            let head = format_path(parent);
+            if head.is_empty() {
+                key.clone()
+            } else {
+                format!("{head}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            format_path(parent)
+        }
+    }
+}
+
+fn unknown_key_message(path: &str) -> String {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    match leaf {
+        "client_token" | "task_count" | "core_count" => {
+            format!("{leaf} is decided by the daemon for each request; remove it from the template")
+        }
+        "cos_secret_id" | "cos_secret_key" | "secret_id" | "secret_key" | "token" => {
+            "credentials are never read from the config file; use the environment, systemd credentials or a profile file".into()
+        }
+        _ => "unknown key; check the spelling against config/example.toml".into(),
+    }
+}
+
+/// Validates a raw value tree (after environment overrides).
+pub fn from_value(value: serde_json::Value) -> Result<Config, Vec<Issue>> {
+    let mut issues = Vec::new();
+    let mut unknown = Vec::new();
+    let mut record = |p: serde_ignored::Path<'_>| unknown.push(format_path(&p));
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let parsed: Result<RawConfig, _> = serde_path_to_error::deserialize(de);
+    for path in unknown {
+        issues.push(Issue {
+            message: unknown_key_message(&path),
+            path,
+        });
+    }
+    let raw = match parsed {
+        Ok(raw) => raw,
+        Err(e) => {
+            issues.push(Issue {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            });
+            issues.sort();
+            return Err(issues);
+        }
+    };
+    let config = Validator {
+        issues: &mut issues,
+    }
+    .config(raw);
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        issues.sort();
+        issues.dedup();
+        Err(issues)
+    }
+}
+
+struct Validator<'a> {
+    issues: &'a mut Vec<Issue>,
+}
+
+impl Validator<'_> {
+    fn issue(&mut self, path: &str, message: impl Into<String>) {
+        self.issues.push(Issue {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// The value, the default when missing, or the default plus an issue.
+    fn get<T: Clone>(&mut self, path: &str, field: Field<T>, default: Option<T>) -> Option<T> {
+        match field {
+            Field::Value(v) => Some(v),
+            Field::Missing if default.is_some() => default,
+            Field::Missing => {
+                self.issue(path, "required key is missing");
+                None
+            }
+            Field::Invalid(reason) => {
+                self.issue(path, reason);
+                None
+            }
+        }
+    }
+
+    fn optional<T: Clone>(&mut self, path: &str, field: Field<T>) -> Option<T> {
+        match field {
+            Field::Missing => None,
+            other => self.get(path, other, None),
+        }
+    }
+
+    fn duration(&mut self, path: &str, field: Field<String>, default: &str) -> Duration {
+        let fallback = humantime::parse_duration(default).expect("defaults parse");
+        let Some(text) = self.get(path, field, Some(default.to_string())) else {
+            return fallback;
+        };
+        match humantime::parse_duration(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.issue(
+                    path,
+                    format!("{text:?} is not a duration ({e}); write e.g. \"15s\" or \"5m\""),
+                );
+                fallback
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, field: Field<String>, default: &str) -> Url {
+        let fallback = Url::parse(default).expect("defaults parse");
+        let Some(text) = self.get(path, field, Some(default.to_string())) else {
+            return fallback;
+        };
+        match Url::parse(&text) {
+            Ok(u) => u,
+            Err(e) => {
+                self.issue(path, format!("{text:?} is not a URL ({e})"));
+                fallback
+            }
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let daemon = self.daemon(raw.daemon);
+        let prometheus = PrometheusConfig {
+            url: self.url(
+                "prometheus.url",
+                raw.prometheus.url,
+                "http://127.0.0.1:9090",
+            ),
+        };
+        let tencent = self.tencent(raw.tencent);
+        if raw.clusters.is_empty() {
+            self.issue("clusters", "no [[clusters]] configured; add at least one");
+        }
+        let clusters: Vec<ClusterConfig> = raw
+            .clusters
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| self.cluster(&format!("clusters[{i}]"), c))
+            .collect();
+        for (i, c) in clusters.iter().enumerate() {
+            if let Some(j) = clusters[..i]
+                .iter()
+                .position(|o| o.instance_id == c.instance_id && !c.instance_id.is_empty())
+            {
+                self.issue(
+                    &format!("clusters[{i}].instance_id"),
+                    format!("{} is already configured at clusters[{j}]", c.instance_id),
+                );
+            }
+        }
+        Config {
+            daemon,
+            prometheus,
+            tencent,
+            clusters,
+        }
+    }
+
+    fn daemon(&mut self, raw: raw::RawDaemon) -> DaemonConfig {
+        let evaluation_interval =
+            self.duration("daemon.evaluation_interval", raw.evaluation_interval, "15s");
+        if evaluation_interval < Duration::from_secs(1) {
+            self.issue("daemon.evaluation_interval", "must be at least 1s");
+        }
+        let listen_text = self.get("daemon.listen", raw.listen, Some("127.0.0.1:9464".into()));
+        let listen = match listen_text.as_deref().map(str::parse::<SocketAddr>) {
+            Some(Ok(a)) => a,
+            Some(Err(_)) => {
+                self.issue(
+                    "daemon.listen",
+                    format!(
+                        "{:?} is not an address like 127.0.0.1:9464",
+                        listen_text.unwrap_or_default()
+                    ),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 9464))
+            }
+            None => SocketAddr::from(([127, 0, 0, 1], 9464)),
+        };
+        let admin_token_file = self
+            .optional("daemon.admin_token_file", raw.admin_token_file)
+            .map(PathBuf::from);
+        if !listen.ip().is_loopback() && admin_token_file.is_none() {
+            self.issue(
+                "daemon.listen",
+                format!("{listen} is not a loopback address; set daemon.admin_token_file so pause/resume need a token"),
+            );
+        }
+        let state_dir = self
+            .get(
+                "daemon.state_dir",
+                raw.state_dir,
+                Some("/var/lib/emr-autoscaler".into()),
+            )
+            .unwrap_or_default();
+        if state_dir.is_empty() {
+            self.issue("daemon.state_dir", "must not be empty");
+        }
+        DaemonConfig {
+            evaluation_interval,
+            dry_run: self
+                .get("daemon.dry_run", raw.dry_run, Some(false))
+                .unwrap_or(false),
+            listen,
+            state_dir: PathBuf::from(state_dir),
+            admin_token_file,
+        }
+    }
+
+    fn tencent(&mut self, raw: raw::RawTencent) -> TencentConfig {
+        let region = self.get("tencent.region", raw.region, None);
+        if let Some(r) = &region
+            && (r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            self.issue(
+                "tencent.region",
+                format!("{r:?} is not a region like ap-guangzhou"),
+            );
+        }
+        let region = region.unwrap_or_default();
+        let endpoint = self.url(
+            "tencent.endpoint",
+            raw.endpoint,
+            "https://emr.tencentcloudapi.com",
+        );
+        if let Err(e) = check_endpoint(&endpoint) {
+            self.issue("tencent.endpoint", e);
+        }
+        let rps = self
+            .get(
+                "tencent.requests_per_second",
+                raw.requests_per_second,
+                Some(20),
+            )
+            .unwrap_or(20);
+        if !(1..=20).contains(&rps) {
+            self.issue(
+                "tencent.requests_per_second",
+                format!("{rps} is outside 1..=20; ScaleOutInstance allows at most 20 requests per second"),
+            );
+        }
+        let max_attempts = self
+            .get("tencent.max_attempts", raw.max_attempts, Some(5))
+            .unwrap_or(5);
+        if !(1..=10).contains(&max_attempts) {
+            self.issue(
+                "tencent.max_attempts",
+                format!("{max_attempts} is outside 1..=10"),
+            );
+        }
+        let language = self.optional("tencent.language", raw.language);
+        if let Some(l) = &language
+            && l != "zh-CN"
+            && l != "en-US"
+        {
+            self.issue(
+                "tencent.language",
+                format!("{l:?} is not \"zh-CN\" or \"en-US\""),
+            );
+        }
+        let connect_timeout = self.duration("tencent.connect_timeout", raw.connect_timeout, "5s");
+        let request_timeout = self.duration("tencent.request_timeout", raw.request_timeout, "30s");
+        for (path, d) in [
+            ("tencent.connect_timeout", connect_timeout),
+            ("tencent.request_timeout", request_timeout),
+        ] {
+            if d.is_zero() {
+                self.issue(path, "must be more than 0s");
+            }
+        }
+        TencentConfig {
+            region,
+            endpoint,
+            requests_per_second: NonZeroU32::new(rps.clamp(1, 20)).expect("clamped"),
+            connect_timeout,
+            request_timeout,
+            max_attempts: max_attempts.clamp(1, 10),
+            language,
+            metadata_url: self.url(
+                "tencent.metadata_url",
+                raw.metadata_url,
+                crate::tencent::credentials::DEFAULT_METADATA_URL,
+            ),
+        }
+    }
+
+    fn cluster(&mut self, at: &str, raw: RawCluster) -> ClusterConfig {
+        let p = |k: &str| format!("{at}.{k}");
+        let instance_id = self
+            .get(&p("instance_id"), raw.instance_id, None)
+            .unwrap_or_default();
+        if !instance_id.is_empty() && !emr::is_valid_instance_id(&instance_id) {
+            self.issue(
+                &p("instance_id"),
+                format!("{instance_id:?} does not match ^emr-[a-z0-9]{{8}}$ (e.g. emr-abc12345)"),
+            );
+        }
+        let min_task_nodes = self
+            .get(&p("min_task_nodes"), raw.min_task_nodes, Some(0))
+            .unwrap_or(0);
+        let max_task_nodes = self
+            .get(&p("max_task_nodes"), raw.max_task_nodes, None)
+            .unwrap_or(0);
+        if min_task_nodes > max_task_nodes {
+            self.issue(
+                &p("min_task_nodes"),
+                format!("{min_task_nodes} is above max_task_nodes ({max_task_nodes})"),
+            );
+        }
+        let positive = |v: &mut Self, key: &str, f: Field<u32>| {
+            let value = v.optional(&p(key), f);
+            if value == Some(0) {
+                v.issue(&p(key), "must be at least 1; leave it out for no limit");
+            }
+            value
+        };
+        let max_step = positive(self, "max_step", raw.max_step);
+        let max_nodes_per_hour = positive(self, "max_nodes_per_hour", raw.max_nodes_per_hour);
+        let max_nodes_per_day = positive(self, "max_nodes_per_day", raw.max_nodes_per_day);
+        let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m");
+        let scale_out = match raw.scale_out {
+            Some(s) => self.scale_out(&p("scale_out"), s, &instance_id),
+            None => {
+                self.issue(
+                    &p("scale_out"),
+                    "required table [clusters.scale_out] is missing",
+                );
+                ScaleOutInstanceRequest::default()
+            }
+        };
+        ClusterConfig {
+            instance_id,
+            min_task_nodes,
+            max_task_nodes,
+            dry_run: self
+                .get(&p("dry_run"), raw.dry_run, Some(false))
+                .unwrap_or(false),
+            cooldown,
+            max_step,
+            max_nodes_per_hour,
+            max_nodes_per_day,
+            scale_out,
+            rules: self
+                .get(&p("rules"), raw.rules, Some(Vec::new()))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn scale_out(
+        &mut self,
+        at: &str,
+        raw: RawScaleOut,
+        instance_id: &str,
+    ) -> ScaleOutInstanceRequest {
+        let p = |k: &str| format!("{at}.{k}");
+        let pay_mode = self.get(&p("pay_mode"), raw.pay_mode, None);
+        let time_unit = self.get(&p("time_unit"), raw.time_unit, None);
+        let time_span = self.get(&p("time_span"), raw.time_span, None);
+        if let (Some(m), Some(u), Some(s)) = (pay_mode, &time_unit, time_span)
+            && let Err(e) = emr::check_billing(m, u, s)
+        {
+            let key = match e.code {
+                "InvalidParameter.InvalidTimeSpan" => "time_span",
+                "InvalidParameter.InvalidTimeUnit" => "time_unit",
+                _ => "pay_mode",
+            };
+            self.issue(&p(key), e.message);
+        }
+        let tags = raw
+            .tags
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let key = self.get(&format!("{at}.tags[{i}].key"), t.key, None)?;
+                let value = self.get(&format!("{at}.tags[{i}].value"), t.value, None)?;
+                Some(Tag { key, value })
+            })
+            .collect::<Vec<_>>();
+        let scripts = raw
+            .pre_executed_file_settings
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let at = format!("{at}.pre_executed_file_settings[{i}]");
+                let q = |k: &str| format!("{at}.{k}");
+                PreExecuteFileSettings {
+                    path: self.optional(&q("path"), s.path),
+                    args: self.optional(&q("args"), s.args),
+                    bucket: self.optional(&q("bucket"), s.bucket),
+                    region: self.optional(&q("region"), s.region),
+                    domain: self.optional(&q("domain"), s.domain),
+                    run_order: self.optional(&q("run_order"), s.run_order),
+                    when_run: self.optional(&q("when_run"), s.when_run),
+                    cos_file_name: self.optional(&q("cos_file_name"), s.cos_file_name),
+                    cos_file_uri: self.optional(&q("cos_file_uri"), s.cos_file_uri),
+                    cos_secret_id: None,
+                    cos_secret_key: None,
+                    app_id: self.optional(&q("app_id"), s.app_id),
+                    remark: self.optional(&q("remark"), s.remark),
+                }
+            })
+            .collect::<Vec<_>>();
+        let template = ScaleOutInstanceRequest {
+            instance_id: instance_id.to_string(),
+            pay_mode: pay_mode.unwrap_or(0),
+            time_unit: time_unit.unwrap_or_default(),
+            time_span: time_span.unwrap_or(0),
+            client_token: None,
+            pre_executed_file_settings: Some(scripts).filter(|s| !s.is_empty()),
+            task_count: None,
+            core_count: None,
+            un_necessary_node_list: self
+                .optional(&p("un_necessary_node_list"), raw.un_necessary_node_list),
+            router_count: self.optional(&p("router_count"), raw.router_count),
+            soft_deploy_info: self.optional(&p("soft_deploy_info"), raw.soft_deploy_info),
+            service_node_info: self.optional(&p("service_node_info"), raw.service_node_info),
+            disaster_recover_group_ids: self.optional(
+                &p("disaster_recover_group_ids"),
+                raw.disaster_recover_group_ids,
+            ),
+            tags: Some(tags).filter(|t| !t.is_empty()),
+            hardware_resource_type: self
+                .optional(&p("hardware_resource_type"), raw.hardware_resource_type),
+            yarn_node_label: self.optional(&p("yarn_node_label"), raw.yarn_node_label),
+            start_service_after_scale_out: self
+                .optional(
+                    &p("start_service_after_scale_out"),
+                    raw.start_service_after_scale_out,
+                )
+                .map(|b| b.to_string()),
+            zone_id: self.optional(&p("zone_id"), raw.zone_id),
+            subnet_id: self.optional(&p("subnet_id"), raw.subnet_id),
+            scale_out_service_conf_assign: self.optional(
+                &p("scale_out_service_conf_assign"),
+                raw.scale_out_service_conf_assign,
+            ),
+        };
+        // The per-request rules that do not depend on the count, checked once here.
+        let probe = ScaleOutInstanceRequest {
+            instance_id: "emr-00000000".into(),
+            task_count: Some(1),
+            ..template.clone()
+        };
+        if let Err(e) = probe.preflight() {
+            let key = match e.code {
+                "InvalidParameter.InvalidSoftDeployInfo"
+                | "InvalidParameter.InvalidServiceNodeInfo" => "soft_deploy_info",
+                "InvalidParameter"
+                    if template
+                        .disaster_recover_group_ids
+                        .as_ref()
+                        .is_some_and(|g| g.len() > 1) =>
+                {
+                    "disaster_recover_group_ids"
+                }
+                _ => "",
+            };
+            if !key.is_empty() {
+                self.issue(&p(key), format!("{} ({})", e.message, e.code));
+            }
+        }
+        template
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! The configuration file as written: every leaf is a [`Field`], so a wrong
+//! type is recorded instead of aborting, and every problem can be reported at
+//! once. Unknown keys are collected by the loader with `serde_ignored`.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+/// One leaf value: absent, well typed, or the reason it is not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Field<T> {
+    /// The key is not in the file.
+    #[default]
+    Missing,
+    /// The key holds a value of the right type.
+    Value(T),
+    /// The key holds something else; the parser's words.
+    Invalid(String),
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(match T::deserialize(value) {
+            Ok(v) => Field::Value(v),
+            Err(e) => Field::Invalid(e.to_string()),
+        })
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    /// `[daemon]`
+    pub daemon: RawDaemon,
+    /// `[prometheus]`
+    pub prometheus: RawPrometheus,
+    /// `[tencent]`
+    pub tencent: RawTencent,
+    /// `[[clusters]]`
+    pub clusters: Vec<RawCluster>,
+}
+
+/// `[daemon]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawDaemon {
+    /// How often each cluster is evaluated; humantime, at least 1s.
+    pub evaluation_interval: Field<String>,
+    /// Decide and report, but send nothing.
+    pub dry_run: Field<bool>,
+    /// Admin server address, `127.0.0.1:PORT`.
+    pub listen: Field<String>,
+    /// Where durable state lives.
+    pub state_dir: Field<String>,
+    /// File holding the bearer token for pause/resume; optional.
+    pub admin_token_file: Field<String>,
+}
+
+/// `[prometheus]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawPrometheus {
+    /// Base URL of the Prometheus HTTP API.
+    pub url: Field<String>,
+}
+
+/// `[tencent]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawTencent {
+    /// `X-TC-Region`, e.g. `ap-guangzhou`.
+    pub region: Field<String>,
+    /// API endpoint.
+    pub endpoint: Field<String>,
+    /// ScaleOutInstance calls per second, 1 to 20.
+    pub requests_per_second: Field<u32>,
+    /// TCP connect timeout.
+    pub connect_timeout: Field<String>,
+    /// Whole-request timeout.
+    pub request_timeout: Field<String>,
+    /// Attempts per logical request.
+    pub max_attempts: Field<u32>,
+    /// `X-TC-Language`: `zh-CN` or `en-US`.
+    pub language: Field<String>,
+    /// Metadata service base URL, for CVM role credentials.
+    pub metadata_url: Field<String>,
+}
+
+/// `[[clusters]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCluster {
+    /// `emr-xxxxxxxx`.
+    pub instance_id: Field<String>,
+    /// Floor of task nodes.
+    pub min_task_nodes: Field<u32>,
+    /// Ceiling of task nodes.
+    pub max_task_nodes: Field<u32>,
+    /// Dry-run for this cluster only.
+    pub dry_run: Field<bool>,
+    /// Quiet time after an operation's last chunk.
+    pub cooldown: Field<String>,
+    /// Most nodes one decision adds.
+    pub max_step: Field<u32>,
+    /// Most nodes added in any rolling hour.
+    pub max_nodes_per_hour: Field<u32>,
+    /// Most nodes added in any rolling day.
+    pub max_nodes_per_day: Field<u32>,
+    /// The ScaleOutInstance template.
+    pub scale_out: Option<RawScaleOut>,
+    /// The policy rules, validated by the policy engine.
+    pub rules: Field<Vec<serde_json::Value>>,
+}
+
+/// `[clusters.scale_out]`: snake_case ScaleOutInstance fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawScaleOut {
+    /// 0 pay-as-you-go, 1 monthly.
+    pub pay_mode: Field<u8>,
+    /// `s` or `m`.
+    pub time_unit: Field<String>,
+    /// 3600, or months.
+    pub time_span: Field<u64>,
+    /// Tags for new nodes.
+    pub tags: Vec<RawTag>,
+    /// Bootstrap scripts.
+    pub pre_executed_file_settings: Vec<RawPreExecute>,
+    /// Processes not needed.
+    pub un_necessary_node_list: Field<Vec<i64>>,
+    /// Router nodes to add with each request.
+    pub router_count: Field<u32>,
+    /// Services to deploy.
+    pub soft_deploy_info: Field<Vec<i64>>,
+    /// Processes to start.
+    pub service_node_info: Field<Vec<i64>>,
+    /// Spread placement group; at most one.
+    pub disaster_recover_group_ids: Field<Vec<String>>,
+    /// YARN node label.
+    pub yarn_node_label: Field<String>,
+    /// Availability zone id.
+    pub zone_id: Field<i64>,
+    /// Subnet id.
+    pub subnet_id: Field<String>,
+    /// Start services after the scale-out.
+    pub start_service_after_scale_out: Field<bool>,
+    /// `CVM` or `POD`.
+    pub hardware_resource_type: Field<String>,
+    /// Preset configuration group.
+    pub scale_out_service_conf_assign: Field<String>,
+}
+
+/// One tag.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawTag {
+    /// Tag key.
+    pub key: Field<String>,
+    /// Tag value.
+    pub value: Field<String>,
+}
+
+/// One bootstrap script.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawPreExecute {
+    /// Script path.
+    pub path: Field<String>,
+    /// Arguments.
+    pub args: Field<Vec<String>>,
+    /// COS bucket.
+    pub bucket: Field<String>,
+    /// COS region.
+    pub region: Field<String>,
+    /// COS domain.
+    pub domain: Field<String>,
+    /// Run order.
+    pub run_order: Field<i64>,
+    /// `resourceAfter` or `clusterAfter`.
+    pub when_run: Field<String>,
+    /// File name.
+    pub cos_file_name: Field<String>,
+    /// File URI.
+    pub cos_file_uri: Field<String>,
+    /// COS AppId.
+    pub app_id: Field<String>,
+    /// Remark.
+    pub remark: Field<String>,
+}

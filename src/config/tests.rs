@@ -1,0 +1,155 @@
+//! Table tests for loading and validation.
+
+use super::*;
+use std::collections::HashMap;
+
+fn data(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn issues(toml: &str) -> Vec<Issue> {
+    match load_str(toml, None) {
+        Err(ConfigError::Invalid { issues, .. }) => issues,
+        other => panic!("expected issues, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_config_is_complete_with_defaults() {
+    let c = load_str(&data("minimal.toml"), None).unwrap();
+    assert_eq!(c.daemon.evaluation_interval, Duration::from_secs(15));
+    assert_eq!(c.tencent.requests_per_second.get(), 20);
+    assert_eq!(c.tencent.max_attempts, 5);
+    let cl = &c.clusters[0];
+    assert_eq!(cl.cooldown, Duration::from_secs(300));
+    assert_eq!(
+        (cl.max_step, cl.max_nodes_per_hour, cl.max_nodes_per_day),
+        (None, None, None)
+    );
+    assert_eq!(cl.scale_out.tags.as_ref().unwrap()[0].key, "owner");
+    assert_eq!(cl.scale_out.instance_id, "emr-abc12345");
+    assert_eq!(cl.rules.len(), 1);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_path() {
+    let got = issues(&data("many-errors.toml"));
+    let paths: Vec<&str> = got.iter().map(|i| i.path.as_str()).collect();
+    for want in [
+        "daemon.evaluation_interval",
+        "daemon.listen",
+        "daemon.colour",
+        "tencent.requests_per_second",
+        "tencent.endpoint",
+        "clusters[0].instance_id",
+        "clusters[0].min_task_nodes",
+        "clusters[0].max_step",
+        "clusters[0].scale_out.time_unit",
+        "clusters[0].scale_out.task_count",
+        "clusters[0].scale_out.tags[0].valeu",
+        "clusters[0].scale_out.tags[0].value",
+    ] {
+        assert!(paths.contains(&want), "{want} not reported; got:\n{got:#?}");
+    }
+    let task = got.iter().find(|i| i.path.ends_with("task_count")).unwrap();
+    assert!(task.message.contains("decided by the daemon"), "{task}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let env = HashMap::from([
+        (
+            "EMR_AUTOSCALER__TENCENT__ENDPOINT".to_string(),
+            "http://127.0.0.1:8080".to_string(),
+        ),
+        (
+            "EMR_AUTOSCALER__DAEMON__DRY_RUN".to_string(),
+            "true".to_string(),
+        ),
+        (
+            "EMR_AUTOSCALER__TENCENT__REQUESTS_PER_SECOND".to_string(),
+            "5".to_string(),
+        ),
+    ]);
+    let c = load_str(&data("minimal.toml"), Some(env)).unwrap();
+    assert_eq!(c.tencent.endpoint.as_str(), "http://127.0.0.1:8080/");
+    assert!(c.daemon.dry_run);
+    assert_eq!(c.tencent.requests_per_second.get(), 5);
+}
+
+#[test]
+fn environment_values_are_validated_too() {
+    let env = HashMap::from([(
+        "EMR_AUTOSCALER__TENCENT__REQUESTS_PER_SECOND".to_string(),
+        "21".to_string(),
+    )]);
+    match load_str(&data("minimal.toml"), Some(env)) {
+        Err(ConfigError::Invalid { issues, .. }) => {
+            assert_eq!(issues.len(), 1, "{issues:#?}");
+            assert_eq!(issues[0].path, "tencent.requests_per_second");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn missing_required_keys() {
+    let got = issues("[tencent]\n[[clusters]]\n");
+    let paths: Vec<&str> = got.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "clusters[0].instance_id",
+            "clusters[0].max_task_nodes",
+            "clusters[0].scale_out",
+            "tencent.region"
+        ]
+    );
+    let none = issues("[tencent]\nregion = \"ap-guangzhou\"\n");
+    assert_eq!(none[0].path, "clusters");
+}
+
+#[test]
+fn duplicate_clusters_and_template_conflicts() {
+    let base = data("minimal.toml");
+    let doubled = format!(
+        "{base}\n[[clusters]]\ninstance_id = \"emr-abc12345\"\nmax_task_nodes = 3\n[clusters.scale_out]\npay_mode = 1\ntime_unit = \"m\"\ntime_span = 1\nsoft_deploy_info = [1]\nservice_node_info = [2]\nun_necessary_node_list = [3]\ndisaster_recover_group_ids = [\"a\", \"b\"]\n"
+    );
+    let got = issues(&doubled);
+    let paths: Vec<&str> = got.iter().map(|i| i.path.as_str()).collect();
+    assert!(paths.contains(&"clusters[1].instance_id"), "{got:#?}");
+    assert!(
+        paths.contains(&"clusters[1].scale_out.soft_deploy_info"),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn wrong_section_types_are_reported_not_panicked() {
+    let got = issues("daemon = 5\n");
+    assert_eq!(got[0].path, "daemon", "{got:#?}");
+    let got = issues(
+        "[[clusters]]\ninstance_id = 7\nmax_task_nodes = -1\n[clusters.scale_out]\npay_mode = \"zero\"\n",
+    );
+    let paths: Vec<&str> = got.iter().map(|i| i.path.as_str()).collect();
+    for want in [
+        "clusters[0].instance_id",
+        "clusters[0].max_task_nodes",
+        "clusters[0].scale_out.pay_mode",
+    ] {
+        assert!(paths.contains(&want), "{want}: {got:#?}");
+    }
+}
+
+#[test]
+fn secrets_in_the_file_are_refused() {
+    let toml = format!("{}\n[clusters.scale_out.x]\n", data("minimal.toml"));
+    let _ = issues(&toml);
+    let toml = data("minimal.toml").replace("[prometheus]", "[prometheus]\nsecret_key = \"zzz\"");
+    let got = issues(&toml);
+    assert!(
+        got[0].message.contains("never read from the config file"),
+        "{got:#?}"
+    );
+    assert!(!got.iter().any(|i| i.message.contains("zzz")));
+}

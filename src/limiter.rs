@@ -1,0 +1,176 @@
+//! Per-action rate limiters with a FIFO queue in front.
+//!
+//! Every EMR call waits here first. Each action has its own `governor`
+//! limiter with a burst of one and a period of `1000/rps + 2` ms (52 ms at the
+//! API's 20 requests per second), so no 1-second window at the server can hold
+//! more than `rps` requests even with a little network jitter. A fair
+//! (`tokio::sync::Mutex`) queue in front of each limiter serves waiters in
+//! arrival order, so no request starves. Waiting is async and never blocks
+//! other work.
+//!
+//! governor runs on its own real clock; tokio's paused time does not move it.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota};
+
+use crate::tencent::emr::Action;
+
+/// The documented EMR limit, per action.
+pub const API_REQUESTS_PER_SECOND: u32 = 20;
+
+/// One action's queue and limiter.
+#[derive(Debug)]
+pub struct ActionLimiter {
+    queue: tokio::sync::Mutex<()>,
+    limiter: DefaultDirectRateLimiter,
+    period: Duration,
+}
+
+impl ActionLimiter {
+    /// A limiter for `rps` requests per second, spaced evenly with no burst.
+    pub fn new(rps: NonZeroU32) -> Self {
+        let period = spacing(rps);
+        let quota = Quota::with_period(period)
+            .expect("spacing is at least 2 ms")
+            .allow_burst(NonZeroU32::MIN);
+        Self {
+            queue: tokio::sync::Mutex::new(()),
+            limiter: governor::RateLimiter::direct(quota),
+            period,
+        }
+    }
+
+    /// The minimum gap between two calls.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// Waits for this caller's turn; returns how long it waited.
+    pub async fn acquire(&self) -> Duration {
+        #[allow(clippy::disallowed_types)]
+        // governor runs on real time, so its wait is measured in real time.
+        let start = std::time::Instant::now();
+        let _turn = self.queue.lock().await;
+        self.limiter.until_ready().await;
+        start.elapsed()
+    }
+}
+
+/// The gap between calls for `rps` requests per second: `1000/rps + 2` ms.
+pub fn spacing(rps: NonZeroU32) -> Duration {
+    Duration::from_millis(1000 / u64::from(rps.get()) + 2)
+}
+
+/// One limiter per EMR action.
+#[derive(Debug)]
+pub struct Limiters {
+    by_action: BTreeMap<Action, ActionLimiter>,
+}
+
+impl Limiters {
+    /// ScaleOutInstance at `scale_out_rps`; every other action gets its own
+    /// limiter at the API's 20 per second.
+    pub fn new(scale_out_rps: NonZeroU32) -> Self {
+        let default = NonZeroU32::new(API_REQUESTS_PER_SECOND).expect("20 is not zero");
+        let by_action = Action::ALL
+            .into_iter()
+            .map(|a| {
+                let rps = if a == Action::ScaleOutInstance {
+                    scale_out_rps
+                } else {
+                    default
+                };
+                (a, ActionLimiter::new(rps))
+            })
+            .collect();
+        Self { by_action }
+    }
+
+    /// The limiter of `action`.
+    pub fn get(&self, action: Action) -> &ActionLimiter {
+        &self.by_action[&action]
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_types)] // governor runs on real time; these tests measure it.
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn spacing_is_52ms_at_20_per_second() {
+        assert_eq!(
+            spacing(NonZeroU32::new(20).unwrap()),
+            Duration::from_millis(52)
+        );
+        assert_eq!(
+            spacing(NonZeroU32::new(1).unwrap()),
+            Duration::from_millis(1002)
+        );
+    }
+
+    #[tokio::test]
+    async fn no_burst_and_fifo_order() {
+        let limiter = Arc::new(ActionLimiter::new(NonZeroU32::new(20).unwrap()));
+        let start = Instant::now();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        for i in 0..25u32 {
+            let limiter = limiter.clone();
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire().await;
+                tx.send((i, start.elapsed())).unwrap();
+            }));
+            // Make arrival order well defined.
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(x) = rx.recv().await {
+            got.push(x);
+        }
+        let order: Vec<u32> = got.iter().map(|(i, _)| *i).collect();
+        assert_eq!(
+            order,
+            (0..25).collect::<Vec<_>>(),
+            "served out of arrival order"
+        );
+        // No two grants closer than the period (governor may round by < 1 ms).
+        for w in got.windows(2) {
+            let gap = w[1].1 - w[0].1;
+            assert!(gap >= Duration::from_millis(51), "gap {gap:?}");
+        }
+        // So no 1-second window holds more than 20 grants.
+        let times: Vec<Duration> = got.iter().map(|(_, t)| *t).collect();
+        for (i, t) in times.iter().enumerate() {
+            let n = times[i..]
+                .iter()
+                .take_while(|u| **u < *t + Duration::from_secs(1))
+                .count();
+            assert!(n <= 20, "{n} grants in one second");
+        }
+    }
+
+    #[tokio::test]
+    async fn actions_do_not_share_a_limiter() {
+        let limiters = Limiters::new(NonZeroU32::new(1).unwrap());
+        limiters.get(Action::ScaleOutInstance).acquire().await;
+        let start = Instant::now();
+        limiters.get(Action::DescribeInstances).acquire().await;
+        assert!(start.elapsed() < Duration::from_millis(500));
+        assert_eq!(
+            limiters.get(Action::ScaleOutInstance).period(),
+            Duration::from_millis(1002)
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Tencent Cloud: signing, transport, typed EMR actions, credentials, errors.
+//!
+//! This module owns the wire format; nothing else in the crate builds a
+//! request or reads a response envelope.
+
+pub mod client;
+pub mod credentials;
+pub mod emr;
+pub mod error;
+pub mod sign;
+
+pub use client::{ApiObserver, ClientSettings, ClientToken, EmrClient, NoObserver, RetryPolicy};
+pub use credentials::{CredentialChain, CredentialSources, Credentials};
+pub use emr::Action;
+pub use error::{ApiError, ErrorClass, PreflightError};
