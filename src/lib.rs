@@ -6,3 +6,6 @@ pub mod clock;
 pub mod config;
 pub mod limiter;
 pub mod tencent;
+pub mod cli;
+pub mod commands;
+pub mod telemetry;

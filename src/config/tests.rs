@@ -153,3 +153,10 @@ fn secrets_in_the_file_are_refused() {
     );
     assert!(!got.iter().any(|i| i.message.contains("zzz")));
 }
+
+#[test]
+fn shipped_example_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap();
+    let c = load_str(&text, None).unwrap();
+    assert_eq!(c.clusters[0].instance_id, "emr-abc12345");
+}

@@ -224,7 +224,7 @@ impl CredentialChain {
 
     async fn resolve(&self) -> Result<Credentials, CredentialError> {
         let mut tried = vec!["environment".to_string()];
-        if let Some(c) = self.from_env()? {
+        if let Some(c) = self.env_keys()? {
             return Ok(c);
         }
         if let Some(dir) = &self.sources.credentials_directory {
@@ -241,7 +241,7 @@ impl CredentialChain {
         }
         if let Some(url) = &self.sources.metadata_url {
             tried.push(format!("CVM role at {url}"));
-            match self.from_role(url).await {
+            match self.role_keys(url).await {
                 Ok(c) => return Ok(c),
                 Err(e) => tracing::debug!(message = "No CVM role credentials.", error = %e),
             }
@@ -251,7 +251,7 @@ impl CredentialChain {
         })
     }
 
-    fn from_env(&self) -> Result<Option<Credentials>, CredentialError> {
+    fn env_keys(&self) -> Result<Option<Credentials>, CredentialError> {
         let s = &self.sources;
         match (&s.env_secret_id, &s.env_secret_key) {
             (None, None) => Ok(None),
@@ -273,7 +273,7 @@ impl CredentialChain {
         }
     }
 
-    async fn from_role(&self, base: &str) -> Result<Credentials, CredentialError> {
+    async fn role_keys(&self, base: &str) -> Result<Credentials, CredentialError> {
         let base = base.trim_end_matches('/');
         let err = |reason: String| CredentialError::Metadata {
             url: base.to_string(),

@@ -527,6 +527,65 @@ pub struct DescribeClusterNodesResponse {
     pub request_id: String,
 }
 
+impl super::EmrClient {
+    /// Sends one ScaleOutInstance under `token`, after the pre-flight checks.
+    ///
+    /// The request's own `ClientToken` is replaced by `token`, which every
+    /// retry reuses; nothing is re-sent once the token is 4.5 minutes old.
+    pub async fn scale_out(
+        &self,
+        request: &ScaleOutInstanceRequest,
+        token: &super::ClientToken,
+    ) -> Result<ScaleOutInstanceResponse, super::ApiError> {
+        let request = ScaleOutInstanceRequest {
+            client_token: Some(token.value.clone()),
+            ..request.clone()
+        };
+        request.preflight()?;
+        self.call(Action::ScaleOutInstance, &request, Some(token)).await
+    }
+
+    /// Describes many clusters, in batches of [`DESCRIBE_INSTANCES_BATCH`].
+    /// Clusters the API does not know are absent from the result.
+    pub async fn describe_instances(&self, ids: &[String]) -> Result<Vec<ClusterInfo>, super::ApiError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(DESCRIBE_INSTANCES_BATCH) {
+            let resp: DescribeInstancesResponse = self
+                .call(Action::DescribeInstances, &DescribeInstancesRequest::for_ids(batch), None)
+                .await?;
+            out.extend(resp.cluster_list.unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    /// Where flow `flow_id` of `instance_id` stands.
+    pub async fn describe_flow(&self, instance_id: &str, flow_id: i64) -> Result<DescribeFlowResponse, super::ApiError> {
+        self.call(
+            Action::DescribeClusterFlowStatusDetail,
+            &DescribeFlowRequest::new(instance_id, flow_id),
+            None,
+        )
+        .await
+    }
+
+    /// How many task nodes the cluster lists.
+    pub async fn task_node_count(&self, instance_id: &str) -> Result<Option<i64>, super::ApiError> {
+        let resp: DescribeClusterNodesResponse = self
+            .call(
+                Action::DescribeClusterNodes,
+                &DescribeClusterNodesRequest {
+                    instance_id: instance_id.to_string(),
+                    node_flag: "task".into(),
+                    offset: 0,
+                    limit: 1,
+                },
+                None,
+            )
+            .await?;
+        Ok(resp.total_cnt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,81 @@
+//! The command line: subcommands and their arguments.
+//!
+//! Exit codes: 0 success, 78 (EX_CONFIG) invalid configuration, 1 anything else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::DEFAULT_PATH;
+
+/// Exit code for an invalid configuration (sysexits EX_CONFIG).
+pub const EX_CONFIG: u8 = 78;
+
+/// Keeps Tencent Cloud EMR clusters sized to their YARN load.
+///
+/// Reads load metrics from Prometheus, decides how many task nodes to add and
+/// why, and calls the EMR API's ScaleOutInstance, never more than 20 times a
+/// second and never twice for one decision.
+#[derive(Debug, Parser)]
+#[command(name = "emr-autoscaler", version, about, long_about)]
+pub struct Cli {
+    /// Log format on stderr. The level comes from RUST_LOG (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The config file argument every subcommand shares.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML). EMR_AUTOSCALER__SECTION__KEY variables override it.
+    #[arg(long, short = 'c', default_value = DEFAULT_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file and print every problem with its key path.
+    ///
+    /// Exits 0 when the file is valid and 78 when it is not.
+    Check(ConfigArg),
+    /// Add nodes to one cluster by hand, through the daemon's own client,
+    /// limiter and retry path.
+    ///
+    /// The request template comes from the [[clusters]] entry with this
+    /// instance_id. Prints the API response as JSON on stdout.
+    ScaleOut(ScaleOutArgs),
+}
+
+/// Arguments of `scale-out`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("count").required(true).args(["task_count", "core_count"])))]
+pub struct ScaleOutArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// The cluster, as configured (emr-xxxxxxxx).
+    #[arg(long, value_name = "ID")]
+    pub instance_id: String,
+    /// Task nodes to add, 1 to 20.
+    #[arg(long, value_name = "N")]
+    pub task_count: Option<u32>,
+    /// Core nodes to add, 1 to 20.
+    #[arg(long, value_name = "N")]
+    pub core_count: Option<u32>,
+    /// Print the signed request (signature and token masked) and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}

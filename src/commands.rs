@@ -1,0 +1,161 @@
+//! What each subcommand does, on top of the library.
+//!
+//! Results go to stdout; logs and diagnostics to stderr.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{EX_CONFIG, ScaleOutArgs};
+use crate::config::{self, Config, ConfigError};
+use crate::limiter::Limiters;
+use crate::tencent::client::http_client;
+use crate::tencent::{ClientSettings, ClientToken, CredentialChain, CredentialSources, EmrClient, NoObserver, RetryPolicy};
+use crate::tencent::emr::{Action, ScaleOutInstanceRequest};
+
+/// Builds the EMR client a configuration describes, with the process's
+/// credential chain, over `http`.
+pub fn emr_client(config: &Config, http: reqwest::Client) -> Result<EmrClient, String> {
+    let credentials = CredentialChain::new(
+        CredentialSources::from_process(Some(config.tencent.metadata_url.to_string())),
+        http.clone(),
+    );
+    EmrClient::new(
+        http,
+        ClientSettings {
+            endpoint: config.tencent.endpoint.clone(),
+            region: config.tencent.region.clone(),
+            language: config.tencent.language.clone(),
+            retry: RetryPolicy {
+                max_attempts: config.tencent.max_attempts,
+                ..RetryPolicy::default()
+            },
+        },
+        Arc::new(credentials),
+        Arc::new(Limiters::new(config.tencent.requests_per_second)),
+        Arc::new(NoObserver),
+    )
+}
+
+fn report_config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EX_CONFIG)
+}
+
+/// `check`: prints every problem, or a one-line summary.
+pub fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(c) => {
+            println!("{}: OK ({} cluster(s))", path.display(), c.clusters.len());
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid { path, issues }) => {
+            println!("{}: {} problem(s)", path.display(), issues.len());
+            for issue in &issues {
+                println!("{issue}");
+            }
+            ExitCode::from(EX_CONFIG)
+        }
+        Err(e) => report_config_error(&e),
+    }
+}
+
+/// `scale-out`: one manual order through the daemon's client path.
+pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
+    let config = match config::load(&args.config.config) {
+        Ok(c) => c,
+        Err(e) => return report_config_error(&e),
+    };
+    let Some(cluster) = config.cluster(&args.instance_id) else {
+        eprintln!(
+            "error: {} is not configured in {}; configured: {}",
+            args.instance_id,
+            args.config.config.display(),
+            config.clusters.iter().map(|c| c.instance_id.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return ExitCode::from(EX_CONFIG);
+    };
+    for (flag, value) in [("--task-count", args.task_count), ("--core-count", args.core_count)] {
+        if let Some(n) = value
+            && !(1..=20).contains(&n)
+        {
+            eprintln!("error: {flag} {n} is outside 1..=20; one request adds 1 to 20 nodes. Nothing was sent.");
+            return ExitCode::FAILURE;
+        }
+    }
+    let request = ScaleOutInstanceRequest {
+        task_count: args.task_count,
+        core_count: args.core_count,
+        ..cluster.scale_out.clone()
+    };
+    if let Err(e) = request.preflight() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let http = match http_client(config.tencent.connect_timeout, config.tencent.request_timeout) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = match emr_client(&config, http) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let token = ClientToken::generate();
+    let request = ScaleOutInstanceRequest {
+        client_token: Some(token.value.clone()),
+        ..request
+    };
+    if args.dry_run {
+        let mut shown = client.render(Action::ScaleOutInstance, &request).await;
+        if let Some(body) = shown.body.as_object_mut()
+            && body.contains_key("ClientToken")
+        {
+            body.insert("ClientToken".into(), "<redacted>".into());
+        }
+        return print_json(&serde_json::json!({ "DryRun": true, "Request": shown }));
+    }
+    tracing::info!(
+        message = "Sending ScaleOutInstance.",
+        cluster = %request.instance_id,
+        task_count = ?request.task_count,
+        core_count = ?request.core_count,
+        client_token = %token.value,
+    );
+    match client.scale_out(&request, &token).await {
+        Ok(resp) => print_json(&serde_json::json!({
+            "InstanceId": resp.instance_id.clone().unwrap_or(request.instance_id.clone()),
+            "FlowId": resp.flow_id,
+            "RequestId": resp.request_id,
+            "ClientToken": resp.client_token.clone().unwrap_or(token.value.clone()),
+            "DealNames": resp.deal_names,
+            "BillId": resp.bill_id,
+        })),
+        Err(e) => {
+            eprintln!(
+                "error: {e}\n  class: {}  code: {}  request id: {}  client token: {}",
+                e.class(),
+                e.code().unwrap_or("-"),
+                e.request_id().unwrap_or("-"),
+                token.value
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match serde_json::to_writer_pretty(&mut out, value).and_then(|_| writeln!(out).map_err(serde_json::Error::io)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the result: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

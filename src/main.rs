@@ -1,0 +1,30 @@
+//! The `emr-autoscaler` binary: parses the command line, sets up logging and
+//! hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use emr_autoscaler::cli::{Cli, Command};
+use emr_autoscaler::{commands, telemetry};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        }
+    };
+    telemetry::logging::init(cli.log_format);
+    match cli.command {
+        Command::Check(args) => commands::check(&args.config),
+        Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
