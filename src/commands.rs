@@ -10,8 +10,11 @@ use crate::cli::{EX_CONFIG, ScaleOutArgs};
 use crate::config::{self, Config, ConfigError};
 use crate::limiter::Limiters;
 use crate::tencent::client::http_client;
-use crate::tencent::{ClientSettings, ClientToken, CredentialChain, CredentialSources, EmrClient, NoObserver, RetryPolicy};
 use crate::tencent::emr::{Action, ScaleOutInstanceRequest};
+use crate::tencent::{
+    ClientSettings, ClientToken, CredentialChain, CredentialSources, EmrClient, NoObserver,
+    RetryPolicy,
+};
 
 /// Builds the EMR client a configuration describes, with the process's
 /// credential chain, over `http`.
@@ -71,15 +74,25 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
             "error: {} is not configured in {}; configured: {}",
             args.instance_id,
             args.config.config.display(),
-            config.clusters.iter().map(|c| c.instance_id.as_str()).collect::<Vec<_>>().join(", ")
+            config
+                .clusters
+                .iter()
+                .map(|c| c.instance_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         return ExitCode::from(EX_CONFIG);
     };
-    for (flag, value) in [("--task-count", args.task_count), ("--core-count", args.core_count)] {
+    for (flag, value) in [
+        ("--task-count", args.task_count),
+        ("--core-count", args.core_count),
+    ] {
         if let Some(n) = value
             && !(1..=20).contains(&n)
         {
-            eprintln!("error: {flag} {n} is outside 1..=20; one request adds 1 to 20 nodes. Nothing was sent.");
+            eprintln!(
+                "error: {flag} {n} is outside 1..=20; one request adds 1 to 20 nodes. Nothing was sent."
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -92,7 +105,10 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let http = match http_client(config.tencent.connect_timeout, config.tencent.request_timeout) {
+    let http = match http_client(
+        config.tencent.connect_timeout,
+        config.tencent.request_timeout,
+    ) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
@@ -151,7 +167,9 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
 
 fn print_json(value: &serde_json::Value) -> ExitCode {
     let mut out = std::io::stdout().lock();
-    match serde_json::to_writer_pretty(&mut out, value).and_then(|_| writeln!(out).map_err(serde_json::Error::io)) {
+    match serde_json::to_writer_pretty(&mut out, value)
+        .and_then(|_| writeln!(out).map_err(serde_json::Error::io))
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: cannot write the result: {e}");

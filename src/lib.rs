@@ -2,10 +2,10 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants.
 
+pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod limiter;
-pub mod tencent;
-pub mod cli;
-pub mod commands;
 pub mod telemetry;
+pub mod tencent;

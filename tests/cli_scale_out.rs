@@ -13,10 +13,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 
 fn config(dir: &std::path::Path, endpoint: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/minimal.toml"))
-        .unwrap()
-        .replace("https://emr.tencentcloudapi.com", endpoint)
-        .replace("requests_per_second = 20", "requests_per_second = 20\nmetadata_url = \"http://127.0.0.1:9\"");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/minimal.toml"
+    ))
+    .unwrap()
+    .replace("https://emr.tencentcloudapi.com", endpoint)
+    .replace(
+        "requests_per_second = 20",
+        "requests_per_second = 20\nmetadata_url = \"http://127.0.0.1:9\"",
+    );
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -30,17 +36,25 @@ async fn run(args: &[&str], home: &std::path::Path) -> Output {
         .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
         .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
         .env("TENCENTCLOUD_TOKEN", TOKEN);
-    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn assert_no_secrets(o: &Output) {
     let (out, err) = text(o);
     for secret in [SECRET_KEY, TOKEN] {
-        assert!(!out.contains(secret) && !err.contains(secret), "secret leaked:\n{out}\n{err}");
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "secret leaked:\n{out}\n{err}"
+        );
     }
 }
 
@@ -52,13 +66,22 @@ async fn scale_out_prints_only_the_response_json_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake.endpoint());
     let o = run(
-        &["scale-out", "--config", cfg.to_str().unwrap(), "--instance-id", "emr-abc12345", "--task-count", "3"],
+        &[
+            "scale-out",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--instance-id",
+            "emr-abc12345",
+            "--task-count",
+            "3",
+        ],
         dir.path(),
     )
     .await;
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is exactly one JSON document");
+    let v: serde_json::Value =
+        serde_json::from_str(&out).expect("stdout is exactly one JSON document");
     assert_eq!(v["FlowId"], 31);
     assert_eq!(v["InstanceId"], "emr-abc12345");
     assert_eq!(v["DealNames"], json!(["d1"]));
@@ -78,14 +101,25 @@ async fn api_errors_print_code_and_request_id_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake.endpoint());
     let o = run(
-        &["scale-out", "--config", cfg.to_str().unwrap(), "--instance-id", "emr-abc12345", "--core-count", "1"],
+        &[
+            "scale-out",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--instance-id",
+            "emr-abc12345",
+            "--core-count",
+            "1",
+        ],
         dir.path(),
     )
     .await;
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(out.is_empty(), "{out}");
-    assert!(err.contains("AuthFailure.SignatureFailure") && err.contains("req-err"), "{err}");
+    assert!(
+        err.contains("AuthFailure.SignatureFailure") && err.contains("req-err"),
+        "{err}"
+    );
     assert_eq!(fake.received().len(), 1, "auth failures are not retried");
     assert_no_secrets(&o);
 }
@@ -96,7 +130,16 @@ async fn dry_run_sends_nothing_and_masks_signature_and_token() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake.endpoint());
     let o = run(
-        &["scale-out", "--config", cfg.to_str().unwrap(), "--instance-id", "emr-abc12345", "--task-count", "2", "--dry-run"],
+        &[
+            "scale-out",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--instance-id",
+            "emr-abc12345",
+            "--task-count",
+            "2",
+            "--dry-run",
+        ],
         dir.path(),
     )
     .await;
@@ -104,8 +147,17 @@ async fn dry_run_sends_nothing_and_masks_signature_and_token() {
     assert!(o.status.success(), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let headers = v["Request"]["headers"].as_array().unwrap();
-    let get = |n: &str| headers.iter().find(|h| h[0] == n).map(|h| h[1].as_str().unwrap().to_string());
-    assert!(get("Authorization").unwrap().ends_with("Signature=<redacted>"));
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|h| h[0] == n)
+            .map(|h| h[1].as_str().unwrap().to_string())
+    };
+    assert!(
+        get("Authorization")
+            .unwrap()
+            .ends_with("Signature=<redacted>")
+    );
     assert!(get("Authorization").unwrap().contains(SECRET_ID));
     assert_eq!(get("X-TC-Token").as_deref(), Some("<redacted>"));
     assert_eq!(get("X-TC-Action").as_deref(), Some("ScaleOutInstance"));
@@ -121,16 +173,66 @@ async fn refusals_before_sending() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake.endpoint());
     let cfg = cfg.to_str().unwrap();
-    let unknown = run(&["scale-out", "--config", cfg, "--instance-id", "emr-zzzzzzzz", "--task-count", "1"], dir.path()).await;
+    let unknown = run(
+        &[
+            "scale-out",
+            "--config",
+            cfg,
+            "--instance-id",
+            "emr-zzzzzzzz",
+            "--task-count",
+            "1",
+        ],
+        dir.path(),
+    )
+    .await;
     assert_eq!(unknown.status.code(), Some(78), "{:?}", text(&unknown));
     assert!(text(&unknown).1.contains("emr-zzzzzzzz is not configured"));
-    let big = run(&["scale-out", "--config", cfg, "--instance-id", "emr-abc12345", "--task-count", "21"], dir.path()).await;
+    let big = run(
+        &[
+            "scale-out",
+            "--config",
+            cfg,
+            "--instance-id",
+            "emr-abc12345",
+            "--task-count",
+            "21",
+        ],
+        dir.path(),
+    )
+    .await;
     assert_eq!(big.status.code(), Some(1));
-    assert!(text(&big).1.contains("--task-count 21 is outside 1..=20"), "{:?}", text(&big));
-    let zero = run(&["scale-out", "--config", cfg, "--instance-id", "emr-abc12345", "--core-count", "0"], dir.path()).await;
+    assert!(
+        text(&big).1.contains("--task-count 21 is outside 1..=20"),
+        "{:?}",
+        text(&big)
+    );
+    let zero = run(
+        &[
+            "scale-out",
+            "--config",
+            cfg,
+            "--instance-id",
+            "emr-abc12345",
+            "--core-count",
+            "0",
+        ],
+        dir.path(),
+    )
+    .await;
     assert_eq!(zero.status.code(), Some(1));
     let both = run(
-        &["scale-out", "--config", cfg, "--instance-id", "emr-abc12345", "--task-count", "1", "--core-count", "1"],
+        &[
+            "scale-out",
+            "--config",
+            cfg,
+            "--instance-id",
+            "emr-abc12345",
+            "--task-count",
+            "1",
+            "--core-count",
+            "1",
+        ],
         dir.path(),
     )
     .await;
@@ -146,12 +248,20 @@ async fn check_reports_every_problem_and_exits_78() {
     let (out, _) = text(&o);
     assert_eq!(o.status.code(), Some(78));
     assert!(out.starts_with(&format!("{bad}: 12 problem(s)")), "{out}");
-    for path in ["daemon.colour:", "tencent.requests_per_second:", "clusters[0].scale_out.task_count:"] {
+    for path in [
+        "daemon.colour:",
+        "tencent.requests_per_second:",
+        "clusters[0].scale_out.task_count:",
+    ] {
         assert!(out.contains(path), "{path} missing from:\n{out}");
     }
     let good = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/minimal.toml");
     let o = run(&["check", "--config", good], dir.path()).await;
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
-    let missing = run(&["check", "--config", "/nonexistent/config.toml"], dir.path()).await;
+    let missing = run(
+        &["check", "--config", "/nonexistent/config.toml"],
+        dir.path(),
+    )
+    .await;
     assert_eq!(missing.status.code(), Some(78));
 }

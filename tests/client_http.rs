@@ -29,14 +29,21 @@ fn order(n: u32) -> ScaleOutInstanceRequest {
 }
 
 fn ok_flow(flow: i64) -> Reply {
-    Reply::Ok(json!({"InstanceId": "emr-abc12345", "FlowId": flow, "DealNames": null, "ClientToken": null, "BillId": "b1"}))
+    Reply::Ok(
+        json!({"InstanceId": "emr-abc12345", "FlowId": flow, "DealNames": null, "ClientToken": null, "BillId": "b1"}),
+    )
 }
 
 #[tokio::test]
 async fn happy_path_sends_signed_headers_and_a_typed_body() {
     let fake = FakeEmr::start().await;
     fake.script([ok_flow(42)]);
-    let client = client_with(&fake.endpoint(), fast_retry(3), Some(TOKEN), Duration::from_secs(5));
+    let client = client_with(
+        &fake.endpoint(),
+        fast_retry(3),
+        Some(TOKEN),
+        Duration::from_secs(5),
+    );
     let token = ClientToken::generate();
     let resp = client.scale_out(&order(3), &token).await.unwrap();
     assert_eq!(resp.flow_id, Some(42));
@@ -45,8 +52,15 @@ async fn happy_path_sends_signed_headers_and_a_typed_body() {
     let got = fake.received();
     assert_eq!(got.len(), 1);
     let r = &got[0];
-    assert!(r.signature_ok, "signature must verify against the Host header sent");
-    assert_eq!(r.header("host"), Some(fake.addr.to_string().as_str()), "Host carries the port");
+    assert!(
+        r.signature_ok,
+        "signature must verify against the Host header sent"
+    );
+    assert_eq!(
+        r.header("host"),
+        Some(fake.addr.to_string().as_str()),
+        "Host carries the port"
+    );
     assert_eq!(r.header("x-tc-action"), Some("ScaleOutInstance"));
     assert_eq!(r.header("x-tc-version"), Some("2019-01-03"));
     assert_eq!(r.header("x-tc-region"), Some("ap-guangzhou"));
@@ -66,7 +80,10 @@ async fn happy_path_sends_signed_headers_and_a_typed_body() {
 async fn permanent_tokens_send_no_token_header() {
     let fake = FakeEmr::start().await;
     fake.script([ok_flow(1)]);
-    client(&fake, fast_retry(1)).scale_out(&order(1), &ClientToken::generate()).await.unwrap();
+    client(&fake, fast_retry(1))
+        .scale_out(&order(1), &ClientToken::generate())
+        .await
+        .unwrap();
     assert_eq!(fake.received()[0].header("x-tc-token"), None);
 }
 
@@ -74,36 +91,131 @@ async fn permanent_tokens_send_no_token_header() {
 #[tokio::test]
 async fn each_error_class_gets_its_behaviour() {
     let cases: Vec<(&str, Reply, ErrorClass, usize)> = vec![
-        ("throttled", Reply::Error("RequestLimitExceeded"), ErrorClass::Throttled, 4),
-        ("throttled uin", Reply::Error("RequestLimitExceeded.UinLimitExceeded"), ErrorClass::Throttled, 4),
-        ("busy", Reply::Error("ResourceInUse.InstanceInProcess"), ErrorClass::Busy, 1),
-        ("duplicate", Reply::Error("FailedOperation.DuplicateOrderNotAllowed"), ErrorClass::Busy, 1),
-        ("sold out", Reply::Error("ResourcesSoldOut.CvmSoldOut"), ErrorClass::SoldOut, 1),
-        ("insufficient", Reply::Error("ResourceInsufficient.InstanceInsufficient"), ErrorClass::SoldOut, 1),
-        ("invalid", Reply::Error("InvalidParameter.InvalidTaskCount"), ErrorClass::Invalid, 1),
-        ("core count typo", Reply::Error("InvalidParameter.InvaildCoreCount"), ErrorClass::Invalid, 1),
-        ("auth", Reply::Error("AuthFailure.SignatureFailure"), ErrorClass::Auth, 1),
-        ("unauthorized", Reply::Error("UnauthorizedOperation.CheckCamAuth"), ErrorClass::Auth, 1),
-        ("not found", Reply::Error("ResourceNotFound.ClusterNotFound"), ErrorClass::NotFound, 1),
-        ("internal", Reply::Error("InternalError.CvmError"), ErrorClass::Internal, 4),
-        ("failed op", Reply::Error("FailedOperation"), ErrorClass::Internal, 4),
-        ("http 502", Reply::Raw(502, "<html>bad gateway</html>".into()), ErrorClass::Internal, 4),
-        ("garbage", Reply::Raw(200, "<html>not json".into()), ErrorClass::Transport, 4),
-        ("empty envelope", Reply::Raw(200, r#"{"Response":{}}"#.into()), ErrorClass::Transport, 4),
+        (
+            "throttled",
+            Reply::Error("RequestLimitExceeded"),
+            ErrorClass::Throttled,
+            4,
+        ),
+        (
+            "throttled uin",
+            Reply::Error("RequestLimitExceeded.UinLimitExceeded"),
+            ErrorClass::Throttled,
+            4,
+        ),
+        (
+            "busy",
+            Reply::Error("ResourceInUse.InstanceInProcess"),
+            ErrorClass::Busy,
+            1,
+        ),
+        (
+            "duplicate",
+            Reply::Error("FailedOperation.DuplicateOrderNotAllowed"),
+            ErrorClass::Busy,
+            1,
+        ),
+        (
+            "sold out",
+            Reply::Error("ResourcesSoldOut.CvmSoldOut"),
+            ErrorClass::SoldOut,
+            1,
+        ),
+        (
+            "insufficient",
+            Reply::Error("ResourceInsufficient.InstanceInsufficient"),
+            ErrorClass::SoldOut,
+            1,
+        ),
+        (
+            "invalid",
+            Reply::Error("InvalidParameter.InvalidTaskCount"),
+            ErrorClass::Invalid,
+            1,
+        ),
+        (
+            "core count typo",
+            Reply::Error("InvalidParameter.InvaildCoreCount"),
+            ErrorClass::Invalid,
+            1,
+        ),
+        (
+            "auth",
+            Reply::Error("AuthFailure.SignatureFailure"),
+            ErrorClass::Auth,
+            1,
+        ),
+        (
+            "unauthorized",
+            Reply::Error("UnauthorizedOperation.CheckCamAuth"),
+            ErrorClass::Auth,
+            1,
+        ),
+        (
+            "not found",
+            Reply::Error("ResourceNotFound.ClusterNotFound"),
+            ErrorClass::NotFound,
+            1,
+        ),
+        (
+            "internal",
+            Reply::Error("InternalError.CvmError"),
+            ErrorClass::Internal,
+            4,
+        ),
+        (
+            "failed op",
+            Reply::Error("FailedOperation"),
+            ErrorClass::Internal,
+            4,
+        ),
+        (
+            "http 502",
+            Reply::Raw(502, "<html>bad gateway</html>".into()),
+            ErrorClass::Internal,
+            4,
+        ),
+        (
+            "garbage",
+            Reply::Raw(200, "<html>not json".into()),
+            ErrorClass::Transport,
+            4,
+        ),
+        (
+            "empty envelope",
+            Reply::Raw(200, r#"{"Response":{}}"#.into()),
+            ErrorClass::Transport,
+            4,
+        ),
         ("dropped", Reply::Drop, ErrorClass::Transport, 4),
     ];
     for (name, reply, class, attempts) in cases {
         let fake = FakeEmr::start().await;
         fake.set_default(reply);
         let token = ClientToken::generate();
-        let err = client(&fake, fast_retry(4)).scale_out(&order(2), &token).await.unwrap_err();
+        let err = client(&fake, fast_retry(4))
+            .scale_out(&order(2), &token)
+            .await
+            .unwrap_err();
         assert_eq!(err.class(), class, "{name}: {err}");
         let got = fake.received();
         assert_eq!(got.len(), attempts, "{name}: attempts");
-        let tokens: Vec<_> = got.iter().map(|r| r.json()["ClientToken"].clone()).collect();
-        assert!(tokens.iter().all(|t| t == &json!(token.value)), "{name}: every attempt keeps the token");
-        assert!(got.iter().all(|r| r.body == got[0].body), "{name}: same body bytes");
-        assert!(got.iter().all(|r| r.signature_ok), "{name}: every attempt is signed");
+        let tokens: Vec<_> = got
+            .iter()
+            .map(|r| r.json()["ClientToken"].clone())
+            .collect();
+        assert!(
+            tokens.iter().all(|t| t == &json!(token.value)),
+            "{name}: every attempt keeps the token"
+        );
+        assert!(
+            got.iter().all(|r| r.body == got[0].body),
+            "{name}: same body bytes"
+        );
+        assert!(
+            got.iter().all(|r| r.signature_ok),
+            "{name}: every attempt is signed"
+        );
         if let ApiError::Api { request_id, .. } = &err {
             assert_eq!(request_id, "req-err");
             assert!(err.to_string().contains("req-err"));
@@ -116,11 +228,17 @@ async fn a_lost_answer_is_retried_under_the_same_token_until_it_lands() {
     let fake = FakeEmr::start().await;
     fake.script([Reply::Drop, Reply::Error("InternalError"), ok_flow(7)]);
     let token = ClientToken::generate();
-    let resp = client(&fake, fast_retry(5)).scale_out(&order(4), &token).await.unwrap();
+    let resp = client(&fake, fast_retry(5))
+        .scale_out(&order(4), &token)
+        .await
+        .unwrap();
     assert_eq!(resp.flow_id, Some(7));
     let got = fake.received();
     assert_eq!(got.len(), 3);
-    assert!(got.iter().all(|r| r.json()["ClientToken"] == json!(token.value)));
+    assert!(
+        got.iter()
+            .all(|r| r.json()["ClientToken"] == json!(token.value))
+    );
 }
 
 #[tokio::test]
@@ -133,11 +251,20 @@ async fn retries_are_resigned_with_a_fresh_timestamp() {
         base_delay: Duration::from_millis(2200),
         max_delay: Duration::from_millis(2200),
     };
-    client(&fake, retry).scale_out(&order(1), &ClientToken::generate()).await.unwrap();
+    client(&fake, retry)
+        .scale_out(&order(1), &ClientToken::generate())
+        .await
+        .unwrap();
     let got = fake.received();
-    let ts: Vec<i64> = got.iter().map(|r| r.header("x-tc-timestamp").unwrap().parse().unwrap()).collect();
+    let ts: Vec<i64> = got
+        .iter()
+        .map(|r| r.header("x-tc-timestamp").unwrap().parse().unwrap())
+        .collect();
     assert!(ts[1] > ts[0], "timestamps {ts:?}");
-    assert_ne!(got[0].header("authorization"), got[1].header("authorization"));
+    assert_ne!(
+        got[0].header("authorization"),
+        got[1].header("authorization")
+    );
     assert!(got.iter().all(|r| r.signature_ok));
     assert_eq!(got[0].body, got[1].body);
 }
@@ -145,9 +272,20 @@ async fn retries_are_resigned_with_a_fresh_timestamp() {
 #[tokio::test]
 async fn timeouts_are_their_own_class_and_retried_under_the_token() {
     let fake = FakeEmr::start().await;
-    fake.set_default(Reply::Delay(Duration::from_millis(1500), Box::new(ok_flow(1))));
-    let c = client_with(&fake.endpoint(), fast_retry(2), None, Duration::from_millis(300));
-    let err = c.scale_out(&order(1), &ClientToken::generate()).await.unwrap_err();
+    fake.set_default(Reply::Delay(
+        Duration::from_millis(1500),
+        Box::new(ok_flow(1)),
+    ));
+    let c = client_with(
+        &fake.endpoint(),
+        fast_retry(2),
+        None,
+        Duration::from_millis(300),
+    );
+    let err = c
+        .scale_out(&order(1), &ClientToken::generate())
+        .await
+        .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Timeout, "{err}");
     assert_eq!(fake.received().len(), 2);
 }
@@ -159,7 +297,10 @@ async fn an_old_token_is_never_sent() {
         value: "old".into(),
         created_at: chrono::Utc::now() - chrono::Duration::seconds(280),
     };
-    let err = client(&fake, fast_retry(3)).scale_out(&order(1), &token).await.unwrap_err();
+    let err = client(&fake, fast_retry(3))
+        .scale_out(&order(1), &token)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ApiError::TokenExpired { .. }), "{err}");
     assert!(fake.received().is_empty());
 }
@@ -178,9 +319,14 @@ async fn a_token_that_ages_during_retries_stops_them() {
         base_delay: Duration::from_millis(400),
         max_delay: Duration::from_millis(400),
     };
-    let err = client(&fake, retry).scale_out(&order(1), &token).await.unwrap_err();
+    let err = client(&fake, retry)
+        .scale_out(&order(1), &token)
+        .await
+        .unwrap_err();
     match &err {
-        ApiError::TokenExpired { last: Some(last), .. } => assert_eq!(last.class(), ErrorClass::Transport),
+        ApiError::TokenExpired {
+            last: Some(last), ..
+        } => assert_eq!(last.class(), ErrorClass::Transport),
         other => panic!("{other:?}"),
     }
     assert_eq!(fake.received().len(), 1);
@@ -201,7 +347,10 @@ async fn preflight_refusals_send_nothing() {
             "InvalidParameter.InvalidCountNum",
         ),
     ] {
-        let err = c.scale_out(&req, &ClientToken::generate()).await.unwrap_err();
+        let err = c
+            .scale_out(&req, &ClientToken::generate())
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Some(code));
     }
     assert!(fake.received().is_empty());
@@ -214,10 +363,17 @@ async fn reads_are_batched_and_retried_without_a_token() {
     fake.set_default(Reply::Ok(json!({"TotalCnt": 1, "ClusterList": [
         {"ClusterId": "emr-aaaaaaaa", "Status": 2, "Config": {"TaskNodeSize": 5}}]})));
     let ids: Vec<String> = (0..150).map(|i| format!("emr-{i:08}")).collect();
-    let list = client(&fake, fast_retry(3)).describe_instances(&ids).await.unwrap();
+    let list = client(&fake, fast_retry(3))
+        .describe_instances(&ids)
+        .await
+        .unwrap();
     assert_eq!(list.len(), 2, "one cluster per answered batch");
     let got = fake.received();
-    assert_eq!(got.len(), 3, "a dropped batch is retried, then the second batch");
+    assert_eq!(
+        got.len(),
+        3,
+        "a dropped batch is retried, then the second batch"
+    );
     assert_eq!(got[0].json()["InstanceIds"].as_array().unwrap().len(), 100);
     assert_eq!(got[2].json()["InstanceIds"].as_array().unwrap().len(), 50);
     assert_eq!(got[2].json()["DisplayStrategy"], "clusterList");
@@ -227,11 +383,19 @@ async fn reads_are_batched_and_retried_without_a_token() {
 #[tokio::test]
 async fn flow_status_is_typed() {
     let fake = FakeEmr::start().await;
-    fake.set_default(Reply::Ok(json!({"FlowTotalStatus": -1, "FlowTotalProgress": 0.5})));
-    let r = client(&fake, fast_retry(1)).describe_flow("emr-abc12345", 77).await.unwrap();
+    fake.set_default(Reply::Ok(
+        json!({"FlowTotalStatus": -1, "FlowTotalProgress": 0.5}),
+    ));
+    let r = client(&fake, fast_retry(1))
+        .describe_flow("emr-abc12345", 77)
+        .await
+        .unwrap();
     assert_eq!(r.state(), emr_autoscaler::tencent::emr::FlowState::Failed);
     let sent = fake.received()[0].json();
-    assert_eq!(sent, json!({"InstanceId": "emr-abc12345", "FlowParam": {"FKey": "FlowId", "FValue": "77"}}));
+    assert_eq!(
+        sent,
+        json!({"InstanceId": "emr-abc12345", "FlowParam": {"FKey": "FlowId", "FValue": "77"}})
+    );
 }
 
 #[tokio::test]
@@ -251,7 +415,12 @@ async fn the_limiter_spaces_calls_at_the_server() {
     let mut at: Vec<_> = fake.received().iter().map(|r| r.at).collect();
     at.sort();
     let max_in_window = (0..at.len())
-        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + Duration::from_secs(1)).count())
+        .map(|i| {
+            at[i..]
+                .iter()
+                .take_while(|t| **t < at[i] + Duration::from_secs(1))
+                .count()
+        })
         .max()
         .unwrap();
     let span = *at.last().unwrap() - at[0];

@@ -44,8 +44,14 @@ async fn metadata(lifetime: i64) -> (String, Arc<AtomicUsize>) {
     };
     let hits = meta.hits.clone();
     let app = axum::Router::new()
-        .route("/latest/meta-data/cam/security-credentials/", get(role_list))
-        .route("/latest/meta-data/cam/security-credentials/emr-autoscaler-role", get(role_keys))
+        .route(
+            "/latest/meta-data/cam/security-credentials/",
+            get(role_list),
+        )
+        .route(
+            "/latest/meta-data/cam/security-credentials/emr-autoscaler-role",
+            get(role_keys),
+        )
         .with_state(meta);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -73,7 +79,10 @@ async fn role_keys_are_cached_while_fresh() {
     let second = c.get().await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(first.secret_id, second.secret_id);
-    assert_eq!(first.source, CredentialSource::CvmRole("emr-autoscaler-role".into()));
+    assert_eq!(
+        first.source,
+        CredentialSource::CvmRole("emr-autoscaler-role".into())
+    );
     assert_eq!(first.token(), Some("tmp-token-MUST-NOT-LEAK"));
     let shown = format!("{first:?}");
     assert!(!shown.contains("MUST-NOT-LEAK"), "{shown}");

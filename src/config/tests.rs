@@ -156,7 +156,8 @@ fn secrets_in_the_file_are_refused() {
 
 #[test]
 fn shipped_example_is_valid() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+        .unwrap();
     let c = load_str(&text, None).unwrap();
     assert_eq!(c.clusters[0].instance_id, "emr-abc12345");
 }

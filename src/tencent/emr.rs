@@ -542,16 +542,24 @@ impl super::EmrClient {
             ..request.clone()
         };
         request.preflight()?;
-        self.call(Action::ScaleOutInstance, &request, Some(token)).await
+        self.call(Action::ScaleOutInstance, &request, Some(token))
+            .await
     }
 
     /// Describes many clusters, in batches of [`DESCRIBE_INSTANCES_BATCH`].
     /// Clusters the API does not know are absent from the result.
-    pub async fn describe_instances(&self, ids: &[String]) -> Result<Vec<ClusterInfo>, super::ApiError> {
+    pub async fn describe_instances(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<ClusterInfo>, super::ApiError> {
         let mut out = Vec::with_capacity(ids.len());
         for batch in ids.chunks(DESCRIBE_INSTANCES_BATCH) {
             let resp: DescribeInstancesResponse = self
-                .call(Action::DescribeInstances, &DescribeInstancesRequest::for_ids(batch), None)
+                .call(
+                    Action::DescribeInstances,
+                    &DescribeInstancesRequest::for_ids(batch),
+                    None,
+                )
                 .await?;
             out.extend(resp.cluster_list.unwrap_or_default());
         }
@@ -559,7 +567,11 @@ impl super::EmrClient {
     }
 
     /// Where flow `flow_id` of `instance_id` stands.
-    pub async fn describe_flow(&self, instance_id: &str, flow_id: i64) -> Result<DescribeFlowResponse, super::ApiError> {
+    pub async fn describe_flow(
+        &self,
+        instance_id: &str,
+        flow_id: i64,
+    ) -> Result<DescribeFlowResponse, super::ApiError> {
         self.call(
             Action::DescribeClusterFlowStatusDetail,
             &DescribeFlowRequest::new(instance_id, flow_id),

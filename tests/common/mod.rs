@@ -3,7 +3,6 @@
 //! answer garbage), and helpers to build a client against it.
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests measure real, wall-clock time.
-
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -115,7 +114,12 @@ impl FakeEmr {
                     let headers: Vec<(String, String)> = req
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect();
                     let cl = headers
                         .iter()
@@ -179,7 +183,8 @@ impl FakeEmr {
             "HTTP/1.1 {status} X\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
-        sock.write_all(head.as_bytes()).await.is_ok() && sock.write_all(body.as_bytes()).await.is_ok()
+        sock.write_all(head.as_bytes()).await.is_ok()
+            && sock.write_all(body.as_bytes()).await.is_ok()
     }
 }
 
@@ -190,7 +195,9 @@ fn check_signature(headers: &[(String, String)], body: &[u8]) -> bool {
             .find(|(k, _)| k.eq_ignore_ascii_case(n))
             .map(|(_, v)| v.as_str())
     };
-    let (Some(host), Some(ts), Some(auth)) = (get("host"), get("x-tc-timestamp"), get("authorization")) else {
+    let (Some(host), Some(ts), Some(auth)) =
+        (get("host"), get("x-tc-timestamp"), get("authorization"))
+    else {
         return false;
     };
     let Ok(ts) = ts.parse() else { return false };
@@ -214,9 +221,17 @@ pub fn fast_retry(max_attempts: u32) -> RetryPolicy {
     }
 }
 
-pub fn client_with(endpoint: &str, retry: RetryPolicy, token: Option<&str>, timeout: Duration) -> EmrClient {
+pub fn client_with(
+    endpoint: &str,
+    retry: RetryPolicy,
+    token: Option<&str>,
+    timeout: Duration,
+) -> EmrClient {
     let http = http_client(Duration::from_secs(2), timeout).unwrap();
-    let creds = CredentialChain::fixed(Credentials::new(SECRET_ID, SECRET_KEY, token.map(str::to_string)), http.clone());
+    let creds = CredentialChain::fixed(
+        Credentials::new(SECRET_ID, SECRET_KEY, token.map(str::to_string)),
+        http.clone(),
+    );
     EmrClient::new(
         http,
         ClientSettings {
