@@ -57,6 +57,45 @@ pub enum Command {
     /// The request template comes from the [[clusters]] entry with this
     /// instance_id. Prints the API response as JSON on stdout.
     ScaleOut(ScaleOutArgs),
+    /// Serve a simulated EMR API on loopback, for trying configurations
+    /// without a cloud account.
+    ///
+    /// It speaks the real wire protocol, checks TC3 signatures, deduplicates
+    /// ClientTokens for 5 minutes and limits each action to 20 requests per
+    /// second. Keys come from TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY
+    /// when set; otherwise the built-in simulator keys are accepted
+    /// (SecretId AKIDSIMULATOR00000000000000000000000, SecretKey
+    /// simulator-secret-key-000000000000). Prints the endpoint on stdout and
+    /// runs until SIGINT or SIGTERM.
+    Sim(SimArgs),
+}
+
+/// Arguments of `sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on; must be loopback. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Simulated clusters (emr-xxxxxxxx), comma separated or repeated.
+    #[arg(
+        long = "cluster",
+        value_delimiter = ',',
+        default_value = "emr-abc12345",
+        value_name = "ID"
+    )]
+    pub clusters: Vec<String>,
+    /// Task nodes each cluster starts with.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub task_nodes: u32,
+    /// How long a scale-out flow takes to provision its nodes.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub flow_duration: std::time::Duration,
+    /// Probability (0 to 1) that a request gets a random fault.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_probability: f64,
+    /// Seed for random faults; printed when chosen at random.
+    #[arg(long, value_name = "SEED")]
+    pub fault_seed: Option<u64>,
 }
 
 /// Arguments of `scale-out`.

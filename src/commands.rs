@@ -165,6 +165,53 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
     }
 }
 
+/// `sim`: serves the simulator until SIGINT or SIGTERM.
+pub async fn sim(args: crate::cli::SimArgs) -> ExitCode {
+    use crate::sim::{SimCluster, SimConfig, Simulator};
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "error: --listen {} is not a loopback address; the simulator serves loopback only",
+            args.listen
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut config = SimConfig {
+        clusters: args
+            .clusters
+            .iter()
+            .map(|id| SimCluster::new(id.clone()).with_task_nodes(args.task_nodes))
+            .collect(),
+        flow_duration: args.flow_duration,
+        fault_probability: args.fault_probability,
+        fault_seed: Some(args.fault_seed.unwrap_or_else(|| fastrand::u64(..))),
+        ..SimConfig::default()
+    };
+    if let (Ok(id), Ok(key)) = (
+        std::env::var("TENCENTCLOUD_SECRET_ID"),
+        std::env::var("TENCENTCLOUD_SECRET_KEY"),
+    ) {
+        config.credentials = vec![(id, key)];
+    }
+    let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
+    let handle = match Simulator::start_on(args.listen, config, clock).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        message = "Simulator listening.",
+        endpoint = %handle.endpoint(),
+        clusters = %args.clusters.join(","),
+        fault_seed = ?args.fault_seed,
+    );
+    println!("{}", handle.endpoint());
+    crate::shutdown::signal().await;
+    handle.shutdown().await;
+    ExitCode::SUCCESS
+}
+
 fn print_json(value: &serde_json::Value) -> ExitCode {
     let mut out = std::io::stdout().lock();
     match serde_json::to_writer_pretty(&mut out, value)

@@ -7,5 +7,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod limiter;
+pub mod shutdown;
+pub mod sim;
 pub mod telemetry;
 pub mod tencent;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => commands::check(&args.config),
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
+        Command::Sim(args) => runtime().block_on(commands::sim(args)),
     }
 }
 

@@ -1,0 +1,319 @@
+//! The ledger: every request the simulator received, in arrival order.
+//!
+//! Tests read it through [`SimHandle::ledger`](super::SimHandle::ledger) to
+//! check what the client really sent (pacing, tokens, retries) and what the
+//! server did with it, independently of what the client believes happened.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::fault::Fault;
+use super::limit;
+
+/// The action that starts flows.
+const SCALE_OUT: &str = "ScaleOutInstance";
+
+/// What the simulator did with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still being handled.
+    Pending,
+    /// Executed successfully. For `ScaleOutInstance`, `flow_id` is the flow it
+    /// started or, when `deduplicated`, the flow of the original request whose
+    /// ClientToken it repeated (no new flow, no new nodes).
+    Ok {
+        /// The FlowId answered, for `ScaleOutInstance`.
+        flow_id: Option<u64>,
+        /// The answer was replayed from an earlier request with the same ClientToken.
+        deduplicated: bool,
+    },
+    /// Rejected with this API error code (authentication, validation, rate
+    /// limit, busy cluster, ...). Nothing changed.
+    Error {
+        /// The error code answered.
+        code: String,
+    },
+    /// Not executed: answered with an injected API error.
+    InjectedError {
+        /// The injected code.
+        code: String,
+    },
+    /// Not executed: answered with an injected HTTP error status.
+    InjectedHttp {
+        /// The HTTP status sent.
+        status: u16,
+    },
+}
+
+/// One received request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    /// Position in arrival order, from 0.
+    pub seq: u64,
+    /// Wall-clock arrival time.
+    pub arrived_at: DateTime<Utc>,
+    /// Arrival time on a monotonic clock, from the simulator's start.
+    pub since_start: Duration,
+    /// `X-TC-Action`, or empty when missing.
+    pub action: String,
+    /// `X-TC-Region`, when sent.
+    pub region: Option<String>,
+    /// The caller's SecretId, once the signature verified.
+    pub secret_id: Option<String>,
+    /// The parsed JSON body (`Null` when it was not JSON).
+    pub params: Value,
+    /// `ClientToken` from the body, when present.
+    pub client_token: Option<String>,
+    /// The clusters the request names (`InstanceId` or `InstanceIds`).
+    pub instance_ids: Vec<String>,
+    /// The fault applied to this request, if any.
+    pub fault: Option<Fault>,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+impl LedgerEntry {
+    /// Whether the client got no answer at all (the connection was dropped).
+    pub fn dropped(&self) -> bool {
+        self.fault == Some(Fault::DropAfterExecute)
+    }
+
+    /// The flow this request started, if it started one (replays do not count).
+    pub fn started_flow(&self) -> Option<u64> {
+        match self.outcome {
+            Outcome::Ok {
+                flow_id: Some(id),
+                deduplicated: false,
+            } if self.action == SCALE_OUT => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The API error code answered or injected, if any.
+    pub fn error_code(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::Error { code } | Outcome::InjectedError { code } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// An integer body field, e.g. `TaskCount`; 0 when absent or not a count.
+    fn count(&self, field: &str) -> u32 {
+        self.params
+            .get(field)
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// A `ScaleOutInstance` that started a flow, as raw data for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowStart {
+    /// The request's ledger position.
+    pub seq: u64,
+    /// Wall-clock arrival time.
+    pub arrived_at: DateTime<Utc>,
+    /// The cluster.
+    pub instance_id: String,
+    /// The ClientToken it carried.
+    pub client_token: Option<String>,
+    /// The flow it started.
+    pub flow_id: u64,
+    /// Task nodes ordered.
+    pub task_count: u32,
+    /// Core nodes ordered.
+    pub core_count: u32,
+}
+
+/// A snapshot of the ledger.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ledger {
+    entries: Vec<LedgerEntry>,
+}
+
+impl Ledger {
+    /// Wraps entries already in arrival order.
+    pub(crate) fn new(entries: Vec<LedgerEntry>) -> Self {
+        Self { entries }
+    }
+
+    /// Every entry, in arrival order.
+    pub fn entries(&self) -> &[LedgerEntry] {
+        &self.entries
+    }
+
+    /// Every entry, in arrival order, by value.
+    pub fn into_entries(self) -> Vec<LedgerEntry> {
+        self.entries
+    }
+
+    /// The number of requests received.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no request was received.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries of one action, in arrival order.
+    pub fn for_action<'a>(&'a self, action: &'a str) -> impl Iterator<Item = &'a LedgerEntry> + 'a {
+        self.entries.iter().filter(move |e| e.action == action)
+    }
+
+    /// The largest number of `action` requests that arrived within any
+    /// interval of length `window` (all arrivals, admitted or not).
+    pub fn max_in_any_window(&self, action: &str, window: Duration) -> usize {
+        let mut arrivals: Vec<Duration> = self.for_action(action).map(|e| e.since_start).collect();
+        arrivals.sort_unstable();
+        limit::max_in_any_window(&arrivals, window)
+    }
+
+    /// How many requests of `action` were answered (or injected) with `code`.
+    pub fn count_code(&self, action: &str, code: &str) -> usize {
+        self.for_action(action)
+            .filter(|e| e.error_code() == Some(code))
+            .count()
+    }
+
+    /// Every request that started a flow, in arrival order.
+    pub fn flow_starts(&self) -> Vec<FlowStart> {
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let flow_id = e.started_flow()?;
+                Some(FlowStart {
+                    seq: e.seq,
+                    arrived_at: e.arrived_at,
+                    instance_id: e.instance_ids.first().cloned().unwrap_or_default(),
+                    client_token: e.client_token.clone(),
+                    flow_id,
+                    task_count: e.count("TaskCount"),
+                    core_count: e.count("CoreCount"),
+                })
+            })
+            .collect()
+    }
+
+    /// How many flows were started on `cluster`.
+    pub fn flows_started(&self, cluster: &str) -> usize {
+        self.flow_starts()
+            .iter()
+            .filter(|f| f.instance_id == cluster)
+            .count()
+    }
+
+    /// Task plus core nodes ordered on `cluster` by requests that started flows
+    /// (whether or not those flows have finished, or succeeded).
+    pub fn nodes_ordered(&self, cluster: &str) -> u64 {
+        self.flow_starts()
+            .iter()
+            .filter(|f| f.instance_id == cluster)
+            .map(|f| u64::from(f.task_count) + u64::from(f.core_count))
+            .sum()
+    }
+
+    /// ClientTokens that started more than one flow (always a server bug;
+    /// different tokens each starting a flow are not listed here).
+    pub fn tokens_with_several_flows(&self) -> Vec<String> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut repeated: Vec<String> = Vec::new();
+        let starts = self.flow_starts();
+        for token in starts.iter().filter_map(|f| f.client_token.as_deref()) {
+            if seen.contains(&token) {
+                if !repeated.iter().any(|t| t == token) {
+                    repeated.push(token.to_owned());
+                }
+            } else {
+                seen.push(token);
+            }
+        }
+        repeated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(
+        seq: u64,
+        ms: u64,
+        action: &str,
+        token: Option<&str>,
+        outcome: Outcome,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            seq,
+            arrived_at: DateTime::UNIX_EPOCH,
+            since_start: Duration::from_millis(ms),
+            action: action.to_owned(),
+            region: None,
+            secret_id: None,
+            params: json!({"InstanceId": "emr-aaaaaaaa", "TaskCount": 3}),
+            client_token: token.map(str::to_owned),
+            instance_ids: vec!["emr-aaaaaaaa".to_owned()],
+            fault: None,
+            outcome,
+        }
+    }
+
+    fn ok(flow: u64, dedup: bool) -> Outcome {
+        Outcome::Ok {
+            flow_id: Some(flow),
+            deduplicated: dedup,
+        }
+    }
+
+    #[test]
+    fn helpers_summarise_flows_and_windows() {
+        let busy = Outcome::Error {
+            code: "ResourceInUse.InstanceInProcess".into(),
+        };
+        let ledger = Ledger::new(vec![
+            entry(0, 0, SCALE_OUT, Some("a"), ok(1, false)),
+            entry(1, 100, SCALE_OUT, Some("a"), ok(1, true)),
+            entry(2, 200, SCALE_OUT, Some("b"), busy),
+            entry(3, 1500, SCALE_OUT, Some("c"), ok(2, false)),
+            entry(
+                4,
+                1600,
+                "DescribeInstances",
+                None,
+                Outcome::Ok {
+                    flow_id: None,
+                    deduplicated: false,
+                },
+            ),
+        ]);
+        assert_eq!(ledger.flows_started("emr-aaaaaaaa"), 2);
+        assert_eq!(ledger.nodes_ordered("emr-aaaaaaaa"), 6);
+        assert_eq!(ledger.flows_started("emr-bbbbbbbb"), 0);
+        assert_eq!(
+            ledger.max_in_any_window(SCALE_OUT, Duration::from_secs(1)),
+            3
+        );
+        assert_eq!(
+            ledger.count_code(SCALE_OUT, "ResourceInUse.InstanceInProcess"),
+            1
+        );
+        assert!(ledger.tokens_with_several_flows().is_empty());
+        let starts = ledger.flow_starts();
+        assert_eq!(starts.iter().map(|f| f.flow_id).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_token_that_started_two_flows_is_reported() {
+        let ledger = Ledger::new(vec![
+            entry(0, 0, SCALE_OUT, Some("a"), ok(1, false)),
+            entry(1, 10, SCALE_OUT, Some("a"), ok(2, false)),
+            entry(2, 20, SCALE_OUT, Some("a"), ok(3, false)),
+        ]);
+        assert_eq!(ledger.tokens_with_several_flows(), ["a"]);
+    }
+}

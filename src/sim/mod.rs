@@ -1,0 +1,433 @@
+//! A simulated Tencent Cloud EMR API server, for tests and the demo.
+//!
+//! It speaks the real wire protocol (see DESIGN.md, "Wire facts"): `POST /`
+//! with a JSON body, `X-TC-*` headers, TC3-HMAC-SHA256 signatures checked by
+//! its own verifier (`sign.rs`, which shares no code with the client signer), and the `{"Response":{..}}` envelope with HTTP
+//! 200 for API errors too. It serves four actions (version `2019-01-03`):
+//! `ScaleOutInstance`, `DescribeInstances`, `DescribeClusterFlowStatusDetail`
+//! and `DescribeClusterNodes`.
+//!
+//! # Public API
+//!
+//! ```text
+//! SimConfig { clusters, credentials, required_token, flow_duration,
+//!             rate_limit_per_second, rate_limit_window, fault_seed,
+//!             fault_probability }                       (impl Default)
+//! SimConfig::with_clusters(ids) -> SimConfig
+//! SimCluster { instance_id, task_nodes, core_nodes, flow_duration }
+//! SimCluster::new(id).with_task_nodes(n).with_core_nodes(n).with_flow_duration(d)
+//!
+//! Simulator::start(config, clock: SharedClock).await -> Result<SimHandle, StartError>   // 127.0.0.1:0
+//! Simulator::start_on(addr, config, clock).await     -> Result<SimHandle, StartError>
+//! serve_until(config, clock, addr, shutdown: impl Future<Output = ()>).await -> Result<(), StartError>
+//!
+//! SimHandle::addr() -> SocketAddr
+//! SimHandle::endpoint() -> String                      // "http://127.0.0.1:PORT"
+//! SimHandle::ledger() -> Ledger                         // every request, arrival order
+//! SimHandle::inject(action, cluster: Option<&str>, fault: Fault)
+//! SimHandle::cluster(id) -> Option<ClusterSnapshot>     // settled at clock.now()
+//! SimHandle::clusters() -> Vec<ClusterSnapshot>
+//! SimHandle::flow(flow_id) -> Option<FlowSnapshot>
+//! SimHandle::set_task_nodes(id, n) / set_core_nodes(id, n) -> bool
+//! SimHandle::set_flow_duration(id, Option<Duration>) / set_config_null(id, bool) -> bool
+//! SimHandle::shutdown(self).await
+//!
+//! Ledger::entries() / for_action(a) / max_in_any_window(a, window) / count_code(a, code)
+//! Ledger::flow_starts() / flows_started(cluster) / nodes_ordered(cluster)
+//! Ledger::tokens_with_several_flows()
+//! ```
+//!
+//! # Behaviour
+//!
+//! - **Order of checks** for each request: signature (wall clock, ±300 s),
+//!   `X-TC-Version`, `X-TC-Region`, `X-TC-Action`, JSON body, per-action rate
+//!   limit, injected fault, then the action itself.
+//! - **Flows** run on the injected [`SharedClock`]
+//!   and are settled lazily on every request and snapshot, so a
+//!   [`ManualClock`](crate::clock::ManualClock) makes them deterministic.
+//!   A `ScaleOutInstance` sets the cluster to status 4; when its flow ends,
+//!   status goes back to 2 and the nodes arrive (or, for a failed flow, status
+//!   302 and no nodes).
+//! - **ClientToken**: a token seen in a request that started a flow within
+//!   the last 5 minutes of *wall* time gets the original answer again (same
+//!   FlowId, DealNames, BillId; new RequestId) and adds nothing. It is checked
+//!   after validation and before the busy check. Tokens of rejected requests
+//!   are not remembered.
+//! - **Rate limit**: `rate_limit_per_second` admitted requests per action in
+//!   any `rate_limit_window` (sliding log, real time); more are answered
+//!   `RequestLimitExceeded` and do not use up quota. 0 disables it.
+//! - **Paging**: `DescribeInstances` returns 10 clusters unless `Limit`
+//!   (1 to 100) says otherwise; `DescribeClusterNodes` returns 100.
+//! - **Faults**: see [`Fault`]. Scripted faults are taken by the next request
+//!   matching the action (and cluster); flow faults by the next flow that
+//!   starts. With `fault_probability > 0`, each admitted request may also get
+//!   a random fault (never `Delay`) from an RNG seeded with `fault_seed`.
+
+mod engine;
+mod error;
+mod fault;
+mod ledger;
+mod limit;
+mod server;
+mod sign;
+
+use std::fmt;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::clock::SharedClock;
+
+pub use engine::{
+    Action, CLIENT_TOKEN_TTL, ClusterSnapshot, FLOW_DONE, FLOW_FAILED, FLOW_INIT, FLOW_RUNNING,
+    FlowSnapshot, MAX_NODES_PER_REQUEST, STATUS_RUNNING, STATUS_SCALE_OUT_FAILED,
+    STATUS_SCALING_OUT,
+};
+pub use error::{ApiError, StartError};
+pub use fault::Fault;
+pub use ledger::{FlowStart, Ledger, LedgerEntry, Outcome};
+pub use limit::max_in_any_window;
+pub use server::VERSION;
+
+/// The SecretId the default config accepts.
+pub const DEFAULT_SECRET_ID: &str = "AKIDSIMULATOR00000000000000000000000";
+/// The SecretKey that goes with [`DEFAULT_SECRET_ID`]. Not a secret.
+pub const DEFAULT_SECRET_KEY: &str = "simulator-secret-key-000000000000";
+
+/// How long a graceful shutdown may take before the server task is aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One simulated cluster at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimCluster {
+    /// The `emr-xxxxxxxx` id.
+    pub instance_id: String,
+    /// Running task nodes.
+    pub task_nodes: u32,
+    /// Running core nodes.
+    pub core_nodes: u32,
+    /// This cluster's provisioning time; `None` uses [`SimConfig::flow_duration`].
+    pub flow_duration: Option<Duration>,
+}
+
+impl SimCluster {
+    /// A running cluster with no task nodes and 3 core nodes.
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        Self {
+            instance_id: instance_id.into(),
+            task_nodes: 0,
+            core_nodes: 3,
+            flow_duration: None,
+        }
+    }
+
+    /// Sets the starting task-node count.
+    pub fn with_task_nodes(mut self, n: u32) -> Self {
+        self.task_nodes = n;
+        self
+    }
+
+    /// Sets the starting core-node count.
+    pub fn with_core_nodes(mut self, n: u32) -> Self {
+        self.core_nodes = n;
+        self
+    }
+
+    /// Sets this cluster's provisioning time.
+    pub fn with_flow_duration(mut self, d: Duration) -> Self {
+        self.flow_duration = Some(d);
+        self
+    }
+}
+
+/// Everything the simulator needs to start.
+#[derive(Clone)]
+pub struct SimConfig {
+    /// The clusters; ids must be unique.
+    pub clusters: Vec<SimCluster>,
+    /// Accepted `(SecretId, SecretKey)` pairs; at least one.
+    pub credentials: Vec<(String, String)>,
+    /// When set, every request must carry this `X-TC-Token`.
+    pub required_token: Option<String>,
+    /// Default provisioning time of a scale-out flow (simulation clock).
+    pub flow_duration: Duration,
+    /// Admitted requests per action per `rate_limit_window`; 0 disables the limit.
+    pub rate_limit_per_second: u32,
+    /// The rate limit's sliding window (real time); normally 1 s.
+    pub rate_limit_window: Duration,
+    /// Seed of the random-fault RNG; `None` picks one.
+    pub fault_seed: Option<u64>,
+    /// Probability (0 to 1) that an admitted request gets a random fault.
+    pub fault_probability: f64,
+}
+
+impl Default for SimConfig {
+    /// One cluster `emr-sim00001` (2 task, 3 core nodes), the default
+    /// credentials, 60 s flows, 20 requests per second, no faults.
+    fn default() -> Self {
+        Self {
+            clusters: vec![SimCluster::new("emr-sim00001").with_task_nodes(2)],
+            credentials: vec![(DEFAULT_SECRET_ID.to_owned(), DEFAULT_SECRET_KEY.to_owned())],
+            required_token: None,
+            flow_duration: Duration::from_secs(60),
+            rate_limit_per_second: 20,
+            rate_limit_window: Duration::from_secs(1),
+            fault_seed: None,
+            fault_probability: 0.0,
+        }
+    }
+}
+
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = self.credentials.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("SimConfig")
+            .field("clusters", &self.clusters)
+            .field("credential_ids", &ids)
+            .field(
+                "required_token",
+                &self.required_token.as_ref().map(|_| "***"),
+            )
+            .field("flow_duration", &self.flow_duration)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_window", &self.rate_limit_window)
+            .field("fault_seed", &self.fault_seed)
+            .field("fault_probability", &self.fault_probability)
+            .finish()
+    }
+}
+
+impl SimConfig {
+    /// The default config with these clusters instead (no task nodes, 3 core
+    /// nodes each). Handy for a `--clusters a,b` flag.
+    pub fn with_clusters<I, S>(ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            clusters: ids.into_iter().map(SimCluster::new).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the config for contradictions.
+    pub fn validate(&self) -> Result<(), StartError> {
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.clusters {
+            if c.instance_id.is_empty() {
+                return Err(StartError::Config(
+                    "a cluster has an empty instance_id".into(),
+                ));
+            }
+            if !seen.insert(c.instance_id.as_str()) {
+                return Err(StartError::Config(format!(
+                    "cluster {} is listed twice",
+                    c.instance_id
+                )));
+            }
+        }
+        if self.credentials.is_empty() {
+            return Err(StartError::Config(
+                "at least one credential is needed".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.fault_probability) {
+            return Err(StartError::Config(format!(
+                "fault_probability must be between 0 and 1, got {}",
+                self.fault_probability
+            )));
+        }
+        if self.rate_limit_per_second > 0 && self.rate_limit_window.is_zero() {
+            return Err(StartError::Config(
+                "rate_limit_window must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Starts simulators.
+#[derive(Debug, Clone, Copy)]
+pub struct Simulator;
+
+impl Simulator {
+    /// Starts a simulator on `127.0.0.1` with a free port.
+    pub async fn start(config: SimConfig, clock: SharedClock) -> Result<SimHandle, StartError> {
+        Self::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config, clock).await
+    }
+
+    /// Starts a simulator on `addr`. It serves in a background task until
+    /// [`SimHandle::shutdown`] or until the handle is dropped.
+    pub async fn start_on(
+        addr: SocketAddr,
+        config: SimConfig,
+        clock: SharedClock,
+    ) -> Result<SimHandle, StartError> {
+        config.validate()?;
+        let listener = server::SimListener::bind(addr).await?;
+        let bound = listener
+            .local_socket()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let shared = Arc::new(server::Shared::new(&config, clock));
+        let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
+        info!(message = "Simulator listening.", addr = %bound, clusters = config.clusters.len());
+        Ok(SimHandle {
+            addr: bound,
+            shared,
+            task: Some(task),
+        })
+    }
+}
+
+/// Runs a simulator on `addr` in the foreground until `shutdown` completes
+/// (for a CLI `sim` subcommand).
+pub async fn serve_until<F>(
+    config: SimConfig,
+    clock: SharedClock,
+    addr: SocketAddr,
+    shutdown: F,
+) -> Result<(), StartError>
+where
+    F: Future<Output = ()>,
+{
+    let mut handle = Simulator::start_on(addr, config, clock).await?;
+    let Some(mut task) = handle.task.take() else {
+        return Ok(());
+    };
+    tokio::select! {
+        () = shutdown => {
+            handle.shared.shutdown.cancel();
+            finish(task).await;
+            Ok(())
+        }
+        result = &mut task => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(StartError::Serve(error)),
+            Err(join) => Err(StartError::Serve(std::io::Error::other(join))),
+        },
+    }
+}
+
+/// Waits for the server task, aborting it after [`SHUTDOWN_GRACE`].
+async fn finish(mut task: JoinHandle<std::io::Result<()>>) {
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+        Ok(Ok(Ok(()))) => info!(message = "Simulator stopped."),
+        Ok(Ok(Err(error))) => warn!(message = "Simulator stopped with an error.", %error),
+        Ok(Err(error)) => warn!(message = "Simulator task failed.", %error),
+        Err(_) => {
+            warn!(message = "Simulator did not stop in time; aborting.");
+            task.abort();
+        }
+    }
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A copy of the ledger: every request received so far, in arrival order.
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(self.shared.lock().ledger.clone())
+    }
+
+    /// Queues `fault` for the next request of `action` naming `cluster` (any
+    /// request of `action` when `None`). [`Fault::SlowFlow`] and
+    /// [`Fault::FailFlow`] wait instead for the next flow on `cluster`.
+    pub fn inject(&self, action: &str, cluster: Option<&str>, fault: Fault) {
+        info!(message = "Fault queued.", action, cluster = cluster.unwrap_or("*"), fault = ?fault);
+        self.shared.lock().faults.push(action, cluster, fault);
+    }
+
+    /// A cluster's state at the clock's current time.
+    pub fn cluster(&self, id: &str) -> Option<ClusterSnapshot> {
+        let now = self.shared.clock.now();
+        self.shared.lock().engine.cluster(id, now)
+    }
+
+    /// Every cluster's state at the clock's current time.
+    pub fn clusters(&self) -> Vec<ClusterSnapshot> {
+        let now = self.shared.clock.now();
+        let mut state = self.shared.lock();
+        let ids = state.engine.cluster_ids();
+        ids.iter()
+            .filter_map(|id| state.engine.cluster(id, now))
+            .collect()
+    }
+
+    /// A flow's state at the clock's current time.
+    pub fn flow(&self, flow_id: u64) -> Option<FlowSnapshot> {
+        let now = self.shared.clock.now();
+        self.shared.lock().engine.flow(flow_id, now)
+    }
+
+    /// Sets a cluster's running task nodes (as if changed elsewhere).
+    /// False when the cluster does not exist.
+    pub fn set_task_nodes(&self, id: &str, n: u32) -> bool {
+        self.shared.lock().engine.modify(id, |k| *k.task_nodes = n)
+    }
+
+    /// Sets a cluster's running core nodes. False when the cluster does not exist.
+    pub fn set_core_nodes(&self, id: &str, n: u32) -> bool {
+        self.shared.lock().engine.modify(id, |k| *k.core_nodes = n)
+    }
+
+    /// Sets the provisioning time of the cluster's future flows (`None`: the
+    /// config default). False when the cluster does not exist.
+    pub fn set_flow_duration(&self, id: &str, d: Option<Duration>) -> bool {
+        self.shared
+            .lock()
+            .engine
+            .modify(id, |k| *k.flow_duration = d)
+    }
+
+    /// Makes `DescribeInstances` answer `"Config": null` for the cluster
+    /// until turned off. False when the cluster does not exist.
+    pub fn set_config_null(&self, id: &str, null: bool) -> bool {
+        self.shared
+            .lock()
+            .engine
+            .modify(id, |k| *k.config_null = null)
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish (up to 5 s) and
+    /// waits for the server to stop.
+    pub async fn shutdown(mut self) {
+        self.shared.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            finish(task).await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+    }
+}
