@@ -7,6 +7,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod limiter;
+pub mod policy;
 pub mod shutdown;
 pub mod sim;
 pub mod telemetry;

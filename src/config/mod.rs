@@ -6,6 +6,7 @@
 //! together, each with its key path, so `check` can print them at once.
 
 pub mod raw;
+mod rules;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -137,8 +138,23 @@ pub struct ClusterConfig {
     pub max_nodes_per_day: Option<u32>,
     /// The request template: everything but InstanceId, counts and token.
     pub scale_out: ScaleOutInstanceRequest,
-    /// Policy rules as written; the policy engine validates them.
-    pub rules: Vec<serde_json::Value>,
+    /// Policy rules, validated.
+    pub rules: Vec<crate::policy::Rule>,
+}
+
+impl ClusterConfig {
+    /// The guard rails and rules the policy core decides with.
+    pub fn policy(&self) -> crate::policy::ClusterPolicy {
+        crate::policy::ClusterPolicy {
+            min_task_nodes: self.min_task_nodes,
+            max_task_nodes: self.max_task_nodes,
+            cooldown: self.cooldown,
+            max_step: self.max_step,
+            max_nodes_per_hour: self.max_nodes_per_hour,
+            max_nodes_per_day: self.max_nodes_per_day,
+            rules: self.rules.clone(),
+        }
+    }
 }
 
 impl Config {
@@ -552,9 +568,7 @@ impl Validator<'_> {
             max_nodes_per_hour,
             max_nodes_per_day,
             scale_out,
-            rules: self
-                .get(&p("rules"), raw.rules, Some(Vec::new()))
-                .unwrap_or_default(),
+            rules: self.rules(at, raw.rules, max_task_nodes),
         }
     }
 

@@ -109,8 +109,8 @@ pub struct RawCluster {
     pub max_nodes_per_day: Field<u32>,
     /// The ScaleOutInstance template.
     pub scale_out: Option<RawScaleOut>,
-    /// The policy rules, validated by the policy engine.
-    pub rules: Field<Vec<serde_json::Value>>,
+    /// The policy rules.
+    pub rules: Vec<RawRule>,
 }
 
 /// `[clusters.scale_out]`: snake_case ScaleOutInstance fields.
@@ -187,4 +187,100 @@ pub struct RawPreExecute {
     pub app_id: Field<String>,
     /// Remark.
     pub remark: Field<String>,
+}
+
+/// `[[clusters.rules]]`: the union of every rule type's keys; which apply is
+/// checked per type.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRule {
+    /// Unique name within the cluster.
+    pub name: Field<String>,
+    /// `threshold`, `target` or `schedule`.
+    #[serde(rename = "type")]
+    pub kind: Field<String>,
+    /// PromQL expression (threshold, target).
+    pub query: Field<String>,
+    /// Threshold: breach when the value is above this.
+    pub above: Field<f64>,
+    /// Threshold: breach when the value is below this.
+    pub below: Field<f64>,
+    /// Threshold: how long the breach must hold.
+    #[serde(rename = "for")]
+    pub sustain_for: Field<String>,
+    /// Threshold: consecutive breaching evaluations instead of `for`.
+    pub evaluations: Field<u32>,
+    /// Threshold and schedule: nodes to add.
+    pub add: Field<i64>,
+    /// Threshold: percentage of the current count to add.
+    pub add_percent: Field<f64>,
+    /// Mutes only this rule after it drove an order.
+    pub cooldown: Field<String>,
+    /// Target (ratio form): the value to hold.
+    pub target: Field<f64>,
+    /// Target (ratio form): relative band with no action.
+    pub tolerance: Field<f64>,
+    /// Target: nodes to add from zero, or on missing data with fail_open.
+    pub bootstrap: Field<u32>,
+    /// Target (demand form): what one task node absorbs.
+    pub per_node: Field<f64>,
+    /// Target (demand form): headroom factor.
+    pub factor: Field<f64>,
+    /// Schedule: when windows open.
+    pub cron: Field<String>,
+    /// Schedule: IANA time zone.
+    pub timezone: Field<String>,
+    /// Schedule: window length.
+    pub duration: Field<String>,
+    /// Schedule: cron expression that closes the window.
+    pub end: Field<String>,
+    /// Schedule: task nodes held while open.
+    pub floor_task_nodes: Field<u32>,
+    /// `hold`, `fail_open` or `floor`.
+    pub on_missing: Field<String>,
+    /// Samples older than this are stale.
+    pub max_age: Field<String>,
+    /// `mb`, `ratio` or `plain`, for explanations.
+    pub unit: Field<String>,
+    /// `pending_mb`, `available_mb` or `utilisation`, for replays.
+    pub replay_signal: Field<String>,
+}
+
+impl RawRule {
+    /// The keys set in this rule, by name.
+    pub fn present(&self) -> Vec<&'static str> {
+        fn set<T>(f: &Field<T>) -> bool {
+            !matches!(f, Field::Missing)
+        }
+        let all = [
+            ("name", set(&self.name)),
+            ("type", set(&self.kind)),
+            ("query", set(&self.query)),
+            ("above", set(&self.above)),
+            ("below", set(&self.below)),
+            ("for", set(&self.sustain_for)),
+            ("evaluations", set(&self.evaluations)),
+            ("add", set(&self.add)),
+            ("add_percent", set(&self.add_percent)),
+            ("cooldown", set(&self.cooldown)),
+            ("target", set(&self.target)),
+            ("tolerance", set(&self.tolerance)),
+            ("bootstrap", set(&self.bootstrap)),
+            ("per_node", set(&self.per_node)),
+            ("factor", set(&self.factor)),
+            ("cron", set(&self.cron)),
+            ("timezone", set(&self.timezone)),
+            ("duration", set(&self.duration)),
+            ("end", set(&self.end)),
+            ("floor_task_nodes", set(&self.floor_task_nodes)),
+            ("on_missing", set(&self.on_missing)),
+            ("max_age", set(&self.max_age)),
+            ("unit", set(&self.unit)),
+            ("replay_signal", set(&self.replay_signal)),
+        ];
+        all.into_iter()
+            .filter(|(_, s)| *s)
+            .map(|(k, _)| k)
+            .collect()
+    }
 }

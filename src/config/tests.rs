@@ -161,3 +161,113 @@ fn shipped_example_is_valid() {
     let c = load_str(&text, None).unwrap();
     assert_eq!(c.clusters[0].instance_id, "emr-abc12345");
 }
+
+#[test]
+fn rule_problems_are_all_reported_with_paths() {
+    let got = issues(&data("bad-rules.toml"));
+    let shown: Vec<String> = got.iter().map(|i| i.to_string()).collect();
+    let expected = [
+        "clusters[0].rules[0]: a threshold rule needs a sustain condition",
+        "clusters[0].rules[1].add: 0 must be at least 1",
+        "clusters[0].rules[1].name: \"pending\" is already the name of rules[0]",
+        "clusters[0].rules[2].target: 0 must be above 0",
+        "clusters[0].rules[3].type: unknown rule type \"predictive\"",
+        "clusters[0].rules[4].cron: \"0 0 25 * * *\" is not a cron expression",
+        "clusters[0].rules[4].timezone: \"Mars/Olympus\" is not an IANA time zone",
+        "clusters[0].rules[4].floor_task_nodes: 11 is above max_task_nodes (10); min above max",
+        "clusters[0].rules[5].cron: does not apply to a threshold rule",
+        "clusters[0].rules[5].colour: unknown key",
+    ];
+    for want in expected {
+        assert!(
+            shown.iter().any(|s| s.starts_with(want)),
+            "missing {want:?} in:\n{shown:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_rule_type_validates() {
+    let toml = format!(
+        "{}{}",
+        data("minimal.toml"),
+        r#"
+[[clusters.rules]]
+name = "util"
+type = "target"
+query = "avg(util)"
+target = 0.8
+tolerance = 0.05
+bootstrap = 2
+unit = "ratio"
+
+[[clusters.rules]]
+name = "demand"
+type = "target"
+query = "sum(pending_mb)"
+per_node = 8192
+factor = 1.2
+cooldown = "2m"
+on_missing = "fail_open"
+replay_signal = "pending_mb"
+
+[[clusters.rules]]
+name = "office"
+type = "schedule"
+cron = "0 8 * * Mon-Fri"
+timezone = "Europe/Berlin"
+end = "0 0 18 * * *"
+floor_task_nodes = 10
+add = 4
+"#
+    );
+    let c = load_str(&toml, None).unwrap();
+    let rules = &c.clusters[0].rules;
+    assert_eq!(rules.len(), 4);
+    assert!(matches!(
+        rules[1].kind,
+        crate::policy::RuleKind::Target { bootstrap: 2, .. }
+    ));
+    assert_eq!(rules[2].on_missing, crate::policy::OnMissing::FailOpen);
+    assert!(matches!(
+        rules[3].kind,
+        crate::policy::RuleKind::Schedule {
+            floor_task_nodes: 10,
+            add_once: Some(4),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn every_commented_rule_example_is_valid_too() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+        .unwrap();
+    let rules_at = text.find("# Policy rules.").unwrap();
+    let keys = [
+        "[[clusters.rules]]",
+        "name =",
+        "type =",
+        "query =",
+        "target =",
+        "tolerance =",
+        "bootstrap =",
+        "unit =",
+        "per_node =",
+        "factor =",
+        "cron =",
+        "timezone =",
+        "end =",
+        "floor_task_nodes =",
+    ];
+    let uncommented: String = text[rules_at..]
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = load_str(&format!("{}{uncommented}", &text[..rules_at]), None).unwrap();
+    assert_eq!(c.clusters[0].rules.len(), 4);
+}

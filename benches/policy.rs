@@ -1,0 +1,132 @@
+//! Rule evaluations per second: 1,000 clusters × 3 rules (threshold, target,
+//! schedule) through `policy::decide`, on one core.
+//!
+//! Run with `cargo bench --bench policy`; criterion reports the throughput in
+//! rule evaluations per second ("elem/s").
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use emr_autoscaler::policy::schedule::parse_cron;
+use emr_autoscaler::policy::{
+    Bound, ClusterPolicy, ClusterView, OnMissing, Reading, Rule, RuleKind, Sample, Step, Sustain,
+    TargetForm, Unit, Window, WindowEnd, decide,
+};
+
+const CLUSTERS: usize = 1000;
+const RULES: usize = 3;
+
+fn rule(name: &str, kind: RuleKind) -> Rule {
+    Rule {
+        name: Arc::from(name),
+        query: None,
+        kind,
+        cooldown: Some(Duration::from_secs(120)),
+        on_missing: OnMissing::Hold,
+        max_age: None,
+        unit: Unit::Plain,
+        replay_signal: None,
+    }
+}
+
+fn policy() -> ClusterPolicy {
+    ClusterPolicy {
+        min_task_nodes: 2,
+        max_task_nodes: 60,
+        cooldown: Duration::from_secs(300),
+        max_step: Some(30),
+        max_nodes_per_hour: Some(40),
+        max_nodes_per_day: Some(200),
+        rules: vec![
+            rule(
+                "pending",
+                RuleKind::Threshold {
+                    bound: Bound::Above(8192.0),
+                    sustain: Sustain::For(Duration::from_secs(60)),
+                    step: Step::Add(2),
+                },
+            ),
+            rule(
+                "util",
+                RuleKind::Target {
+                    form: TargetForm::Ratio {
+                        target: 0.8,
+                        tolerance: 0.1,
+                    },
+                    bootstrap: 2,
+                },
+            ),
+            rule(
+                "office",
+                RuleKind::Schedule {
+                    window: Box::new(Window::new(
+                        parse_cron("0 0 8 * * Mon-Fri").unwrap(),
+                        chrono_tz::Europe::Berlin,
+                        WindowEnd::After(Duration::from_secs(10 * 3600)),
+                    )),
+                    floor_task_nodes: 10,
+                    add_once: None,
+                },
+            ),
+        ],
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let now: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let policies: Vec<ClusterPolicy> = (0..CLUSTERS).map(|_| policy()).collect();
+    let samples: Vec<[Vec<Sample>; 3]> = (0..CLUSTERS)
+        .map(|i| {
+            let series = |base: f64| -> Vec<Sample> {
+                (0..6)
+                    .map(|k| Sample {
+                        at: now - chrono::Duration::seconds(15 * (5 - k)),
+                        value: Reading::Value(base + (i % 7) as f64 * 1000.0 + k as f64),
+                    })
+                    .collect()
+            };
+            [
+                series(6000.0),
+                series(0.5 + (i % 5) as f64 * 0.1),
+                Vec::new(),
+            ]
+        })
+        .collect();
+    let orders = vec![(now - chrono::Duration::minutes(30), 4)];
+    let fired = [None, None, None];
+    let done = [None, None, None];
+    let mut group = c.benchmark_group("policy");
+    group.throughput(Throughput::Elements((CLUSTERS * RULES) as u64));
+    group.bench_function("decide_1000_clusters_x_3_rules", |b| {
+        b.iter(|| {
+            let mut added = 0u32;
+            for (i, p) in policies.iter().enumerate() {
+                let view = ClusterView {
+                    running: Some(8 + (i % 5) as u32),
+                    in_flight: (i % 3) as u32,
+                    orders: &orders,
+                    rule_last_fired: &fired,
+                    schedule_done: &done,
+                    ..ClusterView::default()
+                };
+                let obs: [&[Sample]; 3] = [&samples[i][0], &samples[i][1], &samples[i][2]];
+                let d = decide(p, &view, &obs, now, Duration::from_secs(30));
+                added += d.increment;
+            }
+            black_box(added)
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(5));
+    targets = bench
+}
+criterion_main!(benches);

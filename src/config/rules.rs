@@ -1,0 +1,387 @@
+//! Validation of `[[clusters.rules]]` into policy rules, every problem with
+//! its key path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Validator;
+use super::raw::{Field, RawRule};
+use crate::policy::schedule::parse_cron;
+use crate::policy::{
+    Bound, OnMissing, ReplaySignal, Rule, RuleKind, Step, Sustain, TargetForm, Unit, Window,
+    WindowEnd,
+};
+
+const COMMON: &[&str] = &[
+    "name",
+    "type",
+    "cooldown",
+    "on_missing",
+    "max_age",
+    "unit",
+    "replay_signal",
+];
+const THRESHOLD: &[&str] = &[
+    "query",
+    "above",
+    "below",
+    "for",
+    "evaluations",
+    "add",
+    "add_percent",
+];
+const TARGET: &[&str] = &[
+    "query",
+    "target",
+    "tolerance",
+    "bootstrap",
+    "per_node",
+    "factor",
+];
+const SCHEDULE: &[&str] = &[
+    "cron",
+    "timezone",
+    "duration",
+    "end",
+    "floor_task_nodes",
+    "add",
+];
+
+impl Validator<'_> {
+    fn opt_duration(&mut self, path: &str, field: Field<String>) -> Option<Duration> {
+        let text = self.optional(path, field)?;
+        match humantime::parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.issue(
+                    path,
+                    format!("{text:?} is not a duration ({e}); write e.g. \"1m\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive_f64(&mut self, path: &str, field: Field<f64>) -> Option<f64> {
+        let v = self.optional(path, field)?;
+        if v.is_finite() && v > 0.0 {
+            Some(v)
+        } else {
+            self.issue(path, format!("{v} must be above 0"));
+            None
+        }
+    }
+
+    fn add_count(&mut self, path: &str, field: Field<i64>) -> Option<u32> {
+        let v = self.optional(path, field)?;
+        match u32::try_from(v) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.issue(path, format!("{v} must be at least 1"));
+                None
+            }
+        }
+    }
+
+    /// Validates the rules of the cluster at `at`; `min`/`max` are its bounds.
+    pub(super) fn rules(&mut self, at: &str, raw: Vec<RawRule>, max_task_nodes: u32) -> Vec<Rule> {
+        let mut out: Vec<Rule> = Vec::with_capacity(raw.len());
+        let mut names: Vec<Option<String>> = Vec::with_capacity(raw.len());
+        for (i, r) in raw.into_iter().enumerate() {
+            let at = format!("{at}.rules[{i}]");
+            let name = match &r.name {
+                Field::Value(n) => Some(n.clone()),
+                _ => None,
+            };
+            if let Some(n) = &name
+                && let Some(j) = names.iter().position(|o| o.as_ref() == Some(n))
+            {
+                self.issue(
+                    &format!("{at}.name"),
+                    format!("{n:?} is already the name of rules[{j}]"),
+                );
+            }
+            names.push(name);
+            if let Some(rule) = self.rule(&at, r, max_task_nodes) {
+                out.push(rule);
+            }
+        }
+        out
+    }
+
+    fn rule(&mut self, at: &str, r: RawRule, max_task_nodes: u32) -> Option<Rule> {
+        let p = |k: &str| format!("{at}.{k}");
+        let present = r.present();
+        let name = self.get(&p("name"), r.name, None);
+        if name.as_deref() == Some("") {
+            self.issue(&p("name"), "must not be empty");
+        }
+        let kind = self.get(&p("type"), r.kind, None)?;
+        let allowed: &[&str] = match kind.as_str() {
+            "threshold" => THRESHOLD,
+            "target" => TARGET,
+            "schedule" => SCHEDULE,
+            other => {
+                self.issue(
+                    &p("type"),
+                    format!("unknown rule type {other:?}; use threshold, target or schedule"),
+                );
+                return None;
+            }
+        };
+        for key in present {
+            if !COMMON.contains(&key) && !allowed.contains(&key) {
+                self.issue(&p(key), format!("does not apply to a {kind} rule"));
+            }
+        }
+        let cooldown = self.opt_duration(&p("cooldown"), r.cooldown);
+        let max_age = self.opt_duration(&p("max_age"), r.max_age);
+        let on_missing = match self.optional(&p("on_missing"), r.on_missing).as_deref() {
+            None | Some("hold") => OnMissing::Hold,
+            Some("fail_open") => OnMissing::FailOpen,
+            Some("floor") => OnMissing::Floor,
+            Some(other) => {
+                self.issue(
+                    &p("on_missing"),
+                    format!("{other:?} is not hold, fail_open or floor"),
+                );
+                OnMissing::Hold
+            }
+        };
+        let unit = match self.optional(&p("unit"), r.unit).as_deref() {
+            None | Some("plain") => Unit::Plain,
+            Some("mb") => Unit::Megabytes,
+            Some("ratio") => Unit::Ratio,
+            Some(other) => {
+                self.issue(&p("unit"), format!("{other:?} is not plain, mb or ratio"));
+                Unit::Plain
+            }
+        };
+        let replay_signal = match self
+            .optional(&p("replay_signal"), r.replay_signal)
+            .as_deref()
+        {
+            None => None,
+            Some("pending_mb") => Some(ReplaySignal::PendingMb),
+            Some("available_mb") => Some(ReplaySignal::AvailableMb),
+            Some("utilisation") => Some(ReplaySignal::Utilisation),
+            Some(other) => {
+                self.issue(
+                    &p("replay_signal"),
+                    format!("{other:?} is not pending_mb, available_mb or utilisation"),
+                );
+                None
+            }
+        };
+        let query = if kind == "schedule" {
+            None
+        } else {
+            let q = self.get(&p("query"), r.query, None);
+            if q.as_deref().is_some_and(|q| q.trim().is_empty()) {
+                self.issue(&p("query"), "must not be empty");
+            }
+            q
+        };
+        let kind = match kind.as_str() {
+            "threshold" => {
+                let above = self.optional(&p("above"), r.above);
+                let below = self.optional(&p("below"), r.below);
+                let bound = match (above, below) {
+                    (Some(a), None) if a.is_finite() => Some(Bound::Above(a)),
+                    (None, Some(b)) if b.is_finite() => Some(Bound::Below(b)),
+                    (Some(_), Some(_)) => {
+                        self.issue(&p("above"), "set either above or below, not both");
+                        None
+                    }
+                    (None, None) => {
+                        self.issue(at, "a threshold rule needs above or below");
+                        None
+                    }
+                    _ => {
+                        self.issue(&p("above"), "the bound must be a finite number");
+                        None
+                    }
+                };
+                let sustain_for = self.opt_duration(&p("for"), r.sustain_for);
+                let evaluations = self.optional(&p("evaluations"), r.evaluations);
+                let sustain = match (sustain_for, evaluations) {
+                    (Some(d), None) => Some(Sustain::For(d)),
+                    (None, Some(n)) if n >= 1 => Some(Sustain::Evaluations(n)),
+                    (None, Some(_)) => {
+                        self.issue(&p("evaluations"), "must be at least 1");
+                        None
+                    }
+                    (Some(_), Some(_)) => {
+                        self.issue(&p("for"), "set either for or evaluations, not both");
+                        None
+                    }
+                    (None, None) => {
+                        self.issue(at, "a threshold rule needs a sustain condition: for = \"1m\" or evaluations = N");
+                        None
+                    }
+                };
+                let add = self.add_count(&p("add"), r.add);
+                let percent = self.positive_f64(&p("add_percent"), r.add_percent);
+                let step = match (add, percent) {
+                    (Some(n), None) => Some(Step::Add(n)),
+                    (None, Some(pc)) => Some(Step::Percent(pc)),
+                    (Some(_), Some(_)) => {
+                        self.issue(&p("add"), "set either add or add_percent, not both");
+                        None
+                    }
+                    (None, None) => {
+                        if !self
+                            .issues
+                            .iter()
+                            .any(|i| i.path == p("add") || i.path == p("add_percent"))
+                        {
+                            self.issue(at, "a threshold rule needs add = N or add_percent = P");
+                        }
+                        None
+                    }
+                };
+                RuleKind::Threshold {
+                    bound: bound?,
+                    sustain: sustain?,
+                    step: step?,
+                }
+            }
+            "target" => {
+                let target = self.optional(&p("target"), r.target);
+                let per_node = self.optional(&p("per_node"), r.per_node);
+                let tolerance = self.optional(&p("tolerance"), r.tolerance).unwrap_or(0.1);
+                if !(0.0..1.0).contains(&tolerance) {
+                    self.issue(
+                        &p("tolerance"),
+                        format!("{tolerance} is outside 0 to 1 (default 0.1)"),
+                    );
+                }
+                let factor = self.optional(&p("factor"), r.factor).unwrap_or(1.0);
+                if !(factor.is_finite() && factor > 0.0) {
+                    self.issue(
+                        &p("factor"),
+                        format!("{factor} must be above 0 (default 1.0)"),
+                    );
+                }
+                let bootstrap = self.optional(&p("bootstrap"), r.bootstrap).unwrap_or(1);
+                if bootstrap > max_task_nodes {
+                    self.issue(
+                        &p("bootstrap"),
+                        format!("{bootstrap} is above max_task_nodes ({max_task_nodes})"),
+                    );
+                }
+                let form = match (target, per_node) {
+                    (Some(t), None) if t.is_finite() && t > 0.0 => Some(TargetForm::Ratio {
+                        target: t,
+                        tolerance,
+                    }),
+                    (Some(t), None) => {
+                        self.issue(&p("target"), format!("{t} must be above 0"));
+                        None
+                    }
+                    (None, Some(n)) if n.is_finite() && n > 0.0 => Some(TargetForm::Demand {
+                        per_node: n,
+                        factor,
+                    }),
+                    (None, Some(n)) => {
+                        self.issue(&p("per_node"), format!("{n} must be above 0"));
+                        None
+                    }
+                    (Some(_), Some(_)) => {
+                        self.issue(
+                            &p("target"),
+                            "set target (ratio form) or per_node (demand form), not both",
+                        );
+                        None
+                    }
+                    (None, None) => {
+                        self.issue(at, "a target rule needs target = V (ratio form) or per_node = N (demand form)");
+                        None
+                    }
+                };
+                RuleKind::Target {
+                    form: form?,
+                    bootstrap,
+                }
+            }
+            _ => {
+                let cron = self
+                    .get(&p("cron"), r.cron, None)
+                    .and_then(|c| parse_cron(&c).map_err(|e| self.issue(&p("cron"), e)).ok());
+                let tz_text = self
+                    .get(&p("timezone"), r.timezone, Some("UTC".into()))
+                    .unwrap_or_default();
+                let timezone = tz_text
+                    .parse::<chrono_tz::Tz>()
+                    .map_err(|_| {
+                        self.issue(
+                            &p("timezone"),
+                            format!("{tz_text:?} is not an IANA time zone like Europe/Berlin"),
+                        )
+                    })
+                    .ok();
+                let duration = self.opt_duration(&p("duration"), r.duration);
+                let end = self.optional(&p("end"), r.end).and_then(|e| {
+                    parse_cron(&e)
+                        .map_err(|msg| self.issue(&p("end"), msg))
+                        .ok()
+                });
+                let window_end = match (duration, end) {
+                    (Some(d), None) if !d.is_zero() && d <= Duration::from_secs(7 * 86400) => {
+                        Some(WindowEnd::After(d))
+                    }
+                    (Some(_), None) => {
+                        self.issue(&p("duration"), "must be more than 0s and at most 7 days");
+                        None
+                    }
+                    (None, Some(c)) => Some(WindowEnd::At(Box::new(c))),
+                    (Some(_), Some(_)) => {
+                        self.issue(&p("duration"), "set either duration or end, not both");
+                        None
+                    }
+                    (None, None) => {
+                        if !self
+                            .issues
+                            .iter()
+                            .any(|i| i.path == p("end") || i.path == p("duration"))
+                        {
+                            self.issue(
+                                at,
+                                "a schedule rule needs duration = \"2h\" or end = \"<cron>\"",
+                            );
+                        }
+                        None
+                    }
+                };
+                let floor = self.optional(&p("floor_task_nodes"), r.floor_task_nodes);
+                if let Some(f) = floor
+                    && f > max_task_nodes
+                {
+                    self.issue(
+                        &p("floor_task_nodes"),
+                        format!("{f} is above max_task_nodes ({max_task_nodes}); min above max"),
+                    );
+                }
+                let add_once = self.add_count(&p("add"), r.add);
+                if floor.is_none() && add_once.is_none() {
+                    self.issue(at, "a schedule rule needs floor_task_nodes, add, or both");
+                }
+                RuleKind::Schedule {
+                    window: Box::new(Window::new(cron?, timezone?, window_end?)),
+                    floor_task_nodes: floor.unwrap_or(0),
+                    add_once,
+                }
+            }
+        };
+        Some(Rule {
+            name: Arc::from(name?.as_str()),
+            query,
+            kind,
+            cooldown,
+            on_missing,
+            max_age,
+            unit,
+            replay_signal,
+        })
+    }
+}

@@ -1,0 +1,663 @@
+//! The decision core: from observations, capacity and the clock to how many
+//! task nodes to add, and why. Pure: no I/O, no clock reads; `now` is a
+//! parameter. The daemon, `plan`, `backtest` and `demo` all call [`decide`].
+//!
+//! This version only scales out: a rule proposing fewer nodes than running
+//! means "hold".
+
+pub mod decision;
+pub mod schedule;
+pub mod sustain;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+pub use decision::{Cap, Decision, Outcome, Vote, VoteReason};
+pub use schedule::{Window, WindowEnd};
+pub use sustain::Sustain;
+
+/// The most nodes one ScaleOutInstance request may add.
+pub const MAX_CHUNK: u32 = 20;
+
+/// Why an observation is not a usable number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DataIssue {
+    /// The query returned no series.
+    Empty,
+    /// The value is NaN or infinite.
+    NaN,
+    /// The newest sample is older than the rule's `max_age`.
+    Stale,
+    /// The query returned more than one series.
+    MultipleSeries,
+    /// The query failed.
+    Error,
+}
+
+impl DataIssue {
+    /// Every issue, in label order.
+    pub const ALL: [DataIssue; 5] = [
+        DataIssue::Empty,
+        DataIssue::NaN,
+        DataIssue::Stale,
+        DataIssue::MultipleSeries,
+        DataIssue::Error,
+    ];
+
+    /// The `kind` metric label.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            DataIssue::Empty => "empty",
+            DataIssue::NaN => "nan",
+            DataIssue::Stale => "stale",
+            DataIssue::MultipleSeries => "multiple_series",
+            DataIssue::Error => "error",
+        }
+    }
+}
+
+/// One observation: a finite number, or why there is none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reading {
+    /// A finite value.
+    Value(f64),
+    /// No usable value.
+    Missing(DataIssue),
+}
+
+impl Reading {
+    /// A value, with NaN and infinities turned into [`DataIssue::NaN`].
+    pub fn from_f64(v: f64) -> Self {
+        if v.is_finite() {
+            Reading::Value(v)
+        } else {
+            Reading::Missing(DataIssue::NaN)
+        }
+    }
+
+    /// The value, if usable.
+    pub fn value(self) -> Option<f64> {
+        match self {
+            Reading::Value(v) => Some(v),
+            Reading::Missing(_) => None,
+        }
+    }
+}
+
+/// A reading at a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When the evaluation (or range step) happened.
+    pub at: DateTime<Utc>,
+    /// What it saw.
+    pub value: Reading,
+}
+
+/// What a rule does when its data is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnMissing {
+    /// Vote for nothing (default). Missing data never adds nodes.
+    #[default]
+    Hold,
+    /// Vote as if the condition held.
+    FailOpen,
+    /// Vote only to restore the cluster's floor.
+    Floor,
+}
+
+/// How a value is shown in explanations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unit {
+    /// Plain number.
+    #[default]
+    Plain,
+    /// Megabytes, shown as GiB.
+    Megabytes,
+    /// A 0..1 ratio, shown as a percentage.
+    Ratio,
+}
+
+/// Which simulated signal a rule's query stands for in replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaySignal {
+    /// Pending memory, MB.
+    PendingMb,
+    /// Available memory, MB.
+    AvailableMb,
+    /// Allocated / capacity, 0..1.
+    Utilisation,
+}
+
+/// A threshold bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// Breach when the value is greater.
+    Above(f64),
+    /// Breach when the value is smaller.
+    Below(f64),
+}
+
+impl Bound {
+    /// Whether `v` breaches.
+    pub fn breached(self, v: f64) -> bool {
+        match self {
+            Bound::Above(b) => v > b,
+            Bound::Below(b) => v < b,
+        }
+    }
+}
+
+/// How many nodes a threshold rule adds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Step {
+    /// A fixed count.
+    Add(u32),
+    /// A percentage of the effective count, rounded up, at least 1.
+    Percent(f64),
+}
+
+impl Step {
+    /// The increment for `effective` nodes.
+    pub fn nodes(self, effective: u32) -> u32 {
+        match self {
+            Step::Add(n) => n,
+            Step::Percent(p) => {
+                let n = (f64::from(effective) * p / 100.0).ceil();
+                if n.is_finite() && n >= 1.0 {
+                    n.min(f64::from(u32::MAX)) as u32
+                } else {
+                    1
+                }
+            }
+        }
+    }
+}
+
+/// A target rule's formula.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TargetForm {
+    /// HPA: `desired = ceil(effective × value / target)`, hold within `tolerance`.
+    Ratio {
+        /// The value to hold.
+        target: f64,
+        /// Relative band around the target where nothing happens (default 0.1).
+        tolerance: f64,
+    },
+    /// Demand: `desired = ceil(value / per_node × factor) + running`; nodes in
+    /// flight already count against the demand.
+    Demand {
+        /// What one task node absorbs, in the value's unit.
+        per_node: f64,
+        /// Headroom factor (default 1.0).
+        factor: f64,
+    },
+}
+
+/// What kind of rule, with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleKind {
+    /// Add nodes when a value stays past a bound.
+    Threshold {
+        /// The bound.
+        bound: Bound,
+        /// How long it must hold.
+        sustain: Sustain,
+        /// How much to add.
+        step: Step,
+    },
+    /// Size the cluster to a target.
+    Target {
+        /// The formula.
+        form: TargetForm,
+        /// Nodes to add from 0 task nodes (ratio form), or on missing data with `fail_open`.
+        bootstrap: u32,
+    },
+    /// Keep a floor while a time window is open; optionally add once per window.
+    Schedule {
+        /// The window.
+        window: Box<Window>,
+        /// Task nodes to hold at least while open.
+        floor_task_nodes: u32,
+        /// Nodes to add once when a window opens.
+        add_once: Option<u32>,
+    },
+}
+
+/// One validated rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// Unique within the cluster; the `rule` metric label.
+    pub name: Arc<str>,
+    /// The PromQL expression; none for schedules.
+    pub query: Option<String>,
+    /// What it does.
+    pub kind: RuleKind,
+    /// Mutes only this rule's vote for this long after it drove an order.
+    pub cooldown: Option<Duration>,
+    /// Missing-data behaviour.
+    pub on_missing: OnMissing,
+    /// Samples older than this are stale (checked with `timestamp()`).
+    pub max_age: Option<Duration>,
+    /// Display unit.
+    pub unit: Unit,
+    /// In replays, the simulated signal this query stands for.
+    pub replay_signal: Option<ReplaySignal>,
+}
+
+/// A cluster's guard rails and rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterPolicy {
+    /// Floor: below it, scale out up to it.
+    pub min_task_nodes: u32,
+    /// Ceiling on running plus in-flight task nodes.
+    pub max_task_nodes: u32,
+    /// Quiet time after an operation's last chunk.
+    pub cooldown: Duration,
+    /// Most nodes per decision.
+    pub max_step: Option<u32>,
+    /// Most nodes in any rolling hour.
+    pub max_nodes_per_hour: Option<u32>,
+    /// Most nodes in any rolling day.
+    pub max_nodes_per_day: Option<u32>,
+    /// The rules, in configuration order.
+    pub rules: Vec<Rule>,
+}
+
+/// What the daemon knows about a cluster at decision time.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView<'a> {
+    /// Running task nodes; `None` when capacity could not be read.
+    pub running: Option<u32>,
+    /// Nodes this daemon ordered whose flow is not done.
+    pub in_flight: u32,
+    /// End of the cluster cooldown.
+    pub cooldown_until: Option<DateTime<Utc>>,
+    /// No orders until then after a sold-out answer.
+    pub backoff_until: Option<DateTime<Utc>>,
+    /// Operator pause.
+    pub paused: bool,
+    /// A flow outlived its limit; ordering stops until resumed.
+    pub breaker_open: bool,
+    /// Decide and report only.
+    pub dry_run: bool,
+    /// Orders placed (time, nodes), for budgets; older than a day may be omitted.
+    pub orders: &'a [(DateTime<Utc>, u32)],
+    /// Per rule (same order as the policy's rules): when it last drove an order.
+    pub rule_last_fired: &'a [Option<DateTime<Utc>>],
+    /// Per rule: the schedule window start already served by its one-shot add.
+    pub schedule_done: &'a [Option<DateTime<Utc>>],
+}
+
+/// Per rule (same order as the policy's rules): recent samples, newest last.
+/// Schedules take an empty slice.
+pub type Observations<'a> = &'a [&'a [Sample]];
+
+/// Splits `n` nodes into requests of at most [`MAX_CHUNK`].
+pub fn chunks(n: u32) -> Vec<u32> {
+    let mut out = Vec::with_capacity(n.div_ceil(MAX_CHUNK) as usize);
+    let mut left = n;
+    while left > 0 {
+        let c = left.min(MAX_CHUNK);
+        out.push(c);
+        left -= c;
+    }
+    out
+}
+
+fn within(since: Option<DateTime<Utc>>, d: Option<Duration>, now: DateTime<Utc>) -> bool {
+    match (since, d.and_then(|d| chrono::Duration::from_std(d).ok())) {
+        (Some(t), Some(d)) => now < t + d,
+        _ => false,
+    }
+}
+
+fn ordered_since(orders: &[(DateTime<Utc>, u32)], since: DateTime<Utc>) -> u32 {
+    orders
+        .iter()
+        .filter(|(t, _)| *t > since)
+        .map(|(_, n)| *n)
+        .fold(0u32, u32::saturating_add)
+}
+
+/// What every vote is judged against.
+#[derive(Clone, Copy)]
+struct Context {
+    effective: u32,
+    running: u32,
+    floor_gap: u32,
+    now: DateTime<Utc>,
+    max_gap: Duration,
+}
+
+/// One rule's vote: the increment it asks for and why.
+fn vote(
+    rule: &Rule,
+    samples: &[Sample],
+    ctx: Context,
+    done: Option<DateTime<Utc>>,
+) -> (u32, VoteReason, Option<DataIssue>) {
+    let Context {
+        effective,
+        running,
+        floor_gap,
+        now,
+        max_gap,
+    } = ctx;
+    if let RuleKind::Schedule {
+        window,
+        floor_task_nodes,
+        add_once,
+    } = &rule.kind
+    {
+        return match window.open_since(now) {
+            None => (0, VoteReason::WindowClosed, None),
+            Some(start) => {
+                let floor = floor_task_nodes.saturating_sub(effective);
+                let once = add_once.filter(|_| done != Some(start)).unwrap_or(0);
+                (
+                    floor.max(once),
+                    VoteReason::WindowOpen {
+                        since: start,
+                        floor: *floor_task_nodes,
+                        add_once: (once > 0).then_some(once),
+                    },
+                    None,
+                )
+            }
+        };
+    }
+    let current = samples.last().map(|s| s.value);
+    let value = match current {
+        Some(Reading::Value(v))
+            if samples
+                .last()
+                .is_some_and(|s| (now - s.at).to_std().is_ok_and(|age| age <= max_gap)) =>
+        {
+            v
+        }
+        other => {
+            let issue = match other {
+                Some(Reading::Missing(i)) => i,
+                _ => DataIssue::Stale,
+            };
+            let inc = match rule.on_missing {
+                OnMissing::Hold => 0,
+                OnMissing::Floor => floor_gap,
+                OnMissing::FailOpen => match &rule.kind {
+                    RuleKind::Threshold { step, .. } => step.nodes(effective),
+                    RuleKind::Target { bootstrap, .. } => *bootstrap,
+                    RuleKind::Schedule { .. } => 0,
+                },
+            };
+            return (
+                inc,
+                VoteReason::Missing {
+                    issue,
+                    on_missing: rule.on_missing,
+                },
+                Some(issue),
+            );
+        }
+    };
+    match &rule.kind {
+        RuleKind::Threshold {
+            bound,
+            sustain,
+            step,
+        } => {
+            let run = sustain::current_run(samples, now, max_gap, |v| bound.breached(v));
+            let held = Sustain::progress(run, now);
+            if sustain.is_met(run, now) {
+                (
+                    step.nodes(effective),
+                    VoteReason::Breached {
+                        value,
+                        bound: *bound,
+                        sustain: *sustain,
+                        held,
+                        count: run.map_or(0, |r| r.count),
+                    },
+                    None,
+                )
+            } else {
+                (
+                    0,
+                    VoteReason::NotBreached {
+                        value,
+                        bound: *bound,
+                        sustain: *sustain,
+                        held,
+                        count: run.map_or(0, |r| r.count),
+                    },
+                    None,
+                )
+            }
+        }
+        RuleKind::Target { form, bootstrap } => {
+            let desired = match *form {
+                TargetForm::Ratio { target, tolerance } => {
+                    let ratio = value / target;
+                    if ratio <= 1.0 + tolerance {
+                        effective
+                    } else if effective == 0 {
+                        *bootstrap
+                    } else {
+                        ceil_u32(f64::from(effective) * ratio)
+                    }
+                }
+                TargetForm::Demand { per_node, factor } => {
+                    ceil_u32(value.max(0.0) / per_node * factor).saturating_add(running)
+                }
+            };
+            (
+                desired.saturating_sub(effective),
+                VoteReason::Target {
+                    value,
+                    form: *form,
+                    desired,
+                },
+                None,
+            )
+        }
+        RuleKind::Schedule { .. } => (0, VoteReason::WindowClosed, None),
+    }
+}
+
+fn ceil_u32(x: f64) -> u32 {
+    let c = x.ceil();
+    if c.is_nan() || c <= 0.0 {
+        0
+    } else if c >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        c as u32
+    }
+}
+
+/// Decides how many task nodes to add to one cluster, and why.
+///
+/// `observations[i]` holds rule `i`'s recent samples, newest last; `max_gap`
+/// is the longest gap between consecutive samples that still counts as
+/// continuous (twice the evaluation interval or range step).
+pub fn decide(
+    policy: &ClusterPolicy,
+    view: &ClusterView<'_>,
+    observations: Observations<'_>,
+    now: DateTime<Utc>,
+    max_gap: Duration,
+) -> Decision {
+    let running = view.running.unwrap_or(0);
+    let effective = running.saturating_add(view.in_flight);
+    let min_gap = policy.min_task_nodes.saturating_sub(effective);
+
+    let mut votes = Vec::with_capacity(policy.rules.len());
+    let mut schedule_floor_gap = 0u32;
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let samples = observations.get(i).copied().unwrap_or(&[]);
+        let done = view.schedule_done.get(i).copied().flatten();
+        let ctx = Context {
+            effective,
+            running,
+            floor_gap: min_gap,
+            now,
+            max_gap,
+        };
+        let (mut increment, reason, issue) = vote(rule, samples, ctx, done);
+        if let VoteReason::WindowOpen { floor, .. } = reason {
+            schedule_floor_gap = schedule_floor_gap.max(floor.saturating_sub(effective));
+        }
+        let last = view.rule_last_fired.get(i).copied().flatten();
+        let muted = increment > 0 && within(last, rule.cooldown, now);
+        if muted {
+            increment = 0;
+        }
+        votes.push(Vote {
+            rule: rule.name.clone(),
+            value: samples.last().and_then(|s| s.value.value()),
+            issue,
+            increment,
+            muted,
+            reason,
+            outcome: Outcome::Hold,
+        });
+    }
+    let floor_gap = min_gap.max(schedule_floor_gap);
+    let proposed = votes
+        .iter()
+        .map(|v| v.increment)
+        .max()
+        .unwrap_or(0)
+        .max(min_gap);
+
+    let mut caps = Vec::new();
+    let mut increment = proposed;
+    let mut zeroed_by: Option<Outcome> = None;
+    let mut cap = |increment: &mut u32, limit: u32, cap: Cap, outcome: Outcome| {
+        if *increment > limit {
+            *increment = limit;
+            caps.push(cap);
+            if limit == 0 && zeroed_by.is_none() {
+                zeroed_by = Some(outcome);
+            }
+        }
+    };
+
+    let blocked = if view.paused {
+        Some(Outcome::Paused)
+    } else if view.breaker_open {
+        Some(Outcome::Breaker)
+    } else if view.running.is_none() {
+        Some(Outcome::DataError)
+    } else {
+        None
+    };
+
+    if blocked.is_none() && increment > 0 {
+        let headroom = policy.max_task_nodes.saturating_sub(effective);
+        cap(
+            &mut increment,
+            headroom,
+            Cap::MaxTaskNodes {
+                max: policy.max_task_nodes,
+            },
+            Outcome::Capped,
+        );
+        if let Some(step) = policy.max_step {
+            cap(
+                &mut increment,
+                step,
+                Cap::MaxStep { max: step },
+                Outcome::Capped,
+            );
+        }
+        for (limit, window, label) in [
+            (
+                policy.max_nodes_per_hour,
+                chrono::Duration::hours(1),
+                "hour",
+            ),
+            (policy.max_nodes_per_day, chrono::Duration::days(1), "day"),
+        ] {
+            if let Some(limit) = limit {
+                let used = ordered_since(view.orders, now - window);
+                let remaining = limit.saturating_sub(used);
+                cap(
+                    &mut increment,
+                    remaining,
+                    Cap::Budget {
+                        window: label,
+                        limit,
+                        remaining,
+                    },
+                    Outcome::Budget,
+                );
+            }
+        }
+        let in_cooldown = view.cooldown_until.is_some_and(|t| now < t);
+        let in_backoff = view.backoff_until.is_some_and(|t| now < t);
+        if in_backoff {
+            cap(
+                &mut increment,
+                0,
+                Cap::SoldOutBackoff {
+                    until: view.backoff_until.unwrap_or(now),
+                },
+                Outcome::Cooldown,
+            );
+        } else if in_cooldown {
+            cap(
+                &mut increment,
+                floor_gap,
+                Cap::Cooldown {
+                    until: view.cooldown_until.unwrap_or(now),
+                    floor_gap,
+                },
+                Outcome::Cooldown,
+            );
+        }
+    }
+
+    let any_issue = votes.iter().any(|v| v.issue.is_some());
+    let outcome = match blocked {
+        Some(o) => {
+            increment = 0;
+            o
+        }
+        None if increment > 0 && view.dry_run => Outcome::DryRun,
+        None if increment > 0 => Outcome::ScaleOut,
+        None if proposed > 0 => zeroed_by.unwrap_or(Outcome::Capped),
+        None if any_issue => Outcome::DataError,
+        None => Outcome::Hold,
+    };
+    for v in &mut votes {
+        v.outcome = if matches!(outcome, Outcome::Paused | Outcome::Breaker) {
+            outcome
+        } else if v.issue.is_some() && v.increment == 0 {
+            Outcome::DataError
+        } else if v.muted {
+            Outcome::Cooldown
+        } else if v.increment > 0 {
+            outcome
+        } else {
+            Outcome::Hold
+        };
+    }
+    Decision {
+        at: now,
+        running: view.running,
+        in_flight: view.in_flight,
+        effective,
+        min_gap,
+        votes,
+        proposed,
+        caps,
+        increment,
+        chunks: chunks(increment),
+        outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,803 @@
+//! Decision tables (snapshots of the one-sentence explanations) and property
+//! tests of the guard rails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use expect_test::expect;
+use proptest::prelude::*;
+
+use super::*;
+
+fn t(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+}
+
+const GAP: Duration = Duration::from_secs(30);
+
+fn rule(name: &str, kind: RuleKind) -> Rule {
+    Rule {
+        name: Arc::from(name),
+        query: Some(format!("q_{name}")),
+        kind,
+        cooldown: None,
+        on_missing: OnMissing::Hold,
+        max_age: None,
+        unit: Unit::Plain,
+        replay_signal: None,
+    }
+}
+
+fn pending(above_mb: f64, for_s: u64, add: u32) -> Rule {
+    Rule {
+        unit: Unit::Megabytes,
+        ..rule(
+            "pending-memory",
+            RuleKind::Threshold {
+                bound: Bound::Above(above_mb),
+                sustain: Sustain::For(Duration::from_secs(for_s)),
+                step: Step::Add(add),
+            },
+        )
+    }
+}
+
+fn util(target: f64) -> Rule {
+    Rule {
+        unit: Unit::Ratio,
+        ..rule(
+            "util",
+            RuleKind::Target {
+                form: TargetForm::Ratio {
+                    target,
+                    tolerance: 0.1,
+                },
+                bootstrap: 2,
+            },
+        )
+    }
+}
+
+fn demand(per_node: f64) -> Rule {
+    Rule {
+        unit: Unit::Megabytes,
+        ..rule(
+            "demand",
+            RuleKind::Target {
+                form: TargetForm::Demand {
+                    per_node,
+                    factor: 1.0,
+                },
+                bootstrap: 1,
+            },
+        )
+    }
+}
+
+fn office(floor: u32, add_once: Option<u32>) -> Rule {
+    Rule {
+        query: None,
+        ..rule(
+            "office",
+            RuleKind::Schedule {
+                window: Box::new(Window::new(
+                    schedule::parse_cron("0 0 8 * * *").unwrap(),
+                    chrono_tz::UTC,
+                    WindowEnd::After(Duration::from_secs(3600)),
+                )),
+                floor_task_nodes: floor,
+                add_once,
+            },
+        )
+    }
+}
+
+fn policy(rules: Vec<Rule>) -> ClusterPolicy {
+    ClusterPolicy {
+        min_task_nodes: 0,
+        max_task_nodes: 40,
+        cooldown: Duration::from_secs(300),
+        max_step: None,
+        max_nodes_per_hour: None,
+        max_nodes_per_day: None,
+        rules,
+    }
+}
+
+/// An owned view, borrowed into a [`ClusterView`].
+#[derive(Debug, Clone, Default)]
+struct Fixture {
+    running: Option<u32>,
+    in_flight: u32,
+    cooldown_until: Option<DateTime<Utc>>,
+    backoff_until: Option<DateTime<Utc>>,
+    paused: bool,
+    breaker_open: bool,
+    dry_run: bool,
+    orders: Vec<(DateTime<Utc>, u32)>,
+    last_fired: Vec<Option<DateTime<Utc>>>,
+    schedule_done: Vec<Option<DateTime<Utc>>>,
+}
+
+impl Fixture {
+    fn running(n: u32) -> Self {
+        Self {
+            running: Some(n),
+            ..Self::default()
+        }
+    }
+    fn view(&self) -> ClusterView<'_> {
+        ClusterView {
+            running: self.running,
+            in_flight: self.in_flight,
+            cooldown_until: self.cooldown_until,
+            backoff_until: self.backoff_until,
+            paused: self.paused,
+            breaker_open: self.breaker_open,
+            dry_run: self.dry_run,
+            orders: &self.orders,
+            rule_last_fired: &self.last_fired,
+            schedule_done: &self.schedule_done,
+        }
+    }
+}
+
+/// Samples every 15 s ending at `now`, oldest first.
+fn every15(now: i64, values: &[f64]) -> Vec<Sample> {
+    let n = values.len() as i64;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Sample {
+            at: t(now - (n - 1 - i as i64) * 15),
+            value: Reading::from_f64(*v),
+        })
+        .collect()
+}
+
+fn missing(now: i64, issue: DataIssue) -> Vec<Sample> {
+    vec![Sample {
+        at: t(now),
+        value: Reading::Missing(issue),
+    }]
+}
+
+fn run(p: &ClusterPolicy, f: &Fixture, obs: &[Vec<Sample>], now: DateTime<Utc>) -> Decision {
+    let refs: Vec<&[Sample]> = obs.iter().map(Vec::as_slice).collect();
+    decide(p, &f.view(), &refs, now, GAP)
+}
+
+fn line(name: &str, p: &ClusterPolicy, d: &Decision) -> String {
+    let units: Vec<Unit> = p.rules.iter().map(|r| r.unit).collect();
+    format!(
+        "{name}: {} +{} {:?} | {}\n",
+        d.outcome,
+        d.increment,
+        d.chunks,
+        d.explain(&units)
+    )
+}
+
+#[test]
+fn decision_table() {
+    let gib = 1024.0;
+    let now = 120;
+    let mut out = String::new();
+    let mut case =
+        |name: &str, p: &ClusterPolicy, f: &Fixture, obs: &[Vec<Sample>], at: DateTime<Utc>| {
+            out.push_str(&line(name, p, &run(p, f, obs, at)));
+        };
+
+    let p = policy(vec![pending(8.0 * gib, 60, 2)]);
+    let high = every15(now, &[12.3 * gib; 6]);
+    case(
+        "threshold sustained",
+        &p,
+        &Fixture::running(10),
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    case(
+        "threshold not yet",
+        &p,
+        &Fixture::running(10),
+        &[every15(now, &[1.0, 12.0 * gib, 12.0 * gib])],
+        t(now),
+    );
+    case(
+        "threshold below bound",
+        &p,
+        &Fixture::running(10),
+        &[every15(now, &[3.2 * gib])],
+        t(now),
+    );
+    case(
+        "threshold dip restarts",
+        &p,
+        &Fixture::running(10),
+        &[every15(
+            now,
+            &[9.0 * gib, 9.0 * gib, 9.0 * gib, 1.0, 9.0 * gib, 9.0 * gib],
+        )],
+        t(now),
+    );
+    case(
+        "capped by max",
+        &p,
+        &Fixture::running(39),
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    case(
+        "at max",
+        &p,
+        &Fixture::running(40),
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    case(
+        "in-flight counts toward max",
+        &p,
+        &Fixture {
+            in_flight: 2,
+            ..Fixture::running(37)
+        },
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    let pct = policy(vec![rule(
+        "pending-pct",
+        RuleKind::Threshold {
+            bound: Bound::Above(100.0),
+            sustain: Sustain::Evaluations(2),
+            step: Step::Percent(25.0),
+        },
+    )]);
+    case(
+        "add_percent of effective",
+        &pct,
+        &Fixture::running(10),
+        &[every15(now, &[200.0, 200.0])],
+        t(now),
+    );
+
+    let stepped = ClusterPolicy {
+        max_step: Some(5),
+        ..policy(vec![rule(
+            "big",
+            RuleKind::Threshold {
+                bound: Bound::Above(1.0),
+                sustain: Sustain::Evaluations(1),
+                step: Step::Add(30),
+            },
+        )])
+    };
+    case(
+        "max_step",
+        &stepped,
+        &Fixture::running(0),
+        &[every15(now, &[5.0])],
+        t(now),
+    );
+    let unstepped = ClusterPolicy {
+        max_step: None,
+        ..stepped.clone()
+    };
+    case(
+        "over 20 is chunked",
+        &unstepped,
+        &Fixture::running(0),
+        &[every15(now, &[5.0])],
+        t(now),
+    );
+    let budget = ClusterPolicy {
+        max_nodes_per_hour: Some(10),
+        max_nodes_per_day: Some(12),
+        ..unstepped.clone()
+    };
+    case(
+        "hour budget",
+        &budget,
+        &Fixture {
+            orders: vec![(t(now - 1800), 6)],
+            ..Fixture::running(0)
+        },
+        &[every15(now, &[5.0])],
+        t(now),
+    );
+    case(
+        "day budget spent",
+        &budget,
+        &Fixture {
+            orders: vec![(t(now - 7200), 12)],
+            ..Fixture::running(0)
+        },
+        &[every15(now, &[5.0])],
+        t(now),
+    );
+
+    case(
+        "cluster cooldown",
+        &p,
+        &Fixture {
+            cooldown_until: Some(t(now + 60)),
+            ..Fixture::running(10)
+        },
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    let muted = Rule {
+        cooldown: Some(Duration::from_secs(600)),
+        ..pending(8.0 * gib, 60, 2)
+    };
+    case(
+        "rule cooldown mutes only the rule",
+        &policy(vec![muted, util(0.8)]),
+        &Fixture {
+            last_fired: vec![Some(t(now - 60)), None],
+            ..Fixture::running(10)
+        },
+        &[high.clone(), every15(now, &[0.95])],
+        t(now),
+    );
+    case(
+        "sold-out backoff",
+        &p,
+        &Fixture {
+            backoff_until: Some(t(now + 600)),
+            ..Fixture::running(10)
+        },
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    case(
+        "paused",
+        &p,
+        &Fixture {
+            paused: true,
+            ..Fixture::running(10)
+        },
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    case(
+        "breaker",
+        &p,
+        &Fixture {
+            breaker_open: true,
+            ..Fixture::running(10)
+        },
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    case(
+        "dry run",
+        &p,
+        &Fixture {
+            dry_run: true,
+            ..Fixture::running(10)
+        },
+        std::slice::from_ref(&high),
+        t(now),
+    );
+    case(
+        "capacity unknown",
+        &p,
+        &Fixture::default(),
+        std::slice::from_ref(&high),
+        t(now),
+    );
+
+    let u = policy(vec![util(0.8)]);
+    case(
+        "hpa within tolerance",
+        &u,
+        &Fixture::running(10),
+        &[every15(now, &[0.85])],
+        t(now),
+    );
+    case(
+        "hpa above",
+        &u,
+        &Fixture::running(10),
+        &[every15(now, &[1.0])],
+        t(now),
+    );
+    case(
+        "hpa from zero bootstraps",
+        &u,
+        &Fixture::running(0),
+        &[every15(now, &[0.95])],
+        t(now),
+    );
+    case(
+        "hpa below target holds",
+        &u,
+        &Fixture::running(10),
+        &[every15(now, &[0.2])],
+        t(now),
+    );
+    let d = policy(vec![demand(8192.0)]);
+    case(
+        "demand sizes to pending",
+        &d,
+        &Fixture::running(4),
+        &[every15(now, &[40_000.0])],
+        t(now),
+    );
+    case(
+        "demand counts in-flight",
+        &d,
+        &Fixture {
+            in_flight: 3,
+            ..Fixture::running(4)
+        },
+        &[every15(now, &[40_000.0])],
+        t(now),
+    );
+
+    case(
+        "empty data holds",
+        &p,
+        &Fixture::running(10),
+        &[missing(now, DataIssue::Empty)],
+        t(now),
+    );
+    case(
+        "nan holds",
+        &p,
+        &Fixture::running(10),
+        &[every15(now, &[f64::NAN])],
+        t(now),
+    );
+    case(
+        "stale sample holds",
+        &p,
+        &Fixture::running(10),
+        &[every15(now - 120, &[99.0 * gib])],
+        t(now),
+    );
+    let open = Rule {
+        on_missing: OnMissing::FailOpen,
+        ..pending(8.0 * gib, 60, 2)
+    };
+    case(
+        "fail_open adds",
+        &policy(vec![open]),
+        &Fixture::running(10),
+        &[missing(now, DataIssue::Error)],
+        t(now),
+    );
+    let floor_rule = Rule {
+        on_missing: OnMissing::Floor,
+        ..pending(8.0 * gib, 60, 2)
+    };
+    let floored = ClusterPolicy {
+        min_task_nodes: 4,
+        ..policy(vec![floor_rule])
+    };
+    case(
+        "below min restores floor",
+        &floored,
+        &Fixture::running(1),
+        &[missing(now, DataIssue::MultipleSeries)],
+        t(now),
+    );
+
+    let sched = policy(vec![office(12, Some(3)), pending(8.0 * gib, 60, 2)]);
+    let eight = DateTime::parse_from_rfc3339("2027-01-11T08:10:00Z")
+        .unwrap()
+        .to_utc();
+    let quiet = vec![Sample {
+        at: eight,
+        value: Reading::Value(0.0),
+    }];
+    case(
+        "schedule floor",
+        &sched,
+        &Fixture::running(5),
+        &[vec![], quiet.clone()],
+        eight,
+    );
+    case(
+        "schedule floor during cooldown",
+        &sched,
+        &Fixture {
+            cooldown_until: Some(eight + chrono::Duration::minutes(3)),
+            ..Fixture::running(5)
+        },
+        &[vec![], quiet.clone()],
+        eight,
+    );
+    case(
+        "schedule add once",
+        &sched,
+        &Fixture::running(12),
+        &[vec![], quiet.clone()],
+        eight,
+    );
+    case(
+        "schedule add already done",
+        &sched,
+        &Fixture {
+            schedule_done: vec![
+                Some(
+                    DateTime::parse_from_rfc3339("2027-01-11T08:00:00Z")
+                        .unwrap()
+                        .to_utc(),
+                ),
+                None,
+            ],
+            ..Fixture::running(12)
+        },
+        &[vec![], quiet.clone()],
+        eight,
+    );
+    let later = eight + chrono::Duration::hours(2);
+    let quiet_later = vec![Sample {
+        at: later,
+        value: Reading::Value(0.0),
+    }];
+    case(
+        "schedule closed",
+        &sched,
+        &Fixture::running(5),
+        &[vec![], quiet_later],
+        later,
+    );
+    drop(quiet);
+
+    expect![[r#"
+        threshold sustained: scale_out +2 [2] | pending-memory 12.3 GiB > 8 GiB for 1m: +2
+        threshold not yet: hold +0 [] | pending-memory 12 GiB > 8 GiB for 15s of 1m -> hold
+        threshold below bound: hold +0 [] | pending-memory 3.2 GiB <= 8 GiB -> hold
+        threshold dip restarts: hold +0 [] | pending-memory 9 GiB > 8 GiB for 15s of 1m -> hold
+        capped by max: scale_out +1 [1] | pending-memory 12.3 GiB > 8 GiB for 1m: +2; capped by max_task_nodes 40 -> +1
+        at max: capped +0 [] | pending-memory 12.3 GiB > 8 GiB for 1m: +2; capped by max_task_nodes 40 -> +0
+        in-flight counts toward max: scale_out +1 [1] | pending-memory 12.3 GiB > 8 GiB for 1m: +2; capped by max_task_nodes 40 -> +1
+        add_percent of effective: scale_out +3 [3] | pending-pct 200 > 100 for 2 evaluations: +3
+        max_step: scale_out +5 [5] | big 5 > 1 for 1 evaluation: +30; capped by max_step 5 -> +5
+        over 20 is chunked: scale_out +30 [20, 10] | big 5 > 1 for 1 evaluation: +30 in 2 requests
+        hour budget: scale_out +4 [4] | big 5 > 1 for 1 evaluation: +30; capped by max_nodes_per_hour 10 (4 left) -> +4
+        day budget spent: budget +0 [] | big 5 > 1 for 1 evaluation: +30; capped by max_nodes_per_hour 10 (10 left); capped by max_nodes_per_day 12 (0 left) -> +0
+        cluster cooldown: cooldown +0 [] | pending-memory 12.3 GiB > 8 GiB for 1m: +2; cooldown until 08:03:00 UTC -> +0
+        rule cooldown mutes only the rule: scale_out +2 [2] | pending-memory 12.3 GiB > 8 GiB for 1m (muted by rule cooldown); util 95% vs target 80% (±10%): wants 12: +2
+        sold-out backoff: cooldown +0 [] | pending-memory 12.3 GiB > 8 GiB for 1m: +2; sold-out backoff until 08:12:00 UTC -> +0
+        paused: paused +0 [] | paused by operator; pending-memory 12.3 GiB > 8 GiB for 1m: +2 -> +0
+        breaker: breaker +0 [] | breaker open (a flow outlived its limit); pending-memory 12.3 GiB > 8 GiB for 1m: +2 -> +0
+        dry run: dry_run +2 [2] | pending-memory 12.3 GiB > 8 GiB for 1m: +2 (dry run: not sent)
+        capacity unknown: data_error +0 [] | task-node count unknown; pending-memory 12.3 GiB > 8 GiB for 1m: +2 -> hold
+        hpa within tolerance: hold +0 [] | util 85% vs target 80% (±10%): wants 10 -> hold
+        hpa above: scale_out +3 [3] | util 100% vs target 80% (±10%): wants 13: +3
+        hpa from zero bootstraps: scale_out +2 [2] | util 95% vs target 80% (±10%): wants 2: +2
+        hpa below target holds: hold +0 [] | util 20% vs target 80% (±10%): wants 10 -> hold
+        demand sizes to pending: scale_out +5 [5] | demand 39.1 GiB / 8 GiB per node × 1: wants 9: +5
+        demand counts in-flight: scale_out +2 [2] | demand 39.1 GiB / 8 GiB per node × 1: wants 9: +2
+        empty data holds: data_error +0 [] | pending-memory no data (empty), hold -> hold
+        nan holds: data_error +0 [] | pending-memory no data (nan), hold -> hold
+        stale sample holds: data_error +0 [] | pending-memory no data (stale), hold -> hold
+        fail_open adds: scale_out +2 [2] | pending-memory no data (error), fail_open: +2
+        below min restores floor: scale_out +3 [3] | pending-memory no data (multiple_series), floor: +3
+        schedule floor: scale_out +7 [7] | office window open since 2027-01-11 08:00 UTC: floor 12, add 3 once: +7
+        schedule floor during cooldown: scale_out +7 [7] | office window open since 2027-01-11 08:00 UTC: floor 12, add 3 once: +7
+        schedule add once: scale_out +3 [3] | office window open since 2027-01-11 08:00 UTC: floor 12, add 3 once: +3
+        schedule add already done: hold +0 [] | office window open since 2027-01-11 08:00 UTC: floor 12; pending-memory 0 GiB <= 8 GiB -> hold
+        schedule closed: hold +0 [] | office window closed; pending-memory 0 GiB <= 8 GiB -> hold
+    "#]].assert_eq(&out);
+}
+
+// ---- properties ----
+
+fn arb_reading() -> impl Strategy<Value = Reading> {
+    prop_oneof![
+        6 => (-1e6f64..1e7).prop_map(Reading::Value),
+        1 => Just(Reading::Missing(DataIssue::Empty)),
+        1 => Just(Reading::Missing(DataIssue::NaN)),
+        1 => Just(Reading::Missing(DataIssue::Stale)),
+        1 => Just(Reading::Missing(DataIssue::MultipleSeries)),
+        1 => Just(Reading::Missing(DataIssue::Error)),
+    ]
+}
+
+fn arb_rule(i: usize) -> impl Strategy<Value = Rule> {
+    let on_missing = prop_oneof![
+        Just(OnMissing::Hold),
+        Just(OnMissing::FailOpen),
+        Just(OnMissing::Floor)
+    ];
+    let kind = prop_oneof![
+        (0.0f64..1e6, 0u64..120, 1u32..60).prop_map(|(b, s, a)| RuleKind::Threshold {
+            bound: Bound::Above(b),
+            sustain: Sustain::For(Duration::from_secs(s)),
+            step: Step::Add(a),
+        }),
+        (0.0f64..1e6, 1u32..5, 1.0f64..300.0).prop_map(|(b, n, p)| RuleKind::Threshold {
+            bound: Bound::Below(b),
+            sustain: Sustain::Evaluations(n),
+            step: Step::Percent(p),
+        }),
+        (0.01f64..2.0, 0u32..10).prop_map(|(t, b)| RuleKind::Target {
+            form: TargetForm::Ratio {
+                target: t,
+                tolerance: 0.1
+            },
+            bootstrap: b,
+        }),
+        (1.0f64..1e5, 0.5f64..3.0).prop_map(|(n, f)| RuleKind::Target {
+            form: TargetForm::Demand {
+                per_node: n,
+                factor: f
+            },
+            bootstrap: 1,
+        }),
+        (0u32..50, proptest::option::of(1u32..30)).prop_map(|(floor, add)| RuleKind::Schedule {
+            window: Box::new(Window::new(
+                schedule::parse_cron("0 0 * * * *").unwrap(),
+                chrono_tz::Europe::Berlin,
+                WindowEnd::After(Duration::from_secs(1800)),
+            )),
+            floor_task_nodes: floor,
+            add_once: add,
+        }),
+    ];
+    (kind, on_missing, proptest::option::of(0u64..900)).prop_map(move |(kind, on_missing, cd)| {
+        Rule {
+            on_missing,
+            cooldown: cd.map(Duration::from_secs),
+            ..rule(&format!("r{i}"), kind)
+        }
+    })
+}
+
+#[derive(Debug, Clone)]
+struct World {
+    policy: ClusterPolicy,
+    fixture: Fixture,
+    obs: Vec<Vec<Sample>>,
+    now: DateTime<Utc>,
+}
+
+fn arb_world() -> impl Strategy<Value = World> {
+    let rules = (arb_rule(0), arb_rule(1), arb_rule(2)).prop_map(|(a, b, c)| vec![a, b, c]);
+    let guards = (
+        0u32..30,
+        0u32..60,
+        proptest::option::of(1u32..50),
+        proptest::option::of(1u32..80),
+        proptest::option::of(1u32..200),
+    );
+    let state = (
+        proptest::option::of(0u32..80),
+        0u32..30,
+        proptest::option::of(-600i64..600),
+        any::<bool>(),
+        proptest::collection::vec((0i64..200_000, 1u32..20), 0..8),
+    );
+    let obs = proptest::collection::vec(proptest::collection::vec(arb_reading(), 0..8), 3);
+    (rules, guards, state, obs, 0i64..86_400).prop_map(|(rules, g, s, obs, now_s)| {
+        let now = t(now_s);
+        let (min, span, max_step, hour, day) = g;
+        World {
+            policy: ClusterPolicy {
+                min_task_nodes: min,
+                max_task_nodes: min + span,
+                cooldown: Duration::from_secs(300),
+                max_step,
+                max_nodes_per_hour: hour,
+                max_nodes_per_day: day,
+                rules,
+            },
+            fixture: Fixture {
+                running: s.0,
+                in_flight: s.1,
+                cooldown_until: s.2.map(|o| now + chrono::Duration::seconds(o)),
+                dry_run: s.3,
+                orders: s
+                    .4
+                    .iter()
+                    .map(|(ago, n)| (now - chrono::Duration::seconds(*ago), *n))
+                    .collect(),
+                ..Fixture::default()
+            },
+            obs: obs
+                .into_iter()
+                .map(|readings| {
+                    let n = readings.len() as i64;
+                    readings
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, value)| Sample {
+                            at: now - chrono::Duration::seconds((n - 1 - i as i64) * 15),
+                            value,
+                        })
+                        .collect()
+                })
+                .collect(),
+            now,
+        }
+    })
+}
+
+fn all_missing(w: &World) -> World {
+    let mut w = w.clone();
+    for s in w.obs.iter_mut().flatten() {
+        s.value = Reading::Missing(DataIssue::Empty);
+    }
+    for r in &mut w.policy.rules {
+        r.on_missing = OnMissing::Hold;
+    }
+    w
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_past_max_and_chunks_are_1_to_20(w in arb_world()) {
+        let d = run(&w.policy, &w.fixture, &w.obs, w.now);
+        if d.increment > 0 {
+            prop_assert!(d.effective + d.increment <= w.policy.max_task_nodes, "{d:?}");
+        }
+        prop_assert_eq!(d.chunks.iter().sum::<u32>(), d.increment);
+        prop_assert!(d.chunks.iter().all(|c| (1..=20).contains(c)));
+        prop_assert_eq!(d.chunks.len() as u32, d.increment.div_ceil(20));
+        if let Some(step) = w.policy.max_step {
+            prop_assert!(d.increment <= step);
+        }
+    }
+
+    #[test]
+    fn budgets_hold_over_every_window(w in arb_world()) {
+        let d = run(&w.policy, &w.fixture, &w.obs, w.now);
+        let used = |secs: i64| ordered_since(&w.fixture.orders, w.now - chrono::Duration::seconds(secs));
+        if let Some(h) = w.policy.max_nodes_per_hour {
+            prop_assert!(d.increment == 0 || used(3600) + d.increment <= h);
+        }
+        if let Some(day) = w.policy.max_nodes_per_day {
+            prop_assert!(d.increment == 0 || used(86_400) + d.increment <= day);
+        }
+    }
+
+    #[test]
+    fn in_cooldown_only_a_floor_is_restored(w in arb_world()) {
+        let d = run(&w.policy, &w.fixture, &w.obs, w.now);
+        let cooling = w.fixture.cooldown_until.is_some_and(|c| w.now < c);
+        if cooling && d.increment > 0 {
+            let schedule_floor = d.votes.iter().filter_map(|v| match v.reason {
+                VoteReason::WindowOpen { floor, .. } => Some(floor),
+                _ => None,
+            }).max().unwrap_or(0);
+            let floor = w.policy.min_task_nodes.max(schedule_floor);
+            prop_assert!(d.effective + d.increment <= floor, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn missing_data_never_adds_unless_told(w in arb_world()) {
+        let w = all_missing(&w);
+        let d = run(&w.policy, &w.fixture, &w.obs, w.now);
+        // Only the configured floors may still add: min_task_nodes and open schedules.
+        let schedule_floor = d.votes.iter().filter_map(|v| match v.reason {
+            VoteReason::WindowOpen { floor, add_once, .. } => Some(floor.max(d.effective + add_once.unwrap_or(0))),
+            _ => None,
+        }).max().unwrap_or(0);
+        let floor = w.policy.min_task_nodes.max(schedule_floor);
+        prop_assert!(d.increment == 0 || d.effective + d.increment <= floor, "{d:?}");
+    }
+
+    #[test]
+    fn every_decision_explains_itself(w in arb_world()) {
+        let d = run(&w.policy, &w.fixture, &w.obs, w.now);
+        let text = d.to_string();
+        prop_assert!(!text.is_empty());
+        prop_assert_eq!(d.votes.len(), w.policy.rules.len());
+    }
+}
+
+#[test]
+fn chunks_split_at_20() {
+    assert_eq!(chunks(0), Vec::<u32>::new());
+    assert_eq!(chunks(20), vec![20]);
+    assert_eq!(chunks(45), vec![20, 20, 5]);
+}
