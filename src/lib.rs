@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod limiter;
 pub mod policy;
+pub mod prom;
 pub mod shutdown;
 pub mod sim;
 pub mod telemetry;

@@ -87,6 +87,10 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// Bearer token file for pause/resume.
     pub admin_token_file: Option<PathBuf>,
+    /// A flow running longer than this trips the breaker (default 30m).
+    pub flow_timeout: Duration,
+    /// Quiet time for a cluster after a sold-out answer (default 10m).
+    pub sold_out_backoff: Duration,
 }
 
 /// `[prometheus]`
@@ -94,6 +98,10 @@ pub struct DaemonConfig {
 pub struct PrometheusConfig {
     /// Base URL (default http://127.0.0.1:9090).
     pub url: Url,
+    /// Per-query timeout (default 10s).
+    pub timeout: Duration,
+    /// How queries authenticate.
+    pub auth: crate::prom::Auth,
 }
 
 /// `[tencent]`
@@ -348,13 +356,7 @@ impl Validator<'_> {
 
     fn config(&mut self, raw: RawConfig) -> Config {
         let daemon = self.daemon(raw.daemon);
-        let prometheus = PrometheusConfig {
-            url: self.url(
-                "prometheus.url",
-                raw.prometheus.url,
-                "http://127.0.0.1:9090",
-            ),
-        };
+        let prometheus = self.prometheus(raw.prometheus);
         let tencent = self.tencent(raw.tencent);
         if raw.clusters.is_empty() {
             self.issue("clusters", "no [[clusters]] configured; add at least one");
@@ -382,6 +384,46 @@ impl Validator<'_> {
             tencent,
             clusters,
         }
+    }
+
+    fn prometheus(&mut self, raw: raw::RawPrometheus) -> PrometheusConfig {
+        let url = self.url("prometheus.url", raw.url, "http://127.0.0.1:9090");
+        if !matches!(url.scheme(), "http" | "https") {
+            self.issue("prometheus.url", format!("{url} is not an http(s) URL"));
+        }
+        let timeout = self.duration("prometheus.timeout", raw.timeout, "10s");
+        if timeout.is_zero() {
+            self.issue("prometheus.timeout", "must be more than 0s");
+        }
+        let bearer = self.optional("prometheus.bearer_token_file", raw.bearer_token_file);
+        let user = self.optional("prometheus.basic_auth_user", raw.basic_auth_user);
+        let password = self.optional(
+            "prometheus.basic_auth_password_file",
+            raw.basic_auth_password_file,
+        );
+        let auth = match (bearer, user, password) {
+            (None, None, None) => crate::prom::Auth::None,
+            (Some(b), None, None) => crate::prom::Auth::Bearer(PathBuf::from(b)),
+            (None, Some(user), Some(p)) => crate::prom::Auth::Basic {
+                user,
+                password_file: PathBuf::from(p),
+            },
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                self.issue(
+                    "prometheus.basic_auth_user",
+                    "basic auth needs both basic_auth_user and basic_auth_password_file",
+                );
+                crate::prom::Auth::None
+            }
+            (Some(_), _, _) => {
+                self.issue(
+                    "prometheus.bearer_token_file",
+                    "use a bearer token or basic auth, not both",
+                );
+                crate::prom::Auth::None
+            }
+        };
+        PrometheusConfig { url, timeout, auth }
     }
 
     fn daemon(&mut self, raw: raw::RawDaemon) -> DaemonConfig {
@@ -424,7 +466,12 @@ impl Validator<'_> {
         if state_dir.is_empty() {
             self.issue("daemon.state_dir", "must not be empty");
         }
+        let flow_timeout = self.duration("daemon.flow_timeout", raw.flow_timeout, "30m");
+        let sold_out_backoff =
+            self.duration("daemon.sold_out_backoff", raw.sold_out_backoff, "10m");
         DaemonConfig {
+            flow_timeout,
+            sold_out_backoff,
             evaluation_interval,
             dry_run: self
                 .get("daemon.dry_run", raw.dry_run, Some(false))

@@ -55,6 +55,10 @@ pub struct RawDaemon {
     pub state_dir: Field<String>,
     /// File holding the bearer token for pause/resume; optional.
     pub admin_token_file: Field<String>,
+    /// A flow running longer than this trips the cluster's breaker.
+    pub flow_timeout: Field<String>,
+    /// No orders for a cluster this long after a sold-out answer.
+    pub sold_out_backoff: Field<String>,
 }
 
 /// `[prometheus]`
@@ -63,6 +67,14 @@ pub struct RawDaemon {
 pub struct RawPrometheus {
     /// Base URL of the Prometheus HTTP API.
     pub url: Field<String>,
+    /// Per-query timeout.
+    pub timeout: Field<String>,
+    /// File holding a bearer token.
+    pub bearer_token_file: Field<String>,
+    /// Basic-auth user.
+    pub basic_auth_user: Field<String>,
+    /// File holding the basic-auth password.
+    pub basic_auth_password_file: Field<String>,
 }
 
 /// `[tencent]`
