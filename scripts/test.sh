@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the test suite uses, as "command:package".
-needs=()
+needs=("promtool:prometheus")
 missing=()
 for pair in "${needs[@]+"${needs[@]}"}"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

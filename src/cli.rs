@@ -47,6 +47,12 @@ pub struct ConfigArg {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: evaluate every cluster each interval and scale out.
+    ///
+    /// Serves /metrics, /healthz, /readyz and /api/v1/status on daemon.listen.
+    /// SIGHUP reloads the configuration (an invalid one is refused and the
+    /// running one kept); SIGTERM or SIGINT stops gracefully.
+    Run(RunArgs),
     /// Validate a configuration file and print every problem with its key path.
     ///
     /// Exits 0 when the file is valid and 78 when it is not.
@@ -96,6 +102,18 @@ pub struct SimArgs {
     /// Seed for random faults; printed when chosen at random.
     #[arg(long, value_name = "SEED")]
     pub fault_seed: Option<u64>,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// Move an unreadable state file aside (state.json.corrupt-<time>) and start
+    /// with empty state, instead of refusing to start.
+    #[arg(long)]
+    pub reset_state: bool,
 }
 
 /// Arguments of `scale-out`.

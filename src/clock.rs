@@ -15,6 +15,11 @@ use chrono::{DateTime, Utc};
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current instant, as seen by this clock.
     fn now(&self) -> DateTime<Utc>;
+
+    /// How long to really wait for `d` to pass on this clock.
+    fn real(&self, d: std::time::Duration) -> std::time::Duration {
+        d
+    }
 }
 
 /// A shared, dynamically typed clock.
@@ -94,6 +99,10 @@ impl ScaledClock {
 }
 
 impl Clock for ScaledClock {
+    fn real(&self, d: std::time::Duration) -> std::time::Duration {
+        d.div_f64(self.speed)
+    }
+
     fn now(&self) -> DateTime<Utc> {
         let real = self.origin.elapsed().as_secs_f64() * self.speed;
         let scaled =

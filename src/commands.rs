@@ -19,6 +19,15 @@ use crate::tencent::{
 /// Builds the EMR client a configuration describes, with the process's
 /// credential chain, over `http`.
 pub fn emr_client(config: &Config, http: reqwest::Client) -> Result<EmrClient, String> {
+    emr_client_with(config, http, Arc::new(NoObserver))
+}
+
+/// As [`emr_client`], reporting every attempt to `observer`.
+pub fn emr_client_with(
+    config: &Config,
+    http: reqwest::Client,
+    observer: Arc<dyn crate::tencent::ApiObserver>,
+) -> Result<EmrClient, String> {
     let credentials = CredentialChain::new(
         CredentialSources::from_process(Some(config.tencent.metadata_url.to_string())),
         http.clone(),
@@ -36,13 +45,30 @@ pub fn emr_client(config: &Config, http: reqwest::Client) -> Result<EmrClient, S
         },
         Arc::new(credentials),
         Arc::new(Limiters::new(config.tencent.requests_per_second)),
-        Arc::new(NoObserver),
+        observer,
     )
 }
 
 fn report_config_error(e: &ConfigError) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(EX_CONFIG)
+}
+
+/// `run`: the daemon, until SIGTERM/SIGINT.
+pub async fn run(args: crate::cli::RunArgs) -> ExitCode {
+    let options = crate::daemon::RunOptions {
+        config_path: args.config.config,
+        reset_state: args.reset_state,
+    };
+    let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
+    match crate::daemon::run_until_signalled(options, clock).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(crate::daemon::DaemonError::Config(e)) => report_config_error(&e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `check`: prints every problem, or a one-line summary.

@@ -2,14 +2,17 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants.
 
+pub mod actuator;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod limiter;
 pub mod policy;
 pub mod prom;
 pub mod shutdown;
 pub mod sim;
+pub mod state;
 pub mod telemetry;
 pub mod tencent;

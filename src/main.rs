@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     telemetry::logging::init(cli.log_format);
     match cli.command {
         Command::Check(args) => commands::check(&args.config),
+        Command::Run(args) => runtime().block_on(commands::run(args)),
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
         Command::Sim(args) => runtime().block_on(commands::sim(args)),
     }

@@ -206,6 +206,8 @@ pub struct Decision {
     pub chunks: Vec<u32>,
     /// The outcome.
     pub outcome: Outcome,
+    /// Held because the cluster is in a flow this daemon did not start.
+    pub busy: bool,
 }
 
 impl Decision {
@@ -414,6 +416,7 @@ impl Decision {
             Outcome::Paused => s.push_str("paused by operator; "),
             Outcome::Breaker => s.push_str("breaker open (a flow outlived its limit); "),
             Outcome::DataError if self.running.is_none() => s.push_str("task-node count unknown; "),
+            Outcome::Hold if self.busy => s.push_str("cluster busy in another flow; "),
             _ => {}
         }
         let driving: Vec<usize> = (0..self.votes.len())

@@ -282,6 +282,8 @@ pub struct ClusterView<'a> {
     pub breaker_open: bool,
     /// Decide and report only.
     pub dry_run: bool,
+    /// The cluster is in a flow this daemon did not start (status not running).
+    pub busy: bool,
     /// Orders placed (time, nodes), for budgets; older than a day may be omitted.
     pub orders: &'a [(DateTime<Utc>, u32)],
     /// Per rule (same order as the policy's rules): when it last drove an order.
@@ -550,6 +552,8 @@ pub fn decide(
         Some(Outcome::Breaker)
     } else if view.running.is_none() {
         Some(Outcome::DataError)
+    } else if view.busy {
+        Some(Outcome::Hold)
     } else {
         None
     };
@@ -632,7 +636,7 @@ pub fn decide(
         None => Outcome::Hold,
     };
     for v in &mut votes {
-        v.outcome = if matches!(outcome, Outcome::Paused | Outcome::Breaker) {
+        v.outcome = if matches!(outcome, Outcome::Paused | Outcome::Breaker) || view.busy {
             outcome
         } else if v.issue.is_some() && v.increment == 0 {
             Outcome::DataError
@@ -645,6 +649,7 @@ pub fn decide(
         };
     }
     Decision {
+        busy: view.busy && blocked == Some(Outcome::Hold),
         at: now,
         running: view.running,
         in_flight: view.in_flight,

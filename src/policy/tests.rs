@@ -136,6 +136,7 @@ impl Fixture {
             paused: self.paused,
             breaker_open: self.breaker_open,
             dry_run: self.dry_run,
+            busy: false,
             orders: &self.orders,
             rule_last_fired: &self.last_fired,
             schedule_done: &self.schedule_done,

@@ -1,3 +1,6 @@
-//! Observability: logging now; metrics and the admin server live here too.
+//! Observability: logging, metrics, the admin HTTP server and systemd notifications.
 
+pub mod admin;
 pub mod logging;
+pub mod metrics;
+pub mod notify;

@@ -1,0 +1,290 @@
+//! One cluster's loop: follow the operation, observe every rule, read
+//! capacity, decide, report, act. Each cluster runs on its own timer, so a
+//! slow query or API call for one never delays another.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::status::{BudgetStatus, VoteStatus};
+use crate::actuator;
+use crate::config::ClusterConfig;
+use crate::policy::{self, ClusterView, Reading, RuleKind, Sample, Sustain, Unit};
+use crate::telemetry::metrics::ClusterSnapshot;
+use crate::tencent::emr::status;
+
+/// How many samples a rule keeps: enough to judge its sustain window.
+fn retention(kind: &RuleKind, interval: Duration) -> usize {
+    let per = interval.as_secs_f64().max(0.001);
+    match kind {
+        RuleKind::Threshold {
+            sustain: Sustain::For(d),
+            ..
+        } => (d.as_secs_f64() / per).ceil() as usize + 3,
+        RuleKind::Threshold {
+            sustain: Sustain::Evaluations(n),
+            ..
+        } => *n as usize + 2,
+        _ => 2,
+    }
+    .min(10_000)
+}
+
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// Runs until cancelled. A tick in progress (an order being sent) finishes first.
+pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: CancellationToken) {
+    let id = cluster.instance_id.clone();
+    let interval = shared.config.daemon.evaluation_interval;
+    let real = shared.clock.real(interval);
+    let allowance = real * 2 + shared.config.prometheus.timeout;
+    shared.board.expect(&id, allowance + real);
+    let mut histories: Vec<VecDeque<Sample>> =
+        cluster.rules.iter().map(|_| VecDeque::new()).collect();
+    let policy = cluster.policy();
+    tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
+    // Spread clusters over the first interval.
+    let first = real.mul_f64(fastrand::f64() * 0.2);
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = tokio::time::sleep(first) => {}
+    }
+    loop {
+        tick(&shared, &cluster, &policy, &mut histories).await;
+        shared.board.progressed(&id, allowance);
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(jittered(real)) => {}
+        }
+    }
+    tracing::debug!(message = "Cluster loop stopped.", cluster = %id);
+}
+
+async fn tick(
+    shared: &Arc<Shared>,
+    cluster: &ClusterConfig,
+    policy: &policy::ClusterPolicy,
+    histories: &mut [VecDeque<Sample>],
+) {
+    let id = cluster.instance_id.as_str();
+    let now = shared.clock.now();
+    let interval = shared.config.daemon.evaluation_interval;
+    let real = shared.clock.real(interval);
+    let snapshot = shared.capacity.borrow().clone();
+    let info = snapshot
+        .fresh(id, real * 2 + shared.config.prometheus.timeout)
+        .cloned();
+    let mut not_ready = Vec::new();
+    match (&snapshot.error, info.is_some()) {
+        (Some(e), _) => not_ready.push(format!("EMR DescribeInstances failed: {e}")),
+        (None, false) if snapshot.taken.is_none() => {
+            not_ready.push("no DescribeInstances answer yet".into())
+        }
+        (None, false) => {
+            not_ready.push("cluster missing from DescribeInstances or answer too old".into())
+        }
+        _ => {}
+    }
+
+    actuator::follow(shared, cluster, now, info.as_ref()).await;
+
+    // Observe every rule concurrently.
+    let observed = futures_util::future::join_all(cluster.rules.iter().map(|r| {
+        let prom = &shared.prom;
+        async move {
+            match &r.query {
+                Some(q) => Some(prom.instant(q, r.max_age, now).await),
+                None => None,
+            }
+        }
+    }))
+    .await;
+    for ((rule, obs), history) in cluster.rules.iter().zip(observed).zip(histories.iter_mut()) {
+        let Some(obs) = obs else { continue };
+        if let Reading::Missing(issue) = obs.reading {
+            shared.metrics.record_query_error(id, &rule.name, issue);
+            let reason = obs
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| issue.metric_label().into());
+            tracing::warn!(message = "Rule has no usable data; it does not count as a number.", cluster = %id, rule = %rule.name, kind = issue.metric_label(), reason = %reason);
+            not_ready.push(format!("rule {}: {reason}", rule.name));
+        }
+        history.push_back(Sample {
+            at: now,
+            value: obs.reading,
+        });
+        let keep = retention(&rule.kind, interval);
+        while history.len() > keep {
+            history.pop_front();
+        }
+    }
+    let samples: Vec<Vec<Sample>> = histories
+        .iter()
+        .map(|h| h.iter().copied().collect())
+        .collect();
+    let refs: Vec<&[Sample]> = samples.iter().map(Vec::as_slice).collect();
+
+    // The cluster's durable state, as the policy sees it.
+    let (orders, last_fired, done, op, cooldown_until, backoff_until, paused, breaker) =
+        shared.state.with(|s| {
+            let c = s.cluster_mut(id);
+            c.prune_orders(now);
+            let orders: Vec<_> = c.orders.iter().map(|o| (o.at, o.nodes)).collect();
+            let last_fired: Vec<_> = cluster
+                .rules
+                .iter()
+                .map(|r| c.rule_last_fired.get(&*r.name).copied())
+                .collect();
+            let done: Vec<_> = cluster
+                .rules
+                .iter()
+                .map(|r| c.schedule_done.get(&*r.name).copied())
+                .collect();
+            (
+                orders,
+                last_fired,
+                done,
+                c.operation.clone(),
+                c.cooldown_until,
+                c.sold_out_until,
+                c.paused,
+                c.breaker_open.clone(),
+            )
+        });
+    let planned: u32 = op
+        .as_ref()
+        .map(|o| {
+            o.in_flight_nodes()
+                + o.chunks
+                    .iter()
+                    .skip(o.next_chunk + usize::from(o.current.is_some()))
+                    .sum::<u32>()
+        })
+        .unwrap_or(0);
+    let cluster_status = info.as_ref().and_then(|i| i.status);
+    let running = info.as_ref().and_then(|i| i.task_nodes());
+    if info.is_some() && running.is_none() {
+        not_ready.push("DescribeInstances gave no Config.TaskNodeSize".into());
+    }
+    let busy = op.is_none()
+        && cluster_status.is_some_and(|s| s != status::RUNNING && s != status::SCALE_OUT_FAILED);
+    let dry_run = shared.config.daemon.dry_run || cluster.dry_run;
+    let view = ClusterView {
+        running,
+        in_flight: planned,
+        cooldown_until,
+        backoff_until,
+        paused,
+        breaker_open: breaker.is_some(),
+        dry_run,
+        busy,
+        orders: &orders,
+        rule_last_fired: &last_fired,
+        schedule_done: &done,
+    };
+    let max_gap = interval * 2 + interval / 2;
+    let decision = policy::decide(policy, &view, &refs, now, max_gap);
+    let units: Vec<Unit> = cluster.rules.iter().map(|r| r.unit).collect();
+    let text = decision.explain(&units);
+
+    // Report.
+    shared.metrics.record_decision(id, &decision);
+    let used = |window: chrono::Duration| {
+        orders
+            .iter()
+            .filter(|(t, _)| *t > now - window)
+            .map(|(_, n)| *n)
+            .sum::<u32>()
+    };
+    let budget = BudgetStatus {
+        hour_used: used(chrono::Duration::hours(1)),
+        hour_limit: cluster.max_nodes_per_hour,
+        day_used: used(chrono::Duration::days(1)),
+        day_limit: cluster.max_nodes_per_day,
+    };
+    shared.metrics.set_cluster_state(
+        id,
+        &ClusterSnapshot {
+            paused,
+            breaker_open: breaker.is_some(),
+            cooldown_until,
+            budget_hour: cluster
+                .max_nodes_per_hour
+                .map(|l| l.saturating_sub(budget.hour_used)),
+            budget_day: cluster
+                .max_nodes_per_day
+                .map(|l| l.saturating_sub(budget.day_used)),
+            last_evaluation: now,
+        },
+    );
+    if snapshot.auth_failed {
+        not_ready.push("EMR credentials rejected (auth)".into());
+    }
+    let op_json = op.as_ref().map(|o| {
+        serde_json::json!({
+            "id": o.id, "chunks": o.chunks, "next_chunk": o.next_chunk,
+            "completed_nodes": o.completed_nodes,
+            "current": o.current.as_ref().map(|c| serde_json::json!({
+                "nodes": c.nodes, "flow_id": c.flow_id, "client_token": c.client_token, "sent_at": c.sent_at
+            })),
+        })
+    });
+    shared.board.update(id, |s| {
+        s.current = running;
+        s.in_flight = planned;
+        s.desired = running.map(|_| decision.desired());
+        s.last_decision = Some(text.clone());
+        s.outcome = Some(decision.outcome.metric_label());
+        s.votes = decision
+            .votes
+            .iter()
+            .map(|v| VoteStatus {
+                rule: v.rule.to_string(),
+                value: v.value,
+                increment: v.increment,
+                outcome: v.outcome.metric_label(),
+                data_issue: v.issue.map(|i| i.metric_label()),
+            })
+            .collect();
+        s.last_evaluation = Some(now);
+        s.cooldown_until = cooldown_until;
+        s.backoff_until = backoff_until;
+        s.budget = budget.clone();
+        s.paused = paused;
+        s.breaker = breaker.as_ref().map(|b| b.reason.clone());
+        s.dry_run = dry_run;
+        s.operation = op_json.clone();
+        s.not_ready = not_ready.clone();
+    });
+    let quiet = matches!(decision.outcome, policy::Outcome::Hold) && decision.proposed == 0;
+    if quiet {
+        tracing::debug!(message = "Decision.", cluster = %id, outcome = decision.outcome.metric_label(), reason = %text);
+    } else {
+        tracing::info!(
+            message = "Decision.",
+            cluster = %id,
+            outcome = decision.outcome.metric_label(),
+            increment = decision.increment,
+            running = ?running,
+            in_flight = planned,
+            rule = %decision.driving_rules().map(|v| v.rule.to_string()).collect::<Vec<_>>().join(","),
+            reason = %text,
+        );
+    }
+
+    // Act.
+    if decision.orders() {
+        if op.is_some() {
+            tracing::info!(message = "An operation is still in progress; the extra nodes wait for the next decision.", cluster = %id, increment = decision.increment);
+        } else {
+            actuator::start(shared, cluster, &decision, text).await;
+        }
+    }
+}

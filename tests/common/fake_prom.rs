@@ -1,0 +1,93 @@
+//! A loopback stand-in for the Prometheus HTTP API (`/api/v1/query`), whose
+//! answer for each expression the test sets.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// What the fake answers for one expression.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// One series with this value.
+    Value(f64),
+    /// No series.
+    Empty,
+    /// Two series.
+    Multiple,
+    /// HTTP 503.
+    Down,
+    /// Answer after a delay.
+    Slow(Duration, f64),
+}
+
+#[allow(dead_code)]
+#[derive(Clone, Default)]
+pub struct FakeProm {
+    pub addr: Option<SocketAddr>,
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
+    pub queries: Arc<Mutex<u64>>,
+}
+
+async fn query(
+    State(f): State<FakeProm>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    *f.queries.lock().unwrap() += 1;
+    let q = params.get("query").cloned().unwrap_or_default();
+    let answer = f
+        .answers
+        .lock()
+        .unwrap()
+        .get(&q)
+        .cloned()
+        .unwrap_or(Answer::Empty);
+    let now = chrono::Utc::now().timestamp() as f64;
+    let vector = |values: &[f64]| {
+        let result: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| serde_json::json!({"metric": {"i": i.to_string()}, "value": [now, v.to_string()]}))
+            .collect();
+        axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}}))
+            .into_response()
+    };
+    match answer {
+        Answer::Value(v) => vector(&[v]),
+        Answer::Empty => vector(&[]),
+        Answer::Multiple => vector(&[1.0, 2.0]),
+        Answer::Down => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
+        Answer::Slow(d, v) => {
+            tokio::time::sleep(d).await;
+            vector(&[v])
+        }
+    }
+}
+
+impl FakeProm {
+    pub async fn start() -> Self {
+        let mut f = FakeProm::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        f.addr = Some(listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/api/v1/query", get(query).post(query))
+            .with_state(f.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        f
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr.unwrap())
+    }
+
+    pub fn set(&self, query: &str, answer: Answer) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(query.to_string(), answer);
+    }
+}

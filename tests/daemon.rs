@@ -1,0 +1,692 @@
+//! The real `emr-autoscaler run` binary against a loopback Prometheus stand-in
+//! and the EMR simulator: operations, cooldown, max, in-flight, chunks, crash
+//! safety, the state lock, reload, stop, pause, dry-run, sd_notify, /metrics.
+
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fake_prom::{Answer, FakeProm};
+use emr_autoscaler::clock::{SharedClock, SystemClock};
+use emr_autoscaler::sim::{
+    DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, SimCluster, SimConfig, SimHandle, Simulator,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
+const CLUSTER: &str = "emr-abc12345";
+const Q: &str = "sum(yarn_pending_memory_mb)";
+const SCALE_OUT: &str = "ScaleOutInstance";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Rig {
+    sim: SimHandle,
+    prom: FakeProm,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// Extra TOML for the cluster, e.g. rules; `{Q}` is the pending query.
+fn config_text(
+    rig_sim: &str,
+    prom: &str,
+    dir: &std::path::Path,
+    port: u16,
+    cluster_extra: &str,
+    rules: &str,
+) -> String {
+    format!(
+        r#"
+[daemon]
+evaluation_interval = "1s"
+listen = "127.0.0.1:{port}"
+state_dir = "{state}"
+flow_timeout = "60s"
+
+[prometheus]
+url = "{prom}"
+timeout = "2s"
+
+[tencent]
+region = "ap-guangzhou"
+endpoint = "{rig_sim}"
+metadata_url = "http://127.0.0.1:9"
+
+[[clusters]]
+instance_id = "{CLUSTER}"
+max_task_nodes = 40
+cooldown = "3s"
+{cluster_extra}
+
+[clusters.scale_out]
+pay_mode = 0
+time_unit = "s"
+time_span = 3600
+
+{rules}
+"#,
+        state = dir.join("state").display(),
+    )
+}
+
+fn threshold(add: u32, for_: &str) -> String {
+    format!(
+        "[[clusters.rules]]\nname = \"pending\"\ntype = \"threshold\"\nquery = \"{Q}\"\nabove = 100\nfor = \"{for_}\"\nadd = {add}\n"
+    )
+}
+
+impl Rig {
+    async fn new(task_nodes: u32, flow: Duration) -> Rig {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let sim = Simulator::start(
+            SimConfig {
+                clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(task_nodes)],
+                flow_duration: flow,
+                ..SimConfig::default()
+            },
+            clock,
+        )
+        .await
+        .unwrap();
+        let prom = FakeProm::start().await;
+        prom.set(Q, Answer::Value(0.0));
+        Rig {
+            sim,
+            prom,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    fn write_config(&self, cluster_extra: &str, rules: &str) {
+        let mut text = config_text(
+            &self.sim.endpoint(),
+            &self.prom.url(),
+            self.dir.path(),
+            self.port,
+            cluster_extra,
+            rules,
+        );
+        // Keys given in `cluster_extra` replace the defaults.
+        for default in ["max_task_nodes = 40\n", "cooldown = \"3s\"\n"] {
+            let key = default.split(' ').next().unwrap();
+            if cluster_extra.lines().any(|l| l.starts_with(key)) {
+                text = text.replacen(default, "", 1);
+            }
+        }
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config", self.config_path().to_str().unwrap()])
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("RUST_LOG", "info")
+            .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("daemon.log"))
+                    .unwrap(),
+            ));
+        cmd
+    }
+
+    fn start(&mut self) {
+        self.child = Some(self.command().spawn().unwrap());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Waits for the child to exit, at most `limit`.
+    async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        reqwest_get(&url).await.unwrap_or_default()
+    }
+
+    fn orders(&self) -> Vec<u64> {
+        self.sim
+            .ledger()
+            .for_action(SCALE_OUT)
+            .filter_map(|e| {
+                e.started_flow()
+                    .map(|_| e.params["TaskCount"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn reqwest_get(url: &str) -> Option<(u16, String)> {
+    let client = emr_autoscaler::tencent::client::http_client(
+        Duration::from_secs(1),
+        Duration::from_secs(3),
+    )
+    .ok()?;
+    let r = client.get(url).send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
+
+async fn post(url: &str) -> u16 {
+    let client = emr_autoscaler::tencent::client::http_client(
+        Duration::from_secs(1),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    client
+        .post(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Polls `cond` every 100 ms until it holds or `limit` passes.
+async fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ready(rig: &Rig) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, _) = rig.get("/healthz").await;
+        if code == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon never served /healthz; log:\n{}",
+            rig.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_breach_orders_then_cools_down_then_orders_again() {
+    let mut rig = Rig::new(2, Duration::from_millis(500)).await;
+    rig.write_config("", &threshold(2, "2s"));
+    rig.start();
+    ready(&rig).await;
+    // Nothing while demand is low.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(rig.orders().is_empty());
+    let breach_at = Instant::now();
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(15), "the first order", || {
+        rig.orders().len() == 1
+    })
+    .await;
+    println!(
+        "breach visible -> order at the simulator: {:.2?} (for = 2s, interval = 1s)",
+        breach_at.elapsed()
+    );
+    let first = Instant::now();
+    // Cooldown of 3 s after the flow: no second order for at least ~3 s.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        rig.orders().len(),
+        1,
+        "ordered again during cooldown; log:\n{}",
+        rig.log()
+    );
+    eventually(Duration::from_secs(15), "the second order", || {
+        rig.orders().len() == 2
+    })
+    .await;
+    assert!(first.elapsed() >= Duration::from_secs(3));
+    assert_eq!(rig.orders(), vec![2, 2]);
+    assert_eq!(rig.sim.ledger().tokens_with_several_flows().len(), 0);
+    let (_, metrics) = rig.get("/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            &format!("emr_autoscaler_nodes_requested_total{{cluster=\"{CLUSTER}\"}}")
+        )
+        .unwrap()
+            >= 4.0
+    );
+    rig.signal("-TERM");
+    assert_eq!(rig.wait_exit(Duration::from_secs(10)).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_holds_and_in_flight_nodes_count() {
+    let mut rig = Rig::new(2, Duration::from_secs(4)).await;
+    // Demand-sized rule with no cooldown: 3 nodes' worth of pending memory.
+    let rules = format!(
+        "[[clusters.rules]]\nname = \"demand\"\ntype = \"target\"\nquery = \"{Q}\"\nper_node = 100\n"
+    );
+    rig.write_config("max_task_nodes = 4\ncooldown = \"0s\"", &rules);
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(300.0));
+    eventually(Duration::from_secs(10), "an order", || {
+        !rig.orders().is_empty()
+    })
+    .await;
+    // While the 4 s flow runs, the in-flight nodes count: no second order.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        rig.orders(),
+        vec![2],
+        "capped by max_task_nodes 4 from 2 running"
+    );
+    // After the flow, 4 are running: max holds however high the demand.
+    rig.prom.set(Q, Answer::Value(1_000_000.0));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(rig.orders(), vec![2]);
+    assert_eq!(rig.sim.cluster(CLUSTER).unwrap().task_nodes, 4);
+    let (_, status) = rig.get("/api/v1/status").await;
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["clusters"][0]["current"], 4);
+    assert!(
+        v["clusters"][0]["last_decision"]
+            .as_str()
+            .unwrap()
+            .contains("max_task_nodes 4"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_five_nodes_go_out_as_20_20_5_in_sequence() {
+    let mut rig = Rig::new(0, Duration::from_millis(1500)).await;
+    rig.write_config("max_task_nodes = 100", &threshold(45, "0s"));
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(20), "three chunks", || {
+        rig.orders().len() >= 3
+    })
+    .await;
+    rig.prom.set(Q, Answer::Value(0.0));
+    assert_eq!(rig.orders()[..3], [20, 20, 5]);
+    let starts = rig.sim.ledger().flow_starts();
+    for w in starts.windows(2).take(2) {
+        let gap = w[1].arrived_at - w[0].arrived_at;
+        assert!(
+            gap >= chrono::Duration::milliseconds(1400),
+            "chunk sent before the previous flow ended: {gap}"
+        );
+    }
+    let tokens: std::collections::BTreeSet<_> =
+        starts.iter().map(|s| s.client_token.clone()).collect();
+    assert_eq!(tokens.len(), starts.len(), "one token per chunk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_intent_and_acknowledgement_orders_once() {
+    let mut rig = Rig::new(1, Duration::from_secs(2)).await;
+    rig.write_config("", &threshold(3, "0s"));
+    // The first order executes but its answer is lost.
+    rig.sim
+        .inject(SCALE_OUT, Some(CLUSTER), Fault::DropAfterExecute);
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(10), "the first request", || {
+        rig.sim.ledger().for_action(SCALE_OUT).count() >= 1
+    })
+    .await;
+    rig.signal("-KILL");
+    assert!(
+        rig.wait_exit(Duration::from_secs(5))
+            .await
+            .is_none_or(|c| c != 0)
+    );
+    let state = std::fs::read_to_string(rig.dir.path().join("state/state.json")).unwrap();
+    assert!(
+        state.contains("client_token"),
+        "the intent is on disk: {state}"
+    );
+    rig.start();
+    eventually(
+        Duration::from_secs(15),
+        "the re-sent chunk to be acknowledged",
+        || {
+            std::fs::read_to_string(rig.dir.path().join("state/state.json"))
+                .is_ok_and(|s| s.contains("\"flow_id\": ") && !s.contains("\"flow_id\": null"))
+                || rig.sim.cluster(CLUSTER).is_some_and(|c| c.task_nodes == 4)
+        },
+    )
+    .await;
+    let ledger = rig.sim.ledger();
+    assert_eq!(
+        ledger.flows_started(CLUSTER),
+        1,
+        "exactly one order; log:\n{}",
+        rig.log()
+    );
+    assert_eq!(ledger.nodes_ordered(CLUSTER), 3);
+    let tokens: std::collections::BTreeSet<_> = ledger
+        .for_action(SCALE_OUT)
+        .map(|e| e.client_token.clone())
+        .collect();
+    assert_eq!(tokens.len(), 1, "every send used the one token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_dir_refuses() {
+    let mut rig = Rig::new(1, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(1, "1m"));
+    rig.start();
+    ready(&rig).await;
+    // Same state_dir, another port.
+    let other = rig.dir.path().join("other.toml");
+    let text = std::fs::read_to_string(rig.config_path()).unwrap().replace(
+        &format!("127.0.0.1:{}", rig.port),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    std::fs::write(&other, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config", other.to_str().unwrap()])
+        .env("HOME", rig.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("locked") && err.contains("another emr-autoscaler"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_bad_config_keeps_the_old_one() {
+    let mut rig = Rig::new(1, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(1, "1m"));
+    rig.start();
+    ready(&rig).await;
+    std::fs::write(
+        rig.config_path(),
+        "[daemon]\nevaluation_interval = \"soon\"\n",
+    )
+    .unwrap();
+    rig.signal("-HUP");
+    let mut text = String::new();
+    eventually(Duration::from_secs(10), "config_reload_success 0", || {
+        text = futures_block(rig.get("/metrics")).1;
+        metric(&text, "emr_autoscaler_config_reload_success") == Some(0.0)
+    })
+    .await;
+    assert!(rig.log().contains("Reload refused"), "{}", rig.log());
+    // Still evaluating under the old configuration.
+    let before = futures_block(rig.get("/api/v1/status")).1;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = futures_block(rig.get("/api/v1/status")).1;
+    assert_ne!(before, after, "evaluations continue");
+    // A valid change takes effect.
+    rig.write_config("dry_run = true", &threshold(1, "0s"));
+    rig.signal("-HUP");
+    eventually(Duration::from_secs(10), "config_reload_success 1", || {
+        metric(
+            &futures_block(rig.get("/metrics")).1,
+            "emr_autoscaler_config_reload_success",
+        ) == Some(1.0)
+    })
+    .await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(10), "a dry-run decision", || {
+        futures_block(rig.get("/api/v1/status"))
+            .1
+            .contains("\"outcome\":\"dry_run\"")
+    })
+    .await;
+    assert!(rig.orders().is_empty(), "dry-run sends nothing");
+    rig.signal("-TERM");
+    assert_eq!(rig.wait_exit(Duration::from_secs(10)).await, Some(0));
+}
+
+/// Runs a future to completion from sync code inside the multi-thread runtime.
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_request_ends_cleanly() {
+    let mut rig = Rig::new(1, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(2, "0s"));
+    rig.sim.inject(
+        SCALE_OUT,
+        Some(CLUSTER),
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(10), "the send to start", || {
+        rig.log().contains("Sending ScaleOutInstance")
+    })
+    .await;
+    let stop = Instant::now();
+    rig.signal("-TERM");
+    assert_eq!(
+        rig.wait_exit(Duration::from_secs(10)).await,
+        Some(0),
+        "log:\n{}",
+        rig.log()
+    );
+    println!("stopped {:.2?} after SIGTERM mid-request", stop.elapsed());
+    let state = std::fs::read_to_string(rig.dir.path().join("state/state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let op = &v["clusters"][CLUSTER]["operation"];
+    assert!(
+        op["current"]["client_token"].is_string(),
+        "the send is on disk: {state}"
+    );
+    assert_eq!(rig.sim.ledger().flows_started(CLUSTER), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_sends_nothing_until_resumed() {
+    let mut rig = Rig::new(1, Duration::from_millis(500)).await;
+    rig.write_config("", &threshold(1, "0s"));
+    rig.start();
+    ready(&rig).await;
+    let base = format!("http://127.0.0.1:{}/api/v1/clusters", rig.port);
+    assert_eq!(post(&format!("{base}/emr-zzzzzzzz/pause")).await, 404);
+    assert_eq!(post(&format!("{base}/{CLUSTER}/pause")).await, 200);
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(10), "a paused decision", || {
+        futures_block(rig.get("/api/v1/status"))
+            .1
+            .contains("\"outcome\":\"paused\"")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(rig.orders().is_empty());
+    let m = futures_block(rig.get("/metrics")).1;
+    assert_eq!(
+        metric(
+            &m,
+            &format!("emr_autoscaler_paused{{cluster=\"{CLUSTER}\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(post(&format!("{base}/{CLUSTER}/resume")).await, 200);
+    eventually(Duration::from_secs(10), "an order after resume", || {
+        !rig.orders().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sd_notify_messages_arrive_on_the_socket() {
+    let mut rig = Rig::new(1, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(1, "1m"));
+    let sock_path = rig.dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut cmd = rig.command();
+    cmd.env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000");
+    rig.child = Some(cmd.spawn().unwrap());
+    let recv_until = |want: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("waiting for {want}: {e}; seen {seen:?}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = msg.lines().any(|l| l == want);
+            seen.push(msg);
+            if done {
+                return seen;
+            }
+        }
+    };
+    let seen = tokio::task::block_in_place(|| recv_until("READY=1"));
+    assert!(seen.last().unwrap().contains("READY=1"));
+    let seen = tokio::task::block_in_place(|| recv_until("WATCHDOG=1"));
+    assert!(!seen.is_empty());
+    rig.signal("-HUP");
+    let seen = tokio::task::block_in_place(|| recv_until("RELOADING=1"));
+    assert!(seen.last().unwrap().contains("MONOTONIC_USEC="), "{seen:?}");
+    tokio::task::block_in_place(|| recv_until("READY=1"));
+    rig.signal("-TERM");
+    tokio::task::block_in_place(|| recv_until("STOPPING=1"));
+    assert_eq!(rig.wait_exit(Duration::from_secs(10)).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_contract_and_pass_promtool() {
+    let mut rig = Rig::new(1, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(1, "1m"));
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Empty);
+    eventually(Duration::from_secs(10), "a query error", || {
+        metric(
+            &futures_block(rig.get("/metrics")).1,
+            &format!("emr_autoscaler_metric_query_errors_total{{cluster=\"{CLUSTER}\",kind=\"empty\",rule=\"pending\"}}"),
+        )
+        .is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    let (code, ready_body) = rig.get("/readyz").await;
+    assert_eq!(code, 503, "{ready_body}");
+    assert!(ready_body.contains("pending"), "{ready_body}");
+    let (_, text) = rig.get("/metrics").await;
+    for family in [
+        "decisions_total",
+        "rule_value",
+        "rule_proposed_task_nodes",
+        "desired_task_nodes",
+        "current_task_nodes",
+        "inflight_task_nodes",
+        "nodes_requested_total",
+        "api_requests_total",
+        "api_request_duration_seconds",
+        "rate_limiter_wait_seconds",
+        "metric_query_errors_total",
+        "last_evaluation_timestamp_seconds",
+        "paused",
+        "build_info",
+        "flows_failed_total",
+        "breaker_open",
+        "cooldown_until_timestamp_seconds",
+        "budget_remaining_nodes",
+        "config_reload_success",
+        "config_last_reload_timestamp_seconds",
+    ] {
+        let name = format!("emr_autoscaler_{family}");
+        assert!(text.contains(&format!("# HELP {name} ")), "{name} missing");
+    }
+    let file = rig.dir.path().join("metrics.txt");
+    std::fs::write(&file, &text).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("promtool is needed: install Debian's prometheus package");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+    // Data returns: ready again.
+    rig.prom.set(Q, Answer::Value(1.0));
+    eventually(Duration::from_secs(10), "/readyz 200", || {
+        futures_block(rig.get("/readyz")).0 == 200
+    })
+    .await;
+}
