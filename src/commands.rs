@@ -162,6 +162,27 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
         }
         return print_json(&serde_json::json!({ "DryRun": true, "Request": shown }));
     }
+    let journal = |phase, flow_id| {
+        crate::state::append_manual(
+            &config.daemon.state_dir,
+            &crate::state::ManualEntry {
+                at: crate::clock::wall_now(),
+                cluster: request.instance_id.clone(),
+                nodes: request.task_count.unwrap_or(0),
+                client_token: token.value.clone(),
+                phase,
+                flow_id,
+            },
+        )
+    };
+    if let Err(e) = journal(crate::state::ManualPhase::Intent, None) {
+        eprintln!(
+            "error: cannot record the order before sending it: {e}. Nothing was sent. \
+             Run as the daemon's user, or point daemon.state_dir (EMR_AUTOSCALER__DAEMON__STATE_DIR) \
+             at a writable directory."
+        );
+        return ExitCode::FAILURE;
+    }
     tracing::info!(
         message = "Sending ScaleOutInstance.",
         cluster = %request.instance_id,
@@ -169,7 +190,23 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
         core_count = ?request.core_count,
         client_token = %token.value,
     );
-    match client.scale_out(&request, &token).await {
+    let result = client.scale_out(&request, &token).await;
+    let recorded = match &result {
+        Ok(resp) => journal(crate::state::ManualPhase::Accepted, resp.flow_id),
+        // Definitely not executed: it must not count against budgets.
+        Err(e)
+            if !e.class().outcome_unknown()
+                && e.class() != crate::tencent::ErrorClass::Throttled =>
+        {
+            journal(crate::state::ManualPhase::Refused, None)
+        }
+        // Maybe executed: the intent stays and counts.
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(message = "Cannot record the order's outcome; it counts as ordered.", error = %e);
+    }
+    match result {
         Ok(resp) => print_json(&serde_json::json!({
             "InstanceId": resp.instance_id.clone().unwrap_or(request.instance_id.clone()),
             "FlowId": resp.flow_id,

@@ -106,6 +106,125 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
+/// The manual-order journal in `state_dir`, appended to by `scale-out`.
+pub const MANUAL_JOURNAL: &str = "manual-orders.jsonl";
+
+/// Where a manual order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManualPhase {
+    /// Written before the request is sent.
+    Intent,
+    /// The API accepted it.
+    Accepted,
+    /// The API refused it; nothing was ordered.
+    Refused,
+}
+
+/// One line of the manual-order journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManualEntry {
+    /// When (wall clock).
+    pub at: DateTime<Utc>,
+    /// The cluster.
+    pub cluster: String,
+    /// Task nodes ordered (core-node orders are journaled with 0).
+    pub nodes: u32,
+    /// The request's ClientToken.
+    pub client_token: String,
+    /// Where it stands.
+    pub phase: ManualPhase,
+    /// The flow, once accepted.
+    pub flow_id: Option<i64>,
+}
+
+/// Appends `entry` to the manual-order journal in `dir` and syncs it. The
+/// daemon holds the state lock, so manual orders go through this separate
+/// append-only file, which the daemon folds into its budgets and cooldowns.
+pub fn append_manual(dir: &Path, entry: &ManualEntry) -> Result<(), StateError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("create", dir))?;
+    let path = dir.join(MANUAL_JOURNAL);
+    let mut line = serde_json::to_vec(entry).map_err(|source| StateError::Serialize {
+        path: path.clone(),
+        source,
+    })?;
+    line.push(b'\n');
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err("open", &path))?;
+    file.write_all(&line).map_err(io_err("write", &path))?;
+    file.sync_all().map_err(io_err("fsync", &path))
+}
+
+/// Reads the manual-order journal; a missing file is empty, unreadable lines
+/// are skipped (and reported in the second value).
+pub fn read_manual(dir: &Path) -> Result<(Vec<ManualEntry>, usize), StateError> {
+    let path = dir.join(MANUAL_JOURNAL);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let mut bad = 0;
+    let entries = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| {
+            let e = serde_json::from_str(l).ok();
+            bad += usize::from(e.is_none());
+            e
+        })
+        .collect();
+    Ok((entries, bad))
+}
+
+impl ClusterState {
+    /// Folds manual orders for `cluster` into the budget history and the
+    /// cooldown. Returns whether anything changed.
+    pub fn ingest_manual(
+        &mut self,
+        cluster: &str,
+        entries: &[ManualEntry],
+        cooldown: TimeDelta,
+    ) -> bool {
+        let refused: std::collections::BTreeSet<&str> = entries
+            .iter()
+            .filter(|e| e.cluster == cluster && e.phase == ManualPhase::Refused)
+            .map(|e| e.client_token.as_str())
+            .collect();
+        let mut changed = false;
+        for e in entries
+            .iter()
+            .filter(|e| e.cluster == cluster && e.phase == ManualPhase::Intent)
+        {
+            if refused.contains(e.client_token.as_str())
+                || self.orders.iter().any(|o| o.client_token == e.client_token)
+            {
+                continue;
+            }
+            self.orders.push(OrderRecord {
+                at: e.at,
+                nodes: e.nodes,
+                client_token: e.client_token.clone(),
+                source: OrderSource::Manual,
+            });
+            let until = e.at + cooldown;
+            if self.cooldown_until.is_none_or(|c| c < until) {
+                self.cooldown_until = Some(until);
+            }
+            changed = true;
+        }
+        changed
+    }
+}
+
 /// Everything the daemon remembers, per cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -1253,5 +1372,54 @@ mod tests {
             let fine = matches!(result, Ok(_) | Err(StateError::Corrupt { .. }));
             prop_assert!(fine, "unexpected {:?}", result);
         }
+    }
+}
+
+#[cfg(test)]
+mod manual_tests {
+    use super::*;
+
+    fn entry(token: &str, phase: ManualPhase, at: i64) -> ManualEntry {
+        ManualEntry {
+            at: DateTime::from_timestamp(at, 0).unwrap(),
+            cluster: "emr-abc12345".into(),
+            nodes: 3,
+            client_token: token.into(),
+            phase,
+            flow_id: None,
+        }
+    }
+
+    #[test]
+    fn journal_round_trip_skips_bad_lines_and_ingests_once() {
+        let dir = tempfile::tempdir().unwrap();
+        append_manual(dir.path(), &entry("a", ManualPhase::Intent, 1_000)).unwrap();
+        append_manual(dir.path(), &entry("a", ManualPhase::Accepted, 1_001)).unwrap();
+        append_manual(dir.path(), &entry("b", ManualPhase::Intent, 1_002)).unwrap();
+        append_manual(dir.path(), &entry("b", ManualPhase::Refused, 1_003)).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(MANUAL_JOURNAL))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{truncated"))
+            .unwrap();
+        let (entries, bad) = read_manual(dir.path()).unwrap();
+        assert_eq!((entries.len(), bad), (4, 1));
+        let mut c = ClusterState::default();
+        assert!(c.ingest_manual("emr-abc12345", &entries, TimeDelta::minutes(5)));
+        assert!(
+            !c.ingest_manual("emr-abc12345", &entries, TimeDelta::minutes(5)),
+            "ingested once"
+        );
+        assert_eq!(c.orders.len(), 1, "the refused order does not count");
+        assert_eq!(c.orders[0].source, OrderSource::Manual);
+        assert_eq!(
+            c.cooldown_until,
+            Some(DateTime::from_timestamp(1_300, 0).unwrap())
+        );
+        assert!(!ClusterState::default().ingest_manual(
+            "emr-other000",
+            &entries,
+            TimeDelta::minutes(5)
+        ));
     }
 }

@@ -20,6 +20,10 @@ fn config(dir: &std::path::Path, endpoint: &str) -> std::path::PathBuf {
     .unwrap()
     .replace("https://emr.tencentcloudapi.com", endpoint)
     .replace(
+        "/var/lib/emr-autoscaler",
+        &dir.join("state").display().to_string(),
+    )
+    .replace(
         "requests_per_second = 20",
         "requests_per_second = 20\nmetadata_url = \"http://127.0.0.1:9\"",
     );
@@ -91,6 +95,17 @@ async fn scale_out_prints_only_the_response_json_on_stdout() {
     assert_eq!(got[0].body, got[1].body, "under the same token");
     assert_eq!(v["ClientToken"], got[0].json()["ClientToken"]);
     assert_eq!(got[0].json()["TaskCount"], 3);
+    // The order is journaled (intent before sending, then accepted) for the daemon's budgets.
+    let (entries, bad) = emr_autoscaler::state::read_manual(&dir.path().join("state")).unwrap();
+    assert_eq!(bad, 0);
+    let phases: Vec<_> = entries.iter().map(|e| e.phase).collect();
+    use emr_autoscaler::state::ManualPhase;
+    assert_eq!(phases, [ManualPhase::Intent, ManualPhase::Accepted]);
+    assert!(
+        entries
+            .iter()
+            .all(|e| Some(e.client_token.as_str()) == v["ClientToken"].as_str() && e.nodes == 3)
+    );
     assert_no_secrets(&o);
 }
 
@@ -121,6 +136,12 @@ async fn api_errors_print_code_and_request_id_and_exit_1() {
         "{err}"
     );
     assert_eq!(fake.received().len(), 1, "auth failures are not retried");
+    let (entries, _) = emr_autoscaler::state::read_manual(&dir.path().join("state")).unwrap();
+    assert_eq!(
+        entries.last().map(|e| e.phase),
+        Some(emr_autoscaler::state::ManualPhase::Refused),
+        "a refused order does not count"
+    );
     assert_no_secrets(&o);
 }
 

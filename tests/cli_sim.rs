@@ -29,7 +29,11 @@ fn scale_out_against_the_sim_subcommand() {
         "/tests/data/minimal.toml"
     ))
     .unwrap()
-    .replace("https://emr.tencentcloudapi.com", &endpoint);
+    .replace("https://emr.tencentcloudapi.com", &endpoint)
+    .replace(
+        "/var/lib/emr-autoscaler",
+        &dir.path().join("state").display().to_string(),
+    );
     std::fs::write(&cfg, text).unwrap();
     let out = Command::new(BIN)
         .args([

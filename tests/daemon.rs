@@ -690,3 +690,128 @@ async fn metrics_follow_the_contract_and_pass_promtool() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_orders_count_in_the_daemons_cooldown_and_budget() {
+    let mut rig = Rig::new(1, Duration::from_millis(300)).await;
+    rig.write_config(
+        "cooldown = \"1h\"\nmax_nodes_per_hour = 10",
+        &threshold(1, "0s"),
+    );
+    rig.start();
+    ready(&rig).await;
+    let out = Command::new(BIN)
+        .args([
+            "scale-out",
+            "--config",
+            rig.config_path().to_str().unwrap(),
+            "--instance-id",
+            CLUSTER,
+            "--task-count",
+            "4",
+        ])
+        .env("HOME", rig.dir.path())
+        .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the manual order in the status",
+        || {
+            let v: serde_json::Value =
+                serde_json::from_str(&futures_block(rig.get("/api/v1/status")).1)
+                    .unwrap_or_default();
+            v["clusters"][0]["budget"]["hour_used"] == 4
+                && v["clusters"][0]["cooldown_until"].is_string()
+        },
+    )
+    .await;
+    // A breach now is held by the cooldown the manual order started.
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(10), "a cooldown decision", || {
+        futures_block(rig.get("/api/v1/status"))
+            .1
+            .contains("\"outcome\":\"cooldown\"")
+    })
+    .await;
+    assert_eq!(rig.orders(), vec![4], "only the manual order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_stops_startup_unless_reset() {
+    let mut rig = Rig::new(1, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(1, "1m"));
+    let state_dir = rig.dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    std::fs::write(
+        state_dir.join("state.json"),
+        "{\"schema_version\": 2, \"clusters\": {\"emr-abc",
+    )
+    .unwrap();
+    let out = rig.command().stderr(Stdio::piped()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("state.json") && err.contains("--reset-state"),
+        "{err}"
+    );
+    let mut cmd = rig.command();
+    cmd.arg("--reset-state");
+    rig.child = Some(cmd.spawn().unwrap());
+    ready(&rig).await;
+    let aside = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.corrupt-")
+        });
+    assert!(aside, "the bad file is kept aside");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_flow_releases_its_nodes_and_a_slow_one_trips_the_breaker() {
+    let mut rig = Rig::new(1, Duration::from_millis(500)).await;
+    rig.write_config("cooldown = \"0s\"", &threshold(2, "0s"));
+    let text = std::fs::read_to_string(rig.config_path())
+        .unwrap()
+        .replace("flow_timeout = \"60s\"", "flow_timeout = \"2s\"");
+    std::fs::write(rig.config_path(), text).unwrap();
+    rig.sim.inject(SCALE_OUT, Some(CLUSTER), Fault::FailFlow);
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(15), "flows_failed_total 1", || {
+        metric(
+            &futures_block(rig.get("/metrics")).1,
+            &format!("emr_autoscaler_flows_failed_total{{cluster=\"{CLUSTER}\"}}"),
+        ) == Some(1.0)
+    })
+    .await;
+    // The failed flow added nothing; the next order is a new one, and this
+    // time its flow hangs past flow_timeout.
+    rig.sim
+        .set_flow_duration(CLUSTER, Some(Duration::from_secs(60)));
+    eventually(Duration::from_secs(20), "the breaker", || {
+        metric(
+            &futures_block(rig.get("/metrics")).1,
+            &format!("emr_autoscaler_breaker_open{{cluster=\"{CLUSTER}\"}}"),
+        ) == Some(1.0)
+    })
+    .await;
+    let n = rig.orders().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rig.orders().len(), n, "no orders while the breaker is open");
+    assert!(
+        futures_block(rig.get("/api/v1/status"))
+            .1
+            .contains("\"outcome\":\"breaker\"")
+    );
+}

@@ -337,7 +337,11 @@ async fn the_real_binary_orders_once_through_the_simulator() {
         "/tests/data/minimal.toml"
     ))
     .unwrap()
-    .replace("https://emr.tencentcloudapi.com", &sim.endpoint());
+    .replace("https://emr.tencentcloudapi.com", &sim.endpoint())
+    .replace(
+        "/var/lib/emr-autoscaler",
+        &dir.path().join("state").display().to_string(),
+    );
     std::fs::write(&cfg, text).unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_emr-autoscaler"));
     cmd.args([

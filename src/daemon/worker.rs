@@ -46,6 +46,7 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
     shared.board.expect(&id, allowance + real);
     let mut histories: Vec<VecDeque<Sample>> =
         cluster.rules.iter().map(|_| VecDeque::new()).collect();
+    let mut journal_len = 0u64;
     let policy = cluster.policy();
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
     // Spread clusters over the first interval.
@@ -55,6 +56,7 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
         _ = tokio::time::sleep(first) => {}
     }
     loop {
+        ingest_manual_orders(&shared, &cluster, &mut journal_len).await;
         tick(&shared, &cluster, &policy, &mut histories).await;
         shared.board.progressed(&id, allowance);
         tokio::select! {
@@ -63,6 +65,38 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
         }
     }
     tracing::debug!(message = "Cluster loop stopped.", cluster = %id);
+}
+
+/// Folds orders placed with `scale-out` into budgets and the cooldown.
+async fn ingest_manual_orders(shared: &Shared, cluster: &ClusterConfig, seen_len: &mut u64) {
+    let dir = &shared.config.daemon.state_dir;
+    let len = std::fs::metadata(dir.join(crate::state::MANUAL_JOURNAL)).map_or(0, |m| m.len());
+    if len == *seen_len {
+        return;
+    }
+    match crate::state::read_manual(dir) {
+        Ok((entries, bad)) => {
+            if bad > 0 {
+                tracing::warn!(
+                    message = "Skipped unreadable lines in the manual-order journal.",
+                    lines = bad
+                );
+            }
+            let cooldown = chrono::Duration::from_std(cluster.cooldown).unwrap_or_default();
+            let id = cluster.instance_id.as_str();
+            if shared
+                .state
+                .with(|s| s.cluster_mut(id).ingest_manual(id, &entries, cooldown))
+            {
+                tracing::info!(message = "Counted manual scale-out orders in budgets and cooldown.", cluster = %id);
+                if let Err(e) = shared.state.save().await {
+                    tracing::error!(message = "Cannot write state.", error = %e);
+                }
+            }
+            *seen_len = len;
+        }
+        Err(e) => tracing::warn!(message = "Cannot read the manual-order journal.", error = %e),
+    }
 }
 
 async fn tick(
