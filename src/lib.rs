@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod limiter;
 pub mod policy;
 pub mod prom;
+pub mod replay;
 pub mod shutdown;
 pub mod sim;
 pub mod state;
