@@ -286,16 +286,16 @@ pub async fn follow(
     cluster: &ClusterConfig,
     now: DateTime<Utc>,
     info: Option<&ClusterInfo>,
-) {
+) -> u32 {
     let id = cluster.instance_id.as_str();
     let Some(op) = shared.state.with(|s| s.cluster_mut(id).operation.clone()) else {
-        return;
+        return 0;
     };
     let running = info.and_then(ClusterInfo::task_nodes);
     let Some(intent) = op.current.clone() else {
         // Between chunks (e.g. after a restart): carry on.
         send_next(shared, cluster, now, running).await;
-        return;
+        return 0;
     };
     match intent.flow_id {
         Some(flow) => follow_flow(shared, cluster, &intent, flow, now, running).await,
@@ -307,6 +307,7 @@ pub async fn follow(
         {
             tracing::info!(message = "Re-sending an unacknowledged chunk under its token.", cluster = %id, client_token = %intent.client_token);
             send(shared, cluster, intent, now).await;
+            0
         }
         None => reconcile(shared, cluster, &intent, now, info).await,
     }
@@ -319,14 +320,14 @@ async fn follow_flow(
     flow: i64,
     now: DateTime<Utc>,
     running: Option<u32>,
-) {
+) -> u32 {
     let id = cluster.instance_id.as_str();
     let state = match shared.emr.describe_flow(id, flow).await {
         Ok(r) => r.state(),
         Err(e) => {
             record_error(shared, id, &e, now);
             tracing::warn!(message = "Cannot read flow status; will retry.", cluster = %id, flow_id = flow, error = %e);
-            return;
+            return 0;
         }
     };
     match state {
@@ -358,6 +359,7 @@ async fn follow_flow(
             } else {
                 finish(shared, cluster, now, "all chunks done").await;
             }
+            intent.nodes
         }
         FlowState::Failed => {
             shared.metrics.flow_failed(id);
@@ -375,6 +377,7 @@ async fn follow_flow(
                 }
             });
             finish(shared, cluster, now, "flow failed").await;
+            0
         }
         FlowState::Running | FlowState::Blocked | FlowState::Unknown(_) => {
             let age = intent.sent_at.map(|t| now - t).unwrap_or_default();
@@ -395,6 +398,7 @@ async fn follow_flow(
                     save(shared).await;
                 }
             }
+            0
         }
     }
 }
@@ -405,13 +409,13 @@ async fn reconcile(
     intent: &ChunkIntent,
     now: DateTime<Utc>,
     info: Option<&ClusterInfo>,
-) {
+) -> u32 {
     let id = cluster.instance_id.as_str();
     let Some(info) = info else {
-        return; // Capacity unknown: wait.
+        return 0; // Capacity unknown: wait.
     };
     if info.status == Some(status::SCALING_OUT) {
-        return; // A flow runs, perhaps ours: wait for it to end.
+        return 0; // A flow runs, perhaps ours: wait for it to end.
     }
     let running = info.task_nodes().unwrap_or(0);
     let executed = running >= intent.task_nodes_before + intent.nodes;
@@ -460,4 +464,6 @@ async fn reconcile(
         )
         .await;
     }
+    // Either way the task-node count already shows what happened.
+    0
 }

@@ -32,6 +32,16 @@ pub fn emr_client_with(
         CredentialSources::from_process(Some(config.tencent.metadata_url.to_string())),
         http.clone(),
     );
+    emr_client_from(config, http, credentials, observer)
+}
+
+/// As [`emr_client_with`], with an explicit credential chain.
+pub fn emr_client_from(
+    config: &Config,
+    http: reqwest::Client,
+    credentials: CredentialChain,
+    observer: Arc<dyn crate::tencent::ApiObserver>,
+) -> Result<EmrClient, String> {
     EmrClient::new(
         http,
         ClientSettings {
@@ -59,6 +69,7 @@ pub async fn run(args: crate::cli::RunArgs) -> ExitCode {
     let options = crate::daemon::RunOptions {
         config_path: args.config.config,
         reset_state: args.reset_state,
+        credentials: None,
     };
     let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
     match crate::daemon::run_until_signalled(options, clock).await {

@@ -64,7 +64,11 @@ impl Model {
             capacity_mb,
             pending_mb: (demand_mb - capacity_mb).max(0.0),
             available_mb: (capacity_mb - demand_mb).max(0.0),
-            utilisation: if capacity_mb > 0.0 { allocated / capacity_mb } else { 1.0 },
+            utilisation: if capacity_mb > 0.0 {
+                allocated / capacity_mb
+            } else {
+                1.0
+            },
         }
     }
 }
@@ -93,7 +97,13 @@ pub struct SyntheticDemand {
 
 impl SyntheticDemand {
     /// A day shape with bursts placed by `seed` between `start` and `end`.
-    pub fn new(seed: u64, start: DateTime<Utc>, end: DateTime<Utc>, floor_mb: f64, peak_mb: f64) -> Self {
+    pub fn new(
+        seed: u64,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        floor_mb: f64,
+        peak_mb: f64,
+    ) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
         let hours = ((end - start).num_minutes() as f64 / 60.0).max(1.0);
         let count = (hours / 4.0).ceil() as usize + 1;
@@ -124,7 +134,9 @@ impl SyntheticDemand {
         let burst: f64 = self
             .bursts
             .iter()
-            .filter(|(at, len, _)| t >= *at && t < *at + chrono::Duration::from_std(*len).unwrap_or_default())
+            .filter(|(at, len, _)| {
+                t >= *at && t < *at + chrono::Duration::from_std(*len).unwrap_or_default()
+            })
             .map(|(_, _, size)| *size)
             .sum();
         self.floor_mb + self.peak_mb * day + burst
@@ -168,17 +180,28 @@ mod tests {
             provisioning_delay: Duration::from_secs(240),
         };
         let s = m.signals(2000.0, 0);
-        assert_eq!((s.pending_mb, s.available_mb, s.utilisation), (1000.0, 0.0, 1.0));
+        assert_eq!(
+            (s.pending_mb, s.available_mb, s.utilisation),
+            (1000.0, 0.0, 1.0)
+        );
         let s = m.signals(2000.0, 2);
-        assert_eq!((s.pending_mb, s.available_mb, s.utilisation), (0.0, 0.0, 1.0));
+        assert_eq!(
+            (s.pending_mb, s.available_mb, s.utilisation),
+            (0.0, 0.0, 1.0)
+        );
         let s = m.signals(1000.0, 2);
-        assert_eq!((s.pending_mb, s.available_mb, s.utilisation), (0.0, 1000.0, 0.5));
+        assert_eq!(
+            (s.pending_mb, s.available_mb, s.utilisation),
+            (0.0, 1000.0, 0.5)
+        );
         assert_eq!(s.get(ReplaySignal::AvailableMb), 1000.0);
     }
 
     #[test]
     fn synthetic_demand_is_deterministic_and_shaped() {
-        let start = DateTime::parse_from_rfc3339("2026-11-02T00:00:00Z").unwrap().to_utc();
+        let start = DateTime::parse_from_rfc3339("2026-11-02T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let end = start + chrono::Duration::days(1);
         let a = SyntheticDemand::new(7, start, end, 10_000.0, 100_000.0);
         let b = SyntheticDemand::new(7, start, end, 10_000.0, 100_000.0);
@@ -186,7 +209,9 @@ mod tests {
             let t = start + chrono::Duration::hours(h);
             assert_eq!(a.at(t), b.at(t));
         }
-        assert!(a.at(start + chrono::Duration::hours(14)) > a.at(start + chrono::Duration::hours(3)));
+        assert!(
+            a.at(start + chrono::Duration::hours(14)) > a.at(start + chrono::Duration::hours(3))
+        );
     }
 
     #[test]

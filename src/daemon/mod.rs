@@ -116,6 +116,8 @@ pub struct RunOptions {
     pub config_path: PathBuf,
     /// Move an unreadable state file aside instead of refusing to start.
     pub reset_state: bool,
+    /// Fixed credentials (the demo); `None` uses the credential chain.
+    pub credentials: Option<crate::tencent::Credentials>,
 }
 
 /// Events the main loop reacts to.
@@ -141,6 +143,7 @@ struct Generation {
 fn clients(
     config: &Config,
     metrics: &Arc<Metrics>,
+    credentials: Option<&crate::tencent::Credentials>,
 ) -> Result<(EmrClient, Prometheus), DaemonError> {
     let http = crate::tencent::client::http_client(
         config.tencent.connect_timeout,
@@ -148,8 +151,16 @@ fn clients(
     )
     .map_err(DaemonError::Setup)?;
     let observer: Arc<dyn crate::tencent::ApiObserver> = metrics.clone();
-    let emr = crate::commands::emr_client_with(config, http.clone(), observer)
-        .map_err(DaemonError::Setup)?;
+    let emr = match credentials {
+        Some(c) => crate::commands::emr_client_from(
+            config,
+            http.clone(),
+            crate::tencent::CredentialChain::fixed(c.clone(), http.clone()),
+            observer,
+        ),
+        None => crate::commands::emr_client_with(config, http.clone(), observer),
+    }
+    .map_err(DaemonError::Setup)?;
     let prom = Prometheus::new(
         http,
         config.prometheus.url.as_str(),
@@ -203,6 +214,7 @@ pub async fn run(
     ));
 
     let mut generation = start_generation(
+        options.credentials.as_ref(),
         config,
         clock.clone(),
         metrics.clone(),
@@ -256,6 +268,7 @@ pub async fn run(
                             board.forget(gone);
                         }
                         generation = start_generation(
+                            options.credentials.as_ref(),
                             new,
                             clock.clone(),
                             metrics.clone(),
@@ -309,6 +322,7 @@ pub async fn run(
 }
 
 fn start_generation(
+    credentials: Option<&crate::tencent::Credentials>,
     config: Config,
     clock: SharedClock,
     metrics: Arc<Metrics>,
@@ -345,7 +359,7 @@ fn start_generation(
             (shared, prev.tracker, prev.cancel, prev.capacity_tx, kept)
         }
         _ => {
-            let (emr, prom) = clients(&config, &metrics)?;
+            let (emr, prom) = clients(&config, &metrics, credentials)?;
             let cancel = CancellationToken::new();
             let (tx, rx) = watch::channel(capacity::Snapshot::default());
             let tx = Arc::new(tx);

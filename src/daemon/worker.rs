@@ -46,6 +46,7 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
     shared.board.expect(&id, allowance + real);
     let mut histories: Vec<VecDeque<Sample>> =
         cluster.rules.iter().map(|_| VecDeque::new()).collect();
+    let mut unseen = Vec::new();
     let mut journal_len = 0u64;
     let policy = cluster.policy();
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
@@ -57,7 +58,7 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
     }
     loop {
         ingest_manual_orders(&shared, &cluster, &mut journal_len).await;
-        tick(&shared, &cluster, &policy, &mut histories).await;
+        tick(&shared, &cluster, &policy, &mut histories, &mut unseen).await;
         shared.board.progressed(&id, allowance);
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -104,6 +105,7 @@ async fn tick(
     cluster: &ClusterConfig,
     policy: &policy::ClusterPolicy,
     histories: &mut [VecDeque<Sample>],
+    unseen: &mut Vec<(chrono::DateTime<chrono::Utc>, u32)>,
 ) {
     let id = cluster.instance_id.as_str();
     let now = shared.clock.now();
@@ -125,7 +127,14 @@ async fn tick(
         _ => {}
     }
 
-    actuator::follow(shared, cluster, now, info.as_ref()).await;
+    // Nodes whose flow is done count as in flight until a capacity snapshot
+    // taken after that shows them, so a stale count never orders them twice.
+    let completed = actuator::follow(shared, cluster, now, info.as_ref()).await;
+    if completed > 0 {
+        unseen.push((now, completed));
+    }
+    unseen.retain(|(done_at, _)| snapshot.at.is_none_or(|at| at <= *done_at));
+    let unseen_nodes: u32 = unseen.iter().map(|(_, n)| *n).sum();
 
     // Observe every rule concurrently.
     let observed = futures_util::future::join_all(cluster.rules.iter().map(|r| {
@@ -210,6 +219,7 @@ async fn tick(
     let busy = op.is_none()
         && cluster_status.is_some_and(|s| s != status::RUNNING && s != status::SCALE_OUT_FAILED);
     let dry_run = shared.config.daemon.dry_run || cluster.dry_run;
+    let planned = planned + unseen_nodes;
     let view = ClusterView {
         running,
         in_flight: planned,

@@ -68,6 +68,7 @@ mod error;
 mod fault;
 mod ledger;
 mod limit;
+pub mod prom;
 mod server;
 mod sign;
 

@@ -1,0 +1,85 @@
+//! A loopback stand-in for the Prometheus HTTP API that answers the demo's
+//! rule queries from the closed-loop replay model: demand from a synthetic
+//! day, capacity from the simulated cluster's running task nodes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::SimHandle;
+use crate::clock::SharedClock;
+use crate::policy::ReplaySignal;
+use crate::replay::{Model, SyntheticDemand};
+
+/// One cluster's demand and the signals its rules read.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The cluster.
+    pub instance_id: String,
+    /// Its demand.
+    pub demand: SyntheticDemand,
+    /// Its sizes.
+    pub model: Model,
+}
+
+#[derive(Clone)]
+struct App {
+    clock: SharedClock,
+    sim: Arc<SimHandle>,
+    sources: Arc<Vec<Source>>,
+    queries: Arc<HashMap<String, (usize, ReplaySignal)>>,
+}
+
+/// Serves `/api/v1/query` on 127.0.0.1 with a free port; returns its address.
+/// `queries` maps each rule expression to (index into `sources`, signal);
+/// any other expression gets an empty result.
+pub async fn serve(
+    clock: SharedClock,
+    sim: Arc<SimHandle>,
+    sources: Vec<Source>,
+    queries: HashMap<String, (usize, ReplaySignal)>,
+) -> std::io::Result<SocketAddr> {
+    let app = App {
+        clock,
+        sim,
+        sources: Arc::new(sources),
+        queries: Arc::new(queries),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let router = axum::Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .with_state(app);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(addr)
+}
+
+async fn query(State(app): State<App>, Query(params): Query<HashMap<String, String>>) -> Response {
+    let q = params.get("query").map(String::as_str).unwrap_or_default();
+    let now = app.clock.now();
+    let ts = now.timestamp() as f64;
+    let inner = q
+        .strip_prefix("timestamp(")
+        .and_then(|r| r.strip_suffix(')'));
+    let value = match (app.queries.get(q), inner.and_then(|i| app.queries.get(i))) {
+        (Some(&(i, signal)), _) => app.sources.get(i).map(|s| {
+            let running = app.sim.cluster(&s.instance_id).map_or(0, |c| c.task_nodes);
+            s.model.signals(s.demand.at(now), running).get(signal)
+        }),
+        (None, Some(_)) => Some(ts),
+        (None, None) => None,
+    };
+    let result: Vec<serde_json::Value> = value
+        .map(|v| json!({"metric": {}, "value": [ts, v.to_string()]}))
+        .into_iter()
+        .collect();
+    axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": result}}))
+        .into_response()
+}
