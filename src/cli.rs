@@ -53,6 +53,13 @@ pub enum Command {
     /// SIGHUP reloads the configuration (an invalid one is refused and the
     /// running one kept); SIGTERM or SIGINT stops gracefully.
     Run(RunArgs),
+    /// A self-contained simulation: the real daemon loop on an accelerated
+    /// clock against a simulated EMR API and synthetic YARN demand.
+    ///
+    /// Needs no config, no Prometheus and no credentials. Prints a timeline of
+    /// demand, task nodes and decisions, and ends with a summary of nodes
+    /// added, node-hours, unmet demand and API calls.
+    Demo(DemoArgs),
     /// Validate a configuration file and print every problem with its key path.
     ///
     /// Exits 0 when the file is valid and 78 when it is not.
@@ -102,6 +109,25 @@ pub struct SimArgs {
     /// Seed for random faults; printed when chosen at random.
     #[arg(long, value_name = "SEED")]
     pub fault_seed: Option<u64>,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run your own policies (the [[clusters]] rules of this file) against the
+    /// synthetic demand instead of the built-in example. Rules read the
+    /// simulated signal named by their `replay_signal`.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Simulated seconds per real second (default: the whole run in about 60 s).
+    #[arg(long, value_name = "X")]
+    pub speed: Option<f64>,
+    /// Simulated time to run.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub duration: std::time::Duration,
+    /// Seed of the synthetic demand's bursts.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 /// Arguments of `run`.

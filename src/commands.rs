@@ -82,6 +82,25 @@ pub async fn run(args: crate::cli::RunArgs) -> ExitCode {
     }
 }
 
+/// `demo`: the self-contained simulation.
+pub async fn demo(args: crate::cli::DemoArgs) -> ExitCode {
+    let options = crate::demo::DemoOptions {
+        config: args.config,
+        speed: args.speed,
+        duration: args.duration,
+        seed: args.seed,
+    };
+    let mut out = std::io::stdout();
+    match crate::demo::run(options, &mut out).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(crate::demo::DemoError::Config(e)) => report_config_error(&e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `check`: prints every problem, or a one-line summary.
 pub fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {

@@ -19,10 +19,12 @@ fn main() -> ExitCode {
             };
         }
     };
-    telemetry::logging::init(cli.log_format);
+    let quiet = matches!(cli.command, Command::Demo(_));
+    telemetry::logging::init(cli.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Check(args) => commands::check(&args.config),
         Command::Run(args) => runtime().block_on(commands::run(args)),
+        Command::Demo(args) => runtime().block_on(commands::demo(args)),
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
         Command::Sim(args) => runtime().block_on(commands::sim(args)),
     }

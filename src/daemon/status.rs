@@ -88,6 +88,8 @@ pub struct ClusterStatus {
     pub operation: Option<serde_json::Value>,
     /// The last API error.
     pub last_api_error: Option<ApiErrorStatus>,
+    /// The last decision that ordered nodes: when, how many, why.
+    pub last_order: Option<serde_json::Value>,
     /// Why the last cycle lacked data (empty when it had everything).
     pub not_ready: Vec<String>,
 }

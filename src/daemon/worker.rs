@@ -328,6 +328,11 @@ async fn tick(
         if op.is_some() {
             tracing::info!(message = "An operation is still in progress; the extra nodes wait for the next decision.", cluster = %id, increment = decision.increment);
         } else {
+            shared.board.update(id, |s| {
+                s.last_order = Some(serde_json::json!({
+                    "at": now, "nodes": decision.increment, "chunks": decision.chunks, "reason": text,
+                }));
+            });
             actuator::start(shared, cluster, &decision, text).await;
         }
     }

@@ -1,0 +1,388 @@
+//! `emr-autoscaler demo`: the real daemon loop on an accelerated clock, against
+//! the in-process EMR simulator and a Prometheus stand-in fed by synthetic
+//! demand (the closed-loop replay model). No config, Prometheus or
+//! credentials needed.
+//!
+//! The timeline and summary go to stdout; the daemon's own logs to stderr
+//! (warnings only unless `RUST_LOG` says otherwise).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::{Clock, ScaledClock, SharedClock};
+use crate::config::{self, Config};
+use crate::daemon::{self, Control, RunOptions};
+use crate::replay::{Costs, Model, SyntheticDemand};
+use crate::sim::prom::Source;
+use crate::sim::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, Simulator};
+use crate::tencent::Credentials;
+
+/// The built-in policy.
+pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+
+/// Where simulated time starts: a Monday, midnight UTC.
+const START: &str = "2026-11-02T00:00:00Z";
+
+/// Options of `demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The user's config, instead of the built-in policy.
+    pub config: Option<PathBuf>,
+    /// Simulated seconds per real second; default: `duration` in about 60 s.
+    pub speed: Option<f64>,
+    /// Simulated time to run.
+    pub duration: Duration,
+    /// Seed of the synthetic demand.
+    pub seed: u64,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Something could not start.
+    #[error("{0}")]
+    Setup(String),
+    /// The daemon stopped with an error.
+    #[error(transparent)]
+    Daemon(#[from] daemon::DaemonError),
+}
+
+/// What the demo ends with.
+#[derive(Debug, Clone, Default)]
+pub struct DemoSummary {
+    /// Per cluster costs.
+    pub clusters: BTreeMap<String, Costs>,
+    /// Requests the simulator received, by action.
+    pub api_calls: BTreeMap<String, usize>,
+}
+
+fn load(text: &str, overrides: &[(&str, String)]) -> Result<Config, config::ConfigError> {
+    let env: HashMap<String, String> = overrides
+        .iter()
+        .map(|(k, v)| (format!("EMR_AUTOSCALER__{k}"), v.clone()))
+        .collect();
+    config::load_str(text, Some(env))
+}
+
+fn gib(mb: f64) -> String {
+    format!("{:.1} GiB", mb / 1024.0)
+}
+
+/// Runs the demo, printing the timeline to `out`.
+pub async fn run(
+    options: DemoOptions,
+    out: &mut (dyn Write + Send),
+) -> Result<DemoSummary, DemoError> {
+    let text = match &options.config {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| config::ConfigError::Load {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?,
+        None => DEMO_CONFIG.to_string(),
+    };
+    let placeholder = [
+        ("TENCENT__ENDPOINT", "http://127.0.0.1:9".to_string()),
+        ("PROMETHEUS__URL", "http://127.0.0.1:9".to_string()),
+        ("DAEMON__LISTEN", "127.0.0.1:0".to_string()),
+        ("DAEMON__ADMIN_TOKEN_FILE", String::new()),
+    ];
+    let shape = load(&text, &placeholder[..3])?;
+
+    let start: DateTime<Utc> = DateTime::parse_from_rfc3339(START)
+        .map_err(|e| DemoError::Setup(e.to_string()))?
+        .to_utc();
+    let end = start
+        + chrono::Duration::from_std(options.duration)
+            .map_err(|e| DemoError::Setup(e.to_string()))?;
+    let speed = options
+        .speed
+        .unwrap_or(options.duration.as_secs_f64() / 60.0)
+        .max(1.0);
+    let scaled = ScaledClock::new(start, speed);
+    let clock: SharedClock = Arc::new(scaled.clone());
+    let model = Model::default();
+
+    let sim = Simulator::start(
+        SimConfig {
+            clusters: shape
+                .clusters
+                .iter()
+                .map(|c| SimCluster::new(c.instance_id.clone()).with_task_nodes(c.min_task_nodes))
+                .collect(),
+            flow_duration: model.provisioning_delay,
+            ..SimConfig::default()
+        },
+        clock.clone(),
+    )
+    .await
+    .map_err(|e| DemoError::Setup(format!("cannot start the EMR simulator: {e}")))?;
+    let sim = Arc::new(sim);
+
+    let mut sources = Vec::new();
+    let mut queries = HashMap::new();
+    for (i, c) in shape.clusters.iter().enumerate() {
+        sources.push(Source {
+            instance_id: c.instance_id.clone(),
+            demand: SyntheticDemand::new(
+                options.seed + i as u64,
+                start,
+                end,
+                24.0 * 1024.0,
+                240.0 * 1024.0,
+            ),
+            model,
+        });
+        for r in &c.rules {
+            if let (Some(q), Some(sig)) = (&r.query, r.replay_signal) {
+                queries.insert(q.clone(), (i, sig));
+            }
+        }
+    }
+    let open_loop: Vec<String> = shape
+        .clusters
+        .iter()
+        .flat_map(|c| {
+            c.rules
+                .iter()
+                .filter(|r| r.query.is_some() && r.replay_signal.is_none())
+        })
+        .map(|r| r.name.to_string())
+        .collect();
+    let demand: Vec<SyntheticDemand> = sources.iter().map(|s| s.demand.clone()).collect();
+    let prom_addr = crate::sim::prom::serve(clock.clone(), sim.clone(), sources, queries)
+        .await
+        .map_err(|e| DemoError::Setup(format!("cannot start the Prometheus stand-in: {e}")))?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| DemoError::Setup(format!("cannot bind the admin port: {e}")))?;
+    let admin = listener
+        .local_addr()
+        .map_err(|e| DemoError::Setup(e.to_string()))?;
+    let state_dir = tempfile::tempdir()
+        .map_err(|e| DemoError::Setup(format!("cannot make a state directory: {e}")))?;
+    let config = load(
+        &text,
+        &[
+            ("TENCENT__ENDPOINT", sim.endpoint()),
+            ("TENCENT__METADATA_URL", "http://127.0.0.1:9".into()),
+            ("PROMETHEUS__URL", format!("http://{prom_addr}")),
+            ("DAEMON__LISTEN", admin.to_string()),
+            ("DAEMON__STATE_DIR", state_dir.path().display().to_string()),
+        ],
+    )?;
+
+    let _ = writeln!(
+        out,
+        "emr-autoscaler demo: {} cluster(s), {} of simulated time at {:.0}x (about {:.0} s)",
+        config.clusters.len(),
+        humantime::format_duration(options.duration),
+        speed,
+        options.duration.as_secs_f64() / speed
+    );
+    let _ = writeln!(out, "  metrics: http://{admin}/metrics");
+    let _ = writeln!(out, "  status:  http://{admin}/api/v1/status");
+    if !open_loop.is_empty() {
+        let _ = writeln!(
+            out,
+            "  note: rules without replay_signal get no data in the demo: {}",
+            open_loop.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<10} {:<14} {:>10} {:>10} {:>6} {:>9}  last decision",
+        "time (UTC)", "cluster", "demand", "capacity", "nodes", "in-flight"
+    );
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let credentials = Credentials::new(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, None);
+    let daemon_task = tokio::spawn(daemon::run(
+        RunOptions {
+            config_path: options
+                .config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("<built-in demo policy>")),
+            reset_state: false,
+            credentials: Some(credentials),
+        },
+        config.clone(),
+        clock.clone(),
+        listener,
+        rx,
+    ));
+
+    let http = crate::tencent::client::http_client(Duration::from_secs(1), Duration::from_secs(2))
+        .map_err(DemoError::Setup)?;
+    let step = Duration::from_secs(60);
+    let mut costs: BTreeMap<String, Costs> = config
+        .clusters
+        .iter()
+        .map(|c| (c.instance_id.clone(), Costs::default()))
+        .collect();
+    let mut billed: BTreeMap<String, u32> = BTreeMap::new();
+    let mut seen_flows = 0usize;
+    let mut next_row = start;
+    loop {
+        let now = clock.now();
+        if now >= end {
+            break;
+        }
+        if daemon_task.is_finished() {
+            break;
+        }
+        // New orders since the last step.
+        let starts = sim.ledger().flow_starts();
+        let status = if starts.len() > seen_flows || now >= next_row {
+            fetch_status(&http, admin).await
+        } else {
+            None
+        };
+        for f in starts.iter().skip(seen_flows) {
+            *billed.entry(f.instance_id.clone()).or_default() += f.task_count;
+            let reason = status
+                .as_ref()
+                .and_then(|s| s.get(&f.instance_id).cloned())
+                .map(|(_, _, order)| order)
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<10} {:<14} ordered +{} (flow {}): {reason}",
+                format!("{}", now.format("%a %H:%M")),
+                f.instance_id,
+                f.task_count,
+                f.flow_id
+            );
+        }
+        seen_flows = starts.len();
+        for (i, c) in config.clusters.iter().enumerate() {
+            let running = sim.cluster(&c.instance_id).map_or(0, |s| s.task_nodes);
+            let signals = model.signals(demand[i].at(now), running);
+            if let Some(cost) = costs.get_mut(&c.instance_id) {
+                cost.step(
+                    &signals,
+                    billed.get(&c.instance_id).copied().unwrap_or(0),
+                    step,
+                );
+            }
+            if now >= next_row {
+                let (in_flight, decision, _) = status
+                    .as_ref()
+                    .and_then(|s| s.get(&c.instance_id).cloned())
+                    .unwrap_or((0, "starting".into(), String::new()));
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<14} {:>10} {:>10} {:>6} {:>9}  {}",
+                    format!("{}", now.format("%a %H:%M")),
+                    c.instance_id,
+                    gib(signals.demand_mb),
+                    gib(signals.capacity_mb),
+                    running,
+                    in_flight,
+                    decision
+                );
+            }
+        }
+        if now >= next_row {
+            next_row += chrono::Duration::minutes(60);
+        }
+        tokio::time::sleep(scaled.real(step)).await;
+    }
+    let _ = tx.send(Control::Stop).await;
+    let result = tokio::time::timeout(Duration::from_secs(12), daemon_task).await;
+    let ledger = sim.ledger();
+    let mut api_calls: BTreeMap<String, usize> = BTreeMap::new();
+    for e in ledger.entries() {
+        *api_calls.entry(e.action.clone()).or_default() += 1;
+    }
+    for (id, cost) in &mut costs {
+        cost.nodes_added = ledger.nodes_ordered(id) as u32;
+    }
+    let summary = DemoSummary {
+        clusters: costs,
+        api_calls,
+    };
+    print_summary(out, &summary);
+    match result {
+        Ok(Ok(Ok(()))) => Ok(summary),
+        Ok(Ok(Err(e))) => Err(e.into()),
+        Ok(Err(e)) => Err(DemoError::Setup(format!("the daemon task failed: {e}"))),
+        Err(_) => Err(DemoError::Setup(
+            "the daemon did not stop within 12 s".into(),
+        )),
+    }
+}
+
+async fn fetch_status(
+    http: &reqwest::Client,
+    admin: std::net::SocketAddr,
+) -> Option<HashMap<String, (u32, String, String)>> {
+    let v: serde_json::Value = http
+        .get(format!("http://{admin}/api/v1/status"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(
+        v["clusters"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c["instance_id"].as_str()?.to_string(),
+                    (
+                        c["in_flight"].as_u64().unwrap_or(0) as u32,
+                        format!(
+                            "{}: {}",
+                            c["outcome"].as_str().unwrap_or("-"),
+                            c["last_decision"].as_str().unwrap_or("not evaluated yet")
+                        ),
+                        c["last_order"]["reason"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
+                ))
+            })
+            .collect(),
+    )
+}
+
+fn print_summary(out: &mut (dyn Write + Send), s: &DemoSummary) {
+    let total = s.clusters.values().fold(Costs::default(), |mut acc, c| {
+        acc.nodes_added += c.nodes_added;
+        acc.node_hours += c.node_hours;
+        acc.unmet_minutes += c.unmet_minutes;
+        acc.unmet_gib_minutes += c.unmet_gib_minutes;
+        acc
+    });
+    let _ = writeln!(out, "\nsummary");
+    let _ = writeln!(out, "  nodes added: {}", total.nodes_added);
+    let _ = writeln!(out, "  node-hours: {:.1}", total.node_hours);
+    let _ = writeln!(
+        out,
+        "  unmet demand: {:.0} minutes, {:.1} GiB·minutes",
+        total.unmet_minutes, total.unmet_gib_minutes
+    );
+    let calls: Vec<String> = s
+        .api_calls
+        .iter()
+        .map(|(a, n)| format!("{a} {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  API calls: {} ({})",
+        s.api_calls.values().sum::<usize>(),
+        calls.join(", ")
+    );
+}

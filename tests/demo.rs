@@ -1,0 +1,105 @@
+//! `emr-autoscaler demo` as a newcomer runs it: no config, no Prometheus, no
+//! credentials; it must finish by itself and end with its summary.
+
+use std::process::Command;
+
+#[test]
+fn demo_runs_and_ends_with_its_summary() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_emr-autoscaler"))
+        // 12 simulated hours in about 20 s keeps CI short and covers office hours.
+        .args(["demo", "--duration", "12h", "--speed", "2160"])
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("/metrics") && stdout.contains("/api/v1/status"),
+        "{stdout}"
+    );
+    let summary = stdout
+        .split("\nsummary\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    let value = |label: &str| -> f64 {
+        summary
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|v| v.trim().split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in:\n{summary}"))
+    };
+    let nodes = value("nodes added:");
+    assert!(nodes >= 4.0, "office hours alone need 4 nodes: {summary}");
+    assert!(value("node-hours:") > 0.0);
+    assert!(
+        stdout.contains("ordered +"),
+        "the timeline shows orders:\n{stdout}"
+    );
+    assert!(summary.contains("ScaleOutInstance"), "{summary}");
+}
+
+#[test]
+fn demo_runs_a_users_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mine.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[tencent]
+region = "ap-guangzhou"
+[[clusters]]
+instance_id = "emr-mine0001"
+max_task_nodes = 3
+[clusters.scale_out]
+pay_mode = 0
+time_unit = "s"
+time_span = 3600
+[[clusters.rules]]
+name = "pending"
+type = "threshold"
+query = "sum(pending)"
+above = 0
+for = "1m"
+add = 1
+replay_signal = "pending_mb"
+[[clusters.rules]]
+name = "open-loop"
+type = "threshold"
+query = "sum(something_else)"
+above = 1
+for = "1m"
+add = 1
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_emr-autoscaler"))
+        .args([
+            "demo",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--duration",
+            "6h",
+            "--speed",
+            "2160",
+        ])
+        .env_clear()
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("emr-mine0001"));
+    assert!(
+        stdout.contains("rules without replay_signal get no data in the demo: open-loop"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nodes added:"));
+}
