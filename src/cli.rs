@@ -60,6 +60,12 @@ pub enum Command {
     /// demand, task nodes and decisions, and ends with a summary of nodes
     /// added, node-hours, unmet demand and API calls.
     Demo(DemoArgs),
+    /// Evaluate every cluster once against live Prometheus and the EMR read
+    /// APIs and print what the daemon would do now. Sends nothing.
+    ///
+    /// Sustain windows (`for`) are judged with range queries. Exits 1 when a
+    /// query fails, naming the rule.
+    Plan(PlanArgs),
     /// Validate a configuration file and print every problem with its key path.
     ///
     /// Exits 0 when the file is valid and 78 when it is not.
@@ -109,6 +115,17 @@ pub struct SimArgs {
     /// Seed for random faults; printed when chosen at random.
     #[arg(long, value_name = "SEED")]
     pub fault_seed: Option<u64>,
+}
+
+/// Arguments of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `demo`.

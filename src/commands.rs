@@ -101,6 +101,34 @@ pub async fn demo(args: crate::cli::DemoArgs) -> ExitCode {
     }
 }
 
+/// `plan`: what the daemon would do now; exits 1 when a query fails.
+pub async fn plan(args: crate::cli::PlanArgs) -> ExitCode {
+    let config = match config::load(&args.config.config) {
+        Ok(c) => c,
+        Err(e) => return report_config_error(&e),
+    };
+    let (plans, failures) = match crate::plan::evaluate(&config).await {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = crate::plan::print(&mut out, &plans, &failures, args.json) {
+        eprintln!("error: cannot write the plan: {e}");
+        return ExitCode::FAILURE;
+    }
+    for f in &failures {
+        eprintln!("error: cluster {} rule {}: {}", f.cluster, f.rule, f.reason);
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// `check`: prints every problem, or a one-line summary.
 pub fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {

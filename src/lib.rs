@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod limiter;
+pub mod plan;
 pub mod policy;
 pub mod prom;
 pub mod replay;

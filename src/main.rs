@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check(&args.config),
         Command::Run(args) => runtime().block_on(commands::run(args)),
         Command::Demo(args) => runtime().block_on(commands::demo(args)),
+        Command::Plan(args) => runtime().block_on(commands::plan(args)),
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
         Command::Sim(args) => runtime().block_on(commands::sim(args)),
     }

@@ -68,6 +68,50 @@ async fn query(
     }
 }
 
+async fn query_range(
+    State(f): State<FakeProm>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    *f.queries.lock().unwrap() += 1;
+    let q = params.get("query").cloned().unwrap_or_default();
+    let num = |k: &str| {
+        params
+            .get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (start, end, step) = (num("start"), num("end"), num("step").max(1.0));
+    let answer = f
+        .answers
+        .lock()
+        .unwrap()
+        .get(&q)
+        .cloned()
+        .unwrap_or(Answer::Empty);
+    let series = |v: f64| {
+        let mut values = Vec::new();
+        let mut t = start;
+        while t <= end {
+            values.push(serde_json::json!([t, v.to_string()]));
+            t += step;
+        }
+        serde_json::json!([{"metric": {}, "values": values}])
+    };
+    let result = match answer {
+        Answer::Value(v) | Answer::Slow(_, v) => series(v),
+        Answer::Empty => serde_json::json!([]),
+        Answer::Multiple => {
+            let mut a = series(1.0);
+            a.as_array_mut().unwrap().push(series(2.0)[0].clone());
+            a
+        }
+        Answer::Down => {
+            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+        }
+    };
+    axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": result}})).into_response()
+}
+
 impl FakeProm {
     pub async fn start() -> Self {
         let mut f = FakeProm::default();
@@ -75,6 +119,7 @@ impl FakeProm {
         f.addr = Some(listener.local_addr().unwrap());
         let app = axum::Router::new()
             .route("/api/v1/query", get(query).post(query))
+            .route("/api/v1/query_range", get(query_range).post(query_range))
             .with_state(f.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         f

@@ -1,0 +1,149 @@
+//! `plan` against live (loopback) Prometheus and EMR stand-ins: it judges
+//! sustain windows from range data, prints the decision, and sends nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_prom::{Answer, FakeProm};
+use emr_autoscaler::clock::{SharedClock, SystemClock};
+use emr_autoscaler::sim::{
+    DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, Simulator,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
+
+fn config(dir: &std::path::Path, sim: &str, prom: &str) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[daemon]
+evaluation_interval = "15s"
+state_dir = "{state}"
+[prometheus]
+url = "{prom}"
+[tencent]
+region = "ap-guangzhou"
+endpoint = "{sim}"
+metadata_url = "http://127.0.0.1:9"
+[[clusters]]
+instance_id = "emr-abc12345"
+max_task_nodes = 40
+[clusters.scale_out]
+pay_mode = 0
+time_unit = "s"
+time_span = 3600
+[[clusters.rules]]
+name = "pending-memory"
+type = "threshold"
+query = "sum(pending_mb)"
+above = 8192
+for = "1m"
+add = 2
+unit = "mb"
+[[clusters.rules]]
+name = "util"
+type = "target"
+query = "avg(util)"
+target = 0.8
+unit = "ratio"
+"#,
+            state = dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn run(args: Vec<String>, home: &std::path::Path) -> std::process::Output {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn plan_judges_for_windows_from_range_data_and_sends_nothing() {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sim = Simulator::start(
+        SimConfig {
+            clusters: vec![SimCluster::new("emr-abc12345").with_task_nodes(10)],
+            flow_duration: Duration::from_secs(60),
+            ..SimConfig::default()
+        },
+        clock,
+    )
+    .await
+    .unwrap();
+    let prom = FakeProm::start().await;
+    prom.set("sum(pending_mb)", Answer::Value(12.0 * 1024.0));
+    prom.set("avg(util)", Answer::Value(0.5));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim.endpoint(), &prom.url());
+    let out = run(
+        vec!["plan".into(), "--config".into(), cfg.display().to_string()],
+        dir.path(),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("emr-abc12345"), "{stdout}");
+    assert!(
+        stdout.contains("pending-memory 12 GiB > 8 GiB for 1m: +2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-> scale_out +2"), "{stdout}");
+    let json = run(
+        vec![
+            "plan".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--json".into(),
+        ],
+        dir.path(),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&json.stderr)));
+    assert_eq!(v["clusters"][0]["current"], 10);
+    assert_eq!(v["clusters"][0]["increment"], 2);
+    assert_eq!(v["clusters"][0]["rules"][1]["value"], 0.5);
+    assert_eq!(
+        sim.ledger().for_action("ScaleOutInstance").count(),
+        0,
+        "plan sends nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_query_exits_1_naming_the_rule() {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sim = Simulator::start(SimConfig::with_clusters(["emr-abc12345"]), clock)
+        .await
+        .unwrap();
+    let prom = FakeProm::start().await;
+    prom.set("sum(pending_mb)", Answer::Value(1.0));
+    prom.set("avg(util)", Answer::Down);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim.endpoint(), &prom.url());
+    let out = run(
+        vec!["plan".into(), "--config".into(), cfg.display().to_string()],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rule util"), "{stderr}");
+}
