@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::config::{ClusterConfig, Config};
+use crate::config::Config;
 use crate::policy::{
     self, ClusterView, DataIssue, Decision, Reading, RuleKind, Sample, Sustain, Unit,
 };
@@ -88,45 +88,6 @@ async fn samples(
     }
 }
 
-fn view_parts(
-    state: &State,
-    cluster: &ClusterConfig,
-) -> (
-    Vec<(DateTime<Utc>, u32)>,
-    Vec<Option<DateTime<Utc>>>,
-    Vec<Option<DateTime<Utc>>>,
-    u32,
-    crate::state::ClusterState,
-) {
-    let c = state
-        .cluster(&cluster.instance_id)
-        .cloned()
-        .unwrap_or_default();
-    let orders = c.orders.iter().map(|o| (o.at, o.nodes)).collect();
-    let fired = cluster
-        .rules
-        .iter()
-        .map(|r| c.rule_last_fired.get(&*r.name).copied())
-        .collect();
-    let done = cluster
-        .rules
-        .iter()
-        .map(|r| c.schedule_done.get(&*r.name).copied())
-        .collect();
-    let in_flight = c
-        .operation
-        .as_ref()
-        .map(|o| {
-            o.in_flight_nodes()
-                + o.chunks
-                    .iter()
-                    .skip(o.next_chunk + usize::from(o.current.is_some()))
-                    .sum::<u32>()
-        })
-        .unwrap_or(0);
-    (orders, fired, done, in_flight, c)
-}
-
 /// Evaluates every cluster once. Failures name the rule; the plan still
 /// covers every cluster (a failed rule counts as missing data).
 pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>), String> {
@@ -190,19 +151,23 @@ pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>
             obs.push(s);
         }
         let info = infos.iter().find(|i| i.cluster_id == cluster.instance_id);
-        let (orders, fired, done, in_flight, c) = view_parts(&state, cluster);
+        let c = state
+            .cluster(&cluster.instance_id)
+            .cloned()
+            .unwrap_or_default();
+        let inputs = c.policy_inputs(cluster.rules.iter().map(|r| &*r.name));
         let view = ClusterView {
             running: info.and_then(ClusterInfo::task_nodes),
-            in_flight,
+            in_flight: inputs.planned,
             cooldown_until: c.cooldown_until,
             backoff_until: c.sold_out_until,
             paused: c.paused,
             breaker_open: c.breaker_open.is_some(),
             dry_run: false,
             busy: false,
-            orders: &orders,
-            rule_last_fired: &fired,
-            schedule_done: &done,
+            orders: &inputs.orders,
+            rule_last_fired: &inputs.last_fired,
+            schedule_done: &inputs.schedule_done,
         };
         let refs: Vec<&[Sample]> = obs.iter().map(Vec::as_slice).collect();
         let decision = policy::decide(

@@ -106,6 +106,42 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
+/// What the policy core needs from a cluster's durable state, in rule order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyInputs {
+    /// Orders (time, nodes), for budgets.
+    pub orders: Vec<(DateTime<Utc>, u32)>,
+    /// Per rule: when it last drove an order.
+    pub last_fired: Vec<Option<DateTime<Utc>>>,
+    /// Per rule: the schedule window already served by its one-shot add.
+    pub schedule_done: Vec<Option<DateTime<Utc>>>,
+    /// Nodes of the operation not yet running: the chunk in flight plus
+    /// the chunks still to send.
+    pub planned: u32,
+}
+
+impl ClusterState {
+    /// The policy's inputs for rules named `rules`, in that order.
+    pub fn policy_inputs<'a>(&self, rules: impl Iterator<Item = &'a str> + Clone) -> PolicyInputs {
+        PolicyInputs {
+            orders: self.orders.iter().map(|o| (o.at, o.nodes)).collect(),
+            last_fired: rules
+                .clone()
+                .map(|r| self.rule_last_fired.get(r).copied())
+                .collect(),
+            schedule_done: rules.map(|r| self.schedule_done.get(r).copied()).collect(),
+            planned: self.operation.as_ref().map_or(0, |o| {
+                let unsent: u32 = o
+                    .chunks
+                    .iter()
+                    .skip(o.next_chunk + usize::from(o.current.is_some()))
+                    .sum();
+                o.in_flight_nodes() + unsent
+            }),
+        }
+    }
+}
+
 /// The manual-order journal in `state_dir`, appended to by `scale-out`.
 pub const MANUAL_JOURNAL: &str = "manual-orders.jsonl";
 

@@ -175,42 +175,20 @@ async fn tick(
     let refs: Vec<&[Sample]> = samples.iter().map(Vec::as_slice).collect();
 
     // The cluster's durable state, as the policy sees it.
-    let (orders, last_fired, done, op, cooldown_until, backoff_until, paused, breaker) =
-        shared.state.with(|s| {
-            let c = s.cluster_mut(id);
-            c.prune_orders(now);
-            let orders: Vec<_> = c.orders.iter().map(|o| (o.at, o.nodes)).collect();
-            let last_fired: Vec<_> = cluster
-                .rules
-                .iter()
-                .map(|r| c.rule_last_fired.get(&*r.name).copied())
-                .collect();
-            let done: Vec<_> = cluster
-                .rules
-                .iter()
-                .map(|r| c.schedule_done.get(&*r.name).copied())
-                .collect();
-            (
-                orders,
-                last_fired,
-                done,
-                c.operation.clone(),
-                c.cooldown_until,
-                c.sold_out_until,
-                c.paused,
-                c.breaker_open.clone(),
-            )
-        });
-    let planned: u32 = op
-        .as_ref()
-        .map(|o| {
-            o.in_flight_nodes()
-                + o.chunks
-                    .iter()
-                    .skip(o.next_chunk + usize::from(o.current.is_some()))
-                    .sum::<u32>()
-        })
-        .unwrap_or(0);
+    let (inputs, op, cooldown_until, backoff_until, paused, breaker) = shared.state.with(|s| {
+        let c = s.cluster_mut(id);
+        c.prune_orders(now);
+        (
+            c.policy_inputs(cluster.rules.iter().map(|r| &*r.name)),
+            c.operation.clone(),
+            c.cooldown_until,
+            c.sold_out_until,
+            c.paused,
+            c.breaker_open.clone(),
+        )
+    });
+    let orders = &inputs.orders;
+    let planned = inputs.planned;
     let cluster_status = info.as_ref().and_then(|i| i.status);
     let running = info.as_ref().and_then(|i| i.task_nodes());
     if info.is_some() && running.is_none() {
@@ -229,9 +207,9 @@ async fn tick(
         breaker_open: breaker.is_some(),
         dry_run,
         busy,
-        orders: &orders,
-        rule_last_fired: &last_fired,
-        schedule_done: &done,
+        orders,
+        rule_last_fired: &inputs.last_fired,
+        schedule_done: &inputs.schedule_done,
     };
     let max_gap = interval * 2 + interval / 2;
     let decision = policy::decide(policy, &view, &refs, now, max_gap);
