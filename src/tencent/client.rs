@@ -269,9 +269,30 @@ impl EmrClient {
         h
     }
 
-    async fn attempt(&self, action: Action, body: &[u8]) -> Result<serde_json::Value, ApiError> {
-        let creds = self.credentials.get().await?;
-        let headers = self.headers(action, &creds, wall_now().timestamp(), body);
+    /// One signed request; returns how long it waited in the limiter too.
+    async fn attempt(
+        &self,
+        action: Action,
+        body: &[u8],
+    ) -> (Result<serde_json::Value, ApiError>, Duration) {
+        let creds = match self.credentials.get().await {
+            Ok(c) => c,
+            Err(e) => return (Err(e.into()), Duration::ZERO),
+        };
+        // Wait for the limiter as late as possible: the time between the
+        // grant and the request leaving is jitter the server sees.
+        let waited = self.limiters.get(action).acquire().await;
+        self.observer.limiter_waited(action, waited);
+        (self.send_signed(action, &creds, body).await, waited)
+    }
+
+    async fn send_signed(
+        &self,
+        action: Action,
+        creds: &Credentials,
+        body: &[u8],
+    ) -> Result<serde_json::Value, ApiError> {
+        let headers = self.headers(action, creds, wall_now().timestamp(), body);
         let resp = self
             .http
             .post(self.settings.endpoint.clone())
@@ -317,10 +338,9 @@ impl EmrClient {
                     last: None,
                 });
             }
-            let waited = self.limiters.get(action).acquire().await;
-            self.observer.limiter_waited(action, waited);
             let started = tokio::time::Instant::now();
-            let result = self.attempt(action, &body).await.and_then(|v| {
+            let (result, waited) = self.attempt(action, &body).await;
+            let result = result.and_then(|v| {
                 serde_json::from_value::<Resp>(v.clone()).map_err(|e| ApiError::Malformed {
                     action: action.name(),
                     reason: format!("unexpected {} result: {e}", action.name()),
@@ -331,7 +351,7 @@ impl EmrClient {
                 .as_ref()
                 .map_or_else(|e| e.class().metric_label(), |_| "ok");
             self.observer
-                .attempt_finished(action, label, started.elapsed());
+                .attempt_finished(action, label, started.elapsed().saturating_sub(waited));
             let error = match result {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,

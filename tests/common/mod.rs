@@ -5,7 +5,9 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests measure real, wall-clock time.
 #![allow(dead_code)]
 
+pub mod daemon_proc;
 pub mod fake_prom;
+pub mod real_prom;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

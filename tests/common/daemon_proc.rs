@@ -1,0 +1,170 @@
+//! The real `emr-autoscaler run` binary as a child process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use emr_autoscaler::sim::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Daemon {
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub port: u16,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts `run --config <config>`; logs append to `log`.
+    pub fn start(config: &Path, log: &Path, port: u16, home: &Path) -> Daemon {
+        let mut d = Daemon {
+            config: config.to_path_buf(),
+            log: log.to_path_buf(),
+            port,
+            child: None,
+        };
+        d.spawn(home);
+        d
+    }
+
+    pub fn spawn(&mut self, home: &Path) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config", self.config.to_str().unwrap()])
+            .env_clear()
+            .env("HOME", home)
+            .env("RUST_LOG", "info")
+            .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.as_mut()?.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let Ok(http) = emr_autoscaler::tencent::client::http_client(
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        ) else {
+            return (0, String::new());
+        };
+        match http
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .send()
+            .await
+        {
+            Ok(r) => {
+                let code = r.status().as_u16();
+                (code, r.text().await.unwrap_or_default())
+            }
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    pub async fn wait_healthy(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.get("/healthz").await.0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "daemon never healthy; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The value of a metric line starting with `name_and_labels`.
+    pub async fn metric(&self, name_and_labels: &str) -> Option<f64> {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find(|l| l.starts_with(name_and_labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// RSS in KiB from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
