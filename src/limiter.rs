@@ -60,9 +60,8 @@ impl ActionLimiter {
     }
 
     /// Waits for this caller's turn; returns how long it waited.
+    #[allow(clippy::disallowed_types)] // governor runs on real time, so this window does too.
     pub async fn acquire(&self) -> Duration {
-        #[allow(clippy::disallowed_types)]
-        // governor runs on real time, so its wait is measured in real time.
         let start = std::time::Instant::now();
         let mut recent = self.queue.lock().await;
         self.limiter.until_ready().await;

@@ -309,15 +309,15 @@ async fn an_old_token_is_never_sent() {
 async fn a_token_that_ages_during_retries_stops_them() {
     let fake = FakeEmr::start().await;
     fake.set_default(Reply::Drop);
-    // 269.9 s old: young for the first attempt, old after the first backoff.
+    // 268.5 s old: young for the first attempt, old after the first backoff.
     let token = ClientToken {
         value: "aging".into(),
-        created_at: chrono::Utc::now() - chrono::Duration::milliseconds(269_900),
+        created_at: chrono::Utc::now() - chrono::Duration::milliseconds(268_500),
     };
     let retry = emr_autoscaler::tencent::RetryPolicy {
         max_attempts: 5,
-        base_delay: Duration::from_millis(400),
-        max_delay: Duration::from_millis(400),
+        base_delay: Duration::from_millis(3000),
+        max_delay: Duration::from_millis(3000),
     };
     let err = client(&fake, retry)
         .scale_out(&order(1), &token)
