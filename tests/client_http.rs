@@ -428,3 +428,22 @@ async fn the_limiter_spaces_calls_at_the_server() {
     assert!(max_in_window <= 20, "{max_in_window} calls in one second");
     assert!(span >= Duration::from_millis(29 * 50), "span {span:?}");
 }
+
+#[tokio::test]
+async fn a_ten_megabyte_answer_is_a_bounded_error() {
+    let fake = FakeEmr::start().await;
+    let huge = format!(
+        "{{\"Response\": {{\"Junk\": \"{}\"",
+        "x".repeat(10 * 1024 * 1024)
+    );
+    fake.set_default(Reply::Raw(200, huge));
+    let err = client(&fake, fast_retry(1))
+        .describe_flow("emr-abc12345", 1)
+        .await
+        .unwrap_err();
+    match &err {
+        ApiError::Malformed { body, .. } => assert!(body.len() <= 512),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().len() < 2048, "the error stays small");
+}

@@ -271,3 +271,47 @@ fn every_commented_rule_example_is_valid_too() {
     let c = load_str(&format!("{}{uncommented}", &text[..rules_at]), None).unwrap();
     assert_eq!(c.clusters[0].rules.len(), 4);
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// Arbitrary text never panics the loader.
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,400}") {
+            let _ = load_str(&text, None);
+        }
+
+        /// Known keys with values of any type: every problem is reported, none panics.
+        #[test]
+        fn wrong_types_in_known_keys_are_issues(
+            key in prop::sample::select(vec![
+                "daemon.evaluation_interval", "daemon.listen", "tencent.requests_per_second", "tencent.endpoint",
+                "clusters.0.max_task_nodes", "clusters.0.min_task_nodes", "clusters.0.scale_out.pay_mode",
+                "clusters.0.rules.0.above", "clusters.0.rules.0.for", "clusters.0.rules.0.add",
+            ]),
+            value in prop_oneof![
+                Just("-1".to_string()), Just("1e400".to_string()), Just("99999999999999999999".to_string()),
+                Just("\"x\"".to_string()), Just("[1, 2]".to_string()), Just("{ a = 1 }".to_string()),
+                Just("true".to_string()), Just("\"\"".to_string()), Just("1970-01-01T00:00:00Z".to_string()),
+            ],
+        ) {
+            let mut doc: toml::Table = data("minimal.toml").parse().unwrap();
+            let parts: Vec<&str> = key.split('.').collect();
+            let parsed: toml::Value = format!("v = {value}").parse::<toml::Table>().map(|t| t["v"].clone())
+                .unwrap_or(toml::Value::String(value.clone()));
+            let mut cur: &mut toml::Value = doc.get_mut(parts[0]).unwrap();
+            for p in &parts[1..parts.len() - 1] {
+                cur = match p.parse::<usize>() {
+                    Ok(i) => &mut cur.as_array_mut().unwrap()[i],
+                    Err(_) => cur.get_mut(*p).unwrap(),
+                };
+            }
+            cur.as_table_mut().unwrap().insert(parts[parts.len() - 1].to_string(), parsed);
+            let _ = load_str(&toml::to_string(&doc).unwrap(), None);
+        }
+    }
+}

@@ -644,3 +644,47 @@ mod tests {
         assert_eq!(header_case("x-tc-action"), "X-TC-Action");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes and statuses never panic, and only a 200 with a
+        /// JSON object envelope can succeed.
+        #[test]
+        fn envelope_parser_never_panics(body in proptest::collection::vec(any::<u8>(), 0..2048), status in 100u16..600) {
+            let Ok(code) = StatusCode::from_u16(status) else { return Ok(()) };
+            if let Ok(v) = parse_envelope(Action::ScaleOutInstance, code, &body) {
+                prop_assert_eq!(status, 200);
+                prop_assert!(v.get("RequestId").is_some());
+            }
+        }
+
+        /// Plausible envelopes with hostile values: wrong types, huge and
+        /// negative numbers, missing fields. Typed parsing fails cleanly.
+        #[test]
+        fn hostile_values_in_typed_responses(
+            flow in prop_oneof![Just(serde_json::json!(null)), Just(serde_json::json!(-1)), Just(serde_json::json!(1e300)),
+                                Just(serde_json::json!("12")), Just(serde_json::json!([1])), any::<i64>().prop_map(serde_json::Value::from)],
+            size in prop_oneof![Just(serde_json::json!(null)), Just(serde_json::json!(-5)), Just(serde_json::json!(1e20)),
+                                Just(serde_json::json!(u64::MAX)), Just(serde_json::json!("x")), any::<i64>().prop_map(serde_json::Value::from)],
+        ) {
+            let body = serde_json::json!({"Response": {"FlowId": flow, "RequestId": "r",
+                "ClusterList": [{"ClusterId": "emr-aaaaaaaa", "Config": {"TaskNodeSize": size}}]}}).to_string();
+            let v = parse_envelope(Action::DescribeInstances, StatusCode::OK, body.as_bytes()).unwrap();
+            if let Ok(r) = serde_json::from_value::<super::super::emr::DescribeInstancesResponse>(v.clone())
+                && let Some(list) = r.cluster_list
+            {
+                // Negative or huge counts never become a node count.
+                if let Some(n) = list[0].task_nodes() {
+                    prop_assert!(i64::from(n) == size.as_i64().unwrap_or(-1));
+                }
+            }
+            let _ = serde_json::from_value::<super::super::emr::ScaleOutInstanceResponse>(v);
+        }
+    }
+}
