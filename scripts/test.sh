@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the test suite uses, as "command:package".
-needs=("promtool:prometheus")
+needs=("promtool:prometheus" "prometheus:prometheus" "systemd-analyze:systemd" "dpkg-deb:dpkg" "dpkg-shlibdeps:dpkg-dev")
 missing=()
 for pair in "${needs[@]+"${needs[@]}"}"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
@@ -29,3 +29,5 @@ echo "==> cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test" >&2
 cargo test --all-targets --locked
+echo "==> ops checks: alerts, .deb, systemd unit" >&2
+./scripts/ops-checks.sh

@@ -87,6 +87,10 @@ pub enum Command {
     /// simulator-secret-key-000000000000). Prints the endpoint on stdout and
     /// runs until SIGINT or SIGTERM.
     Sim(SimArgs),
+    /// Write manual pages or a shell completion script into a directory, for
+    /// packaging.
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// Arguments of `sim`.

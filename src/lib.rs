@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod generate;
 pub mod limiter;
 pub mod plan;
 pub mod policy;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => runtime().block_on(commands::plan(args)),
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
         Command::Sim(args) => runtime().block_on(commands::sim(args)),
+        Command::Generate(args) => emr_autoscaler::generate::run(&args),
     }
 }
 
