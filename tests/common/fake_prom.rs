@@ -31,13 +31,20 @@ pub struct FakeProm {
     pub addr: Option<SocketAddr>,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
     pub queries: Arc<Mutex<u64>>,
+    /// The Authorization header of the last query.
+    pub last_auth: Arc<Mutex<Option<String>>>,
 }
 
 async fn query(
     State(f): State<FakeProm>,
+    headers: axum::http::HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     *f.queries.lock().unwrap() += 1;
+    *f.last_auth.lock().unwrap() = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let q = params.get("query").cloned().unwrap_or_default();
     let answer = f
         .answers
