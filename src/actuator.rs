@@ -335,12 +335,7 @@ async fn follow_flow(
             tracing::info!(message = "Flow done.", cluster = %id, flow_id = flow, nodes = intent.nodes);
             shared.state.with(|s| {
                 let c = s.cluster_mut(id);
-                if c.breaker_open
-                    .as_ref()
-                    .is_some_and(|b| b.reason.contains(&format!("flow {flow} ")))
-                {
-                    c.breaker_open = None;
-                }
+                c.flow_ended(flow);
                 if let Some(op) = c.operation.as_mut() {
                     op.completed_nodes += intent.nodes;
                     op.current = None;
@@ -366,12 +361,7 @@ async fn follow_flow(
             tracing::error!(message = "Scale-out flow failed; its nodes are released.", cluster = %id, flow_id = flow, nodes = intent.nodes);
             shared.state.with(|s| {
                 let c = s.cluster_mut(id);
-                if c.breaker_open
-                    .as_ref()
-                    .is_some_and(|b| b.reason.contains(&format!("flow {flow} ")))
-                {
-                    c.breaker_open = None;
-                }
+                c.flow_ended(flow);
                 if let Some(op) = c.operation.as_mut() {
                     op.current = None;
                 }
@@ -390,6 +380,7 @@ async fn follow_flow(
                     c.breaker_open = Some(BreakerTrip {
                         at: now,
                         reason: format!("flow {flow} running for {}s", age.num_seconds()),
+                        flow_id: Some(flow),
                     });
                     true
                 });

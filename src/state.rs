@@ -365,6 +365,22 @@ pub struct BreakerTrip {
     pub at: DateTime<Utc>,
     /// Why, for operators.
     pub reason: String,
+    /// The flow that outlived its limit; the breaker closes when it ends.
+    #[serde(default)]
+    pub flow_id: Option<i64>,
+}
+
+impl ClusterState {
+    /// Closes the breaker if `flow` opened it: that flow has ended.
+    pub fn flow_ended(&mut self, flow: i64) {
+        if self
+            .breaker_open
+            .as_ref()
+            .is_some_and(|b| b.flow_id == Some(flow))
+        {
+            self.breaker_open = None;
+        }
+    }
 }
 
 /// One decision, split into chunks of at most 20 nodes that are sent one after
@@ -834,6 +850,7 @@ mod tests {
         c.breaker_open = Some(BreakerTrip {
             at: t(5),
             reason: "3 consecutive invalid answers".to_owned(),
+            flow_id: None,
         });
         c.schedule_done.insert("morning".to_owned(), t(-7200));
         c.sold_out_until = Some(t(900));
