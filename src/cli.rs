@@ -91,6 +91,16 @@ pub enum Command {
     /// packaging.
     #[command(hide = true)]
     Generate(crate::generate::GenerateArgs),
+    /// Replay history through the policies on a simulated cluster, closed
+    /// loop, and report nodes added, node-hours and unmet demand.
+    ///
+    /// Demand comes from --demand-query (Prometheus) or --input (CSV); each
+    /// ordered node serves after --provisioning-delay. Rules with
+    /// replay_signal see the simulated signal; other query rules see their
+    /// recorded history and are reported as open loop. Writes timeline.csv,
+    /// timeline.json, summary.json and chart.svg into --out and prints a
+    /// summary table. Exits 0, 78 for an invalid configuration, 1 otherwise.
+    Backtest(crate::backtest::BacktestArgs),
 }
 
 /// Arguments of `sim`.

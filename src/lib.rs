@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the code map and the invariants.
 
 pub mod actuator;
+pub mod backtest;
 pub mod cli;
 pub mod clock;
 pub mod commands;

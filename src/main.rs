@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
         Command::Sim(args) => runtime().block_on(commands::sim(args)),
         Command::Generate(args) => emr_autoscaler::generate::run(&args),
+        Command::Backtest(args) => runtime().block_on(emr_autoscaler::backtest::command(args)),
     }
 }
 

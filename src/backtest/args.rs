@@ -1,0 +1,108 @@
+//! The `backtest` subcommand's arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+
+use crate::cli::ConfigArg;
+use crate::replay::Model;
+
+fn rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|e| format!("{e}; write e.g. 2026-11-02T00:00:00Z"))
+}
+
+fn megabytes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("must be a number of MB, at least 0".into()),
+    }
+}
+
+fn positive_megabytes(text: &str) -> Result<f64, String> {
+    match megabytes(text) {
+        Ok(v) if v > 0.0 => Ok(v),
+        _ => Err("must be a number of MB above 0".into()),
+    }
+}
+
+/// Arguments of `backtest`.
+///
+/// Replays history through the configured policies on a simulated cluster,
+/// closed loop: demand (YARN memory asked for, allocated plus pending) is
+/// taken from Prometheus or a CSV file, capacity is simulated (base capacity
+/// plus task nodes, each ordered node serving after the provisioning delay),
+/// and a rule declared with `replay_signal` sees the simulated pending
+/// memory, available memory or utilisation. Any other rule with a query sees
+/// its own recorded history and is reported as open loop. Pause, breaker and
+/// dry-run do not apply.
+///
+/// Writes timeline.csv, timeline.json, summary.json and chart.svg into
+/// --out and prints a summary table on stdout.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    #[command(flatten)]
+    /// The configuration whose clusters and rules are replayed.
+    pub config: ConfigArg,
+    /// Start of the replayed window (RFC3339, e.g. 2026-11-02T00:00:00Z).
+    #[arg(long, value_parser = rfc3339, value_name = "RFC3339")]
+    pub from: DateTime<Utc>,
+    /// End of the replayed window (RFC3339); the last step ends at or before it.
+    #[arg(long, value_parser = rfc3339, value_name = "RFC3339")]
+    pub to: DateTime<Utc>,
+    /// Distance between evaluations, like the daemon's evaluation_interval
+    /// (whole seconds). Sustain windows judge gaps against 2.5 × step.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub step: Duration,
+    /// Demand from a CSV file instead of Prometheus: lines of
+    /// `timestamp,demand_mb[,cluster]`, timestamps RFC3339 or Unix seconds,
+    /// header optional. A row without a cluster applies to every cluster.
+    /// Between rows the last value holds.
+    #[arg(long, value_name = "FILE", conflicts_with = "demand_query")]
+    pub input: Option<PathBuf>,
+    /// PromQL for demand in MB, e.g.
+    /// 'sum(yarn_allocated_mb{cluster="{cluster}"}) + sum(yarn_pending_mb{cluster="{cluster}"})'.
+    /// `{cluster}` is replaced by each cluster's instance_id. Required unless
+    /// --input is given. Prometheus is [prometheus] url of the config.
+    #[arg(long, value_name = "PROMQL", required_unless_present = "input")]
+    pub demand_query: Option<String>,
+    /// Where the outputs go (created if missing; files are overwritten).
+    #[arg(long, default_value = "./backtest-out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// A second configuration to run the same demand through; both summaries
+    /// are printed side by side and its outputs go to <out>/compare.
+    #[arg(long, value_name = "PATH")]
+    pub compare: Option<PathBuf>,
+    /// Replay only these clusters (instance_id, comma separated or repeated).
+    /// Default: every configured cluster.
+    #[arg(long = "cluster", value_delimiter = ',', value_name = "ID")]
+    pub clusters: Vec<String>,
+    /// Memory the core nodes give YARN, MB.
+    #[arg(long, default_value_t = Model::default().base_capacity_mb, value_parser = megabytes, value_name = "MB")]
+    pub base_capacity_mb: f64,
+    /// Memory one task node gives YARN, MB.
+    #[arg(long, default_value_t = Model::default().node_memory_mb, value_parser = positive_megabytes, value_name = "MB")]
+    pub node_memory_mb: f64,
+    /// Time from a chunk's order to its nodes serving. Chunks of one
+    /// operation follow each other, each one delay after the previous.
+    #[arg(long, default_value = "4m", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub provisioning_delay: Duration,
+    /// Task nodes serving at --from. Default: each cluster's min_task_nodes.
+    /// Node-hours count only the nodes the replay orders.
+    #[arg(long, value_name = "N")]
+    pub initial_task_nodes: Option<u32>,
+}
+
+impl BacktestArgs {
+    /// The simulated cluster these arguments describe.
+    pub fn model(&self) -> Model {
+        Model {
+            base_capacity_mb: self.base_capacity_mb,
+            node_memory_mb: self.node_memory_mb,
+            provisioning_delay: self.provisioning_delay,
+        }
+    }
+}

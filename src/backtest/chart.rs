@@ -1,0 +1,165 @@
+//! `chart.svg`: demand against serving capacity over time, one panel per
+//! cluster, with every scale-out decision marked.
+//!
+//! Long runs are drawn in buckets of several steps: each bucket shows its
+//! highest demand and its lowest capacity, so a shortfall never disappears
+//! from the picture.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::BacktestError;
+use super::engine::{ClusterRun, Grid};
+
+/// At most this many clusters are drawn; the caption says when more ran.
+pub const MAX_PANELS: usize = 16;
+/// At most this many points per line.
+const MAX_POINTS: usize = 2000;
+
+const WIDTH: u32 = 1200;
+const PANEL_HEIGHT: u32 = 320;
+
+fn chart_err(path: &Path) -> impl Fn(String) -> BacktestError + '_ {
+    move |e| BacktestError::Io {
+        what: format!("cannot draw {}", path.display()),
+        reason: e,
+    }
+}
+
+/// Writes the chart of `clusters` over `grid` to `path`.
+pub fn write(
+    path: &Path,
+    grid: &Grid,
+    title: &str,
+    clusters: &[ClusterRun],
+) -> Result<(), BacktestError> {
+    let fail = chart_err(path);
+    let shown = clusters.len().clamp(1, MAX_PANELS);
+    let height = PANEL_HEIGHT * shown as u32 + 40;
+    let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
+    let caption = if clusters.len() > MAX_PANELS {
+        format!(
+            "{title} (first {MAX_PANELS} of {} clusters)",
+            clusters.len()
+        )
+    } else {
+        title.to_string()
+    };
+    let root = root
+        .titled(&caption, ("sans-serif", 20))
+        .map_err(|e| fail(e.to_string()))?;
+    let panels = root.split_evenly((shown, 1));
+    for (panel, cluster) in panels.iter().zip(clusters.iter().take(MAX_PANELS)) {
+        draw_panel(panel, grid, cluster).map_err(&fail)?;
+    }
+    root.present().map_err(|e| fail(e.to_string()))
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    grid: &Grid,
+    run: &ClusterRun,
+) -> Result<(), String> {
+    let steps = run.timeline.len();
+    let hours = |i: usize| i as f64 * grid.step.as_secs_f64() / 3600.0;
+    let bucket = steps.div_ceil(MAX_POINTS).max(1);
+    let mut demand: Vec<(f64, f64)> = Vec::with_capacity(steps / bucket + 1);
+    let mut capacity: Vec<(f64, f64)> = Vec::with_capacity(steps / bucket + 1);
+    // Both series hold their value over a step: draw them as steps.
+    let stepped = |line: &mut Vec<(f64, f64)>, x: f64, y: f64| {
+        if let Some(&(_, prev)) = line.last()
+            && prev != y
+        {
+            line.push((x, prev));
+        }
+        line.push((x, y));
+    };
+    for (b, rows) in run.timeline.chunks(bucket).enumerate() {
+        let x = hours(b * bucket);
+        if let Some(d) = rows.iter().filter_map(|r| r.demand_mb).reduce(f64::max) {
+            stepped(&mut demand, x, d / 1024.0);
+        }
+        if let Some(c) = rows.iter().map(|r| r.capacity_mb).reduce(f64::min) {
+            stepped(&mut capacity, x, c / 1024.0);
+        }
+    }
+    let x_end = hours(steps.max(1));
+    for line in [&mut demand, &mut capacity] {
+        if let Some(&(_, last)) = line.last() {
+            line.push((x_end, last));
+        }
+    }
+    let orders: Vec<(f64, f64, u32)> = run
+        .timeline
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.increment > 0)
+        .map(|(i, r)| (hours(i), r.capacity_mb / 1024.0, r.increment))
+        .collect();
+    let x_max = hours(steps.max(1));
+    let y_max = demand
+        .iter()
+        .chain(&capacity)
+        .map(|p| p.1)
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let from = grid.from;
+    let label = move |x: &f64| {
+        (from + chrono::Duration::seconds((x * 3600.0).round() as i64))
+            .format("%m-%d %H:%M")
+            .to_string()
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!(
+                "{}: {} node(s) added, {:.1} unmet GiB·min",
+                run.instance_id, run.summary.nodes_added, run.summary.unmet_gib_minutes
+            ),
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .margin_right(40)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_labels(8)
+        .x_label_formatter(&label)
+        .y_desc("GiB")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let blue = RGBColor(31, 119, 180);
+    let green = RGBColor(44, 160, 44);
+    let red = RGBColor(214, 39, 40);
+    chart
+        .draw_series(LineSeries::new(demand, blue.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label("demand")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue));
+    chart
+        .draw_series(LineSeries::new(capacity, green.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label("serving capacity")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], green));
+    chart
+        .draw_series(
+            orders
+                .iter()
+                .map(|(x, y, _)| TriangleMarker::new((*x, *y), 6, red.filled())),
+        )
+        .map_err(|e| e.to_string())?
+        .label("scale-out decision")
+        .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 5, red.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,849 @@
+//! The pure replay loop: one cluster's policy driven step by step over a
+//! demand series, closed loop, through [`policy::decide`].
+//!
+//! No I/O and no clock reads: demand, open-loop histories and the step grid
+//! are parameters, so the command, the tests and the benchmark all run the
+//! same code.
+//!
+//! At each step `t` (the step stands for `[t, t + step)`):
+//! 1. chunks whose provisioning delay has passed start serving;
+//! 2. demand is the last demand sample at or before `t` (held between
+//!    samples; unknown before the first one);
+//! 3. the derived signals come from [`Model::signals`] with the serving task
+//!    nodes; a rule with `replay_signal` observes the simulated value, any
+//!    other rule with a query observes its own history (open loop), and
+//!    schedules observe nothing;
+//! 4. [`policy::decide`] judges the samples with `max_gap = 2.5 × step`,
+//!    exactly as the daemon does with its evaluation interval;
+//! 5. an order becomes one operation of chunks of at most 20. Chunk `k`
+//!    (from 1) is sent at `t + (k - 1) × delay`, when the previous one is
+//!    serving, is billed from then and serves at `t + k × delay`. The cluster
+//!    cooldown runs from the last chunk's serving time. Until then every
+//!    ordered node is in flight, and no second operation starts;
+//! 6. costs are integrated over the step: node-hours of the nodes ordered so
+//!    far, and unmet demand above serving capacity.
+//!
+//! Pause, breaker, dry-run and sold-out backoff do not apply to replays.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::policy::{
+    self, ClusterPolicy, ClusterView, Decision, Outcome, Reading, RuleKind, Sample, Sustain, Unit,
+};
+use crate::replay::{Costs, Model};
+
+use super::BacktestError;
+
+/// Replays can be long, but not absurd: more steps than this is refused.
+pub const MAX_STEPS: usize = 20_000_000;
+
+/// The instants a replay evaluates: `steps` of them from `from`, `step` apart.
+/// Each stands for the interval `[t, t + step)`; the last one ends at or
+/// before `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// The first instant.
+    pub from: DateTime<Utc>,
+    /// The distance between instants (whole seconds, at least 1 s).
+    pub step: Duration,
+    /// How many instants.
+    pub steps: usize,
+}
+
+impl Grid {
+    /// The grid over `[from, to)` at `step`.
+    pub fn new(
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<Self, BacktestError> {
+        if step < Duration::from_secs(1) || step.subsec_nanos() != 0 {
+            return Err(BacktestError::Args(format!(
+                "--step {} must be whole seconds, at least 1s",
+                humantime::format_duration(step)
+            )));
+        }
+        if to <= from {
+            return Err(BacktestError::Args(format!(
+                "--to {} must be after --from {}",
+                to.to_rfc3339(),
+                from.to_rfc3339()
+            )));
+        }
+        let span = (to - from).num_seconds();
+        let steps = usize::try_from(span / step.as_secs() as i64).unwrap_or(usize::MAX);
+        if steps == 0 {
+            return Err(BacktestError::Args(format!(
+                "the window from --from to --to is shorter than one --step ({})",
+                humantime::format_duration(step)
+            )));
+        }
+        if steps > MAX_STEPS {
+            return Err(BacktestError::Args(format!(
+                "{steps} steps is more than {MAX_STEPS}; use a longer --step or a shorter window"
+            )));
+        }
+        Ok(Self { from, step, steps })
+    }
+
+    /// The instant of step `i`.
+    pub fn at(&self, i: usize) -> DateTime<Utc> {
+        self.from + chrono::Duration::seconds(self.step.as_secs() as i64 * i as i64)
+    }
+
+    /// The end of the last step.
+    pub fn end(&self) -> DateTime<Utc> {
+        self.at(self.steps)
+    }
+
+    /// Minutes one step stands for.
+    pub fn step_minutes(&self) -> f64 {
+        self.step.as_secs_f64() / 60.0
+    }
+}
+
+/// How a rule is observed in a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleMode {
+    /// On the simulated signal (`replay_signal`): closed loop.
+    Closed(policy::ReplaySignal),
+    /// On its own recorded history: open loop, flagged in the report.
+    Open(String),
+    /// A schedule: it only reads `now`.
+    Schedule,
+}
+
+/// How each rule of `policy` is observed.
+pub fn rule_modes(policy: &ClusterPolicy) -> Vec<RuleMode> {
+    policy
+        .rules
+        .iter()
+        .map(|r| match (&r.query, r.replay_signal) {
+            (None, _) => RuleMode::Schedule,
+            (Some(_), Some(s)) => RuleMode::Closed(s),
+            (Some(q), None) => RuleMode::Open(q.clone()),
+        })
+        .collect()
+}
+
+/// How much the timeline records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Every step, each with the decision's explanation.
+    Full,
+    /// Every step; explanations only where the policy wanted nodes or the
+    /// outcome was not a plain hold (the rest have an empty reason).
+    Events,
+    /// No timeline: the summary and the per-step in-flight counts only.
+    Summary,
+}
+
+/// One cluster to replay.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterInput<'a> {
+    /// The cluster id, for the report.
+    pub instance_id: &'a str,
+    /// Its guard rails and rules.
+    pub policy: &'a ClusterPolicy,
+    /// The simulated cluster.
+    pub model: Model,
+    /// Task nodes serving at the first step.
+    pub initial_task_nodes: u32,
+    /// Demand samples `(time, MB)`, in time order; held until the next one.
+    pub demand: &'a [(DateTime<Utc>, f64)],
+    /// Per rule (configuration order): the recorded history of an open-loop
+    /// rule, in time order. Ignored for other rules; missing entries read as
+    /// no data.
+    pub history: &'a [Option<Vec<Sample>>],
+}
+
+/// One step of one cluster's timeline (the cluster is [`ClusterRun::instance_id`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    /// The step's instant.
+    pub time: DateTime<Utc>,
+    /// Demand, MB; `None` before the first demand sample.
+    pub demand_mb: Option<f64>,
+    /// Serving capacity, MB.
+    pub capacity_mb: f64,
+    /// Task nodes serving.
+    pub running: u32,
+    /// Nodes ordered (this step's order included) and not yet serving.
+    pub in_flight: u32,
+    /// The decision's outcome.
+    pub outcome: Outcome,
+    /// Nodes ordered at this step.
+    pub increment: u32,
+    /// The decision in one sentence. Consecutive steps with the same
+    /// explanation share one string.
+    pub reason: Arc<str>,
+}
+
+/// Whether two decisions explain the same way (everything
+/// [`policy::Decision::explain`] shows, compared as data).
+fn same_explanation(a: &Decision, b: &Decision) -> bool {
+    a.outcome == b.outcome
+        && a.running.is_none() == b.running.is_none()
+        && a.busy == b.busy
+        && a.min_gap == b.min_gap
+        && a.increment == b.increment
+        && a.chunks.len() == b.chunks.len()
+        && a.caps == b.caps
+        && a.votes == b.votes
+}
+
+/// One chunk of a replayed order.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ChunkRecord {
+    /// When the decision was taken.
+    pub decided_at: DateTime<Utc>,
+    /// When this chunk's ScaleOutInstance would be sent (billing starts).
+    pub sent_at: DateTime<Utc>,
+    /// When its nodes serve.
+    pub serving_at: DateTime<Utc>,
+    /// Nodes in the chunk.
+    pub nodes: u32,
+}
+
+/// The figures of one replay.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// Nodes ordered.
+    pub nodes_added: u32,
+    /// Hours billed for the ordered nodes, each from its order.
+    pub node_hours: f64,
+    /// Minutes with demand above serving capacity.
+    pub unmet_minutes: f64,
+    /// GiB × minutes of demand above serving capacity.
+    pub unmet_gib_minutes: f64,
+    /// Most nodes ordered and not yet serving at one step.
+    pub peak_in_flight: u32,
+    /// ScaleOutInstance requests (one per chunk; a replay has no retries).
+    pub api_calls: u32,
+    /// Chunks of at most 20 nodes.
+    pub chunks: u32,
+    /// Decisions that ordered (operations).
+    pub operations: u32,
+    /// Task nodes serving at the start.
+    pub initial_task_nodes: u32,
+    /// Task nodes serving or in flight at the end.
+    pub final_task_nodes: u32,
+    /// Steps replayed.
+    pub steps: usize,
+    /// Steps before the first demand sample (no demand, no unmet cost).
+    pub steps_without_demand: usize,
+    /// Rules observed on their recorded history instead of the simulation.
+    pub open_loop_rules: Vec<String>,
+    /// Steps per outcome label.
+    pub outcomes: BTreeMap<&'static str, usize>,
+}
+
+impl Summary {
+    /// Adds `other`'s additive figures; peak in flight is left to the caller.
+    pub fn accumulate(&mut self, other: &Summary) {
+        self.nodes_added += other.nodes_added;
+        self.node_hours += other.node_hours;
+        self.unmet_minutes += other.unmet_minutes;
+        self.unmet_gib_minutes += other.unmet_gib_minutes;
+        self.api_calls += other.api_calls;
+        self.chunks += other.chunks;
+        self.operations += other.operations;
+        self.initial_task_nodes += other.initial_task_nodes;
+        self.final_task_nodes += other.final_task_nodes;
+        self.steps += other.steps;
+        self.steps_without_demand += other.steps_without_demand;
+        self.open_loop_rules
+            .extend(other.open_loop_rules.iter().cloned());
+        for (k, v) in &other.outcomes {
+            *self.outcomes.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// The result of replaying one cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterRun {
+    /// The cluster.
+    pub instance_id: String,
+    /// Its figures.
+    pub summary: Summary,
+    /// Per step (empty with [`Detail::Summary`]).
+    pub timeline: Vec<StepRecord>,
+    /// Per step: nodes in flight (always recorded).
+    pub in_flight: Vec<u32>,
+    /// Every chunk ordered.
+    pub chunks: Vec<ChunkRecord>,
+}
+
+/// How many samples a rule keeps: enough to judge its sustain window. The
+/// same retention as the daemon's per-rule history.
+fn retention(kind: &RuleKind, interval: Duration) -> usize {
+    let per = interval.as_secs_f64().max(0.001);
+    match kind {
+        RuleKind::Threshold {
+            sustain: Sustain::For(d),
+            ..
+        } => (d.as_secs_f64() / per).ceil() as usize + 3,
+        RuleKind::Threshold {
+            sustain: Sustain::Evaluations(n),
+            ..
+        } => *n as usize + 2,
+        _ => 2,
+    }
+    .min(10_000)
+}
+
+/// A bounded sample history kept contiguous: pushes are amortised O(1) and
+/// the newest `keep` samples are one slice.
+struct History {
+    buf: Vec<Sample>,
+    keep: usize,
+}
+
+impl History {
+    fn new(keep: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(keep * 2 + 1),
+            keep: keep.max(1),
+        }
+    }
+
+    fn push(&mut self, s: Sample) {
+        if self.buf.len() >= self.keep * 2 {
+            let drop = self.buf.len() + 1 - self.keep;
+            self.buf.drain(..drop);
+        }
+        self.buf.push(s);
+    }
+
+    fn recent(&self) -> &[Sample] {
+        &self.buf[self.buf.len().saturating_sub(self.keep)..]
+    }
+}
+
+/// A cursor over a time-ordered series that answers "the newest point at or
+/// before t" for non-decreasing `t`.
+struct Cursor<'a, T> {
+    points: &'a [T],
+    next: usize,
+}
+
+impl<'a, T> Cursor<'a, T> {
+    fn new(points: &'a [T]) -> Self {
+        Self { points, next: 0 }
+    }
+
+    fn at(&mut self, t: DateTime<Utc>, time: impl Fn(&T) -> DateTime<Utc>) -> Option<&'a T> {
+        while self.next < self.points.len() && time(&self.points[self.next]) <= t {
+            self.next += 1;
+        }
+        self.next.checked_sub(1).map(|i| &self.points[i])
+    }
+}
+
+fn chrono_dur(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Replays one cluster over `grid`, closed loop. Pure and deterministic.
+pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterRun {
+    let policy = input.policy;
+    let model = input.model;
+    let modes = rule_modes(policy);
+    let units: Vec<Unit> = policy.rules.iter().map(|r| r.unit).collect();
+    let max_gap = grid.step * 2 + grid.step / 2;
+    let delay = chrono_dur(model.provisioning_delay);
+    let cooldown = chrono_dur(policy.cooldown);
+    let day = chrono::Duration::days(1);
+    // A recorded point counts for the step it falls in.
+    let point_life = chrono_dur(grid.step);
+
+    let mut histories: Vec<History> = policy
+        .rules
+        .iter()
+        .map(|r| History::new(retention(&r.kind, grid.step)))
+        .collect();
+    let empty: Vec<Sample> = Vec::new();
+    let mut open_cursors: Vec<Cursor<'_, Sample>> = (0..policy.rules.len())
+        .map(|i| {
+            Cursor::new(
+                input
+                    .history
+                    .get(i)
+                    .and_then(|h| h.as_deref())
+                    .unwrap_or(&empty),
+            )
+        })
+        .collect();
+    let mut demand_cursor = Cursor::new(input.demand);
+
+    let mut rule_last_fired: Vec<Option<DateTime<Utc>>> = vec![None; policy.rules.len()];
+    let mut schedule_done: Vec<Option<DateTime<Utc>>> = vec![None; policy.rules.len()];
+    // Chunks in order: (sent_at, serving_at, nodes). Operations never overlap,
+    // so both times are non-decreasing.
+    let mut chunks: Vec<ChunkRecord> = Vec::new();
+    let mut orders: Vec<(DateTime<Utc>, u32)> = Vec::new();
+    let mut sent = 0usize; // chunks[..sent] were sent at or before now
+    let mut served = 0usize; // chunks[..served] are serving
+    let mut budget_from = 0usize; // orders[budget_from..] are younger than a day
+    let mut ordered_nodes = 0u32;
+    let mut billed_nodes = 0u32;
+    let mut served_nodes = 0u32;
+    let mut running = input.initial_task_nodes;
+    let mut cooldown_until: Option<DateTime<Utc>> = None;
+    let mut operation_until: Option<DateTime<Utc>> = None;
+
+    let mut costs = Costs::default();
+    let mut summary = Summary {
+        initial_task_nodes: input.initial_task_nodes,
+        steps: grid.steps,
+        open_loop_rules: policy
+            .rules
+            .iter()
+            .zip(&modes)
+            .filter(|(_, m)| matches!(m, RuleMode::Open(_)))
+            .map(|(r, _)| r.name.to_string())
+            .collect(),
+        ..Summary::default()
+    };
+    let mut outcome_counts = [0usize; Outcome::ALL.len()];
+    let mut timeline = Vec::with_capacity(if detail == Detail::Summary {
+        0
+    } else {
+        grid.steps
+    });
+    let mut in_flight_by_step = Vec::with_capacity(grid.steps);
+    let empty_reason: Arc<str> = Arc::from("");
+    let mut last_reason: Option<(Decision, bool, Arc<str>)> = None;
+
+    for i in 0..grid.steps {
+        let now = grid.at(i);
+        // 1. Chunks that have arrived serve; chunks that are due are sent.
+        while served < chunks.len() && chunks[served].serving_at <= now {
+            running = running.saturating_add(chunks[served].nodes);
+            served_nodes = served_nodes.saturating_add(chunks[served].nodes);
+            served += 1;
+        }
+        while sent < chunks.len() && chunks[sent].sent_at <= now {
+            billed_nodes = billed_nodes.saturating_add(chunks[sent].nodes);
+            sent += 1;
+        }
+        while budget_from < sent && orders[budget_from].0 <= now - day {
+            budget_from += 1;
+        }
+        let in_flight_before = ordered_nodes.saturating_sub(served_nodes);
+
+        // 2. Demand, held between samples.
+        let demand = demand_cursor.at(now, |p| p.0).map(|p| p.1);
+        let signals = model.signals(demand.unwrap_or(0.0), running);
+
+        // 3. Observations.
+        for ((mode, history), cursor) in modes.iter().zip(&mut histories).zip(&mut open_cursors) {
+            let value = match mode {
+                RuleMode::Schedule => continue,
+                RuleMode::Closed(signal) => match demand {
+                    Some(_) => Reading::from_f64(signals.get(*signal)),
+                    None => Reading::Missing(policy::DataIssue::Empty),
+                },
+                RuleMode::Open(_) => match cursor.at(now, |s| s.at) {
+                    Some(s) if now - s.at < point_life => s.value,
+                    _ => Reading::Missing(policy::DataIssue::Empty),
+                },
+            };
+            history.push(Sample { at: now, value });
+        }
+
+        // 4. Decide.
+        let obs: Vec<&[Sample]> = histories.iter().map(History::recent).collect();
+        let view = ClusterView {
+            running: Some(running),
+            in_flight: in_flight_before,
+            cooldown_until,
+            backoff_until: None,
+            paused: false,
+            breaker_open: false,
+            dry_run: false,
+            busy: false,
+            orders: &orders[budget_from..sent],
+            rule_last_fired: &rule_last_fired,
+            schedule_done: &schedule_done,
+        };
+        let decision = policy::decide(policy, &view, &obs, now, max_gap);
+        let busy_with_operation = operation_until.is_some_and(|t| now < t);
+        let acted = decision.orders() && !busy_with_operation;
+
+        // 5. Act.
+        if acted {
+            let n = decision.chunks.len() as i32;
+            for (k, nodes) in decision.chunks.iter().enumerate() {
+                let k = k as i32;
+                let sent_at = now + delay * k;
+                chunks.push(ChunkRecord {
+                    decided_at: now,
+                    sent_at,
+                    serving_at: sent_at + delay,
+                    nodes: *nodes,
+                });
+                orders.push((sent_at, *nodes));
+            }
+            let done = now + delay * n;
+            operation_until = Some(done);
+            cooldown_until = Some(done + cooldown);
+            ordered_nodes = ordered_nodes.saturating_add(decision.increment);
+            summary.nodes_added = summary.nodes_added.saturating_add(decision.increment);
+            summary.chunks += decision.chunks.len() as u32;
+            summary.api_calls += decision.chunks.len() as u32;
+            summary.operations += 1;
+            // The votes are in rule order; the driving ones mute their rule.
+            for (idx, v) in decision.votes.iter().enumerate() {
+                if v.increment > 0 && v.outcome == decision.outcome {
+                    rule_last_fired[idx] = Some(now);
+                    if let policy::VoteReason::WindowOpen {
+                        since,
+                        add_once: Some(_),
+                        ..
+                    } = v.reason
+                    {
+                        schedule_done[idx] = Some(since);
+                    }
+                }
+            }
+            // The first chunk is sent now: bill it from this step.
+            while sent < chunks.len() && chunks[sent].sent_at <= now {
+                billed_nodes = billed_nodes.saturating_add(chunks[sent].nodes);
+                sent += 1;
+            }
+        }
+        let (outcome, increment) = if decision.orders() && !acted {
+            (Outcome::Hold, 0)
+        } else {
+            (decision.outcome, if acted { decision.increment } else { 0 })
+        };
+        let in_flight = ordered_nodes.saturating_sub(served_nodes);
+        summary.peak_in_flight = summary.peak_in_flight.max(in_flight);
+        in_flight_by_step.push(in_flight);
+        if let Some(k) = Outcome::ALL.iter().position(|o| *o == outcome) {
+            outcome_counts[k] += 1;
+        }
+
+        // 6. Costs over [now, now + step).
+        costs.step(&signals, billed_nodes, grid.step);
+        if demand.is_none() {
+            summary.steps_without_demand += 1;
+        }
+
+        if detail != Detail::Summary {
+            let quiet = decision.outcome == Outcome::Hold && decision.proposed == 0;
+            let held_by_operation = decision.orders() && !acted;
+            let reason = if detail == Detail::Events && quiet {
+                empty_reason.clone()
+            } else {
+                match &last_reason {
+                    // Explaining costs microseconds; most steps repeat the last one.
+                    Some((prev, held, text))
+                        if *held == held_by_operation && same_explanation(prev, &decision) =>
+                    {
+                        text.clone()
+                    }
+                    _ => {
+                        let mut text = decision.explain(&units);
+                        if held_by_operation {
+                            text.push_str("; an operation is still in progress -> hold");
+                        }
+                        Arc::from(text)
+                    }
+                }
+            };
+            timeline.push(StepRecord {
+                time: now,
+                demand_mb: demand,
+                capacity_mb: signals.capacity_mb,
+                running,
+                in_flight,
+                outcome,
+                increment,
+                reason: reason.clone(),
+            });
+            last_reason = Some((decision, held_by_operation, reason));
+        }
+    }
+    summary.node_hours = costs.node_hours;
+    summary.unmet_minutes = costs.unmet_minutes;
+    summary.unmet_gib_minutes = costs.unmet_gib_minutes;
+    summary.final_task_nodes = input.initial_task_nodes.saturating_add(ordered_nodes);
+    summary.outcomes = Outcome::ALL
+        .iter()
+        .zip(outcome_counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(o, n)| (o.metric_label(), n))
+        .collect();
+    ClusterRun {
+        instance_id: input.instance_id.to_string(),
+        summary,
+        timeline,
+        in_flight: in_flight_by_step,
+        chunks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::schedule::parse_cron;
+    use crate::policy::{
+        Bound, OnMissing, ReplaySignal, Rule, Step, TargetForm, Window, WindowEnd,
+    };
+
+    fn t(m: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-05T00:00:00Z")
+            .unwrap()
+            .to_utc()
+            + chrono::Duration::minutes(m)
+    }
+
+    fn grid(minutes: i64) -> Grid {
+        Grid::new(t(0), t(minutes), Duration::from_secs(60)).unwrap()
+    }
+
+    fn rule(name: &str, kind: RuleKind) -> Rule {
+        Rule {
+            name: Arc::from(name),
+            query: Some("q".into()),
+            kind,
+            cooldown: None,
+            on_missing: OnMissing::Hold,
+            max_age: None,
+            unit: Unit::Megabytes,
+            replay_signal: Some(ReplaySignal::PendingMb),
+        }
+    }
+
+    fn sized(per_node: f64) -> Rule {
+        rule(
+            "size",
+            RuleKind::Target {
+                form: TargetForm::Demand {
+                    per_node,
+                    factor: 1.0,
+                },
+                bootstrap: 1,
+            },
+        )
+    }
+
+    fn policy(rules: Vec<Rule>, cooldown_min: u64) -> ClusterPolicy {
+        ClusterPolicy {
+            min_task_nodes: 0,
+            max_task_nodes: 100,
+            cooldown: Duration::from_secs(60 * cooldown_min),
+            max_step: None,
+            max_nodes_per_hour: None,
+            max_nodes_per_day: None,
+            rules,
+        }
+    }
+
+    fn model(delay_min: u64) -> Model {
+        Model {
+            base_capacity_mb: 0.0,
+            node_memory_mb: 100.0,
+            provisioning_delay: Duration::from_secs(60 * delay_min),
+        }
+    }
+
+    fn run(
+        policy: &ClusterPolicy,
+        model: Model,
+        demand: &[(DateTime<Utc>, f64)],
+        minutes: i64,
+    ) -> ClusterRun {
+        let input = ClusterInput {
+            instance_id: "emr-test0001",
+            policy,
+            model,
+            initial_task_nodes: 0,
+            demand,
+            history: &[],
+        };
+        replay(&input, &grid(minutes), Detail::Full)
+    }
+
+    /// 2500 MB from 0 task nodes of 100 MB: 25 nodes, chunks of 20 then 5.
+    /// Chunk 1 is sent at m 0 and serves at m 4; chunk 2 is sent at m 4 and
+    /// serves at m 8; the cooldown runs from m 8. Billing: 20 × 10 + 5 × 6 =
+    /// 230 node-minutes; unmet 4 × 2500 + 4 × 500 = 12000 MB·min.
+    #[test]
+    fn chunks_follow_each_other_and_bill_from_their_own_send() {
+        let p = policy(vec![sized(100.0)], 5);
+        let r = run(&p, model(4), &[(t(0), 2500.0)], 10);
+        let s = &r.summary;
+        assert_eq!(
+            (s.nodes_added, s.chunks, s.api_calls, s.operations),
+            (25, 2, 2, 1)
+        );
+        assert_eq!(
+            r.chunks
+                .iter()
+                .map(|c| (c.sent_at, c.serving_at, c.nodes))
+                .collect::<Vec<_>>(),
+            [(t(0), t(4), 20), (t(4), t(8), 5)]
+        );
+        assert_eq!(r.in_flight, [25, 25, 25, 25, 5, 5, 5, 5, 0, 0]);
+        let running: Vec<u32> = r.timeline.iter().map(|s| s.running).collect();
+        assert_eq!(running, [0, 0, 0, 0, 20, 20, 20, 20, 25, 25]);
+        assert!((s.node_hours - 230.0 / 60.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.unmet_minutes, 8.0);
+        assert!((s.unmet_gib_minutes - 12000.0 / 1024.0).abs() < 1e-9);
+        assert_eq!(s.peak_in_flight, 25);
+        // m 4..7: the 5 nodes of chunk 2 count in flight; nothing more.
+        assert!(r.timeline[1..].iter().all(|s| s.increment == 0));
+        assert_eq!(s.final_task_nodes, 25);
+    }
+
+    /// A schedule floor that opens while an operation runs waits for it:
+    /// one operation at a time per cluster, as the daemon does.
+    #[test]
+    fn a_second_operation_waits_for_the_first() {
+        let floor = Rule {
+            name: Arc::from("office"),
+            query: None,
+            kind: RuleKind::Schedule {
+                window: Box::new(Window::new(
+                    parse_cron("0 2 0 * * *").unwrap(),
+                    chrono_tz::UTC,
+                    WindowEnd::After(Duration::from_secs(3600)),
+                )),
+                floor_task_nodes: 40,
+                add_once: None,
+            },
+            cooldown: None,
+            on_missing: OnMissing::Hold,
+            max_age: None,
+            unit: Unit::Plain,
+            replay_signal: None,
+        };
+        let p = policy(vec![sized(100.0), floor], 30);
+        let r = run(&p, model(4), &[(t(0), 2500.0)], 12);
+        let at = |m: usize| &r.timeline[m];
+        assert_eq!((at(0).outcome, at(0).increment), (Outcome::ScaleOut, 25));
+        assert_eq!((at(2).outcome, at(2).increment), (Outcome::Hold, 0));
+        assert!(
+            at(2).reason.contains("operation is still in progress"),
+            "{}",
+            at(2).reason
+        );
+        // m 8: the operation is done; the cooldown (30m) still runs, but a
+        // floor may be restored during it.
+        assert_eq!((at(8).outcome, at(8).increment), (Outcome::ScaleOut, 15));
+        assert_eq!(r.summary.nodes_added, 40);
+        assert!(r.summary.open_loop_rules.is_empty());
+    }
+
+    #[test]
+    fn no_demand_before_the_first_sample_is_missing_data() {
+        let p = policy(vec![sized(100.0)], 5);
+        let r = run(&p, model(4), &[(t(3), 50.0)], 6);
+        assert_eq!(r.summary.steps_without_demand, 3);
+        assert_eq!(r.timeline[0].demand_mb, None);
+        assert_eq!(r.timeline[0].outcome, Outcome::DataError);
+        assert_eq!(r.timeline[3].demand_mb, Some(50.0));
+        assert_eq!(r.timeline[5].demand_mb, Some(50.0), "held");
+        assert_eq!(r.summary.unmet_minutes, 3.0);
+    }
+
+    /// Budgets count the replayed orders: 3 an hour, 2 per decision.
+    #[test]
+    fn budgets_use_the_replayed_orders() {
+        let mut p = policy(
+            vec![rule(
+                "pending",
+                RuleKind::Threshold {
+                    bound: Bound::Above(0.0),
+                    sustain: Sustain::Evaluations(1),
+                    step: Step::Add(2),
+                },
+            )],
+            0,
+        );
+        p.max_nodes_per_hour = Some(3);
+        let r = run(&p, model(1), &[(t(0), 1e9)], 62);
+        let got: Vec<(Outcome, u32)> = r.timeline[..3]
+            .iter()
+            .map(|s| (s.outcome, s.increment))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Outcome::ScaleOut, 2),
+                (Outcome::ScaleOut, 1),
+                (Outcome::Budget, 0)
+            ]
+        );
+        // m 60: the order of m 0 has left the hour; 1 of m 1 remains.
+        assert_eq!(
+            (r.timeline[60].outcome, r.timeline[60].increment),
+            (Outcome::ScaleOut, 2)
+        );
+    }
+
+    #[test]
+    fn open_loop_rules_read_their_history_and_are_flagged() {
+        let mut recorded = rule(
+            "recorded",
+            RuleKind::Threshold {
+                bound: Bound::Above(0.0),
+                sustain: Sustain::Evaluations(1),
+                step: Step::Add(1),
+            },
+        );
+        recorded.replay_signal = None;
+        let p = policy(vec![recorded], 0);
+        let history = vec![Some(vec![
+            Sample {
+                at: t(1),
+                value: Reading::Value(5.0),
+            },
+            Sample {
+                at: t(2),
+                value: Reading::Missing(policy::DataIssue::NaN),
+            },
+            Sample {
+                at: t(4),
+                value: Reading::Value(5.0),
+            },
+        ])];
+        let input = ClusterInput {
+            instance_id: "emr-test0001",
+            policy: &p,
+            model: model(1),
+            initial_task_nodes: 0,
+            demand: &[(t(0), 0.0)],
+            history: &history,
+        };
+        let r = replay(&input, &grid(5), Detail::Full);
+        assert_eq!(r.summary.open_loop_rules, ["recorded"]);
+        let inc: Vec<u32> = r.timeline.iter().map(|s| s.increment).collect();
+        // m 0: no point yet; m 1: 5 > 0; m 2: NaN; m 3: no point; m 4: 5.
+        assert_eq!(inc, [0, 1, 0, 0, 1]);
+        assert_eq!(r.timeline[2].outcome, Outcome::DataError);
+    }
+
+    #[test]
+    fn grids_refuse_nonsense() {
+        let s = Duration::from_secs(60);
+        assert!(Grid::new(t(10), t(0), s).is_err());
+        assert!(Grid::new(t(0), t(0), s).is_err());
+        assert!(Grid::new(t(0), t(10), Duration::from_millis(1500)).is_err());
+        assert!(Grid::new(t(0), t(0) + chrono::Duration::seconds(30), s).is_err());
+        assert_eq!(
+            Grid::new(t(0), t(10) + chrono::Duration::seconds(30), s)
+                .unwrap()
+                .steps,
+            10
+        );
+    }
+}

@@ -1,0 +1,607 @@
+//! The real `backtest` subcommand: demand from a CSV file and from a real
+//! Prometheus (Debian's 2.42, history backfilled with promtool), closed and
+//! open loop, `--compare`, and bad input. Every figure is checked against a
+//! calculation by hand.
+
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time and pick a window near now.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Timelike, Utc};
+
+const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
+const CLUSTER: &str = "emr-bt000001";
+/// Steps of the long Prometheus window (8 days of minutes).
+const LONG_STEPS: i64 = 8 * 24 * 60;
+/// Where its demand steps up, minutes into the window.
+const LONG_STEP_AT: i64 = LONG_STEPS - 120 + 10;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The model every test uses: 1000 MB of core capacity, 500 MB per task
+/// node, 4 minutes from order to serving.
+const MODEL: [&str; 6] = [
+    "--base-capacity-mb",
+    "1000",
+    "--node-memory-mb",
+    "500",
+    "--provisioning-delay",
+    "4m",
+];
+
+fn backtest(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("backtest").args(args).args(MODEL);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("RUST_LOG").output().unwrap()
+}
+
+fn summary(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The figures a run reports for the single cluster.
+#[derive(Debug)]
+struct Figures {
+    nodes_added: u64,
+    node_hours: f64,
+    unmet_minutes: f64,
+    unmet_gib_minutes: f64,
+    peak_in_flight: u64,
+    api_calls: u64,
+    chunks: u64,
+    open_loop: Vec<String>,
+}
+
+fn figures(v: &serde_json::Value) -> Figures {
+    let c = &v["clusters"][0];
+    assert_eq!(c["cluster"], CLUSTER);
+    Figures {
+        nodes_added: c["nodes_added"].as_u64().unwrap(),
+        node_hours: c["node_hours"].as_f64().unwrap(),
+        unmet_minutes: c["unmet_minutes"].as_f64().unwrap(),
+        unmet_gib_minutes: c["unmet_gib_minutes"].as_f64().unwrap(),
+        peak_in_flight: c["peak_in_flight"].as_u64().unwrap(),
+        api_calls: c["api_calls"].as_u64().unwrap(),
+        chunks: c["chunks"].as_u64().unwrap(),
+        open_loop: c["open_loop_rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect(),
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// Asserts the closed-loop figures of the step from 800 MB to 2100 MB at
+/// minute 10, replayed with `tests/data/backtest-closed.toml` (threshold on
+/// the simulated pending memory, above 0 for 2m, add 2, cooldown 5m, from 0
+/// task nodes) over 60 one-minute steps, minute m standing for [m, m+1):
+///
+/// - m 0..9: demand 800 <= capacity 1000: nothing pending.
+/// - m 10: demand 2100, capacity 1000: pending 1100 > 0; the run starts.
+/// - m 12: held 2m: +2 ordered (1 chunk), billed from m 12, serving at m 16;
+///   the cooldown runs to 16 + 5 = m 21. m 13..15 still pending 1100.
+/// - m 16: capacity 1000 + 2 × 500 = 2000: pending 100, still > 0, the run
+///   (unbroken since m 10) still holds, but the cooldown lasts to m 21.
+/// - m 21: +2 ordered, billed from m 21, serving at m 25, cooldown to m 30.
+/// - m 25: capacity 3000 >= 2100: nothing pending until the end.
+///
+/// nodes added 2 + 2 = 4; requests (chunks) 2; peak in flight 2.
+/// node-hours: 2 nodes × (60 - 12) min + 2 × (60 - 21) min = 96 + 78
+///   = 174 node-minutes = 2.9 h.
+/// unmet minutes: m 10..24 = 15.
+/// unmet GiB·minutes: 6 min × 1100 MB + 9 min × 100 MB = 7500 MB·min
+///   = 7500 / 1024 = 7.32421875 GiB·min.
+fn assert_closed_loop_figures(f: &Figures) {
+    assert_eq!(f.nodes_added, 4, "{f:?}");
+    assert!(close(f.node_hours, 174.0 / 60.0), "{f:?}");
+    assert!(close(f.unmet_minutes, 15.0), "{f:?}");
+    assert!(close(f.unmet_gib_minutes, 7500.0 / 1024.0), "{f:?}");
+    assert_eq!(f.peak_in_flight, 2, "{f:?}");
+    assert_eq!((f.api_calls, f.chunks), (2, 2), "{f:?}");
+    assert!(f.open_loop.is_empty(), "{f:?}");
+}
+
+#[test]
+fn csv_demand_closed_loop_matches_the_hand_calculation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = backtest(
+        &[
+            "--config",
+            data("backtest-closed.toml").to_str().unwrap(),
+            "--from",
+            "2026-01-05T00:00:00Z",
+            "--to",
+            "2026-01-05T01:00:00Z",
+            "--input",
+            data("backtest-step.csv").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s = summary(&out);
+    assert_closed_loop_figures(&figures(&s));
+    assert_eq!(s["steps"], 60);
+
+    // The table on stdout carries the same figures.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for (label, value) in [
+        ("nodes added", "4"),
+        ("node-hours", "2.90"),
+        ("unmet minutes", "15.0"),
+        ("unmet GiB·minutes", "7.32"),
+        ("peak in-flight nodes", "2"),
+        ("API calls", "2"),
+        ("chunks", "2"),
+        ("open-loop rules", "none"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} row:\n{stdout}"));
+        assert_eq!(line.split_whitespace().last(), Some(value), "{line}");
+    }
+
+    // The timeline: 60 rows, the orders at minutes 12 and 21.
+    let csv = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 60);
+    assert!(
+        csv.starts_with(
+            "time,cluster,demand_mb,capacity_mb,running,in_flight,outcome,increment,reason\n"
+        ),
+        "{csv}"
+    );
+    let orders: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.contains(",scale_out,"))
+        .copied()
+        .collect();
+    assert_eq!(orders.len(), 2, "{csv}");
+    assert!(
+        orders[0].starts_with("2026-01-05T00:12:00Z,emr-bt000001,2100,1000,0,2,scale_out,2,"),
+        "{}",
+        orders[0]
+    );
+    assert!(
+        orders[1].starts_with("2026-01-05T00:21:00Z,emr-bt000001,2100,2000,2,2,scale_out,2,"),
+        "{}",
+        orders[1]
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("timeline.json")).unwrap()).unwrap();
+    let steps = json.as_array().unwrap();
+    assert_eq!(steps.len(), 60);
+    assert_eq!(steps[25]["running"], 4);
+    assert_eq!(steps[25]["capacity_mb"], 3000.0);
+    assert_eq!(steps[13]["outcome"], "cooldown");
+    let svg = std::fs::read_to_string(out.join("chart.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("serving capacity"),
+        "{svg:.200}"
+    );
+}
+
+#[test]
+fn compare_prints_both_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let closed = data("backtest-closed.toml");
+    let target = data("backtest-target.toml");
+    let o = backtest(
+        &[
+            "--config",
+            closed.to_str().unwrap(),
+            "--compare",
+            target.to_str().unwrap(),
+            "--from",
+            "2026-01-05T00:00:00Z",
+            "--to",
+            "2026-01-05T01:00:00Z",
+            "--input",
+            data("backtest-step.csv").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with(CLUSTER))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        header.contains(closed.to_str().unwrap()) && header.contains(target.to_str().unwrap()),
+        "{header}"
+    );
+    // The compared target rule sizes to the pending memory (per_node 500):
+    // m 10: pending 1100 -> ceil(1100 / 500) + 0 running = 3 wanted, +3,
+    // serving at m 14 (capacity 2500 >= 2100); m 11..13 the 3 in flight
+    // already count, so nothing more. 3 nodes, 1 request, billed m 10..59:
+    // 3 × 50 = 150 node-minutes = 2.5 h; unmet m 10..13: 4 minutes,
+    // 4 × 1100 MB = 4400 MB·min = 4.296875 GiB·min.
+    let row = |label: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?}:\n{stdout}"));
+        line[label.len()..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row("nodes added"), ["4", "3"], "{stdout}");
+    assert_eq!(row("node-hours"), ["2.90", "2.50"], "{stdout}");
+    assert_eq!(row("unmet minutes"), ["15.0", "4.0"], "{stdout}");
+    assert_eq!(row("unmet GiB·minutes"), ["7.32", "4.30"], "{stdout}");
+    assert_eq!(row("API calls"), ["2", "1"], "{stdout}");
+
+    let s = summary(&out);
+    assert_closed_loop_figures(&figures(&s));
+    let other = figures(&s["compare"]);
+    assert_eq!(other.nodes_added, 3);
+    assert!(close(other.node_hours, 2.5), "{other:?}");
+    assert!(close(other.unmet_gib_minutes, 4400.0 / 1024.0), "{other:?}");
+    assert_eq!(figures(&summary(&out.join("compare"))).nodes_added, 3);
+    assert!(out.join("compare/chart.svg").exists());
+}
+
+#[test]
+fn a_bad_csv_line_fails_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("demand.csv");
+    std::fs::write(
+        &csv,
+        "timestamp,demand_mb\n\
+         2026-01-05T00:00:00Z,800\n\
+         2026-01-05T00:05:00Z,900\n\
+         2026-01-05T00:10:00Z,lots\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = |config: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            config,
+            "--from",
+            "2026-01-05T00:00:00Z",
+            "--to",
+            "2026-01-05T01:00:00Z",
+            "--input",
+            csv.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        backtest(&args, &[])
+    };
+    let closed = data("backtest-closed.toml");
+    let o = run(closed.to_str().unwrap(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("demand.csv line 4") && stderr.contains("\"lots\" is not a number"),
+        "{stderr}"
+    );
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    assert!(!out.exists(), "nothing is written for a bad file");
+
+    // Configuration problems exit 78: an invalid file, an unknown cluster.
+    let o = run(data("bad-rules.toml").to_str().unwrap(), &[]);
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+    std::fs::write(&csv, "2026-01-05T00:00:00Z,800\n").unwrap();
+    let o = run(closed.to_str().unwrap(), &["--cluster", "emr-zz999999"]);
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("emr-zz999999 is not configured"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A real Prometheus over backfilled history, killed on drop.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 GET on loopback; the body, if any answer came.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+fn run_tool(cmd: &mut Command, what: &str) {
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "{what} is not on PATH. Install Debian's `prometheus` package \
+             (as root: apt-get install -y prometheus); CI installs it."
+        ),
+        Err(e) => panic!("cannot run {what}: {e}"),
+    };
+    assert!(out.status.success(), "{what}: {}", text(&out));
+}
+
+/// Backfills `openmetrics` into a new TSDB with promtool, then starts
+/// Prometheus on it and waits until `probe` (a PromQL at `at`) has data.
+fn start_prometheus(dir: &Path, openmetrics: &str, probe: &str, at: DateTime<Utc>) -> Prometheus {
+    let om = dir.join("history.om");
+    std::fs::write(&om, openmetrics).unwrap();
+    let tsdb = dir.join("tsdb");
+    std::fs::create_dir_all(&tsdb).unwrap();
+    run_tool(
+        Command::new("promtool").args([
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            om.to_str().unwrap(),
+            tsdb.to_str().unwrap(),
+        ]),
+        "promtool",
+    );
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+    )
+    .unwrap();
+    let log = dir.join("prometheus.log");
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .arg("--storage.tsdb.retention.time=3650d")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--config.file={}", config.display()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start prometheus ({e}); install Debian's `prometheus` package")
+        });
+    let prom = Prometheus { child, port, log };
+    let path = format!("/api/v1/query?query={probe}&time={}", at.timestamp());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(body) = http_get(prom.port, &path)
+            && body.contains("\"status\":\"success\"")
+            && body.contains("\"result\":[{")
+        {
+            return prom;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus had no data for {probe} after 60 s; its log:\n{}",
+            std::fs::read_to_string(&prom.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn prometheus_demand_closed_and_open_loop() {
+    // A recent window, well inside the retention and never in the future:
+    // the hour that started 26 to 27 hours ago.
+    let now = Utc::now();
+    let start = (now - chrono::Duration::hours(27))
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap();
+    let minute = |m: i64| start + chrono::Duration::minutes(m);
+
+    // History every minute from 10 minutes before the window to 10 after:
+    // demand 800 MB until minute 10, then 2100 MB (as in backtest-step.csv);
+    // a recorded pending series at 5000 MB on minutes 10..39, else 0.
+    let mut om = String::from("# TYPE bt_demand_mb gauge\n");
+    for m in -10..70 {
+        let v = if m < 10 { 800 } else { 2100 };
+        om += &format!(
+            "bt_demand_mb{{cluster=\"{CLUSTER}\"}} {v} {}\n",
+            minute(m).timestamp()
+        );
+    }
+    om += "# TYPE bt_fake_pending_mb gauge\n";
+    for m in -10..70 {
+        let v = if (10..40).contains(&m) { 5000 } else { 0 };
+        om += &format!(
+            "bt_fake_pending_mb{{cluster=\"{CLUSTER}\"}} {v} {}\n",
+            minute(m).timestamp()
+        );
+    }
+    // A long series for a window of 8 days at 1 minute (11,520 steps, more
+    // than Prometheus's 11,000 points per query): 800 MB, and 2100 MB from
+    // minute 11,410 of the window on, so only the second range request
+    // holds the step.
+    let long_start = (now - chrono::Duration::days(10))
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap();
+    let long_minute = |m: i64| long_start + chrono::Duration::minutes(m);
+    om += "# TYPE bt_long_demand_mb gauge\n";
+    for m in -10..LONG_STEPS + 10 {
+        let v = if m < LONG_STEP_AT { 800 } else { 2100 };
+        om += &format!(
+            "bt_long_demand_mb{{cluster=\"{CLUSTER}\"}} {v} {}\n",
+            long_minute(m).timestamp()
+        );
+    }
+    om += "# EOF\n";
+    let dir = tempfile::tempdir().unwrap();
+    let prom = start_prometheus(dir.path(), &om, "bt_fake_pending_mb", minute(30));
+    let url = format!("http://127.0.0.1:{}", prom.port);
+    let env = [("EMR_AUTOSCALER__PROMETHEUS__URL", url.as_str())];
+    let from = minute(0).to_rfc3339();
+    let to = minute(60).to_rfc3339();
+
+    // Closed loop: the same demand as the CSV test, now from PromQL with the
+    // {cluster} placeholder; the same hand calculation applies.
+    let out = dir.path().join("closed");
+    let o = backtest(
+        &[
+            "--config",
+            data("backtest-closed.toml").to_str().unwrap(),
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--demand-query",
+            "bt_demand_mb{cluster=\"{cluster}\"}",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_closed_loop_figures(&figures(&summary(&out)));
+
+    // Open loop: the rule reads the recorded pending series, which ignores
+    // the nodes the replay adds and stays at 5000 MB on minutes 10..39:
+    // - m 12: held 2m: +2, serving m 16, cooldown to m 21;
+    // - m 21: +2, serving m 25, cooldown to m 30;
+    // - m 30: +2, serving m 34, cooldown to m 39;
+    // - m 39: +2, serving m 43, cooldown to m 48; m 40 on the series is 0.
+    // nodes 8, 4 requests, peak in flight 2.
+    // node-hours: 2 × (48 + 39 + 30 + 21) = 276 node-minutes = 4.6 h.
+    // The simulated cluster is the same as in the closed loop until m 25
+    // (4 nodes then cover the 2100 MB), so the unmet demand is the same:
+    // 15 minutes, 7500 / 1024 GiB·min.
+    let out = dir.path().join("open");
+    let o = backtest(
+        &[
+            "--config",
+            data("backtest-open.toml").to_str().unwrap(),
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--demand-query",
+            "bt_demand_mb{cluster=\"{cluster}\"}",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let f = figures(&summary(&out));
+    assert_eq!(f.nodes_added, 8, "{f:?}");
+    assert!(close(f.node_hours, 276.0 / 60.0), "{f:?}");
+    assert!(close(f.unmet_minutes, 15.0), "{f:?}");
+    assert!(close(f.unmet_gib_minutes, 7500.0 / 1024.0), "{f:?}");
+    assert_eq!(
+        (f.api_calls, f.chunks, f.peak_in_flight),
+        (4, 4, 2),
+        "{f:?}"
+    );
+    assert_eq!(f.open_loop, ["recorded-pending"], "{f:?}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("open-loop rules"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.ends_with("emr-bt000001/recorded-pending"), "{line}");
+
+    // The long window needs two range requests per query. The step comes
+    // 120 minutes before the end, so the closed-loop story above replays
+    // with minute 11,400 as its minute 10: the same orders, unmet minutes and
+    // GiB·minutes, and node-hours 2 × (120 - 12) + 2 × (120 - 21) = 414
+    // node-minutes = 6.9 h.
+    let out = dir.path().join("long");
+    let o = backtest(
+        &[
+            "--config",
+            data("backtest-closed.toml").to_str().unwrap(),
+            "--from",
+            &long_minute(0).to_rfc3339(),
+            "--to",
+            &long_minute(LONG_STEPS).to_rfc3339(),
+            "--demand-query",
+            "bt_long_demand_mb{cluster=\"{cluster}\"}",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s = summary(&out);
+    assert_eq!(s["steps"], LONG_STEPS);
+    let f = figures(&s);
+    assert_eq!((f.nodes_added, f.api_calls), (4, 2), "{f:?}");
+    assert!(close(f.node_hours, 414.0 / 60.0), "{f:?}");
+    assert!(close(f.unmet_minutes, 15.0), "{f:?}");
+    assert!(close(f.unmet_gib_minutes, 7500.0 / 1024.0), "{f:?}");
+
+    // A query Prometheus rejects fails with exit 1 and names the query.
+    let o = backtest(
+        &[
+            "--config",
+            data("backtest-closed.toml").to_str().unwrap(),
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--demand-query",
+            "sum(bt_demand_mb",
+            "--out",
+            dir.path().join("bad").to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Prometheus query \"sum(bt_demand_mb\" failed"),
+        "{}",
+        text(&o)
+    );
+}
