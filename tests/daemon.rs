@@ -815,3 +815,48 @@ async fn a_failed_flow_releases_its_nodes_and_a_slow_one_trips_the_breaker() {
             .contains("\"outcome\":\"breaker\"")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_with_a_token_file_needs_the_bearer_token() {
+    let mut rig = Rig::new(1, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(1, "1m"));
+    let token_file = rig.dir.path().join("admin-token");
+    let text = std::fs::read_to_string(rig.config_path()).unwrap().replace(
+        "flow_timeout = \"60s\"",
+        &format!(
+            "flow_timeout = \"60s\"\nadmin_token_file = \"{}\"",
+            token_file.display()
+        ),
+    );
+    std::fs::write(rig.config_path(), text).unwrap();
+    rig.start();
+    ready(&rig).await;
+    let url = format!(
+        "http://127.0.0.1:{}/api/v1/clusters/{CLUSTER}/pause",
+        rig.port
+    );
+    let http = emr_autoscaler::tencent::client::http_client(
+        Duration::from_secs(1),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    let send = |token: Option<&'static str>| {
+        let mut r = http.post(&url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    // The file is missing: refused, but the daemon runs on.
+    assert_eq!(send(Some("anything")).await, 503);
+    std::fs::write(&token_file, "s3cret-admin\n").unwrap();
+    assert_eq!(send(None).await, 401);
+    assert_eq!(send(Some("wrong")).await, 401);
+    assert_eq!(send(Some("s3cret-admin")).await, 200);
+    let (_, status) = rig.get("/api/v1/status").await;
+    assert!(status.contains("\"paused\":true"), "{status}");
+    assert!(
+        !rig.log().contains("s3cret-admin"),
+        "the token is never logged"
+    );
+}
