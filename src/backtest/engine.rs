@@ -31,9 +31,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::policy::{
-    self, ClusterPolicy, ClusterView, Decision, Outcome, Reading, RuleKind, Sample, Sustain, Unit,
-};
+use crate::policy::{self, ClusterPolicy, ClusterView, Decision, Outcome, Reading, Sample, Unit};
 use crate::replay::{Costs, Model};
 
 use super::BacktestError;
@@ -279,24 +277,6 @@ pub struct ClusterRun {
     pub chunks: Vec<ChunkRecord>,
 }
 
-/// How many samples a rule keeps: enough to judge its sustain window. The
-/// same retention as the daemon's per-rule history.
-fn retention(kind: &RuleKind, interval: Duration) -> usize {
-    let per = interval.as_secs_f64().max(0.001);
-    match kind {
-        RuleKind::Threshold {
-            sustain: Sustain::For(d),
-            ..
-        } => (d.as_secs_f64() / per).ceil() as usize + 3,
-        RuleKind::Threshold {
-            sustain: Sustain::Evaluations(n),
-            ..
-        } => *n as usize + 2,
-        _ => 2,
-    }
-    .min(10_000)
-}
-
 /// A bounded sample history kept contiguous: pushes are amortised O(1) and
 /// the newest `keep` samples are one slice.
 struct History {
@@ -365,7 +345,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
     let mut histories: Vec<History> = policy
         .rules
         .iter()
-        .map(|r| History::new(retention(&r.kind, grid.step)))
+        .map(|r| History::new(r.kind.retention(grid.step)))
         .collect();
     let empty: Vec<Sample> = Vec::new();
     let mut open_cursors: Vec<Cursor<'_, Sample>> = (0..policy.rules.len())
@@ -595,7 +575,8 @@ mod tests {
     use super::*;
     use crate::policy::schedule::parse_cron;
     use crate::policy::{
-        Bound, OnMissing, ReplaySignal, Rule, Step, TargetForm, Window, WindowEnd,
+        Bound, OnMissing, ReplaySignal, Rule, RuleKind, Step, Sustain, TargetForm, Window,
+        WindowEnd,
     };
 
     fn t(m: i64) -> DateTime<Utc> {

@@ -12,26 +12,9 @@ use super::Shared;
 use super::status::{BudgetStatus, VoteStatus};
 use crate::actuator;
 use crate::config::ClusterConfig;
-use crate::policy::{self, ClusterView, Reading, RuleKind, Sample, Sustain, Unit};
+use crate::policy::{self, ClusterView, Reading, Sample, Unit};
 use crate::telemetry::metrics::ClusterSnapshot;
 use crate::tencent::emr::status;
-
-/// How many samples a rule keeps: enough to judge its sustain window.
-fn retention(kind: &RuleKind, interval: Duration) -> usize {
-    let per = interval.as_secs_f64().max(0.001);
-    match kind {
-        RuleKind::Threshold {
-            sustain: Sustain::For(d),
-            ..
-        } => (d.as_secs_f64() / per).ceil() as usize + 3,
-        RuleKind::Threshold {
-            sustain: Sustain::Evaluations(n),
-            ..
-        } => *n as usize + 2,
-        _ => 2,
-    }
-    .min(10_000)
-}
 
 fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.9 + fastrand::f64() * 0.2)
@@ -163,7 +146,7 @@ async fn tick(
             at: now,
             value: obs.reading,
         });
-        let keep = retention(&rule.kind, interval);
+        let keep = rule.kind.retention(interval);
         while history.len() > keep {
             history.pop_front();
         }

@@ -225,6 +225,27 @@ pub enum RuleKind {
     },
 }
 
+impl RuleKind {
+    /// How many recent samples judge this rule: enough for its sustain
+    /// window at one sample per `interval`. The daemon and the backtest keep
+    /// this many per rule.
+    pub fn retention(&self, interval: Duration) -> usize {
+        let per = interval.as_secs_f64().max(0.001);
+        match self {
+            RuleKind::Threshold {
+                sustain: Sustain::For(d),
+                ..
+            } => (d.as_secs_f64() / per).ceil() as usize + 3,
+            RuleKind::Threshold {
+                sustain: Sustain::Evaluations(n),
+                ..
+            } => *n as usize + 2,
+            _ => 2,
+        }
+        .min(10_000)
+    }
+}
+
 /// One validated rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
