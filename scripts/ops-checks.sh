@@ -17,26 +17,8 @@ cd "$(dirname "$0")/.."
 
 MAX_EXPOSURE=1.5
 
-needs=(
-    "promtool:prometheus"
-    "systemd-analyze:systemd"
-    "dpkg-deb:dpkg"
-    "dpkg-shlibdeps:dpkg-dev"
-)
-missing=()
-for pair in "${needs[@]}"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        echo "==> Installing ${missing[*]}" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "Missing packages: ${missing[*]}. Install them (as root: apt-get install ${missing[*]}) and run again." >&2
-        exit 1
-    fi
-fi
+. scripts/packages.sh
+ensure_packages "promtool:prometheus" "systemd-analyze:systemd" "dpkg-deb:dpkg" "dpkg-shlibdeps:dpkg-dev"
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
