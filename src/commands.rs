@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::cli::{EX_CONFIG, ScaleOutArgs};
 use crate::config::{self, Config, ConfigError};
-use crate::limiter::Limiters;
+use crate::tencent::limiter::Limiters;
 use crate::tencent::client::http_client;
 use crate::tencent::emr::{Action, ScaleOutInstanceRequest};
 use crate::tencent::{

@@ -2,7 +2,6 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants.
 
-pub mod actuator;
 pub mod backtest;
 pub mod cli;
 pub mod clock;
@@ -11,7 +10,6 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod generate;
-pub mod limiter;
 pub mod plan;
 pub mod policy;
 pub mod prom;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emr_autoscaler::clock::{ManualClock, SharedClock};
-use emr_autoscaler::limiter::Limiters;
+use emr_autoscaler::tencent::limiter::Limiters;
 use emr_autoscaler::sim::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, SimCluster, SimConfig, SimHandle, Simulator,
 };

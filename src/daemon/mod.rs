@@ -5,6 +5,7 @@
 //! a stop. Workers never wait on each other: each evaluates its own cluster
 //! on its own timer, and sends through the shared, fair per-action limiters.
 
+pub mod actuator;
 pub mod capacity;
 pub mod status;
 pub mod worker;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::status::{BudgetStatus, VoteStatus};
-use crate::actuator;
+use super::actuator;
 use crate::config::ClusterConfig;
 use crate::policy::{self, ClusterView, Reading, Sample, Unit};
 use crate::telemetry::metrics::ClusterSnapshot;

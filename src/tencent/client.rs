@@ -22,7 +22,7 @@ use super::emr::{Action, SERVICE, VERSION};
 use super::error::{ApiError, body_excerpt};
 use super::sign::{self, SignInput};
 use crate::clock::wall_now;
-use crate::limiter::Limiters;
+use crate::tencent::limiter::Limiters;
 
 /// A ClientToken is re-sent only while younger than this (the server keeps it 5 minutes).
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(270);

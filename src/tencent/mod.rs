@@ -7,6 +7,7 @@ pub mod client;
 pub mod credentials;
 pub mod emr;
 pub mod error;
+pub mod limiter;
 pub mod sign;
 
 pub use client::{ApiObserver, ClientSettings, ClientToken, EmrClient, NoObserver, RetryPolicy};
