@@ -109,6 +109,7 @@ fn bench(c: &mut Criterion) {
                 let view = ClusterView {
                     running: Some(8 + (i % 5) as u32),
                     in_flight: (i % 3) as u32,
+                    settling: 0,
                     orders: &orders,
                     rule_last_fired: &fired,
                     schedule_done: &done,

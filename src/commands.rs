@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use crate::cli::{EX_CONFIG, ScaleOutArgs};
 use crate::config::{self, Config, ConfigError};
-use crate::tencent::limiter::Limiters;
 use crate::tencent::client::http_client;
 use crate::tencent::emr::{Action, ScaleOutInstanceRequest};
+use crate::tencent::limiter::Limiters;
 use crate::tencent::{
     ClientSettings, ClientToken, CredentialChain, CredentialSources, EmrClient, NoObserver,
     RetryPolicy,

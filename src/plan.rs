@@ -151,14 +151,20 @@ pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>
             obs.push(s);
         }
         let info = infos.iter().find(|i| i.cluster_id == cluster.instance_id);
-        let c = state
+        let mut c = state
             .cluster(&cluster.instance_id)
             .cloned()
             .unwrap_or_default();
-        let inputs = c.policy_inputs(cluster.rules.iter().map(|r| &*r.name));
+        c.prune_arrivals(
+            now,
+            chrono::Duration::from_std(cluster.settle(config.daemon.evaluation_interval))
+                .unwrap_or_default(),
+        );
+        let inputs = c.policy_inputs(cluster.rules.iter().map(|r| &*r.name), Some(now));
         let view = ClusterView {
             running: info.and_then(ClusterInfo::task_nodes),
             in_flight: inputs.planned,
+            settling: inputs.settling,
             cooldown_until: c.cooldown_until,
             backoff_until: c.sold_out_until,
             paused: c.paused,

@@ -116,28 +116,52 @@ pub struct PolicyInputs {
     /// Per rule: the schedule window already served by its one-shot add.
     pub schedule_done: Vec<Option<DateTime<Utc>>>,
     /// Nodes of the operation not yet running: the chunk in flight plus
-    /// the chunks still to send.
+    /// the chunks still to send, plus arrivals the capacity snapshot
+    /// cannot show yet (taken before they arrived).
     pub planned: u32,
+    /// Arrivals the snapshot shows that are still within the settle window.
+    pub settling: u32,
 }
 
 impl ClusterState {
-    /// The policy's inputs for rules named `rules`, in that order.
-    pub fn policy_inputs<'a>(&self, rules: impl Iterator<Item = &'a str> + Clone) -> PolicyInputs {
+    /// The policy's inputs for rules named `rules`, in that order, with a
+    /// capacity snapshot taken at `capacity_at`. Call
+    /// [`prune_arrivals`](Self::prune_arrivals) first.
+    pub fn policy_inputs<'a>(
+        &self,
+        rules: impl Iterator<Item = &'a str> + Clone,
+        capacity_at: Option<DateTime<Utc>>,
+    ) -> PolicyInputs {
+        let (unseen, settling) = self.arrivals.iter().fold((0u32, 0u32), |(u, s), a| {
+            if capacity_at.is_none_or(|at| at <= a.at) {
+                (u.saturating_add(a.nodes), s)
+            } else {
+                (u, s.saturating_add(a.nodes))
+            }
+        });
         PolicyInputs {
+            settling,
             orders: self.orders.iter().map(|o| (o.at, o.nodes)).collect(),
             last_fired: rules
                 .clone()
                 .map(|r| self.rule_last_fired.get(r).copied())
                 .collect(),
             schedule_done: rules.map(|r| self.schedule_done.get(r).copied()).collect(),
-            planned: self.operation.as_ref().map_or(0, |o| {
-                let unsent: u32 = o
-                    .chunks
-                    .iter()
-                    .skip(o.next_chunk + usize::from(o.current.is_some()))
-                    .sum();
-                o.in_flight_nodes() + unsent
-            }),
+            planned: self
+                .operation
+                .as_ref()
+                .map_or(0, |o| {
+                    if o.kind == NodeKind::Core {
+                        return 0;
+                    }
+                    let unsent: u32 = o
+                        .chunks
+                        .iter()
+                        .skip(o.next_chunk + usize::from(o.current.is_some()))
+                        .sum();
+                    o.in_flight_nodes() + unsent
+                })
+                .saturating_add(unseen),
         }
     }
 }
@@ -314,6 +338,25 @@ pub struct ClusterState {
     pub schedule_done: BTreeMap<String, DateTime<Utc>>,
     /// The region answered "sold out": back off until this instant.
     pub sold_out_until: Option<DateTime<Utc>>,
+    /// Nodes that arrived recently, for the settle window; pruned with
+    /// [`ClusterState::prune_arrivals`].
+    pub arrivals: Vec<Arrival>,
+}
+
+/// Nodes whose scale-out ended, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    /// When their chunk ended (the injected clock).
+    pub at: DateTime<Utc>,
+    /// How many.
+    pub nodes: u32,
+}
+
+impl ClusterState {
+    /// Drops arrivals older than `settle` before `now`.
+    pub fn prune_arrivals(&mut self, now: DateTime<Utc>, settle: TimeDelta) {
+        self.arrivals.retain(|a| now - a.at < settle);
+    }
 }
 
 impl ClusterState {
@@ -336,10 +379,11 @@ impl ClusterState {
 }
 
 /// Who placed an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderSource {
     /// The daemon's own decision.
+    #[default]
     Daemon,
     /// The `scale-out` command.
     Manual,
@@ -384,8 +428,9 @@ impl ClusterState {
 }
 
 /// One decision, split into chunks of at most 20 nodes that are sent one after
-/// another, each once the previous flow is done.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// another, each once the previous flow is done. The transitions live in
+/// `daemon::operation`; this is the record kept on disk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
     /// A UUID naming the operation.
     pub id: String,
@@ -405,6 +450,54 @@ pub struct Operation {
     /// Nodes of chunks whose flow finished.
     #[serde(default)]
     pub completed_nodes: u32,
+    /// Task or core nodes.
+    #[serde(default)]
+    pub kind: NodeKind,
+    /// Who asked for it.
+    #[serde(default)]
+    pub source: OrderSource,
+    /// Nodes counted in budgets so far (chunks accepted or that may have executed).
+    #[serde(default)]
+    pub counted_nodes: u32,
+    /// An operator paused the cluster: no further chunk is sent.
+    #[serde(default)]
+    pub stopping: bool,
+    /// An operator resumed a stuck operation: reconcile it and close it.
+    #[serde(default)]
+    pub resolve: bool,
+    /// The previous chunk ended then; the next one waits for a capacity
+    /// snapshot taken after it, so its task-node count includes that chunk.
+    #[serde(default)]
+    pub wait_capacity_after: Option<DateTime<Utc>>,
+    /// The rules this operation carries out, marked once its first chunk
+    /// was accepted or may have executed.
+    #[serde(default)]
+    pub marks: RuleMarks,
+}
+
+/// Task or core nodes: never both in one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// `TaskCount`.
+    #[default]
+    Task,
+    /// `CoreCount`.
+    Core,
+}
+
+/// What an operation records about its rules once it has ordered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleMarks {
+    /// Rules whose vote it carries out (their own cooldowns start).
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Schedule rules and the window start their one-shot add serves.
+    #[serde(default)]
+    pub schedule: Vec<(String, DateTime<Utc>)>,
+    /// Whether the marks were applied.
+    #[serde(default)]
+    pub applied: bool,
 }
 
 impl Operation {
@@ -441,7 +534,7 @@ impl Operation {
 }
 
 /// The intent of one chunk, written to disk BEFORE its request is sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChunkIntent {
     /// The ClientToken the request carries, on every attempt.
     pub client_token: String,
@@ -457,6 +550,33 @@ pub struct ChunkIntent {
     /// When the API accepted the request.
     #[serde(default)]
     pub sent_at: Option<DateTime<Utc>>,
+    /// How many times a send under this token was started (saved before each).
+    #[serde(default)]
+    pub sends: u32,
+    /// The API accepted it (with or without a FlowId).
+    #[serde(default)]
+    pub accepted: bool,
+    /// When it was first handed to the client.
+    #[serde(default)]
+    pub first_sent_at: Option<DateTime<Utc>>,
+    /// It may have executed (no answer, or an answer that cannot tell) since then.
+    #[serde(default)]
+    pub unknown_since: Option<DateTime<Utc>>,
+    /// Never re-send: judge it from the cluster once the cluster is idle.
+    #[serde(default)]
+    pub judge_only: bool,
+    /// A capacity snapshot after acceptance showed the cluster scaling out.
+    #[serde(default)]
+    pub seen_busy: bool,
+    /// The flow could not be read: the last error.
+    #[serde(default)]
+    pub flow_unreadable: Option<String>,
+    /// The chunk outlived `flow_timeout` and opened the breaker.
+    #[serde(default)]
+    pub stuck: bool,
+    /// The chunk counts in budgets (it was accepted or may have executed).
+    #[serde(default)]
+    pub counted: bool,
 }
 
 /// Schema version 1, kept only to migrate it.
@@ -496,6 +616,7 @@ mod v1 {
                         breaker_open: c.breaker_open,
                         schedule_done: BTreeMap::new(),
                         sold_out_until: c.sold_out_until,
+                        arrivals: Vec::new(),
                     };
                     (id, c)
                 })
@@ -828,8 +949,14 @@ mod tests {
                 task_nodes_before: 30,
                 flow_id: Some(4711),
                 sent_at: Some(t(61)),
+                sends: 1,
+                accepted: true,
+                first_sent_at: Some(t(60)),
+                ..ChunkIntent::default()
             }),
             completed_nodes: 20,
+            counted_nodes: 40,
+            ..Operation::default()
         }
     }
 

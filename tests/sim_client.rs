@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emr_autoscaler::clock::{ManualClock, SharedClock};
-use emr_autoscaler::tencent::limiter::Limiters;
 use emr_autoscaler::sim::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, SimCluster, SimConfig, SimHandle, Simulator,
 };
 use emr_autoscaler::tencent::client::{ClientSettings, http_client};
 use emr_autoscaler::tencent::emr::{FlowState, ScaleOutInstanceRequest};
+use emr_autoscaler::tencent::limiter::Limiters;
 use emr_autoscaler::tencent::{
     ClientToken, CredentialChain, Credentials, EmrClient, ErrorClass, NoObserver, RetryPolicy,
 };

@@ -442,6 +442,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
         let view = ClusterView {
             running: Some(running),
             in_flight: in_flight_before,
+            settling: 0,
             cooldown_until,
             backoff_until: None,
             paused: false,

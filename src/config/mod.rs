@@ -138,6 +138,10 @@ pub struct ClusterConfig {
     pub dry_run: bool,
     /// Quiet time after an operation (default 5m).
     pub cooldown: Duration,
+    /// How long nodes that just arrived still count against the demand that
+    /// ordered them, until the metrics can have seen them. `None`: the
+    /// default, 2 x `evaluation_interval` and at least 1m (see [`Self::settle`]).
+    pub settle: Option<Duration>,
     /// Most nodes per decision; unlimited when unset.
     pub max_step: Option<u32>,
     /// Most nodes per rolling hour; unlimited when unset.
@@ -151,6 +155,12 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// The settle window for `evaluation_interval`.
+    pub fn settle(&self, evaluation_interval: Duration) -> Duration {
+        self.settle
+            .unwrap_or_else(|| (evaluation_interval * 2).max(Duration::from_secs(60)))
+    }
+
     /// The guard rails and rules the policy core decides with.
     pub fn policy(&self) -> crate::policy::ClusterPolicy {
         crate::policy::ClusterPolicy {
@@ -593,6 +603,10 @@ impl Validator<'_> {
         let max_nodes_per_hour = positive(self, "max_nodes_per_hour", raw.max_nodes_per_hour);
         let max_nodes_per_day = positive(self, "max_nodes_per_day", raw.max_nodes_per_day);
         let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m");
+        let settle = match raw.settle {
+            raw::Field::Missing => None,
+            field => Some(self.duration(&p("settle"), field, "1m")),
+        };
         let scale_out = match raw.scale_out {
             Some(s) => self.scale_out(&p("scale_out"), s, &instance_id),
             None => {
@@ -611,6 +625,7 @@ impl Validator<'_> {
                 .get(&p("dry_run"), raw.dry_run, Some(false))
                 .unwrap_or(false),
             cooldown,
+            settle,
             max_step,
             max_nodes_per_hour,
             max_nodes_per_day,

@@ -113,6 +113,8 @@ pub struct RawCluster {
     pub dry_run: Field<bool>,
     /// Quiet time after an operation's last chunk.
     pub cooldown: Field<String>,
+    /// How long nodes that just arrived still count against the demand.
+    pub settle: Field<String>,
     /// Most nodes one decision adds.
     pub max_step: Field<u32>,
     /// Most nodes added in any rolling hour.

@@ -7,6 +7,7 @@
 
 pub mod actuator;
 pub mod capacity;
+pub mod operation;
 pub mod status;
 pub mod worker;
 

@@ -9,10 +9,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::status::{BudgetStatus, VoteStatus};
 use super::actuator;
+use super::operation::{Capacity, Event, Plan};
+use super::status::{BudgetStatus, VoteStatus};
 use crate::config::ClusterConfig;
 use crate::policy::{self, ClusterView, Reading, Sample, Unit};
+use crate::state::{NodeKind, OrderSource, RuleMarks};
 use crate::telemetry::metrics::ClusterSnapshot;
 use crate::tencent::emr::status;
 
@@ -29,7 +31,6 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
     shared.board.expect(&id, allowance + real);
     let mut histories: Vec<VecDeque<Sample>> =
         cluster.rules.iter().map(|_| VecDeque::new()).collect();
-    let mut unseen = Vec::new();
     let mut journal_len = 0u64;
     let policy = cluster.policy();
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
@@ -39,9 +40,11 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
         _ = cancel.cancelled() => return,
         _ = tokio::time::sleep(first) => {}
     }
+    // An intent left by an earlier process may have been sent.
+    actuator::drive(&shared, &cluster, Event::Restart).await;
     loop {
         ingest_manual_orders(&shared, &cluster, &mut journal_len).await;
-        tick(&shared, &cluster, &policy, &mut histories, &mut unseen).await;
+        tick(&shared, &cluster, &policy, &mut histories).await;
         shared.board.progressed(&id, allowance);
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -88,7 +91,6 @@ async fn tick(
     cluster: &ClusterConfig,
     policy: &policy::ClusterPolicy,
     histories: &mut [VecDeque<Sample>],
-    unseen: &mut Vec<(chrono::DateTime<chrono::Utc>, u32)>,
 ) {
     let id = cluster.instance_id.as_str();
     let now = shared.clock.now();
@@ -110,14 +112,13 @@ async fn tick(
         _ => {}
     }
 
-    // Nodes whose flow is done count as in flight until a capacity snapshot
-    // taken after that shows them, so a stale count never orders them twice.
-    let completed = actuator::follow(shared, cluster, now, info.as_ref()).await;
-    if completed > 0 {
-        unseen.push((now, completed));
-    }
-    unseen.retain(|(done_at, _)| snapshot.at.is_none_or(|at| at <= *done_at));
-    let unseen_nodes: u32 = unseen.iter().map(|(_, n)| *n).sum();
+    // Follow the operation: read its flow, send its next chunk, reconcile.
+    let capacity = info.as_ref().zip(snapshot.at).map(|(i, at)| Capacity {
+        at,
+        status: i.status,
+        task_nodes: i.task_nodes(),
+    });
+    actuator::drive(shared, cluster, Event::Tick(capacity)).await;
 
     // Observe every rule concurrently.
     let observed = futures_util::future::join_all(cluster.rules.iter().map(|r| {
@@ -158,11 +159,15 @@ async fn tick(
     let refs: Vec<&[Sample]> = samples.iter().map(Vec::as_slice).collect();
 
     // The cluster's durable state, as the policy sees it.
+    // Nodes that arrived count in flight until a snapshot taken after their
+    // arrival shows them, then against the demand until `settle` has passed.
+    let settle = chrono::Duration::from_std(cluster.settle(interval)).unwrap_or_default();
     let (inputs, op, cooldown_until, backoff_until, paused, breaker) = shared.state.with(|s| {
         let c = s.cluster_mut(id);
         c.prune_orders(now);
+        c.prune_arrivals(now, settle);
         (
-            c.policy_inputs(cluster.rules.iter().map(|r| &*r.name)),
+            c.policy_inputs(cluster.rules.iter().map(|r| &*r.name), snapshot.at),
             c.operation.clone(),
             c.cooldown_until,
             c.sold_out_until,
@@ -180,10 +185,10 @@ async fn tick(
     let busy = op.is_none()
         && cluster_status.is_some_and(|s| s != status::RUNNING && s != status::SCALE_OUT_FAILED);
     let dry_run = shared.config.daemon.dry_run || cluster.dry_run;
-    let planned = planned + unseen_nodes;
     let view = ClusterView {
         running,
         in_flight: planned,
+        settling: inputs.settling,
         cooldown_until,
         backoff_until,
         paused,
@@ -294,7 +299,28 @@ async fn tick(
                     "at": now, "nodes": decision.increment, "chunks": decision.chunks, "reason": text,
                 }));
             });
-            actuator::start(shared, cluster, &decision, text).await;
+            let mut marks = RuleMarks::default();
+            for v in decision.driving_rules() {
+                marks.rules.push(v.rule.to_string());
+                if let policy::VoteReason::WindowOpen {
+                    since,
+                    add_once: Some(_),
+                    ..
+                } = v.reason
+                {
+                    marks.schedule.push((v.rule.to_string(), since));
+                }
+            }
+            let plan = Plan {
+                id: uuid::Uuid::new_v4().to_string(),
+                reason: text,
+                chunks: decision.chunks.clone(),
+                kind: NodeKind::Task,
+                source: OrderSource::Daemon,
+                task_nodes_before: decision.running.unwrap_or(0),
+                marks,
+            };
+            actuator::drive(shared, cluster, Event::Decided(plan)).await;
         }
     }
 }

@@ -293,6 +293,10 @@ pub struct ClusterView<'a> {
     pub running: Option<u32>,
     /// Nodes this daemon ordered whose flow is not done.
     pub in_flight: u32,
+    /// Nodes among `running` that arrived within the settle window: the
+    /// load metrics cannot have seen them yet, so target rules judge the
+    /// demand against the capacity without them.
+    pub settling: u32,
     /// End of the cluster cooldown.
     pub cooldown_until: Option<DateTime<Utc>>,
     /// No orders until then after a sold-out answer.
@@ -349,6 +353,7 @@ fn ordered_since(orders: &[(DateTime<Utc>, u32)], since: DateTime<Utc>) -> u32 {
 struct Context {
     effective: u32,
     running: u32,
+    settling: u32,
     floor_gap: u32,
     now: DateTime<Utc>,
     max_gap: Duration,
@@ -364,6 +369,7 @@ fn vote(
     let Context {
         effective,
         running,
+        settling,
         floor_gap,
         now,
         max_gap,
@@ -461,17 +467,23 @@ fn vote(
         RuleKind::Target { form, bootstrap } => {
             let desired = match *form {
                 TargetForm::Ratio { target, tolerance } => {
+                    // The value was measured on the capacity without the
+                    // nodes still settling.
+                    let seen = effective.saturating_sub(settling);
                     let ratio = value / target;
                     if ratio <= 1.0 + tolerance {
                         effective
-                    } else if effective == 0 {
+                    } else if seen == 0 {
                         *bootstrap
                     } else {
-                        ceil_u32(f64::from(effective) * ratio)
+                        ceil_u32(f64::from(seen) * ratio).max(effective)
                     }
                 }
                 TargetForm::Demand { per_node, factor } => {
-                    ceil_u32(value.max(0.0) / per_node * factor).saturating_add(running)
+                    // Pending demand the settling nodes will absorb once
+                    // the metric sees them.
+                    ceil_u32(value.max(0.0) / per_node * factor)
+                        .saturating_add(running.saturating_sub(settling))
                 }
             };
             (
@@ -523,6 +535,7 @@ pub fn decide(
         let ctx = Context {
             effective,
             running,
+            settling: view.settling.min(running),
             floor_gap: min_gap,
             now,
             max_gap,

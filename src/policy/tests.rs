@@ -131,6 +131,7 @@ impl Fixture {
         ClusterView {
             running: self.running,
             in_flight: self.in_flight,
+            settling: 0,
             cooldown_until: self.cooldown_until,
             backoff_until: self.backoff_until,
             paused: self.paused,

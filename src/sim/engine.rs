@@ -251,6 +251,9 @@ pub(crate) struct Engine {
     next_flow_id: u64,
     tokens: HashMap<String, TokenRecord>,
     default_duration: Duration,
+    /// Check the running flow before the ClientToken, as some API servers
+    /// do: a retry of an executed order then meets InstanceInProcess.
+    pub(crate) flow_before_token: bool,
 }
 
 impl Engine {
@@ -285,6 +288,7 @@ impl Engine {
             next_flow_id: 100_001,
             tokens: HashMap::new(),
             default_duration,
+            flow_before_token: false,
         }
     }
 
@@ -387,6 +391,14 @@ impl Engine {
             return Err(ApiError::InvalidClientToken);
         }
 
+        if self.flow_before_token
+            && let Some(flow_id) = self.clusters[index].flow
+        {
+            return Err(ApiError::InstanceInProcess {
+                instance_id: id.to_owned(),
+                flow_id,
+            });
+        }
         let ttl = chrono::Duration::from_std(CLIENT_TOKEN_TTL).unwrap_or(chrono::Duration::MAX);
         self.tokens.retain(|_, r| wall - r.at <= ttl);
         if let Some(record) = token.and_then(|t| self.tokens.get(t)) {

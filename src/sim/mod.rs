@@ -408,6 +408,12 @@ impl SimHandle {
             .modify(id, |k| *k.flow_duration = d)
     }
 
+    /// Checks a cluster's running flow before the ClientToken (`true`), as
+    /// some API servers do, or the token first (`false`, the default).
+    pub fn set_flow_before_token(&self, on: bool) {
+        self.shared.lock().engine.flow_before_token = on;
+    }
+
     /// Makes `DescribeInstances` answer `"Config": null` for the cluster
     /// until turned off. False when the cluster does not exist.
     pub fn set_config_null(&self, id: &str, null: bool) -> bool {

@@ -857,6 +857,7 @@ mod tests {
         let view = ClusterView {
             running: Some(10),
             in_flight: 1,
+            settling: 0,
             ..ClusterView::default()
         };
         let p = [Sample {

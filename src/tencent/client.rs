@@ -141,10 +141,18 @@ impl ClientToken {
 
     /// Whether the server still honours it for deduplication, with margin.
     pub fn is_young(&self, now: DateTime<Utc>) -> bool {
-        (now - self.created_at)
-            .to_std()
-            .map_or(true, |age| age < TOKEN_MAX_AGE)
+        token_young(self.created_at, now)
     }
+}
+
+/// Whether a token made at `created_at` (wall clock) is still younger than
+/// [`TOKEN_MAX_AGE`] at `now`. A negative age means the wall clock stepped
+/// back: the true age is unknown, so the token counts as old and is never
+/// re-sent.
+pub fn token_young(created_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    (now - created_at)
+        .to_std()
+        .is_ok_and(|age| age < TOKEN_MAX_AGE)
 }
 
 /// Told about every attempt, for metrics.
@@ -274,6 +282,7 @@ impl EmrClient {
         &self,
         action: Action,
         body: &[u8],
+        sent: &mut u32,
     ) -> (Result<serde_json::Value, ApiError>, Duration) {
         let creds = match self.credentials.get().await {
             Ok(c) => c,
@@ -283,6 +292,7 @@ impl EmrClient {
         // grant and the request leaving is jitter the server sees.
         let waited = self.limiters.get(action).acquire().await;
         self.observer.limiter_waited(action, waited);
+        *sent += 1;
         (self.send_signed(action, &creds, body).await, waited)
     }
 
@@ -319,6 +329,30 @@ impl EmrClient {
         request: &Req,
         token: Option<&ClientToken>,
     ) -> Result<Resp, ApiError> {
+        self.call_counted(action, request, token).await.0
+    }
+
+    /// As [`call`](Self::call), also returning how many attempts reached the
+    /// network (retries included): what a caller needs to judge whether a
+    /// failed mutating call may have executed.
+    pub async fn call_counted<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        action: Action,
+        request: &Req,
+        token: Option<&ClientToken>,
+    ) -> (Result<Resp, ApiError>, u32) {
+        let mut sent = 0u32;
+        let result = self.call_inner(action, request, token, &mut sent).await;
+        (result, sent)
+    }
+
+    async fn call_inner<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        action: Action,
+        request: &Req,
+        token: Option<&ClientToken>,
+        sent: &mut u32,
+    ) -> Result<Resp, ApiError> {
         let body = serde_json::to_vec(request).map_err(|e| ApiError::Malformed {
             action: action.name(),
             reason: format!("cannot encode the request: {e}"),
@@ -339,7 +373,7 @@ impl EmrClient {
                 });
             }
             let started = tokio::time::Instant::now();
-            let (result, waited) = self.attempt(action, &body).await;
+            let (result, waited) = self.attempt(action, &body, sent).await;
             let result = result.and_then(|v| {
                 serde_json::from_value::<Resp>(v.clone()).map_err(|e| ApiError::Malformed {
                     action: action.name(),
@@ -632,6 +666,9 @@ mod tests {
         let t = ClientToken::generate();
         assert!(t.is_young(t.created_at + chrono::Duration::seconds(269)));
         assert!(!t.is_young(t.created_at + chrono::Duration::seconds(271)));
+        // The wall clock stepped back: the age is unknown, so the token is old.
+        assert!(!t.is_young(t.created_at - chrono::Duration::seconds(1)));
+        assert!(t.is_young(t.created_at));
     }
 
     #[test]

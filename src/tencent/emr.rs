@@ -546,6 +546,24 @@ impl super::EmrClient {
             .await
     }
 
+    /// As [`scale_out`](Self::scale_out), also returning how many attempts
+    /// reached the network, for the "may have executed" judgement.
+    pub async fn scale_out_counted(
+        &self,
+        request: &ScaleOutInstanceRequest,
+        token: &super::ClientToken,
+    ) -> (Result<ScaleOutInstanceResponse, super::ApiError>, u32) {
+        let request = ScaleOutInstanceRequest {
+            client_token: Some(token.value.clone()),
+            ..request.clone()
+        };
+        if let Err(e) = request.preflight() {
+            return (Err(e.into()), 0);
+        }
+        self.call_counted(Action::ScaleOutInstance, &request, Some(token))
+            .await
+    }
+
     /// Describes many clusters, in batches of [`DESCRIBE_INSTANCES_BATCH`].
     /// Clusters the API does not know are absent from the result.
     pub async fn describe_instances(

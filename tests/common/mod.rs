@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use emr_autoscaler::tencent::limiter::Limiters;
 use emr_autoscaler::tencent::client::{ClientSettings, http_client};
+use emr_autoscaler::tencent::limiter::Limiters;
 use emr_autoscaler::tencent::sign::{SignInput, sign};
 use emr_autoscaler::tencent::{CredentialChain, Credentials, EmrClient, NoObserver, RetryPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,0 +1,824 @@
+//! The operation state machine: PURE. An operation is one decision carried
+//! out (a scale-out of N nodes in chunks of at most 20); [`step`] takes it, one
+//! [`Event`] and the [`Env`] of that moment, and returns the next operation
+//! and the [`Effect`]s to perform. It does no I/O and reads no clock: the
+//! shell (`daemon::actuator`) performs the effects and feeds back what
+//! happened as the next event.
+//!
+//! The one "may have executed" rule is [`verdict`]. An attempt whose outcome
+//! is unknown keeps the intent: the operation waits until a capacity snapshot
+//! taken after the doubt shows the cluster out of any flow, then re-sends
+//! under the same token while it is young, or judges the chunk from the
+//! task-node count. It never starts a second token for a chunk that may have
+//! executed, and the chunk counts in budgets and the cooldown meanwhile.
+//!
+//! Effects come in a fixed order: changes to the cluster's state first, then
+//! [`Effect::Save`], then at most one call ([`Effect::Send`] or
+//! [`Effect::ReadFlow`]), then notes for metrics and logs, and
+//! [`Effect::Close`] last. A shell that cannot save performs nothing after it.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::state::{ChunkIntent, NodeKind, Operation, OrderSource, RuleMarks};
+use crate::tencent::ErrorClass;
+use crate::tencent::client::token_young;
+use crate::tencent::emr::status;
+
+/// What the shell knows at the moment of a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Env {
+    /// Decision time (the injected clock).
+    pub now: DateTime<Utc>,
+    /// The wall clock, which alone judges a ClientToken's age.
+    pub wall: DateTime<Utc>,
+    /// A fresh ClientToken (value and wall-clock birth), used only if this
+    /// step starts a new chunk.
+    pub fresh_token: (String, DateTime<Utc>),
+    /// How long a chunk may stay unfinished before the breaker opens.
+    pub flow_timeout: Duration,
+}
+
+/// One capacity snapshot (`DescribeInstances`), as the machine needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// When it was taken (the injected clock).
+    pub at: DateTime<Utc>,
+    /// The cluster's status code.
+    pub status: Option<i64>,
+    /// `Config.TaskNodeSize`.
+    pub task_nodes: Option<u32>,
+}
+
+impl Capacity {
+    /// The cluster is in no flow: running, or its last scale-out failed.
+    pub fn idle(&self) -> bool {
+        matches!(
+            self.status,
+            Some(status::RUNNING) | Some(status::SCALE_OUT_FAILED)
+        )
+    }
+}
+
+/// Where a flow stands, as `DescribeClusterFlowStatusDetail` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// 0 init or 1 running, or a value this build does not know.
+    Running,
+    /// 2 done or 3 done with skips.
+    Done,
+    /// -1 failed.
+    Failed,
+    /// -3 blocked.
+    Blocked,
+}
+
+/// What one `ScaleOutInstance` call came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The API accepted the order.
+    Accepted {
+        /// The flow that provisions the nodes, when the answer names one.
+        flow_id: Option<i64>,
+    },
+    /// The call failed.
+    Failed {
+        /// The class of the last error.
+        class: ErrorClass,
+        /// Its API code, if any.
+        code: Option<String>,
+        /// Attempts of this call that reached the network (retries included).
+        sent_attempts: u32,
+        /// The client gave up because the token had grown too old.
+        token_expired: bool,
+    },
+}
+
+/// The judgement of one answer: the only place that decides whether an
+/// order may have executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It executed.
+    Executed,
+    /// It certainly did not execute.
+    NotExecuted,
+    /// It may have executed: keep the intent, wait, reconcile.
+    Unknown,
+}
+
+/// The one "may have executed" rule. `first_send` says this was the first
+/// send ever started under the chunk's token.
+pub fn verdict(answer: &Answer, first_send: bool) -> Verdict {
+    let Answer::Failed {
+        class,
+        code,
+        sent_attempts,
+        token_expired,
+    } = answer
+    else {
+        return Verdict::Executed;
+    };
+    if *token_expired {
+        return Verdict::Unknown;
+    }
+    if *sent_attempts == 0 {
+        // This call put nothing on the wire; an earlier send may have.
+        return if first_send {
+            Verdict::NotExecuted
+        } else {
+            Verdict::Unknown
+        };
+    }
+    if *sent_attempts > 1 || !first_send {
+        // An earlier attempt of this token left and its answer is unknown.
+        return Verdict::Unknown;
+    }
+    match class {
+        ErrorClass::Transport | ErrorClass::Timeout | ErrorClass::Internal => Verdict::Unknown,
+        ErrorClass::Busy if code.as_deref() == Some("FailedOperation.DuplicateOrderNotAllowed") => {
+            Verdict::Unknown
+        }
+        // InstanceInProcess on the first attempt of a new token: the running
+        // flow was checked first and nothing executed.
+        ErrorClass::Busy
+        | ErrorClass::Throttled
+        | ErrorClass::SoldOut
+        | ErrorClass::Invalid
+        | ErrorClass::Auth
+        | ErrorClass::NotFound => Verdict::NotExecuted,
+    }
+}
+
+/// A new operation, as decided by the policy or asked for by an operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Its id (a UUID).
+    pub id: String,
+    /// Why, for operators.
+    pub reason: String,
+    /// Chunk sizes, each 1 to 20.
+    pub chunks: Vec<u32>,
+    /// Task or core nodes.
+    pub kind: NodeKind,
+    /// Who asked.
+    pub source: OrderSource,
+    /// Running task nodes when it was decided (from a fresh snapshot).
+    pub task_nodes_before: u32,
+    /// Rules to mark once the first chunk has ordered.
+    pub marks: RuleMarks,
+}
+
+/// Everything that can happen to an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The policy or an operator decided; starts an operation when none runs.
+    Decided(Plan),
+    /// The `ScaleOutInstance` call of the current chunk returned.
+    Answered(Answer),
+    /// The current chunk's flow was read.
+    FlowRead(Flow),
+    /// The current chunk's flow could not be read.
+    FlowUnreadable {
+        /// Why, for operators.
+        error: String,
+    },
+    /// The owner's periodic step, with the latest fresh capacity snapshot.
+    Tick(Option<Capacity>),
+    /// An operator paused the cluster.
+    Pause,
+    /// An operator resumed the cluster.
+    Resume,
+    /// The state was loaded after a restart (or a takeover).
+    Restart,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every chunk's flow finished.
+    Completed,
+    /// The API refused a chunk; nothing of it executed.
+    Refused(ErrorClass),
+    /// A flow ended failed (-1) or blocked (-3).
+    FlowFailed(i64),
+    /// A chunk whose outcome was unknown was judged from the task-node count
+    /// not to have executed.
+    NotExecuted,
+    /// Stopped by a pause before its next chunk.
+    Stopped,
+    /// A stuck operation was reconciled and closed on resume.
+    Resolved,
+}
+
+impl Outcome {
+    /// A short label for logs and status.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Refused(_) => "refused",
+            Outcome::FlowFailed(_) => "flow_failed",
+            Outcome::NotExecuted => "not_executed",
+            Outcome::Stopped => "stopped",
+            Outcome::Resolved => "resolved",
+        }
+    }
+}
+
+/// Something the shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Count an order in budgets (once per token).
+    CountOrder {
+        /// The chunk's token.
+        token: String,
+        /// Its nodes.
+        nodes: u32,
+    },
+    /// A counted order was judged not executed: take it out of the budgets.
+    UncountOrder {
+        /// The chunk's token.
+        token: String,
+    },
+    /// Apply the operation's rule marks (rule cooldowns, schedule one-shots).
+    MarkRules(RuleMarks),
+    /// Start the cluster cooldown now.
+    StartCooldown,
+    /// Back off after a refusal of this class (sold out, or a config fault).
+    Backoff(ErrorClass),
+    /// Open the cluster's breaker.
+    OpenBreaker {
+        /// Why.
+        reason: String,
+        /// The flow involved, if any; the breaker closes when it ends.
+        flow_id: Option<i64>,
+    },
+    /// The flow that may have opened the breaker has ended.
+    FlowEnded(i64),
+    /// Nodes arrived now; they count against the demand until `settle` passed.
+    Arrived(u32),
+    /// Write the operation and the cluster's state before anything below.
+    Save,
+    /// Send `ScaleOutInstance` for this chunk under this token.
+    Send {
+        /// The ClientToken.
+        token: String,
+        /// Its wall-clock birth.
+        token_created_at: DateTime<Utc>,
+        /// Nodes.
+        nodes: u32,
+        /// Task or core.
+        kind: NodeKind,
+        /// 1-based chunk number, and the number of chunks.
+        chunk: (usize, usize),
+        /// Whether this re-sends a token sent before.
+        resend: bool,
+    },
+    /// Read the flow.
+    ReadFlow(i64),
+    /// A flow ended failed or blocked (metric).
+    FlowFailed(i64),
+    /// A chunk was judged from the task-node count (doubt metric, log).
+    Judged {
+        /// The token.
+        token: String,
+        /// Whether it was judged executed.
+        executed: bool,
+        /// The count it was judged from.
+        running: u32,
+    },
+    /// The operation ended.
+    Close(Outcome),
+}
+
+/// The result of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The operation after the event; `None` once closed (or when none ran).
+    pub op: Option<Operation>,
+    /// What to do, in order.
+    pub effects: Vec<Effect>,
+}
+
+/// A phase of an operation, derived from its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No chunk is current: the next one waits for a fresh capacity snapshot.
+    BetweenChunks,
+    /// A send was started and its answer has not been seen.
+    Sending,
+    /// Accepted with a FlowId: the flow is followed.
+    InFlow,
+    /// Accepted without a FlowId: followed through `DescribeInstances`.
+    AcceptedNoFlow,
+    /// The outcome is unknown: waiting for the cluster to leave its flow.
+    Unknown,
+}
+
+/// The phase of `op`.
+pub fn phase(op: &Operation) -> Phase {
+    match &op.current {
+        None => Phase::BetweenChunks,
+        Some(c) if c.flow_id.is_some() => Phase::InFlow,
+        Some(c) if c.accepted => Phase::AcceptedNoFlow,
+        Some(c) if c.unknown_since.is_some() => Phase::Unknown,
+        Some(_) => Phase::Sending,
+    }
+}
+
+/// Whether `op` is stuck: its chunk outlived `flow_timeout`.
+pub fn is_stuck(op: &Operation) -> bool {
+    op.current.as_ref().is_some_and(|c| c.stuck)
+}
+
+/// Advances `op` by `event`.
+pub fn step(op: Option<Operation>, event: Event, env: &Env) -> Step {
+    match (op, event) {
+        (None, Event::Decided(plan)) => start(plan, env),
+        (None, _) => Step {
+            op: None,
+            effects: vec![],
+        },
+        // One operation per cluster: a second decision waits.
+        (Some(op), Event::Decided(_)) => keep(op, vec![]),
+        (Some(op), Event::Answered(answer)) => answered(op, answer, env),
+        (Some(op), Event::FlowRead(flow)) => flow_read(op, flow, env),
+        (Some(op), Event::FlowUnreadable { error }) => flow_unreadable(op, error, env),
+        (Some(op), Event::Tick(capacity)) => tick(op, capacity, env),
+        (Some(op), Event::Pause) => pause(op),
+        (Some(op), Event::Resume) => resume(op),
+        (Some(op), Event::Restart) => restart(op, env),
+    }
+}
+
+fn keep(op: Operation, effects: Vec<Effect>) -> Step {
+    Step {
+        op: Some(op),
+        effects,
+    }
+}
+
+fn start(plan: Plan, env: &Env) -> Step {
+    let chunks: Vec<u32> = plan.chunks.into_iter().filter(|n| *n > 0).collect();
+    let op = Operation {
+        id: plan.id,
+        created_at: env.now,
+        chunks,
+        next_chunk: 0,
+        task_nodes_before: plan.task_nodes_before,
+        reason: plan.reason,
+        current: None,
+        completed_nodes: 0,
+        kind: plan.kind,
+        source: plan.source,
+        counted_nodes: 0,
+        stopping: false,
+        resolve: false,
+        wait_capacity_after: None,
+        marks: plan.marks,
+    };
+    if op.chunks.is_empty() {
+        return Step {
+            op: None,
+            effects: vec![Effect::Close(Outcome::Completed)],
+        };
+    }
+    let before = op.task_nodes_before;
+    send_next(op, before, env)
+}
+
+/// Prepares the next chunk's intent and sends it.
+fn send_next(mut op: Operation, task_nodes_before: u32, env: &Env) -> Step {
+    let Some(&nodes) = op.chunks.get(op.next_chunk) else {
+        return close(op, Outcome::Completed, vec![]);
+    };
+    let (token, born) = env.fresh_token.clone();
+    op.current = Some(ChunkIntent {
+        client_token: token.clone(),
+        token_created_at: born,
+        nodes,
+        task_nodes_before,
+        sends: 1,
+        first_sent_at: Some(env.now),
+        ..ChunkIntent::default()
+    });
+    op.wait_capacity_after = None;
+    let chunk = (op.next_chunk + 1, op.chunks.len());
+    let kind = op.kind;
+    keep(
+        op,
+        vec![
+            Effect::Save,
+            Effect::Send {
+                token,
+                token_created_at: born,
+                nodes,
+                kind,
+                chunk,
+                resend: false,
+            },
+        ],
+    )
+}
+
+/// Re-sends the current chunk under its own token.
+fn resend(mut op: Operation) -> Step {
+    let chunk = (op.next_chunk + 1, op.chunks.len());
+    let kind = op.kind;
+    let Some(c) = op.current.as_mut() else {
+        return keep(op, vec![]);
+    };
+    c.sends += 1;
+    c.unknown_since = None;
+    let effect = Effect::Send {
+        token: c.client_token.clone(),
+        token_created_at: c.token_created_at,
+        nodes: c.nodes,
+        kind,
+        chunk,
+        resend: true,
+    };
+    keep(op, vec![Effect::Save, effect])
+}
+
+/// Ends `op`; the cooldown starts if anything was ordered.
+fn close(op: Operation, outcome: Outcome, mut effects: Vec<Effect>) -> Step {
+    if op.counted_nodes > 0 || op.completed_nodes > 0 {
+        effects.push(Effect::StartCooldown);
+    }
+    effects.push(Effect::Save);
+    effects.push(Effect::Close(outcome));
+    Step { op: None, effects }
+}
+
+/// Counts the current chunk in budgets and marks the rules, once each.
+fn count(op: &mut Operation, effects: &mut Vec<Effect>) {
+    let kind = op.kind;
+    let Some(c) = op.current.as_mut() else {
+        return;
+    };
+    if !c.counted {
+        c.counted = true;
+        let nodes = task_nodes_of(kind, c.nodes);
+        op.counted_nodes += c.nodes;
+        effects.push(Effect::CountOrder {
+            token: c.client_token.clone(),
+            nodes,
+        });
+    }
+    if !op.marks.applied {
+        op.marks.applied = true;
+        effects.push(Effect::MarkRules(op.marks.clone()));
+    }
+}
+
+/// Task nodes a chunk adds: core-node orders add none.
+fn task_nodes_of(kind: NodeKind, nodes: u32) -> u32 {
+    match kind {
+        NodeKind::Task => nodes,
+        NodeKind::Core => 0,
+    }
+}
+
+/// Whether the count shows the chunk's nodes. Only task nodes are counted,
+/// so a core-node chunk is never confirmed this way.
+fn delivered(kind: NodeKind, c: &ChunkIntent, running: u32) -> bool {
+    kind == NodeKind::Task && running >= c.task_nodes_before.saturating_add(c.nodes)
+}
+
+fn answered(mut op: Operation, answer: Answer, env: &Env) -> Step {
+    let Some(c) = op.current.as_ref().filter(|_| phase(&op) == Phase::Sending) else {
+        // A late or duplicate answer: the chunk is already judged.
+        return keep(op, vec![]);
+    };
+    let first_send = c.sends <= 1;
+    let mut effects = Vec::new();
+    match verdict(&answer, first_send) {
+        Verdict::Executed => {
+            let flow_id = match answer {
+                Answer::Accepted { flow_id } => flow_id,
+                Answer::Failed { .. } => None,
+            };
+            count(&mut op, &mut effects);
+            if let Some(c) = op.current.as_mut() {
+                c.accepted = true;
+                c.flow_id = flow_id;
+                c.sent_at = Some(env.now);
+                c.unknown_since = None;
+            }
+            effects.push(Effect::Save);
+            keep(op, effects)
+        }
+        Verdict::Unknown => {
+            count(&mut op, &mut effects);
+            if let Some(c) = op.current.as_mut() {
+                c.unknown_since = Some(env.now);
+                // A re-send refused outright tells nothing about the first
+                // send; stop re-sending and judge from the cluster.
+                if let Answer::Failed { class, .. } = &answer
+                    && matches!(
+                        class,
+                        ErrorClass::SoldOut
+                            | ErrorClass::Invalid
+                            | ErrorClass::Auth
+                            | ErrorClass::NotFound
+                    )
+                {
+                    c.judge_only = true;
+                }
+            }
+            effects.push(Effect::Save);
+            keep(op, effects)
+        }
+        Verdict::NotExecuted => {
+            let class = match answer {
+                Answer::Failed { class, .. } => class,
+                Answer::Accepted { .. } => ErrorClass::Internal,
+            };
+            op.current = None;
+            if !matches!(class, ErrorClass::Busy | ErrorClass::Throttled) {
+                effects.push(Effect::Backoff(class));
+            }
+            close(op, Outcome::Refused(class), effects)
+        }
+    }
+}
+
+/// The chunk ended with its nodes delivered: the next chunk, or the end.
+fn chunk_done(mut op: Operation, env: &Env, mut effects: Vec<Effect>) -> Step {
+    let Some(c) = op.current.take() else {
+        return keep(op, effects);
+    };
+    if let Some(flow) = c.flow_id {
+        effects.push(Effect::FlowEnded(flow));
+    }
+    effects.push(Effect::Arrived(c.nodes));
+    op.completed_nodes += c.nodes;
+    op.next_chunk += 1;
+    if op.next_chunk >= op.chunks.len() {
+        return close(op, Outcome::Completed, effects);
+    }
+    if op.stopping {
+        return close(op, Outcome::Stopped, effects);
+    }
+    if op.resolve {
+        return close(op, Outcome::Resolved, effects);
+    }
+    op.wait_capacity_after = Some(env.now);
+    effects.push(Effect::Save);
+    keep(op, effects)
+}
+
+fn flow_read(mut op: Operation, flow: Flow, env: &Env) -> Step {
+    let Some(flow_id) = op.current.as_ref().and_then(|c| c.flow_id) else {
+        return keep(op, vec![]);
+    };
+    match flow {
+        Flow::Done => chunk_done(op, env, vec![]),
+        Flow::Failed | Flow::Blocked => {
+            op.current = None;
+            close(
+                op,
+                Outcome::FlowFailed(flow_id),
+                vec![Effect::FlowEnded(flow_id), Effect::FlowFailed(flow_id)],
+            )
+        }
+        Flow::Running => {
+            let mut changed = op
+                .current
+                .as_mut()
+                .is_some_and(|c| c.flow_unreadable.take().is_some());
+            let mut effects = Vec::new();
+            if let Some(b) = timed_out(&mut op, env, || format!("flow {flow_id} still running")) {
+                effects.push(b);
+                changed = true;
+            }
+            if changed {
+                effects.push(Effect::Save);
+            }
+            keep(op, effects)
+        }
+    }
+}
+
+fn flow_unreadable(mut op: Operation, error: String, env: &Env) -> Step {
+    let Some(flow_id) = op.current.as_ref().and_then(|c| c.flow_id) else {
+        return keep(op, vec![]);
+    };
+    let mut changed = false;
+    if let Some(c) = op.current.as_mut()
+        && c.flow_unreadable.as_deref() != Some(error.as_str())
+    {
+        c.flow_unreadable = Some(error.clone());
+        changed = true;
+    }
+    let mut effects = Vec::new();
+    if let Some(b) = timed_out(&mut op, env, || {
+        format!("flow {flow_id} cannot be read: {error}")
+    }) {
+        effects.push(b);
+        changed = true;
+    }
+    if changed {
+        effects.push(Effect::Save);
+    }
+    keep(op, effects)
+}
+
+/// The breaker to open, once, when the current chunk outlived `flow_timeout`.
+fn timed_out(op: &mut Operation, env: &Env, why: impl FnOnce() -> String) -> Option<Effect> {
+    let c = op.current.as_mut()?;
+    let since = c.first_sent_at.or(c.sent_at).unwrap_or(op.created_at);
+    if c.stuck || env.now - since <= env.flow_timeout {
+        return None;
+    }
+    c.stuck = true;
+    let secs = (env.now - since).num_seconds();
+    Some(Effect::OpenBreaker {
+        reason: format!("{} after {secs}s (flow_timeout)", why()),
+        flow_id: c.flow_id,
+    })
+}
+
+/// `timed_out` followed by its save, for steps that change nothing else.
+fn timeout_effects(op: &mut Operation, env: &Env, why: impl FnOnce() -> String) -> Vec<Effect> {
+    timed_out(op, env, why).map_or_else(Vec::new, |b| vec![b, Effect::Save])
+}
+
+fn tick(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
+    match phase(&op) {
+        Phase::BetweenChunks => {
+            if op.stopping {
+                return close(op, Outcome::Stopped, vec![]);
+            }
+            if op.resolve {
+                return close(op, Outcome::Resolved, vec![]);
+            }
+            let after = op.wait_capacity_after;
+            match capacity {
+                Some(Capacity {
+                    at,
+                    status,
+                    task_nodes: Some(running),
+                }) if Capacity {
+                    at,
+                    status,
+                    task_nodes: Some(running),
+                }
+                .idle()
+                    && after.is_none_or(|t| at > t) =>
+                {
+                    send_next(op, running, env)
+                }
+                _ => keep(op, vec![]),
+            }
+        }
+        Phase::Sending => {
+            // The answer of a started send was never seen (the shell lost
+            // it): it may have executed.
+            let mut effects = Vec::new();
+            count(&mut op, &mut effects);
+            if let Some(c) = op.current.as_mut() {
+                c.unknown_since = Some(env.now);
+            }
+            effects.push(Effect::Save);
+            keep(op, effects)
+        }
+        Phase::InFlow => {
+            if op.resolve {
+                return judge(op, capacity, env);
+            }
+            let flow_id = op.current.as_ref().and_then(|c| c.flow_id).unwrap_or(0);
+            let mut effects = timeout_effects(&mut op, env, || format!("flow {flow_id} not done"));
+            effects.push(Effect::ReadFlow(flow_id));
+            keep(op, effects)
+        }
+        Phase::AcceptedNoFlow => {
+            let why = || "accepted order without FlowId not yet seen on the cluster".to_string();
+            let kind = op.kind;
+            let (Some(cap), Some(c)) = (capacity, op.current.as_mut()) else {
+                let effects = timeout_effects(&mut op, env, why);
+                return keep(op, effects);
+            };
+            let after = c.sent_at.is_none_or(|t| cap.at > t);
+            let mut changed = false;
+            if after && cap.status == Some(status::SCALING_OUT) && !c.seen_busy {
+                c.seen_busy = true;
+                changed = true;
+            }
+            let reached = cap.task_nodes.is_some_and(|n| delivered(kind, c, n));
+            if after && (reached || (c.seen_busy && cap.idle())) {
+                return chunk_done(op, env, vec![]);
+            }
+            if op.resolve {
+                return judge(op, Some(cap), env);
+            }
+            let mut effects = Vec::new();
+            if let Some(b) = timed_out(&mut op, env, why) {
+                effects.push(b);
+                changed = true;
+            }
+            if changed {
+                effects.push(Effect::Save);
+            }
+            keep(op, effects)
+        }
+        Phase::Unknown => {
+            let Some(c) = op.current.as_ref() else {
+                return keep(op, vec![]);
+            };
+            let since = c.unknown_since.unwrap_or(env.now);
+            let idle_after = capacity.is_some_and(|cap| cap.idle() && cap.at > since);
+            if !idle_after {
+                let effects = timeout_effects(&mut op, env, || {
+                    "order outcome unknown; the cluster has not left its flow".to_string()
+                });
+                return keep(op, effects);
+            }
+            let young = token_young(c.token_created_at, env.wall);
+            if young && !c.judge_only && !op.stopping && !op.resolve {
+                resend(op)
+            } else {
+                judge(op, capacity, env)
+            }
+        }
+    }
+}
+
+/// Judges the current chunk from the task-node count of an idle cluster
+/// and carries on; waits while there is no such count.
+fn judge(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
+    let Some(running) = capacity.filter(Capacity::idle).and_then(|c| c.task_nodes) else {
+        return keep(op, vec![]);
+    };
+    let Some(c) = op.current.clone() else {
+        return keep(op, vec![]);
+    };
+    // Only task nodes can be counted: a core-node chunk in doubt is taken
+    // as executed, so it keeps counting in the cooldown.
+    let executed = op.kind == NodeKind::Core || delivered(op.kind, &c, running);
+    let mut effects = vec![Effect::Judged {
+        token: c.client_token.clone(),
+        executed,
+        running,
+    }];
+    if executed {
+        count(&mut op, &mut effects);
+        return chunk_done(op, env, effects);
+    }
+    if let Some(flow) = c.flow_id {
+        effects.push(Effect::FlowEnded(flow));
+    }
+    if c.counted {
+        effects.push(Effect::UncountOrder {
+            token: c.client_token.clone(),
+        });
+        op.counted_nodes = op.counted_nodes.saturating_sub(c.nodes);
+    }
+    op.current = None;
+    let outcome = if op.resolve {
+        Outcome::Resolved
+    } else {
+        Outcome::NotExecuted
+    };
+    close(op, outcome, effects)
+}
+
+fn pause(mut op: Operation) -> Step {
+    if phase(&op) == Phase::BetweenChunks {
+        return close(op, Outcome::Stopped, vec![]);
+    }
+    if op.stopping {
+        return keep(op, vec![]);
+    }
+    op.stopping = true;
+    keep(op, vec![Effect::Save])
+}
+
+fn resume(mut op: Operation) -> Step {
+    let mut changed = op.stopping;
+    op.stopping = false;
+    if is_stuck(&op) && !op.resolve {
+        op.resolve = true;
+        changed = true;
+    }
+    keep(op, if changed { vec![Effect::Save] } else { vec![] })
+}
+
+fn restart(mut op: Operation, env: &Env) -> Step {
+    match phase(&op) {
+        Phase::Sending => {
+            // It may have left before the process stopped.
+            let mut effects = Vec::new();
+            count(&mut op, &mut effects);
+            if let Some(c) = op.current.as_mut() {
+                c.unknown_since = Some(env.now);
+                c.sends = c.sends.max(1);
+            }
+            effects.push(Effect::Save);
+            keep(op, effects)
+        }
+        _ => keep(op, vec![]),
+    }
+}
+
+#[cfg(test)]
+mod tests;

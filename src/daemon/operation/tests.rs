@@ -1,0 +1,868 @@
+//! Every state x event pair of the operation machine (an expect-test
+//! snapshot), and properties over random event sequences.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use expect_test::expect;
+use proptest::prelude::*;
+
+use super::*;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+}
+
+/// The moment every table row is judged at: 10 minutes after the decision.
+fn env() -> Env {
+    Env {
+        now: t(600),
+        wall: t(600),
+        fresh_token: ("tok-new".into(), t(600)),
+        flow_timeout: Duration::minutes(30),
+    }
+}
+
+fn plan() -> Plan {
+    Plan {
+        id: "op-1".into(),
+        reason: "pending memory".into(),
+        chunks: vec![20, 5],
+        kind: NodeKind::Task,
+        source: OrderSource::Daemon,
+        task_nodes_before: 10,
+        marks: RuleMarks {
+            rules: vec!["pending".into()],
+            ..RuleMarks::default()
+        },
+    }
+}
+
+fn intent(sends: u32) -> ChunkIntent {
+    ChunkIntent {
+        client_token: "tok-1".into(),
+        token_created_at: t(540),
+        nodes: 20,
+        task_nodes_before: 10,
+        sends,
+        first_sent_at: Some(t(540)),
+        ..ChunkIntent::default()
+    }
+}
+
+fn op(current: Option<ChunkIntent>) -> Operation {
+    Operation {
+        id: "op-1".into(),
+        created_at: t(0),
+        chunks: vec![20, 5],
+        next_chunk: 0,
+        task_nodes_before: 10,
+        reason: "pending memory".into(),
+        current,
+        ..Operation::default()
+    }
+}
+
+fn counted(mut c: ChunkIntent) -> ChunkIntent {
+    c.counted = true;
+    c
+}
+
+fn states() -> Vec<(&'static str, Option<Operation>)> {
+    let accepted = ChunkIntent {
+        accepted: true,
+        flow_id: Some(77),
+        sent_at: Some(t(541)),
+        ..counted(intent(1))
+    };
+    let counted_op = |c: ChunkIntent| Operation {
+        counted_nodes: 20,
+        ..op(Some(c))
+    };
+    vec![
+        ("none", None),
+        (
+            "between chunks",
+            Some(Operation {
+                next_chunk: 1,
+                completed_nodes: 20,
+                counted_nodes: 20,
+                wait_capacity_after: Some(t(580)),
+                ..op(None)
+            }),
+        ),
+        ("sending, first send", Some(op(Some(intent(1))))),
+        (
+            "sending, re-send",
+            Some(counted_op(ChunkIntent {
+                unknown_since: None,
+                ..counted(intent(2))
+            })),
+        ),
+        ("in flow", Some(counted_op(accepted.clone()))),
+        (
+            "in flow, 40 min old",
+            Some(counted_op(ChunkIntent {
+                first_sent_at: Some(t(600 - 2400)),
+                ..accepted.clone()
+            })),
+        ),
+        (
+            "in flow, stuck",
+            Some(counted_op(ChunkIntent {
+                stuck: true,
+                flow_unreadable: Some("UnauthorizedOperation".into()),
+                ..accepted.clone()
+            })),
+        ),
+        (
+            "accepted, no flow id",
+            Some(counted_op(ChunkIntent {
+                flow_id: None,
+                ..accepted.clone()
+            })),
+        ),
+        (
+            "unknown, young token",
+            Some(counted_op(ChunkIntent {
+                unknown_since: Some(t(560)),
+                ..counted(intent(1))
+            })),
+        ),
+        (
+            "unknown, old token",
+            Some(counted_op(ChunkIntent {
+                unknown_since: Some(t(560)),
+                token_created_at: t(0),
+                ..counted(intent(1))
+            })),
+        ),
+        (
+            "in flow, stopping",
+            Some(Operation {
+                stopping: true,
+                ..counted_op(accepted)
+            }),
+        ),
+    ]
+}
+
+fn failed(class: ErrorClass, code: &str, sent_attempts: u32) -> Event {
+    Event::Answered(Answer::Failed {
+        class,
+        code: (!code.is_empty()).then(|| code.to_string()),
+        sent_attempts,
+        token_expired: false,
+    })
+}
+
+fn cap(secs: i64, status: i64, nodes: u32) -> Option<Capacity> {
+    Some(Capacity {
+        at: t(secs),
+        status: Some(status),
+        task_nodes: Some(nodes),
+    })
+}
+
+fn events() -> Vec<(&'static str, Event)> {
+    use ErrorClass::*;
+    vec![
+        ("decided", Event::Decided(plan())),
+        (
+            "accepted(flow 77)",
+            Event::Answered(Answer::Accepted { flow_id: Some(77) }),
+        ),
+        (
+            "accepted(no flow)",
+            Event::Answered(Answer::Accepted { flow_id: None }),
+        ),
+        ("throttled x1", failed(Throttled, "RequestLimitExceeded", 1)),
+        (
+            "in-process x1",
+            failed(Busy, "ResourceInUse.InstanceInProcess", 1),
+        ),
+        (
+            "in-process x2",
+            failed(Busy, "ResourceInUse.InstanceInProcess", 2),
+        ),
+        (
+            "duplicate x1",
+            failed(Busy, "FailedOperation.DuplicateOrderNotAllowed", 1),
+        ),
+        ("sold out x1", failed(SoldOut, "ResourcesSoldOut", 1)),
+        (
+            "invalid x1",
+            failed(Invalid, "InvalidParameterValue.TaskCount", 1),
+        ),
+        ("auth x1", failed(Auth, "AuthFailure.SignatureFailure", 1)),
+        ("not found x1", failed(NotFound, "ResourceNotFound", 1)),
+        ("internal x1", failed(Internal, "InternalError", 1)),
+        ("transport x3", failed(Transport, "", 3)),
+        ("timeout x1", failed(Timeout, "", 1)),
+        ("not sent", failed(Auth, "", 0)),
+        (
+            "token expired",
+            Event::Answered(Answer::Failed {
+                class: Transport,
+                code: None,
+                sent_attempts: 2,
+                token_expired: true,
+            }),
+        ),
+        ("flow running", Event::FlowRead(Flow::Running)),
+        ("flow done", Event::FlowRead(Flow::Done)),
+        ("flow failed", Event::FlowRead(Flow::Failed)),
+        ("flow blocked", Event::FlowRead(Flow::Blocked)),
+        (
+            "flow unreadable",
+            Event::FlowUnreadable {
+                error: "UnauthorizedOperation".into(),
+            },
+        ),
+        ("tick, no capacity", Event::Tick(None)),
+        ("tick, idle 30", Event::Tick(cap(590, 2, 30))),
+        ("tick, idle 10", Event::Tick(cap(590, 2, 10))),
+        ("tick, scaling", Event::Tick(cap(590, 4, 10))),
+        ("tick, idle, stale", Event::Tick(cap(500, 2, 30))),
+        ("pause", Event::Pause),
+        ("resume", Event::Resume),
+        ("restart", Event::Restart),
+    ]
+}
+
+fn show_effect(e: &Effect) -> String {
+    match e {
+        Effect::CountOrder { token, nodes } => format!("count({token},{nodes})"),
+        Effect::UncountOrder { token } => format!("uncount({token})"),
+        Effect::MarkRules(_) => "mark".into(),
+        Effect::StartCooldown => "cooldown".into(),
+        Effect::Backoff(c) => format!("backoff({c})"),
+        Effect::OpenBreaker { flow_id, .. } => format!("breaker({flow_id:?})"),
+        Effect::FlowEnded(f) => format!("ended({f})"),
+        Effect::Arrived(n) => format!("arrived({n})"),
+        Effect::Save => "save".into(),
+        Effect::Send {
+            token,
+            nodes,
+            chunk,
+            resend,
+            ..
+        } => format!(
+            "{}({token},{nodes},{}/{})",
+            if *resend { "RESEND" } else { "SEND" },
+            chunk.0,
+            chunk.1
+        ),
+        Effect::ReadFlow(f) => format!("read({f})"),
+        Effect::FlowFailed(f) => format!("failed({f})"),
+        Effect::Judged {
+            executed, running, ..
+        } => format!("judged({}@{running})", if *executed { "yes" } else { "no" }),
+        Effect::Close(o) => format!("CLOSE({})", o.label()),
+    }
+}
+
+fn show_op(op: &Option<Operation>) -> String {
+    match op {
+        None => "-".into(),
+        Some(op) => {
+            let mut s = format!("{:?}", phase(op));
+            if let Some(c) = &op.current {
+                s += &format!(" {}#{}", c.client_token, c.sends);
+                if c.judge_only {
+                    s += " judge-only";
+                }
+                if c.stuck {
+                    s += " stuck";
+                }
+                if c.flow_unreadable.is_some() {
+                    s += " unreadable";
+                }
+            }
+            if op.stopping {
+                s += " stopping";
+            }
+            if op.resolve {
+                s += " resolve";
+            }
+            s
+        }
+    }
+}
+
+#[test]
+fn every_state_and_event() {
+    let mut out = String::new();
+    for (state_name, state) in states() {
+        out += &format!("## {state_name}\n");
+        for (event_name, event) in events() {
+            let s = step(state.clone(), event, &env());
+            let effects: Vec<String> = s.effects.iter().map(show_effect).collect();
+            out += &format!(
+                "{event_name:<18} -> {:<28} {}\n",
+                show_op(&s.op),
+                effects.join(" ")
+            );
+        }
+    }
+    expect![[r#"
+        ## none
+        decided            -> Sending tok-new#1            save SEND(tok-new,20,1/2)
+        accepted(flow 77)  -> -                            
+        accepted(no flow)  -> -                            
+        throttled x1       -> -                            
+        in-process x1      -> -                            
+        in-process x2      -> -                            
+        duplicate x1       -> -                            
+        sold out x1        -> -                            
+        invalid x1         -> -                            
+        auth x1            -> -                            
+        not found x1       -> -                            
+        internal x1        -> -                            
+        transport x3       -> -                            
+        timeout x1         -> -                            
+        not sent           -> -                            
+        token expired      -> -                            
+        flow running       -> -                            
+        flow done          -> -                            
+        flow failed        -> -                            
+        flow blocked       -> -                            
+        flow unreadable    -> -                            
+        tick, no capacity  -> -                            
+        tick, idle 30      -> -                            
+        tick, idle 10      -> -                            
+        tick, scaling      -> -                            
+        tick, idle, stale  -> -                            
+        pause              -> -                            
+        resume             -> -                            
+        restart            -> -                            
+        ## between chunks
+        decided            -> BetweenChunks                
+        accepted(flow 77)  -> BetweenChunks                
+        accepted(no flow)  -> BetweenChunks                
+        throttled x1       -> BetweenChunks                
+        in-process x1      -> BetweenChunks                
+        in-process x2      -> BetweenChunks                
+        duplicate x1       -> BetweenChunks                
+        sold out x1        -> BetweenChunks                
+        invalid x1         -> BetweenChunks                
+        auth x1            -> BetweenChunks                
+        not found x1       -> BetweenChunks                
+        internal x1        -> BetweenChunks                
+        transport x3       -> BetweenChunks                
+        timeout x1         -> BetweenChunks                
+        not sent           -> BetweenChunks                
+        token expired      -> BetweenChunks                
+        flow running       -> BetweenChunks                
+        flow done          -> BetweenChunks                
+        flow failed        -> BetweenChunks                
+        flow blocked       -> BetweenChunks                
+        flow unreadable    -> BetweenChunks                
+        tick, no capacity  -> BetweenChunks                
+        tick, idle 30      -> Sending tok-new#1            save SEND(tok-new,5,2/2)
+        tick, idle 10      -> Sending tok-new#1            save SEND(tok-new,5,2/2)
+        tick, scaling      -> BetweenChunks                
+        tick, idle, stale  -> BetweenChunks                
+        pause              -> -                            cooldown save CLOSE(stopped)
+        resume             -> BetweenChunks                
+        restart            -> BetweenChunks                
+        ## sending, first send
+        decided            -> Sending tok-1#1              
+        accepted(flow 77)  -> InFlow tok-1#1               count(tok-1,20) mark save
+        accepted(no flow)  -> AcceptedNoFlow tok-1#1       count(tok-1,20) mark save
+        throttled x1       -> -                            save CLOSE(refused)
+        in-process x1      -> -                            save CLOSE(refused)
+        in-process x2      -> Unknown tok-1#1              count(tok-1,20) mark save
+        duplicate x1       -> Unknown tok-1#1              count(tok-1,20) mark save
+        sold out x1        -> -                            backoff(sold_out) save CLOSE(refused)
+        invalid x1         -> -                            backoff(invalid) save CLOSE(refused)
+        auth x1            -> -                            backoff(auth) save CLOSE(refused)
+        not found x1       -> -                            backoff(not_found) save CLOSE(refused)
+        internal x1        -> Unknown tok-1#1              count(tok-1,20) mark save
+        transport x3       -> Unknown tok-1#1              count(tok-1,20) mark save
+        timeout x1         -> Unknown tok-1#1              count(tok-1,20) mark save
+        not sent           -> -                            backoff(auth) save CLOSE(refused)
+        token expired      -> Unknown tok-1#1              count(tok-1,20) mark save
+        flow running       -> Sending tok-1#1              
+        flow done          -> Sending tok-1#1              
+        flow failed        -> Sending tok-1#1              
+        flow blocked       -> Sending tok-1#1              
+        flow unreadable    -> Sending tok-1#1              
+        tick, no capacity  -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle 30      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle 10      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, scaling      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle, stale  -> Unknown tok-1#1              count(tok-1,20) mark save
+        pause              -> Sending tok-1#1 stopping     save
+        resume             -> Sending tok-1#1              
+        restart            -> Unknown tok-1#1              count(tok-1,20) mark save
+        ## sending, re-send
+        decided            -> Sending tok-1#2              
+        accepted(flow 77)  -> InFlow tok-1#2               mark save
+        accepted(no flow)  -> AcceptedNoFlow tok-1#2       mark save
+        throttled x1       -> Unknown tok-1#2              mark save
+        in-process x1      -> Unknown tok-1#2              mark save
+        in-process x2      -> Unknown tok-1#2              mark save
+        duplicate x1       -> Unknown tok-1#2              mark save
+        sold out x1        -> Unknown tok-1#2 judge-only   mark save
+        invalid x1         -> Unknown tok-1#2 judge-only   mark save
+        auth x1            -> Unknown tok-1#2 judge-only   mark save
+        not found x1       -> Unknown tok-1#2 judge-only   mark save
+        internal x1        -> Unknown tok-1#2              mark save
+        transport x3       -> Unknown tok-1#2              mark save
+        timeout x1         -> Unknown tok-1#2              mark save
+        not sent           -> Unknown tok-1#2 judge-only   mark save
+        token expired      -> Unknown tok-1#2              mark save
+        flow running       -> Sending tok-1#2              
+        flow done          -> Sending tok-1#2              
+        flow failed        -> Sending tok-1#2              
+        flow blocked       -> Sending tok-1#2              
+        flow unreadable    -> Sending tok-1#2              
+        tick, no capacity  -> Unknown tok-1#2              mark save
+        tick, idle 30      -> Unknown tok-1#2              mark save
+        tick, idle 10      -> Unknown tok-1#2              mark save
+        tick, scaling      -> Unknown tok-1#2              mark save
+        tick, idle, stale  -> Unknown tok-1#2              mark save
+        pause              -> Sending tok-1#2 stopping     save
+        resume             -> Sending tok-1#2              
+        restart            -> Unknown tok-1#2              mark save
+        ## in flow
+        decided            -> InFlow tok-1#1               
+        accepted(flow 77)  -> InFlow tok-1#1               
+        accepted(no flow)  -> InFlow tok-1#1               
+        throttled x1       -> InFlow tok-1#1               
+        in-process x1      -> InFlow tok-1#1               
+        in-process x2      -> InFlow tok-1#1               
+        duplicate x1       -> InFlow tok-1#1               
+        sold out x1        -> InFlow tok-1#1               
+        invalid x1         -> InFlow tok-1#1               
+        auth x1            -> InFlow tok-1#1               
+        not found x1       -> InFlow tok-1#1               
+        internal x1        -> InFlow tok-1#1               
+        transport x3       -> InFlow tok-1#1               
+        timeout x1         -> InFlow tok-1#1               
+        not sent           -> InFlow tok-1#1               
+        token expired      -> InFlow tok-1#1               
+        flow running       -> InFlow tok-1#1               
+        flow done          -> BetweenChunks                ended(77) arrived(20) save
+        flow failed        -> -                            ended(77) failed(77) cooldown save CLOSE(flow_failed)
+        flow blocked       -> -                            ended(77) failed(77) cooldown save CLOSE(flow_failed)
+        flow unreadable    -> InFlow tok-1#1 unreadable    save
+        tick, no capacity  -> InFlow tok-1#1               read(77)
+        tick, idle 30      -> InFlow tok-1#1               read(77)
+        tick, idle 10      -> InFlow tok-1#1               read(77)
+        tick, scaling      -> InFlow tok-1#1               read(77)
+        tick, idle, stale  -> InFlow tok-1#1               read(77)
+        pause              -> InFlow tok-1#1 stopping      save
+        resume             -> InFlow tok-1#1               
+        restart            -> InFlow tok-1#1               
+        ## in flow, 40 min old
+        decided            -> InFlow tok-1#1               
+        accepted(flow 77)  -> InFlow tok-1#1               
+        accepted(no flow)  -> InFlow tok-1#1               
+        throttled x1       -> InFlow tok-1#1               
+        in-process x1      -> InFlow tok-1#1               
+        in-process x2      -> InFlow tok-1#1               
+        duplicate x1       -> InFlow tok-1#1               
+        sold out x1        -> InFlow tok-1#1               
+        invalid x1         -> InFlow tok-1#1               
+        auth x1            -> InFlow tok-1#1               
+        not found x1       -> InFlow tok-1#1               
+        internal x1        -> InFlow tok-1#1               
+        transport x3       -> InFlow tok-1#1               
+        timeout x1         -> InFlow tok-1#1               
+        not sent           -> InFlow tok-1#1               
+        token expired      -> InFlow tok-1#1               
+        flow running       -> InFlow tok-1#1 stuck         breaker(Some(77)) save
+        flow done          -> BetweenChunks                ended(77) arrived(20) save
+        flow failed        -> -                            ended(77) failed(77) cooldown save CLOSE(flow_failed)
+        flow blocked       -> -                            ended(77) failed(77) cooldown save CLOSE(flow_failed)
+        flow unreadable    -> InFlow tok-1#1 stuck unreadable breaker(Some(77)) save
+        tick, no capacity  -> InFlow tok-1#1 stuck         breaker(Some(77)) save read(77)
+        tick, idle 30      -> InFlow tok-1#1 stuck         breaker(Some(77)) save read(77)
+        tick, idle 10      -> InFlow tok-1#1 stuck         breaker(Some(77)) save read(77)
+        tick, scaling      -> InFlow tok-1#1 stuck         breaker(Some(77)) save read(77)
+        tick, idle, stale  -> InFlow tok-1#1 stuck         breaker(Some(77)) save read(77)
+        pause              -> InFlow tok-1#1 stopping      save
+        resume             -> InFlow tok-1#1               
+        restart            -> InFlow tok-1#1               
+        ## in flow, stuck
+        decided            -> InFlow tok-1#1 stuck unreadable 
+        accepted(flow 77)  -> InFlow tok-1#1 stuck unreadable 
+        accepted(no flow)  -> InFlow tok-1#1 stuck unreadable 
+        throttled x1       -> InFlow tok-1#1 stuck unreadable 
+        in-process x1      -> InFlow tok-1#1 stuck unreadable 
+        in-process x2      -> InFlow tok-1#1 stuck unreadable 
+        duplicate x1       -> InFlow tok-1#1 stuck unreadable 
+        sold out x1        -> InFlow tok-1#1 stuck unreadable 
+        invalid x1         -> InFlow tok-1#1 stuck unreadable 
+        auth x1            -> InFlow tok-1#1 stuck unreadable 
+        not found x1       -> InFlow tok-1#1 stuck unreadable 
+        internal x1        -> InFlow tok-1#1 stuck unreadable 
+        transport x3       -> InFlow tok-1#1 stuck unreadable 
+        timeout x1         -> InFlow tok-1#1 stuck unreadable 
+        not sent           -> InFlow tok-1#1 stuck unreadable 
+        token expired      -> InFlow tok-1#1 stuck unreadable 
+        flow running       -> InFlow tok-1#1 stuck         save
+        flow done          -> BetweenChunks                ended(77) arrived(20) save
+        flow failed        -> -                            ended(77) failed(77) cooldown save CLOSE(flow_failed)
+        flow blocked       -> -                            ended(77) failed(77) cooldown save CLOSE(flow_failed)
+        flow unreadable    -> InFlow tok-1#1 stuck unreadable 
+        tick, no capacity  -> InFlow tok-1#1 stuck unreadable read(77)
+        tick, idle 30      -> InFlow tok-1#1 stuck unreadable read(77)
+        tick, idle 10      -> InFlow tok-1#1 stuck unreadable read(77)
+        tick, scaling      -> InFlow tok-1#1 stuck unreadable read(77)
+        tick, idle, stale  -> InFlow tok-1#1 stuck unreadable read(77)
+        pause              -> InFlow tok-1#1 stuck unreadable stopping save
+        resume             -> InFlow tok-1#1 stuck unreadable resolve save
+        restart            -> InFlow tok-1#1 stuck unreadable 
+        ## accepted, no flow id
+        decided            -> AcceptedNoFlow tok-1#1       
+        accepted(flow 77)  -> AcceptedNoFlow tok-1#1       
+        accepted(no flow)  -> AcceptedNoFlow tok-1#1       
+        throttled x1       -> AcceptedNoFlow tok-1#1       
+        in-process x1      -> AcceptedNoFlow tok-1#1       
+        in-process x2      -> AcceptedNoFlow tok-1#1       
+        duplicate x1       -> AcceptedNoFlow tok-1#1       
+        sold out x1        -> AcceptedNoFlow tok-1#1       
+        invalid x1         -> AcceptedNoFlow tok-1#1       
+        auth x1            -> AcceptedNoFlow tok-1#1       
+        not found x1       -> AcceptedNoFlow tok-1#1       
+        internal x1        -> AcceptedNoFlow tok-1#1       
+        transport x3       -> AcceptedNoFlow tok-1#1       
+        timeout x1         -> AcceptedNoFlow tok-1#1       
+        not sent           -> AcceptedNoFlow tok-1#1       
+        token expired      -> AcceptedNoFlow tok-1#1       
+        flow running       -> AcceptedNoFlow tok-1#1       
+        flow done          -> AcceptedNoFlow tok-1#1       
+        flow failed        -> AcceptedNoFlow tok-1#1       
+        flow blocked       -> AcceptedNoFlow tok-1#1       
+        flow unreadable    -> AcceptedNoFlow tok-1#1       
+        tick, no capacity  -> AcceptedNoFlow tok-1#1       
+        tick, idle 30      -> BetweenChunks                arrived(20) save
+        tick, idle 10      -> AcceptedNoFlow tok-1#1       
+        tick, scaling      -> AcceptedNoFlow tok-1#1       save
+        tick, idle, stale  -> AcceptedNoFlow tok-1#1       
+        pause              -> AcceptedNoFlow tok-1#1 stopping save
+        resume             -> AcceptedNoFlow tok-1#1       
+        restart            -> AcceptedNoFlow tok-1#1       
+        ## unknown, young token
+        decided            -> Unknown tok-1#1              
+        accepted(flow 77)  -> Unknown tok-1#1              
+        accepted(no flow)  -> Unknown tok-1#1              
+        throttled x1       -> Unknown tok-1#1              
+        in-process x1      -> Unknown tok-1#1              
+        in-process x2      -> Unknown tok-1#1              
+        duplicate x1       -> Unknown tok-1#1              
+        sold out x1        -> Unknown tok-1#1              
+        invalid x1         -> Unknown tok-1#1              
+        auth x1            -> Unknown tok-1#1              
+        not found x1       -> Unknown tok-1#1              
+        internal x1        -> Unknown tok-1#1              
+        transport x3       -> Unknown tok-1#1              
+        timeout x1         -> Unknown tok-1#1              
+        not sent           -> Unknown tok-1#1              
+        token expired      -> Unknown tok-1#1              
+        flow running       -> Unknown tok-1#1              
+        flow done          -> Unknown tok-1#1              
+        flow failed        -> Unknown tok-1#1              
+        flow blocked       -> Unknown tok-1#1              
+        flow unreadable    -> Unknown tok-1#1              
+        tick, no capacity  -> Unknown tok-1#1              
+        tick, idle 30      -> Sending tok-1#2              save RESEND(tok-1,20,1/2)
+        tick, idle 10      -> Sending tok-1#2              save RESEND(tok-1,20,1/2)
+        tick, scaling      -> Unknown tok-1#1              
+        tick, idle, stale  -> Unknown tok-1#1              
+        pause              -> Unknown tok-1#1 stopping     save
+        resume             -> Unknown tok-1#1              
+        restart            -> Unknown tok-1#1              
+        ## unknown, old token
+        decided            -> Unknown tok-1#1              
+        accepted(flow 77)  -> Unknown tok-1#1              
+        accepted(no flow)  -> Unknown tok-1#1              
+        throttled x1       -> Unknown tok-1#1              
+        in-process x1      -> Unknown tok-1#1              
+        in-process x2      -> Unknown tok-1#1              
+        duplicate x1       -> Unknown tok-1#1              
+        sold out x1        -> Unknown tok-1#1              
+        invalid x1         -> Unknown tok-1#1              
+        auth x1            -> Unknown tok-1#1              
+        not found x1       -> Unknown tok-1#1              
+        internal x1        -> Unknown tok-1#1              
+        transport x3       -> Unknown tok-1#1              
+        timeout x1         -> Unknown tok-1#1              
+        not sent           -> Unknown tok-1#1              
+        token expired      -> Unknown tok-1#1              
+        flow running       -> Unknown tok-1#1              
+        flow done          -> Unknown tok-1#1              
+        flow failed        -> Unknown tok-1#1              
+        flow blocked       -> Unknown tok-1#1              
+        flow unreadable    -> Unknown tok-1#1              
+        tick, no capacity  -> Unknown tok-1#1              
+        tick, idle 30      -> BetweenChunks                judged(yes@30) mark arrived(20) save
+        tick, idle 10      -> -                            judged(no@10) uncount(tok-1) save CLOSE(not_executed)
+        tick, scaling      -> Unknown tok-1#1              
+        tick, idle, stale  -> Unknown tok-1#1              
+        pause              -> Unknown tok-1#1 stopping     save
+        resume             -> Unknown tok-1#1              
+        restart            -> Unknown tok-1#1              
+        ## in flow, stopping
+        decided            -> InFlow tok-1#1 stopping      
+        accepted(flow 77)  -> InFlow tok-1#1 stopping      
+        accepted(no flow)  -> InFlow tok-1#1 stopping      
+        throttled x1       -> InFlow tok-1#1 stopping      
+        in-process x1      -> InFlow tok-1#1 stopping      
+        in-process x2      -> InFlow tok-1#1 stopping      
+        duplicate x1       -> InFlow tok-1#1 stopping      
+        sold out x1        -> InFlow tok-1#1 stopping      
+        invalid x1         -> InFlow tok-1#1 stopping      
+        auth x1            -> InFlow tok-1#1 stopping      
+        not found x1       -> InFlow tok-1#1 stopping      
+        internal x1        -> InFlow tok-1#1 stopping      
+        transport x3       -> InFlow tok-1#1 stopping      
+        timeout x1         -> InFlow tok-1#1 stopping      
+        not sent           -> InFlow tok-1#1 stopping      
+        token expired      -> InFlow tok-1#1 stopping      
+        flow running       -> InFlow tok-1#1 stopping      
+        flow done          -> -                            ended(77) arrived(20) cooldown save CLOSE(stopped)
+        flow failed        -> -                            ended(77) failed(77) cooldown save CLOSE(flow_failed)
+        flow blocked       -> -                            ended(77) failed(77) cooldown save CLOSE(flow_failed)
+        flow unreadable    -> InFlow tok-1#1 unreadable stopping save
+        tick, no capacity  -> InFlow tok-1#1 stopping      read(77)
+        tick, idle 30      -> InFlow tok-1#1 stopping      read(77)
+        tick, idle 10      -> InFlow tok-1#1 stopping      read(77)
+        tick, scaling      -> InFlow tok-1#1 stopping      read(77)
+        tick, idle, stale  -> InFlow tok-1#1 stopping      read(77)
+        pause              -> InFlow tok-1#1 stopping      
+        resume             -> InFlow tok-1#1               save
+        restart            -> InFlow tok-1#1 stopping      
+    "#]].assert_eq(&out);
+}
+
+#[test]
+fn the_one_rule() {
+    use ErrorClass::*;
+    let f = |class, code: &str, sent, first| {
+        verdict(
+            &Answer::Failed {
+                class,
+                code: (!code.is_empty()).then(|| code.to_string()),
+                sent_attempts: sent,
+                token_expired: false,
+            },
+            first,
+        )
+    };
+    // The lost answer, then InstanceInProcess on the retry: may have executed.
+    assert_eq!(
+        f(Busy, "ResourceInUse.InstanceInProcess", 2, true),
+        Verdict::Unknown
+    );
+    // The first attempt of a new token: the flow was checked, nothing ran.
+    assert_eq!(
+        f(Busy, "ResourceInUse.InstanceInProcess", 1, true),
+        Verdict::NotExecuted
+    );
+    // A re-send after a restart: may have executed.
+    assert_eq!(
+        f(Busy, "ResourceInUse.InstanceInProcess", 1, false),
+        Verdict::Unknown
+    );
+    assert_eq!(
+        f(Busy, "FailedOperation.DuplicateOrderNotAllowed", 1, true),
+        Verdict::Unknown
+    );
+    for class in [Transport, Timeout, Internal] {
+        assert_eq!(f(class, "", 1, true), Verdict::Unknown, "{class}");
+    }
+    for class in [Throttled, SoldOut, Invalid, Auth, NotFound] {
+        assert_eq!(f(class, "X", 1, true), Verdict::NotExecuted, "{class}");
+        assert_eq!(f(class, "X", 2, true), Verdict::Unknown, "{class}");
+    }
+    assert_eq!(f(Auth, "", 0, true), Verdict::NotExecuted);
+    assert_eq!(f(Auth, "", 0, false), Verdict::Unknown);
+    assert_eq!(
+        verdict(&Answer::Accepted { flow_id: None }, false),
+        Verdict::Executed
+    );
+}
+
+/// The world's answers in the random sequences.
+#[derive(Debug, Clone)]
+enum Input {
+    Answer(u8, u32),
+    Accepted(bool),
+    Flow(u8),
+    Unreadable,
+    Tick(u8, u32),
+    NoCapacity,
+    Pause,
+    Resume,
+    Restart,
+    Decided(u32),
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        (0u8..10, 0u32..4).prop_map(|(c, n)| Input::Answer(c, n)),
+        any::<bool>().prop_map(Input::Accepted),
+        (0u8..4).prop_map(Input::Flow),
+        Just(Input::Unreadable),
+        (0u8..4, 0u32..80).prop_map(|(s, n)| Input::Tick(s, n)),
+        Just(Input::NoCapacity),
+        Just(Input::Pause),
+        Just(Input::Resume),
+        Just(Input::Restart),
+        (1u32..70).prop_map(Input::Decided),
+    ]
+}
+
+fn event_of(i: &Input, now: DateTime<Utc>) -> Event {
+    let classes = ErrorClass::ALL;
+    match i {
+        Input::Answer(c, n) => {
+            let class = classes[usize::from(*c) % classes.len()];
+            let code = match c {
+                1 => Some("ResourceInUse.InstanceInProcess".to_string()),
+                9 => Some("FailedOperation.DuplicateOrderNotAllowed".to_string()),
+                _ => None,
+            };
+            let class = if *c == 9 { ErrorClass::Busy } else { class };
+            Event::Answered(Answer::Failed {
+                class,
+                code,
+                sent_attempts: *n,
+                token_expired: *c == 8,
+            })
+        }
+        Input::Accepted(flow) => Event::Answered(Answer::Accepted {
+            flow_id: flow.then_some(5),
+        }),
+        Input::Flow(f) => Event::FlowRead(
+            [Flow::Running, Flow::Done, Flow::Failed, Flow::Blocked][usize::from(*f)],
+        ),
+        Input::Unreadable => Event::FlowUnreadable { error: "x".into() },
+        Input::Tick(s, n) => Event::Tick(Some(Capacity {
+            at: now,
+            status: Some([2, 4, 302, 16][usize::from(*s)]),
+            task_nodes: Some(*n),
+        })),
+        Input::NoCapacity => Event::Tick(None),
+        Input::Pause => Event::Pause,
+        Input::Resume => Event::Resume,
+        Input::Restart => Event::Restart,
+        Input::Decided(n) => Event::Decided(Plan {
+            chunks: crate::policy::chunks(*n),
+            ..plan()
+        }),
+    }
+}
+
+/// What the properties track about one operation.
+#[derive(Default)]
+struct Seen {
+    decided: u32,
+    /// Token per chunk index.
+    tokens: Vec<(usize, String, u32)>,
+}
+
+fn check_effects(
+    before: &Option<Operation>,
+    s: &Step,
+    seen: &mut Seen,
+) -> Result<(), TestCaseError> {
+    let mut saved = false;
+    for e in &s.effects {
+        match e {
+            Effect::Save => saved = true,
+            Effect::Send {
+                token,
+                nodes,
+                chunk,
+                ..
+            } => {
+                prop_assert!(saved, "a send before its intent was saved");
+                let idx = chunk.0 - 1;
+                if let Some((_, t, _)) = seen.tokens.iter().find(|(i, _, _)| *i == idx) {
+                    prop_assert_eq!(t, token, "chunk {} sent under a second token", idx);
+                } else {
+                    // A new chunk: every earlier chunk must be settled.
+                    let prev = before.as_ref().and_then(|o| o.current.as_ref());
+                    prop_assert!(
+                        prev.is_none() || prev.is_some_and(|c| c.client_token == *token),
+                        "a new token while the current chunk may have executed"
+                    );
+                    seen.tokens.push((idx, token.clone(), *nodes));
+                }
+                let sent: u32 = seen.tokens.iter().map(|(_, _, n)| n).sum();
+                prop_assert!(
+                    sent <= seen.decided,
+                    "sent {sent} > decided {}",
+                    seen.decided
+                );
+            }
+            _ => {}
+        }
+        if matches!(e, Effect::Send { .. } | Effect::ReadFlow(_)) {
+            prop_assert!(s.effects.last() == Some(e), "a call is the last effect");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn never_two_tokens_never_more_than_decided_always_ends(
+        inputs in proptest::collection::vec((input(), 0i64..400, -30i64..400), 1..60),
+    ) {
+        let mut op: Option<Operation> = None;
+        let mut seen = Seen::default();
+        let mut now = t(0);
+        let mut wall = t(0);
+        let mut n = 0u32;
+        let flow_timeout = Duration::minutes(30);
+        for (i, (input, dt, dw)) in inputs.iter().enumerate() {
+            now += Duration::seconds(*dt);
+            wall += Duration::seconds(*dw);
+            n += 1;
+            let env = Env { now, wall, fresh_token: (format!("tok-{n}"), wall), flow_timeout };
+            let event = event_of(input, now);
+            if op.is_none() && let Event::Decided(p) = &event {
+                seen = Seen { decided: p.chunks.iter().sum(), tokens: vec![] };
+            }
+            let before = op.clone();
+            let s = step(op, event, &env);
+            check_effects(&before, &s, &mut seen)?;
+            prop_assert!(
+                s.op.is_some() || before.is_none() || s.effects.iter().any(|e| matches!(e, Effect::Close(_))),
+                "step {i}: an operation vanished without a Close"
+            );
+            op = s.op;
+        }
+        // Then a cooperative world: the cluster idles with every node, each
+        // send is accepted, each flow is done. The operation must end, or
+        // be visibly stuck (its breaker open).
+        for _ in 0..40 {
+            let Some(cur) = op.clone() else { break };
+            now += Duration::seconds(60);
+            wall += Duration::seconds(60);
+            n += 1;
+            let env = Env { now, wall, fresh_token: (format!("tok-{n}"), wall), flow_timeout };
+            let cap = Capacity { at: now, status: Some(2), task_nodes: Some(1000) };
+            let mut s = step(Some(cur.clone()), Event::Tick(Some(cap)), &env);
+            check_effects(&Some(cur), &s, &mut seen)?;
+            loop {
+                let next = match s.effects.iter().find(|e| matches!(e, Effect::Send { .. } | Effect::ReadFlow(_))) {
+                    Some(Effect::Send { .. }) => Event::Answered(Answer::Accepted { flow_id: Some(9) }),
+                    Some(Effect::ReadFlow(_)) => Event::FlowRead(Flow::Done),
+                    _ => break,
+                };
+                let before = s.op.clone();
+                s = step(s.op, next, &env);
+                check_effects(&before, &s, &mut seen)?;
+            }
+            op = s.op;
+        }
+        prop_assert!(op.as_ref().is_none_or(is_stuck), "left hanging: {:?}", op);
+    }
+}
