@@ -1,5 +1,6 @@
 //! The real `emr-autoscaler run` binary as a child process.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -7,6 +8,41 @@ use std::time::{Duration, Instant};
 use emr_autoscaler::sim::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
+
+/// How long a daemon may take to bind its admin port and write the ready file.
+pub const READY_LIMIT: Duration = Duration::from_secs(20);
+
+/// Waits until `child` (started with `--ready-file path`) has written `path`,
+/// polling every 20 ms, and returns the address in it. Panics with the
+/// daemon's log (`log`) if the child exits first or `READY_LIMIT` passes.
+///
+/// This blocks the thread: call it from sync code, or through
+/// `tokio::task::block_in_place` on a multi-thread runtime.
+pub fn wait_ready_file(path: &Path, child: &mut Child, log: &Path) -> SocketAddr {
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + READY_LIMIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text.trim_end().parse().unwrap_or_else(|e| {
+                panic!("the ready file {} holds {text:?}: {e}", path.display())
+            });
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the daemon exited ({status}) before writing {}; its log:\n{}",
+                path.display(),
+                log_text()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ready file {} after {READY_LIMIT:?}; the daemon's log:\n{}",
+            path.display(),
+            log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
