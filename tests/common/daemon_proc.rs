@@ -1,4 +1,5 @@
-//! The real `emr-autoscaler run` binary as a child process.
+//! The real `emr-autoscaler run` binary as a child process. Its config says
+//! `listen = "127.0.0.1:0"`; the port it got is read from `--ready-file`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,35 +45,37 @@ pub fn wait_ready_file(path: &Path, child: &mut Child, log: &Path) -> SocketAddr
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub struct Daemon {
     pub config: PathBuf,
     pub log: PathBuf,
+    /// The admin port of the current child, from its ready file.
     pub port: u16,
     pub child: Option<Child>,
+    /// Where the ready file goes; each spawn removes the old one first.
+    ready_dir: tempfile::TempDir,
 }
 
 impl Daemon {
-    /// Starts `run --config <config>`; logs append to `log`.
-    pub fn start(config: &Path, log: &Path, port: u16, home: &Path) -> Daemon {
+    /// Starts `run --config <config> --ready-file ..` and waits until it has
+    /// bound its admin port; logs append to `log`. The config should listen
+    /// on `127.0.0.1:0`.
+    pub fn start(config: &Path, log: &Path, home: &Path) -> Daemon {
         let mut d = Daemon {
             config: config.to_path_buf(),
             log: log.to_path_buf(),
-            port,
+            port: 0,
             child: None,
+            ready_dir: tempfile::tempdir().unwrap(),
         };
         d.spawn(home);
         d
     }
 
+    /// Starts the child (again) and waits for its ready file. A restart gets
+    /// a new port.
     pub fn spawn(&mut self, home: &Path) {
+        let ready = self.ready_dir.path().join("ready");
+        let _ = std::fs::remove_file(&ready);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -80,6 +83,8 @@ impl Daemon {
             .unwrap();
         let child = Command::new(BIN)
             .args(["run", "--config", self.config.to_str().unwrap()])
+            .arg("--ready-file")
+            .arg(&ready)
             .env_clear()
             .env("HOME", home)
             .env("RUST_LOG", "info")
@@ -90,6 +95,9 @@ impl Daemon {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        let child = self.child.as_mut().unwrap();
+        let addr = tokio::task::block_in_place(|| wait_ready_file(&ready, child, &self.log));
+        self.port = addr.port();
     }
 
     pub fn pid(&self) -> u32 {
