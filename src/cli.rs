@@ -171,6 +171,14 @@ pub struct RunArgs {
     /// with empty state, instead of refusing to start.
     #[arg(long)]
     pub reset_state: bool,
+    /// Once the admin listener is bound, write its address (127.0.0.1:PORT)
+    /// to this file, as one line, atomically (PATH.tmp, then rename).
+    ///
+    /// With `listen = "127.0.0.1:0"` the system picks the port; read it here.
+    /// Wait for the file to appear to know the daemon serves /healthz.
+    /// The daemon exits 1 if it cannot write the file.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Arguments of `scale-out`.

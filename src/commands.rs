@@ -69,6 +69,7 @@ pub async fn run(args: crate::cli::RunArgs) -> ExitCode {
     let options = crate::daemon::RunOptions {
         config_path: args.config.config,
         reset_state: args.reset_state,
+        ready_file: args.ready_file,
         credentials: None,
     };
     let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);

@@ -212,6 +212,7 @@ pub async fn run(
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("<built-in demo policy>")),
             reset_state: false,
+            ready_file: None,
             credentials: Some(credentials),
         },
         config.clone(),

@@ -5,12 +5,15 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time and pick a window near now.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Timelike, Utc};
+use common::real_prom::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 const CLUSTER: &str = "emr-bt000001";
@@ -341,14 +344,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.0 GET on loopback; the body, if any answer came.
 fn http_get(port: u16, path: &str) -> Option<String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -397,6 +392,7 @@ fn start_prometheus(dir: &Path, openmetrics: &str, probe: &str, at: DateTime<Utc
     )
     .unwrap();
     let log = dir.join("prometheus.log");
+    // Prometheus cannot report a port it picked itself; see `free_port`.
     let port = free_port();
     let child = Command::new("prometheus")
         .arg(format!("--storage.tsdb.path={}", tsdb.display()))

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::daemon_proc::wait_ready_file;
 use common::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{
@@ -22,18 +23,11 @@ const CLUSTER: &str = "emr-abc12345";
 const Q: &str = "sum(yarn_pending_memory_mb)";
 const SCALE_OUT: &str = "ScaleOutInstance";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Rig {
     sim: SimHandle,
     prom: FakeProm,
     dir: tempfile::TempDir,
+    /// The running child's admin port, from its ready file.
     port: u16,
     child: Option<Child>,
 }
@@ -43,7 +37,6 @@ fn config_text(
     rig_sim: &str,
     prom: &str,
     dir: &std::path::Path,
-    port: u16,
     cluster_extra: &str,
     rules: &str,
 ) -> String {
@@ -51,7 +44,7 @@ fn config_text(
         r#"
 [daemon]
 evaluation_interval = "1s"
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 state_dir = "{state}"
 flow_timeout = "60s"
 
@@ -106,7 +99,7 @@ impl Rig {
             sim,
             prom,
             dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
+            port: 0,
             child: None,
         }
     }
@@ -120,7 +113,6 @@ impl Rig {
             &self.sim.endpoint(),
             &self.prom.url(),
             self.dir.path(),
-            self.port,
             cluster_extra,
             rules,
         );
@@ -134,9 +126,20 @@ impl Rig {
         std::fs::write(self.config_path(), text).unwrap();
     }
 
+    fn ready_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.ready")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    /// `run` with this rig's config, writing its address to `ready_path`.
     fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(["run", "--config", self.config_path().to_str().unwrap()])
+            .arg("--ready-file")
+            .arg(self.ready_path())
             .env_clear()
             .env("HOME", self.dir.path())
             .env("RUST_LOG", "info")
@@ -147,18 +150,29 @@ impl Rig {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(self.dir.path().join("daemon.log"))
+                    .open(self.log_path())
                     .unwrap(),
             ));
         cmd
     }
 
     fn start(&mut self) {
-        self.child = Some(self.command().spawn().unwrap());
+        self.launch(self.command());
+    }
+
+    /// Spawns `cmd` (from `command`) and waits until the daemon has bound its
+    /// admin port; a restart gets a new port.
+    fn launch(&mut self, mut cmd: Command) {
+        let ready = self.ready_path();
+        let log = self.log_path();
+        let _ = std::fs::remove_file(&ready);
+        self.child = Some(cmd.spawn().unwrap());
+        let child = self.child.as_mut().unwrap();
+        self.port = tokio::task::block_in_place(|| wait_ready_file(&ready, child, &log)).port();
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     fn signal(&self, sig: &str) {
@@ -444,15 +458,9 @@ async fn a_second_daemon_on_the_same_state_dir_refuses() {
     rig.write_config("", &threshold(1, "1m"));
     rig.start();
     ready(&rig).await;
-    // Same state_dir, another port.
-    let other = rig.dir.path().join("other.toml");
-    let text = std::fs::read_to_string(rig.config_path()).unwrap().replace(
-        &format!("127.0.0.1:{}", rig.port),
-        &format!("127.0.0.1:{}", free_port()),
-    );
-    std::fs::write(&other, text).unwrap();
+    // The same config: the same state_dir, and port 0 gives it its own port.
     let out = Command::new(BIN)
-        .args(["run", "--config", other.to_str().unwrap()])
+        .args(["run", "--config", rig.config_path().to_str().unwrap()])
         .env("HOME", rig.dir.path())
         .output()
         .unwrap();
@@ -594,7 +602,7 @@ async fn sd_notify_messages_arrive_on_the_socket() {
     let mut cmd = rig.command();
     cmd.env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "1000000");
-    rig.child = Some(cmd.spawn().unwrap());
+    rig.launch(cmd);
     let recv_until = |want: &str| -> Vec<String> {
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
@@ -763,7 +771,7 @@ async fn a_corrupt_state_file_stops_startup_unless_reset() {
     );
     let mut cmd = rig.command();
     cmd.arg("--reset-state");
-    rig.child = Some(cmd.spawn().unwrap());
+    rig.launch(cmd);
     ready(&rig).await;
     let aside = std::fs::read_dir(&state_dir)
         .unwrap()

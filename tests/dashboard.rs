@@ -7,6 +7,8 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // The test waits for real processes in real time.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon_proc::wait_ready_file;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
@@ -257,14 +260,6 @@ impl Exposition {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A plain HTTP/1.0 GET on loopback: the status and the body.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -294,11 +289,11 @@ fn command(dir: &Path, log: &str) -> Command {
     cmd
 }
 
-fn config(endpoint: &str, port: u16, state_dir: &Path) -> String {
+fn config(endpoint: &str, state_dir: &Path) -> String {
     format!(
         r#"[daemon]
 evaluation_interval = "1s"
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 state_dir = "{state}"
 
 [prometheus]
@@ -351,15 +346,18 @@ fn live_metrics(dir: &Path, children: &mut Children) -> String {
         std::fs::read_to_string(dir.join("sim.log")).unwrap_or_default()
     );
 
-    let port = free_port();
     let config_path = dir.join("config.toml");
-    std::fs::write(&config_path, config(&endpoint, port, &dir.join("state"))).unwrap();
+    std::fs::write(&config_path, config(&endpoint, &dir.join("state"))).unwrap();
+    let ready = dir.join("daemon.ready");
     let daemon = command(dir, "daemon.log")
         .args(["run", "--config", config_path.to_str().unwrap()])
+        .arg("--ready-file")
+        .arg(&ready)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     children.0.push(daemon);
+    let port = wait_ready_file(&ready, &mut children.0[1], &dir.join("daemon.log")).port();
 
     let log = || std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -13,7 +13,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon_proc::{Daemon, eventually, free_port};
+use common::daemon_proc::{Daemon, eventually};
 use common::real_prom::{Exporter, RealProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{Fault, SimCluster, SimConfig, SimHandle, Simulator};
@@ -67,7 +67,6 @@ impl World {
     fn config(
         &self,
         name: &str,
-        port: u16,
         clusters: &[&str],
         cluster_extra: &str,
         rule_extra: &str,
@@ -76,7 +75,7 @@ impl World {
             r#"
 [daemon]
 evaluation_interval = "1s"
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 state_dir = "{state}"
 [prometheus]
 url = "{prom}"
@@ -123,11 +122,10 @@ unit = "mb"
         path
     }
 
-    fn daemon(&self, name: &str, config: &std::path::Path, port: u16) -> Daemon {
+    fn daemon(&self, name: &str, config: &std::path::Path) -> Daemon {
         Daemon::start(
             config,
             &self.dir.path().join(format!("{name}.log")),
-            port,
             self.dir.path(),
         )
     }
@@ -148,15 +146,13 @@ unit = "mb"
 async fn demand_rises_cools_down_scales_again_and_stops_at_max() {
     const C: &str = "emr-e2e00001";
     let w = World::new(&[C], Duration::from_millis(500), |_| {}).await;
-    let port = free_port();
     let cfg = w.config(
         "rise",
-        port,
         &[C],
         "max_task_nodes = 7\ncooldown = \"4s\"",
         "for = \"4s\"",
     );
-    let d = w.daemon("rise", &cfg, port);
+    let d = w.daemon("rise", &cfg);
     d.wait_healthy(Duration::from_secs(20)).await;
     // A 2-second spike: shorter than `for`, so nothing happens.
     w.exporter.set(C, Some(50_000.0));
@@ -221,15 +217,13 @@ async fn demand_rises_cools_down_scales_again_and_stops_at_max() {
 async fn missing_data_never_acts_and_the_daemon_resumes() {
     const C: &str = "emr-e2e00002";
     let w = World::new(&[C], Duration::from_millis(500), |_| {}).await;
-    let port = free_port();
     let cfg = w.config(
         "stall",
-        port,
         &[C],
         "max_task_nodes = 20\ncooldown = \"1h\"",
         "for = \"3s\"",
     );
-    let d = w.daemon("stall", &cfg, port);
+    let d = w.daemon("stall", &cfg);
     d.wait_healthy(Duration::from_secs(20)).await;
     eventually(Duration::from_secs(15), "ready", || async {
         d.get("/readyz").await.0 == 200
@@ -316,15 +310,13 @@ async fn lost_answers_and_error_classes_against_real_prometheus() {
         Some(BUSY),
         Fault::ApiError("ResourceInUse.InstanceInProcess".into()),
     );
-    let port = free_port();
     let cfg = w.config(
         "classes",
-        port,
         &all,
         "max_task_nodes = 20\ncooldown = \"1h\"",
         "for = \"0s\"",
     );
-    let d = w.daemon("classes", &cfg, port);
+    let d = w.daemon("classes", &cfg);
     d.wait_healthy(Duration::from_secs(20)).await;
     for c in all {
         w.exporter.set(c, Some(50_000.0));
@@ -409,10 +401,8 @@ async fn kill_9_at_random_points_never_orders_twice() {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let w = World::new(&refs, Duration::from_millis(600), |_| {}).await;
     for (i, c) in refs.iter().enumerate() {
-        let port = free_port();
         let cfg = w.config(
             c,
-            port,
             &[c],
             "max_task_nodes = 30\ncooldown = \"1h\"",
             "for = \"0s\"\nadd = 25",
@@ -421,7 +411,7 @@ async fn kill_9_at_random_points_never_orders_twice() {
             // Widen the window between execution and acknowledgement.
             w.sim.inject(SCALE_OUT, Some(c), Fault::DropAfterExecute);
         }
-        let mut d = w.daemon(c, &cfg, port);
+        let mut d = w.daemon(c, &cfg);
         d.wait_healthy(Duration::from_secs(20)).await;
         w.exporter.set(c, Some(50_000.0));
         // Wait for the first request, then kill at a random point up to 1.5 s later.
@@ -476,15 +466,13 @@ async fn two_hundred_clusters_breach_at_once() {
     let names: Vec<String> = (0..200).map(|i| format!("emr-many{i:04}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let w = World::new(&refs, Duration::from_secs(30), |_| {}).await;
-    let port = free_port();
     let cfg = w.config(
         "many",
-        port,
         &refs,
         "max_task_nodes = 10\ncooldown = \"1h\"",
         "for = \"0s\"",
     );
-    let d = w.daemon("many", &cfg, port);
+    let d = w.daemon("many", &cfg);
     d.wait_healthy(Duration::from_secs(30)).await;
     for c in &refs {
         w.exporter.set(c, Some(50_000.0));
@@ -537,15 +525,13 @@ async fn soak_with_random_faults() {
         c.fault_probability = 0.15;
     })
     .await;
-    let port = free_port();
     let cfg = w.config(
         "soak",
-        port,
         &refs,
         "max_task_nodes = 12\ncooldown = \"2s\"",
         "for = \"1s\"",
     );
-    let d = w.daemon("soak", &cfg, port);
+    let d = w.daemon("soak", &cfg);
     d.wait_healthy(Duration::from_secs(20)).await;
     let rss_start = d.rss_kib();
     let mut rng = fastrand::Rng::with_seed(seed);

@@ -93,6 +93,13 @@ fn environment_values_are_validated_too() {
 }
 
 #[test]
+fn listen_on_port_zero_is_valid() {
+    let text = data("minimal.toml").replace("127.0.0.1:9464", "127.0.0.1:0");
+    let c = load_str(&text, None).unwrap();
+    assert_eq!(c.daemon.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+}
+
+#[test]
 fn missing_required_keys() {
     let got = issues("[tencent]\n[[clusters]]\n");
     let paths: Vec<&str> = got.iter().map(|i| i.path.as_str()).collect();

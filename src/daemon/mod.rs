@@ -49,6 +49,14 @@ pub enum DaemonError {
     /// A client could not be built.
     #[error("{0}")]
     Setup(String),
+    /// `--ready-file` could not be written.
+    #[error("cannot write the ready file {}: {reason}", path.display())]
+    ReadyFile {
+        /// The file asked for.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
 }
 
 /// The durable state and the one writer of its file.
@@ -118,6 +126,8 @@ pub struct RunOptions {
     pub config_path: PathBuf,
     /// Move an unreadable state file aside instead of refusing to start.
     pub reset_state: bool,
+    /// Where to write the bound admin address once the listener is up.
+    pub ready_file: Option<PathBuf>,
     /// Fixed credentials (the demo); `None` uses the credential chain.
     pub credentials: Option<crate::tencent::Credentials>,
 }
@@ -202,6 +212,11 @@ pub async fn run(
     metrics.config_reloaded(true, clock.now());
     let board = Arc::new(StatusBoard::new(clock.clone()));
 
+    let admin_addr = listener.local_addr().map_err(|e| DaemonError::Listen {
+        addr: config.daemon.listen,
+        reason: e.to_string(),
+    })?;
+    tracing::info!(message = "Admin server listening.", addr = %admin_addr);
     let admin_cancel = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(
         listener,
@@ -214,6 +229,12 @@ pub async fn run(
         },
         admin_cancel.clone(),
     ));
+    if let Some(path) = &options.ready_file
+        && let Err(e) = write_ready_file(path, admin_addr)
+    {
+        admin_cancel.cancel();
+        return Err(e);
+    }
 
     let mut generation = start_generation(
         options.credentials.as_ref(),
@@ -321,6 +342,29 @@ pub async fn run(
     state.save().await?;
     tracing::info!(message = "Stopped.");
     Ok(())
+}
+
+/// Writes `addr` to `path` as one line, atomically: `PATH.tmp` in the same
+/// directory, fsync, rename. A reader sees either no file or the whole line.
+fn write_ready_file(path: &Path, addr: std::net::SocketAddr) -> Result<(), DaemonError> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut file| {
+            writeln!(file, "{addr}")?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|error| {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::error!(message = "Cannot write the ready file.", path = %path.display(), %error);
+        DaemonError::ReadyFile {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        }
+    })
 }
 
 fn start_generation(

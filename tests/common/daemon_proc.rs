@@ -1,5 +1,7 @@
-//! The real `emr-autoscaler run` binary as a child process.
+//! The real `emr-autoscaler run` binary as a child process. Its config says
+//! `listen = "127.0.0.1:0"`; the port it got is read from `--ready-file`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,35 +10,72 @@ use emr_autoscaler::sim::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// How long a daemon may take to bind its admin port and write the ready file.
+pub const READY_LIMIT: Duration = Duration::from_secs(20);
+
+/// Waits until `child` (started with `--ready-file path`) has written `path`,
+/// polling every 20 ms, and returns the address in it. Panics with the
+/// daemon's log (`log`) if the child exits first or `READY_LIMIT` passes.
+///
+/// This blocks the thread: call it from sync code, or through
+/// `tokio::task::block_in_place` on a multi-thread runtime.
+pub fn wait_ready_file(path: &Path, child: &mut Child, log: &Path) -> SocketAddr {
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + READY_LIMIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text.trim_end().parse().unwrap_or_else(|e| {
+                panic!("the ready file {} holds {text:?}: {e}", path.display())
+            });
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the daemon exited ({status}) before writing {}; its log:\n{}",
+                path.display(),
+                log_text()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ready file {} after {READY_LIMIT:?}; the daemon's log:\n{}",
+            path.display(),
+            log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub struct Daemon {
     pub config: PathBuf,
     pub log: PathBuf,
+    /// The admin port of the current child, from its ready file.
     pub port: u16,
     pub child: Option<Child>,
+    /// Where the ready file goes; each spawn removes the old one first.
+    ready_dir: tempfile::TempDir,
 }
 
 impl Daemon {
-    /// Starts `run --config <config>`; logs append to `log`.
-    pub fn start(config: &Path, log: &Path, port: u16, home: &Path) -> Daemon {
+    /// Starts `run --config <config> --ready-file ..` and waits until it has
+    /// bound its admin port; logs append to `log`. The config should listen
+    /// on `127.0.0.1:0`.
+    pub fn start(config: &Path, log: &Path, home: &Path) -> Daemon {
         let mut d = Daemon {
             config: config.to_path_buf(),
             log: log.to_path_buf(),
-            port,
+            port: 0,
             child: None,
+            ready_dir: tempfile::tempdir().unwrap(),
         };
         d.spawn(home);
         d
     }
 
+    /// Starts the child (again) and waits for its ready file. A restart gets
+    /// a new port.
     pub fn spawn(&mut self, home: &Path) {
+        let ready = self.ready_dir.path().join("ready");
+        let _ = std::fs::remove_file(&ready);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -44,6 +83,8 @@ impl Daemon {
             .unwrap();
         let child = Command::new(BIN)
             .args(["run", "--config", self.config.to_str().unwrap()])
+            .arg("--ready-file")
+            .arg(&ready)
             .env_clear()
             .env("HOME", home)
             .env("RUST_LOG", "info")
@@ -54,6 +95,9 @@ impl Daemon {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        let child = self.child.as_mut().unwrap();
+        let addr = tokio::task::block_in_place(|| wait_ready_file(&ready, child, &self.log));
+        self.port = addr.port();
     }
 
     pub fn pid(&self) -> u32 {

@@ -54,6 +54,18 @@ impl Exporter {
     }
 }
 
+/// A loopback port that was free a moment ago. Only for Debian's
+/// `prometheus`: it must be told its port before it starts and has no way to
+/// report the port it bound, so this races (another process may take the
+/// port first). Our own binaries bind `127.0.0.1:0` and report the port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct RealProm {
     pub port: u16,
     child: Option<Child>,
@@ -72,11 +84,7 @@ impl RealProm {
             ),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new("prometheus")
             .args([
                 &format!("--config.file={}", cfg.display()),
