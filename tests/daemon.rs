@@ -452,6 +452,52 @@ async fn kill_9_between_intent_and_acknowledgement_orders_once() {
     assert_eq!(tokens.len(), 1, "every send used the one token");
 }
 
+/// The first order executes but its answer is lost; the client's retry
+/// under the same token meets a server that checks the running flow before
+/// the token and answers InstanceInProcess. The chunk may have executed: it
+/// must wait for the flow and never be ordered again under a new token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_then_instance_in_process_orders_once() {
+    let mut rig = Rig::new(1, Duration::from_secs(3)).await;
+    rig.sim.set_flow_before_token(true);
+    rig.write_config("cooldown = \"60s\"", &threshold(3, "0s"));
+    rig.sim
+        .inject(SCALE_OUT, Some(CLUSTER), Fault::DropAfterExecute);
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(
+        Duration::from_secs(30),
+        "the operation to end with the nodes running",
+        || {
+            rig.sim.cluster(CLUSTER).is_some_and(|c| c.task_nodes == 4)
+                && std::fs::read_to_string(rig.dir.path().join("state/state.json"))
+                    .is_ok_and(|s| s.contains("\"operation\": null"))
+        },
+    )
+    .await;
+    // Well past the flow: a second order would have gone out by now.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ledger = rig.sim.ledger();
+    assert_eq!(
+        ledger.flows_started(CLUSTER),
+        1,
+        "exactly one executed order; log:\n{}",
+        rig.log()
+    );
+    let tokens: std::collections::BTreeSet<_> = ledger
+        .for_action(SCALE_OUT)
+        .map(|e| e.client_token.clone())
+        .collect();
+    assert_eq!(tokens.len(), 1, "every send used the one token");
+    assert!(
+        ledger.for_action(SCALE_OUT).count() >= 2,
+        "the retry met InstanceInProcess"
+    );
+    let status = rig.get("/api/v1/status").await.1;
+    assert!(status.contains("cooldown_until"), "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_state_dir_refuses() {
     let mut rig = Rig::new(1, Duration::from_secs(1)).await;
