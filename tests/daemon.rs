@@ -498,6 +498,53 @@ async fn a_lost_answer_then_instance_in_process_orders_once() {
     assert!(status.contains("cooldown_until"), "{status}");
 }
 
+/// After an order, DescribeClusterFlowStatusDetail is refused (a CAM
+/// policy without it): readiness names the cluster and the reason at once,
+/// and the breaker opens after flow_timeout. Nothing hangs silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_flow_fails_readiness_then_opens_the_breaker() {
+    let mut rig = Rig::new(1, Duration::from_secs(120)).await;
+    rig.write_config("", &threshold(2, "0s"));
+    let text = std::fs::read_to_string(rig.config_path())
+        .unwrap()
+        .replace("flow_timeout = \"60s\"", "flow_timeout = \"5s\"");
+    std::fs::write(rig.config_path(), text).unwrap();
+    for _ in 0..200 {
+        rig.sim.inject(
+            "DescribeClusterFlowStatusDetail",
+            Some(CLUSTER),
+            Fault::ApiError("UnauthorizedOperation".into()),
+        );
+    }
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(10), "the order", || {
+        rig.orders().len() == 1
+    })
+    .await;
+    let ordered = Instant::now();
+    eventually(Duration::from_secs(4), "readyz 503 naming the flow", || {
+        let (code, body) = futures_block(rig.get("/readyz"));
+        code == 503 && body.contains(CLUSTER) && body.contains("flow_unreadable")
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the breaker", || {
+        metric(
+            &futures_block(rig.get("/metrics")).1,
+            &format!("emr_autoscaler_breaker_open{{cluster=\"{CLUSTER}\"}}"),
+        ) == Some(1.0)
+    })
+    .await;
+    assert!(
+        ordered.elapsed() >= Duration::from_secs(4),
+        "the breaker waited for flow_timeout"
+    );
+    let (_, body) = rig.get("/readyz").await;
+    assert!(body.contains("breaker"), "{body}");
+    assert_eq!(rig.orders().len(), 1, "no second order");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_state_dir_refuses() {
     let mut rig = Rig::new(1, Duration::from_secs(1)).await;

@@ -237,6 +237,20 @@ async fn tick(
     if snapshot.auth_failed {
         not_ready.push("EMR credentials rejected (auth)".into());
     }
+    // An operation never hangs silently: an unreadable flow shows at once,
+    // the breaker once the operation outlived flow_timeout.
+    if let Some((flow, error)) = op.as_ref().and_then(|o| o.current.as_ref()).and_then(|c| {
+        c.flow_unreadable
+            .as_ref()
+            .map(|e| (c.flow_id.unwrap_or_default(), e))
+    }) {
+        not_ready.push(format!(
+            "flow_unreadable: flow {flow} cannot be read: {error}"
+        ));
+    }
+    if let Some(b) = &breaker {
+        not_ready.push(format!("breaker: {}", b.reason));
+    }
     let op_json = op.as_ref().map(|o| {
         serde_json::json!({
             "id": o.id, "chunks": o.chunks, "next_chunk": o.next_chunk,
