@@ -545,6 +545,39 @@ async fn an_unreadable_flow_fails_readiness_then_opens_the_breaker() {
     assert_eq!(rig.orders().len(), 1, "no second order");
 }
 
+/// A pause during a 45-node operation stops it before its next chunk: the
+/// chunk in flight is followed to its end, nothing more is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_an_operation_before_its_next_chunk() {
+    let mut rig = Rig::new(0, Duration::from_secs(3)).await;
+    rig.write_config("max_task_nodes = 100", &threshold(45, "0s"));
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(10), "the first chunk", || {
+        rig.orders().len() == 1
+    })
+    .await;
+    let base = format!("http://127.0.0.1:{}/api/v1/clusters", rig.port);
+    assert_eq!(post(&format!("{base}/{CLUSTER}/pause")).await, 200);
+    eventually(Duration::from_secs(15), "the operation to stop", || {
+        std::fs::read_to_string(rig.dir.path().join("state/state.json"))
+            .is_ok_and(|s| s.contains("\"operation\": null"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        rig.orders(),
+        [20],
+        "no chunk after the pause; log:\n{}",
+        rig.log()
+    );
+    assert!(
+        rig.log().contains("stopped"),
+        "the operation ended as stopped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_state_dir_refuses() {
     let mut rig = Rig::new(1, Duration::from_secs(1)).await;

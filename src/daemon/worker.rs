@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::actuator;
-use super::operation::{Capacity, Event, Plan};
+use super::operation::{self, Capacity, Event, Plan};
 use super::status::{BudgetStatus, VoteStatus};
 use crate::config::ClusterConfig;
 use crate::policy::{self, ClusterView, Reading, Sample, Unit};
@@ -118,6 +118,25 @@ async fn tick(
         status: i.status,
         task_nodes: i.task_nodes(),
     });
+    // Pause and resume, as recorded by the admin server: pause stops the
+    // operation before its next chunk; resume (which closes the breaker)
+    // lets a stopped operation go on and has a stuck one judged and closed.
+    let (paused, stopping, stuck, breaker_closed) = shared.state.with(|s| {
+        let c = s.cluster_mut(id);
+        let op = c.operation.as_ref();
+        (
+            c.paused,
+            op.is_some_and(|o| o.stopping),
+            op.is_some_and(|o| operation::is_stuck(o) && !o.resolve),
+            c.breaker_open.is_none(),
+        )
+    });
+    let has_op = shared.state.with(|s| s.cluster_mut(id).operation.is_some());
+    if has_op && paused && !stopping {
+        actuator::drive(shared, cluster, Event::Pause).await;
+    } else if has_op && !paused && (stopping || (stuck && breaker_closed)) {
+        actuator::drive(shared, cluster, Event::Resume).await;
+    }
     actuator::drive(shared, cluster, Event::Tick(capacity)).await;
 
     // Observe every rule concurrently.
