@@ -7,57 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{EX_CONFIG, ScaleOutArgs};
-use crate::config::{self, Config, ConfigError};
-use crate::tencent::client::http_client;
+use crate::config::{self, ConfigError};
+use crate::tencent::ClientToken;
 use crate::tencent::emr::{Action, ScaleOutInstanceRequest};
-use crate::tencent::limiter::Limiters;
-use crate::tencent::{
-    ClientSettings, ClientToken, CredentialChain, CredentialSources, EmrClient, NoObserver,
-    RetryPolicy,
-};
-
-/// Builds the EMR client a configuration describes, with the process's
-/// credential chain, over `http`.
-pub fn emr_client(config: &Config, http: reqwest::Client) -> Result<EmrClient, String> {
-    emr_client_with(config, http, Arc::new(NoObserver))
-}
-
-/// As [`emr_client`], reporting every attempt to `observer`.
-pub fn emr_client_with(
-    config: &Config,
-    http: reqwest::Client,
-    observer: Arc<dyn crate::tencent::ApiObserver>,
-) -> Result<EmrClient, String> {
-    let credentials = CredentialChain::new(
-        CredentialSources::from_process(Some(config.tencent.metadata_url.to_string())),
-        http.clone(),
-    );
-    emr_client_from(config, http, credentials, observer)
-}
-
-/// As [`emr_client_with`], with an explicit credential chain.
-pub fn emr_client_from(
-    config: &Config,
-    http: reqwest::Client,
-    credentials: CredentialChain,
-    observer: Arc<dyn crate::tencent::ApiObserver>,
-) -> Result<EmrClient, String> {
-    EmrClient::new(
-        http,
-        ClientSettings {
-            endpoint: config.tencent.endpoint.clone(),
-            region: config.tencent.region.clone(),
-            language: config.tencent.language.clone(),
-            retry: RetryPolicy {
-                max_attempts: config.tencent.max_attempts,
-                ..RetryPolicy::default()
-            },
-        },
-        Arc::new(credentials),
-        Arc::new(Limiters::new(config.tencent.requests_per_second)),
-        observer,
-    )
-}
 
 fn report_config_error(e: &ConfigError) -> ExitCode {
     eprintln!("error: {e}");
@@ -190,29 +142,26 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let http = match http_client(
-        config.tencent.connect_timeout,
-        config.tencent.request_timeout,
-    ) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let kind = if args.core_count.is_some() {
+        crate::state::NodeKind::Core
+    } else {
+        crate::state::NodeKind::Task
     };
-    let client = match emr_client(&config, http) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    let token = ClientToken::generate();
-    let request = ScaleOutInstanceRequest {
-        client_token: Some(token.value.clone()),
-        ..request
-    };
+    let count = request.task_count.or(request.core_count).unwrap_or(0);
     if args.dry_run {
+        let client = match crate::connect::Connections::new(&config, None)
+            .and_then(|c| c.emr_quiet(&config))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
+        let request = ScaleOutInstanceRequest {
+            client_token: Some(ClientToken::generate().value),
+            ..request
+        };
         let mut shown = client.render(Action::ScaleOutInstance, &request).await;
         if let Some(body) = shown.body.as_object_mut()
             && body.contains_key("ClientToken")
@@ -221,68 +170,39 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
         }
         return print_json(&serde_json::json!({ "DryRun": true, "Request": shown }));
     }
-    let journal = |phase, flow_id| {
-        crate::state::append_manual(
-            &config.daemon.state_dir,
-            &crate::state::ManualEntry {
-                at: crate::clock::wall_now(),
-                cluster: request.instance_id.clone(),
-                nodes: request.task_count.unwrap_or(0),
-                client_token: token.value.clone(),
-                phase,
-                flow_id,
-            },
-        )
-    };
-    if let Err(e) = journal(crate::state::ManualPhase::Intent, None) {
-        eprintln!(
-            "error: cannot record the order before sending it: {e}. Nothing was sent. \
-             Run as the daemon's user, or point daemon.state_dir (EMR_AUTOSCALER__DAEMON__STATE_DIR) \
-             at a writable directory."
-        );
-        return ExitCode::FAILURE;
-    }
-    tracing::info!(
-        message = "Sending ScaleOutInstance.",
-        cluster = %request.instance_id,
-        task_count = ?request.task_count,
-        core_count = ?request.core_count,
-        client_token = %token.value,
-    );
-    let result = client.scale_out(&request, &token).await;
-    let recorded = match &result {
-        Ok(resp) => journal(crate::state::ManualPhase::Accepted, resp.flow_id),
-        // Definitely not executed: it must not count against budgets.
-        Err(e)
-            if !e.class().outcome_unknown()
-                && e.class() != crate::tencent::ErrorClass::Throttled =>
-        {
-            journal(crate::state::ManualPhase::Refused, None)
-        }
-        // Maybe executed: the intent stays and counts.
-        Err(_) => Ok(()),
-    };
-    if let Err(e) = recorded {
-        tracing::warn!(message = "Cannot record the order's outcome; it counts as ordered.", error = %e);
-    }
-    match result {
-        Ok(resp) => print_json(&serde_json::json!({
-            "InstanceId": resp.instance_id.clone().unwrap_or(request.instance_id.clone()),
-            "FlowId": resp.flow_id,
-            "RequestId": resp.request_id,
-            "ClientToken": resp.client_token.clone().unwrap_or(token.value.clone()),
-            "DealNames": resp.deal_names,
-            "BillId": resp.bill_id,
-        })),
-        Err(e) => {
-            eprintln!(
-                "error: {e}\n  class: {}  code: {}  request id: {}  client token: {}",
-                e.class(),
-                e.code().unwrap_or("-"),
-                e.request_id().unwrap_or("-"),
-                token.value
-            );
-            ExitCode::FAILURE
+    let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
+    let reply =
+        match crate::daemon::manual::order(&config, &args.instance_id, kind, count, clock).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    match reply.status {
+        200 => print_json(&reply.body),
+        status => {
+            let field = |k: &str| {
+                reply.body[k]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "-".into())
+            };
+            eprintln!("error: {}", field("error"));
+            if reply.body.get("class").is_some() {
+                eprintln!(
+                    "  class: {}  code: {}  request id: {}  client token: {}",
+                    field("class"),
+                    field("Code"),
+                    field("RequestId"),
+                    field("ClientToken")
+                );
+            }
+            if status == 404 {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod daemon;
 pub mod demo;
 pub mod generate;

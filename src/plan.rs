@@ -91,17 +91,9 @@ async fn samples(
 /// Evaluates every cluster once. Failures name the rule; the plan still
 /// covers every cluster (a failed rule counts as missing data).
 pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>), String> {
-    let http = crate::tencent::client::http_client(
-        config.tencent.connect_timeout,
-        config.tencent.request_timeout,
-    )?;
-    let emr = crate::commands::emr_client(config, http.clone())?;
-    let prom = Prometheus::new(
-        http,
-        config.prometheus.url.as_str(),
-        config.prometheus.timeout,
-        config.prometheus.auth.clone(),
-    )?;
+    let connections = crate::connect::Connections::new(config, None)?;
+    let emr = connections.emr_quiet(config)?;
+    let prom = connections.prometheus(config)?;
     let now = crate::clock::wall_now();
     let interval = config.daemon.evaluation_interval;
     let state = match crate::state::read_only(&config.daemon.state_dir) {

@@ -52,6 +52,18 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// The requests of one action.
+fn of_action(fake: &FakeEmr, action: &str) -> Vec<Received> {
+    fake.received()
+        .into_iter()
+        .filter(|r| {
+            r.headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("x-tc-action") && v == action)
+        })
+        .collect()
+}
+
 fn assert_no_secrets(o: &Output) {
     let (out, err) = text(o);
     for secret in [SECRET_KEY, TOKEN] {
@@ -65,7 +77,9 @@ fn assert_no_secrets(o: &Output) {
 #[tokio::test]
 async fn scale_out_prints_only_the_response_json_on_stdout() {
     let fake = FakeEmr::start().await;
-    fake.script([Reply::Drop]);
+    // With no daemon, the command reads the cluster first, then orders; the
+    // order's first answer is lost.
+    fake.script([Reply::Ok(json!({"ClusterList": []})), Reply::Drop]);
     fake.set_default(Reply::Ok(json!({"InstanceId": "emr-abc12345", "FlowId": 31, "DealNames": ["d1"], "ClientToken": null, "BillId": "b"})));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake.endpoint());
@@ -90,22 +104,27 @@ async fn scale_out_prints_only_the_response_json_on_stdout() {
     assert_eq!(v["InstanceId"], "emr-abc12345");
     assert_eq!(v["DealNames"], json!(["d1"]));
     assert_eq!(v["RequestId"], "req-ok");
-    let got = fake.received();
+    let got = of_action(&fake, "ScaleOutInstance");
     assert_eq!(got.len(), 2, "the dropped answer was retried");
     assert_eq!(got[0].body, got[1].body, "under the same token");
     assert_eq!(v["ClientToken"], got[0].json()["ClientToken"]);
     assert_eq!(got[0].json()["TaskCount"], 3);
-    // The order is journaled (intent before sending, then accepted) for the daemon's budgets.
-    let (entries, bad) = emr_autoscaler::state::read_manual(&dir.path().join("state")).unwrap();
-    assert_eq!(bad, 0);
-    let phases: Vec<_> = entries.iter().map(|e| e.phase).collect();
-    use emr_autoscaler::state::ManualPhase;
-    assert_eq!(phases, [ManualPhase::Intent, ManualPhase::Accepted]);
-    assert!(
-        entries
-            .iter()
-            .all(|e| Some(e.client_token.as_str()) == v["ClientToken"].as_str() && e.nodes == 3)
+    // With no daemon the command held the state lock: the order counts in
+    // budgets, and its operation (with the flow) is left for the daemon.
+    let state = emr_autoscaler::state::read_only(&dir.path().join("state")).unwrap();
+    let c = state.cluster("emr-abc12345").unwrap();
+    assert_eq!(c.orders.len(), 1);
+    assert_eq!(c.orders[0].nodes, 3);
+    assert_eq!(
+        Some(c.orders[0].client_token.as_str()),
+        v["ClientToken"].as_str()
     );
+    assert_eq!(
+        c.orders[0].source,
+        emr_autoscaler::state::OrderSource::Manual
+    );
+    let op = c.operation.as_ref().expect("the operation is open");
+    assert_eq!(op.current.as_ref().and_then(|i| i.flow_id), Some(31));
     assert_no_secrets(&o);
 }
 
@@ -135,13 +154,15 @@ async fn api_errors_print_code_and_request_id_and_exit_1() {
         err.contains("AuthFailure.SignatureFailure") && err.contains("req-err"),
         "{err}"
     );
-    assert_eq!(fake.received().len(), 1, "auth failures are not retried");
-    let (entries, _) = emr_autoscaler::state::read_manual(&dir.path().join("state")).unwrap();
     assert_eq!(
-        entries.last().map(|e| e.phase),
-        Some(emr_autoscaler::state::ManualPhase::Refused),
-        "a refused order does not count"
+        of_action(&fake, "ScaleOutInstance").len(),
+        1,
+        "auth failures are not retried"
     );
+    let state = emr_autoscaler::state::read_only(&dir.path().join("state")).unwrap();
+    let c = state.cluster("emr-abc12345").unwrap();
+    assert!(c.orders.is_empty(), "a refused order does not count");
+    assert!(c.operation.is_none());
     assert_no_secrets(&o);
 }
 

@@ -523,8 +523,7 @@ async fn an_unreadable_flow_fails_readiness_then_opens_the_breaker() {
         rig.orders().len() == 1
     })
     .await;
-    let ordered = Instant::now();
-    eventually(Duration::from_secs(4), "readyz 503 naming the flow", || {
+    eventually(Duration::from_secs(8), "readyz 503 naming the flow", || {
         let (code, body) = futures_block(rig.get("/readyz"));
         code == 503 && body.contains(CLUSTER) && body.contains("flow_unreadable")
     })
@@ -536,9 +535,22 @@ async fn an_unreadable_flow_fails_readiness_then_opens_the_breaker() {
         ) == Some(1.0)
     })
     .await;
+    // The breaker waited for flow_timeout after the order was sent.
+    let state = emr_autoscaler::state::read_only(&rig.dir.path().join("state")).unwrap();
+    let c = state.cluster(CLUSTER).unwrap();
+    let opened = c.breaker_open.as_ref().unwrap().at;
+    let sent = c
+        .operation
+        .as_ref()
+        .unwrap()
+        .current
+        .as_ref()
+        .unwrap()
+        .first_sent_at
+        .unwrap();
     assert!(
-        ordered.elapsed() >= Duration::from_secs(4),
-        "the breaker waited for flow_timeout"
+        opened - sent > chrono::Duration::seconds(5),
+        "breaker at {opened}, order at {sent}"
     );
     let (_, body) = rig.get("/readyz").await;
     assert!(body.contains("breaker"), "{body}");

@@ -580,3 +580,85 @@ async fn soak_with_random_faults() {
         "still healthy after the soak"
     );
 }
+
+/// One limit per account: the daemon serves 40 breaching clusters while 10
+/// manual `scale-out` commands run at once on 10 other clusters. The
+/// commands go through the daemon (state_dir/admin.addr), so one limiter
+/// serves all 50 orders and no second at the server holds more than 20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_and_ten_manual_orders_share_one_limit() {
+    let names: Vec<String> = (0..50).map(|i| format!("emr-acct{i:04}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let w = World::new(&refs, Duration::from_secs(30), |_| {}).await;
+    let cfg = w.config(
+        "account",
+        &refs,
+        "max_task_nodes = 10\ncooldown = \"1h\"",
+        "for = \"0s\"",
+    );
+    let d = w.daemon("account", &cfg);
+    d.wait_healthy(Duration::from_secs(30)).await;
+    for c in &refs[..40] {
+        w.exporter.set(c, Some(50_000.0));
+    }
+    // The manual orders start while the daemon's own burst is under way.
+    eventually(
+        Duration::from_secs(30),
+        "the daemon's first orders",
+        || async { !w.sim.ledger().flow_starts().is_empty() },
+    )
+    .await;
+    let manual: Vec<_> = refs[40..]
+        .iter()
+        .map(|c| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_emr-autoscaler"))
+                .args(["scale-out", "--config", cfg.to_str().unwrap()])
+                .args(["--instance-id", c, "--task-count", "1"])
+                .env_clear()
+                .env("HOME", w.dir.path())
+                .env(
+                    "TENCENTCLOUD_SECRET_ID",
+                    emr_autoscaler::sim::DEFAULT_SECRET_ID,
+                )
+                .env(
+                    "TENCENTCLOUD_SECRET_KEY",
+                    emr_autoscaler::sim::DEFAULT_SECRET_KEY,
+                )
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in manual {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "manual order failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["FlowId"].is_number(), "{v}");
+    }
+    eventually(Duration::from_secs(60), "all 50 orders served", || async {
+        w.sim.ledger().flow_starts().len() >= 50
+    })
+    .await;
+    let ledger = w.sim.ledger();
+    let max = ledger.max_in_any_window(SCALE_OUT, Duration::from_secs(1));
+    println!(
+        "daemon + 10 manual: {} ScaleOutInstance, max {max} in any 1 s window",
+        ledger.for_action(SCALE_OUT).count()
+    );
+    assert!(max <= 20, "{max} requests in one second");
+    assert_eq!(ledger.count_code(SCALE_OUT, "RequestLimitExceeded"), 0);
+    for c in &refs {
+        assert_eq!(ledger.flows_started(c), 1, "{c} served once");
+    }
+    assert!(
+        d.log_text().contains("Manual scale-out asked."),
+        "the manual orders went through the daemon"
+    );
+}

@@ -6,8 +6,11 @@
 //! on its own timer, and sends through the shared, fair per-action limiters.
 
 pub mod actuator;
+pub mod admin;
 pub mod capacity;
+pub mod manual;
 pub mod operation;
+pub mod owners;
 pub mod status;
 pub mod worker;
 
@@ -18,16 +21,21 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
 use crate::config::{self, ClusterConfig, Config, ConfigError};
+use crate::connect::Connections;
 use crate::prom::Prometheus;
 use crate::state::{State, StateError, StateStore};
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::{admin, notify};
+use crate::telemetry::notify;
 use crate::tencent::EmrClient;
+use owners::Owners;
 use status::StatusBoard;
+
+/// The file in `state_dir` holding the running daemon's admin address, for
+/// manual orders typed next to it.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -141,46 +149,39 @@ pub enum Control {
     Stop,
 }
 
+/// One cluster's owner: its config, its stop signal and its task.
+struct Worker {
+    config: ClusterConfig,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Stops the owner at its next safe point (between steps) and waits for it.
+    async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(message = "A cluster owner ended abnormally.", cluster = %self.config.instance_id, error = %e);
+        }
+    }
+}
+
 struct Generation {
     config: Config,
-    cancel: CancellationToken,
-    poller: CancellationToken,
+    poller: (CancellationToken, tokio::task::JoinHandle<()>),
     capacity_tx: Arc<watch::Sender<capacity::Snapshot>>,
-    workers: BTreeMap<String, (ClusterConfig, CancellationToken)>,
-    tracker: TaskTracker,
+    workers: BTreeMap<String, Worker>,
     shared: Arc<Shared>,
 }
 
-/// Builds the clients a configuration describes.
-fn clients(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-    credentials: Option<&crate::tencent::Credentials>,
-) -> Result<(EmrClient, Prometheus), DaemonError> {
-    let http = crate::tencent::client::http_client(
-        config.tencent.connect_timeout,
-        config.tencent.request_timeout,
-    )
-    .map_err(DaemonError::Setup)?;
-    let observer: Arc<dyn crate::tencent::ApiObserver> = metrics.clone();
-    let emr = match credentials {
-        Some(c) => crate::commands::emr_client_from(
-            config,
-            http.clone(),
-            crate::tencent::CredentialChain::fixed(c.clone(), http.clone()),
-            observer,
-        ),
-        None => crate::commands::emr_client_with(config, http.clone(), observer),
-    }
-    .map_err(DaemonError::Setup)?;
-    let prom = Prometheus::new(
-        http,
-        config.prometheus.url.as_str(),
-        config.prometheus.timeout,
-        config.prometheus.auth.clone(),
-    )
-    .map_err(DaemonError::Setup)?;
-    Ok((emr, prom))
+/// What every generation of workers shares and outlives reloads.
+struct Base {
+    connections: Connections,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    state: Arc<StateHandle>,
+    board: Arc<StatusBoard>,
+    owners: Arc<Owners>,
 }
 
 fn cluster_labels(config: &Config) -> Vec<(String, Vec<String>)> {
@@ -217,18 +218,27 @@ pub async fn run(
         reason: e.to_string(),
     })?;
     tracing::info!(message = "Admin server listening.", addr = %admin_addr);
+    let owners = Arc::new(Owners::new());
+    let connections =
+        Connections::new(&config, options.credentials.clone()).map_err(DaemonError::Setup)?;
     let admin_cancel = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(
         listener,
         admin::AdminState {
             metrics: metrics.clone(),
             board: board.clone(),
-            state: state.clone(),
+            owners: owners.clone(),
             token_file: config.daemon.admin_token_file.clone(),
             clock: clock.clone(),
         },
         admin_cancel.clone(),
     ));
+    // Manual orders find the daemon that holds this state directory here.
+    let addr_file = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
+    if let Err(e) = write_ready_file(&addr_file, admin_addr) {
+        admin_cancel.cancel();
+        return Err(e);
+    }
     if let Some(path) = &options.ready_file
         && let Err(e) = write_ready_file(path, admin_addr)
     {
@@ -236,15 +246,15 @@ pub async fn run(
         return Err(e);
     }
 
-    let mut generation = start_generation(
-        options.credentials.as_ref(),
-        config,
-        clock.clone(),
-        metrics.clone(),
-        state.clone(),
-        board.clone(),
-        None,
-    )?;
+    let base = Base {
+        connections,
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        state: state.clone(),
+        board: board.clone(),
+        owners,
+    };
+    let mut generation = start_generation(&base, config, None).await?;
     notify::ready();
     tracing::info!(
         message = "Daemon ready.",
@@ -282,23 +292,17 @@ pub async fn run(
                             );
                         }
                         metrics.register_clusters(&cluster_labels(&new));
-                        for gone in generation
+                        let gone: Vec<String> = generation
                             .workers
                             .keys()
                             .filter(|id| new.cluster(id).is_none())
-                        {
-                            metrics.forget_cluster(gone);
-                            board.forget(gone);
+                            .cloned()
+                            .collect();
+                        generation = start_generation(&base, new, Some(generation)).await?;
+                        for id in &gone {
+                            metrics.forget_cluster(id);
+                            board.forget(id);
                         }
-                        generation = start_generation(
-                            options.credentials.as_ref(),
-                            new,
-                            clock.clone(),
-                            metrics.clone(),
-                            state.clone(),
-                            board.clone(),
-                            Some(generation),
-                        )?;
                         metrics.config_reloaded(true, clock.now());
                         tracing::info!(
                             message = "Configuration reloaded.",
@@ -326,14 +330,28 @@ pub async fn run(
 
     notify::stopping();
     tracing::info!(message = "Stopping: finishing in-flight work.");
-    generation.cancel.cancel();
-    generation.tracker.close();
-    if tokio::time::timeout(Duration::from_secs(9), generation.tracker.wait())
+    let Generation {
+        poller, workers, ..
+    } = generation;
+    poller.0.cancel();
+    for w in workers.values() {
+        w.cancel.cancel();
+    }
+    // Every owner was told to stop; each finishes its step (an order being
+    // sent is answered and recorded) before it ends.
+    let all = async move {
+        for w in workers.into_values() {
+            w.stop().await;
+        }
+        let _ = poller.1.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(9), all)
         .await
         .is_err()
     {
         tracing::warn!(message = "Workers did not finish in time; their intents are on disk.");
     }
+    let _ = std::fs::remove_file(&addr_file);
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -367,13 +385,13 @@ fn write_ready_file(path: &Path, addr: std::net::SocketAddr) -> Result<(), Daemo
     })
 }
 
-fn start_generation(
-    credentials: Option<&crate::tencent::Credentials>,
+/// Starts the workers of `config`. Owners whose cluster (or the shared
+/// settings) changed are stopped and joined before their successors start,
+/// so two owners never act on one cluster. The HTTP client, the credentials
+/// and the limiters are the base's: a reload never makes new ones.
+async fn start_generation(
+    base: &Base,
     config: Config,
-    clock: SharedClock,
-    metrics: Arc<Metrics>,
-    state: Arc<StateHandle>,
-    board: Arc<StatusBoard>,
     previous: Option<Generation>,
 ) -> Result<Generation, DaemonError> {
     let globals_same = previous.as_ref().is_some_and(|p| {
@@ -381,86 +399,102 @@ fn start_generation(
             && p.config.prometheus == config.prometheus
             && p.config.tencent == config.tencent
     });
-    if let Some(prev) = &previous
-        && !globals_same
+    // Build first: a failure leaves the running generation untouched.
+    let fresh = if globals_same {
+        None
+    } else {
+        let observer: Arc<dyn crate::tencent::ApiObserver> = base.metrics.clone();
+        let emr = base
+            .connections
+            .emr(&config, observer)
+            .map_err(DaemonError::Setup)?;
+        let prom = base
+            .connections
+            .prometheus(&config)
+            .map_err(DaemonError::Setup)?;
+        Some((emr, prom))
+    };
+    if previous
+        .as_ref()
+        .is_some_and(|p| p.config.tencent.requests_per_second != config.tencent.requests_per_second)
     {
-        prev.cancel.cancel();
+        base.connections
+            .limiters
+            .requota_scale_out(config.tencent.requests_per_second)
+            .await;
     }
-    let (shared, tracker, cancel, capacity_tx, mut kept) = match previous {
-        Some(prev) if globals_same => {
-            prev.poller.cancel();
-            // Same clients; keep workers whose cluster did not change.
+    let (capacity_tx, mut kept, old_shared) = match previous {
+        Some(prev) => {
+            prev.poller.0.cancel();
+            let _ = prev.poller.1.await;
             let mut kept = BTreeMap::new();
-            for (id, (old, token)) in prev.workers {
-                if config.cluster(&id) == Some(&old) {
-                    kept.insert(id, (old, token));
+            for (id, worker) in prev.workers {
+                if globals_same && config.cluster(&id) == Some(&worker.config) {
+                    kept.insert(id, worker);
                 } else {
-                    token.cancel();
+                    worker.stop().await;
+                    base.owners.remove(&id);
                 }
             }
-            let shared = Arc::new(Shared {
-                config: config.clone(),
-                ..clone_shared(&prev.shared)
-            });
-            (shared, prev.tracker, prev.cancel, prev.capacity_tx, kept)
+            (prev.capacity_tx, kept, Some(prev.shared))
         }
-        _ => {
-            let (emr, prom) = clients(&config, &metrics, credentials)?;
-            let cancel = CancellationToken::new();
-            let (tx, rx) = watch::channel(capacity::Snapshot::default());
-            let tx = Arc::new(tx);
-            let tracker = TaskTracker::new();
-            let shared = Arc::new(Shared {
-                clock: clock.clone(),
-                config: config.clone(),
-                emr,
-                prom,
-                metrics: metrics.clone(),
-                state: state.clone(),
-                board: board.clone(),
-                capacity: rx,
-            });
-            (shared, tracker, cancel, tx, BTreeMap::new())
+        None => {
+            let (tx, _) = watch::channel(capacity::Snapshot::default());
+            (Arc::new(tx), BTreeMap::new(), None)
         }
     };
-    let poller = cancel.child_token();
-    tracker.spawn(capacity::poll(
+    let (emr, prom) = match (fresh, &old_shared) {
+        (Some(clients), _) => clients,
+        (None, Some(old)) => (old.emr.clone(), old.prom.clone()),
+        (None, None) => unreachable!("a first generation always builds its clients"),
+    };
+    let shared = Arc::new(Shared {
+        clock: base.clock.clone(),
+        config: config.clone(),
+        emr,
+        prom,
+        metrics: base.metrics.clone(),
+        state: base.state.clone(),
+        board: base.board.clone(),
+        capacity: capacity_tx.subscribe(),
+    });
+    let poller_cancel = CancellationToken::new();
+    let poller_task = tokio::spawn(capacity::poll(
         shared.clone(),
         capacity_tx.clone(),
-        poller.clone(),
+        poller_cancel.clone(),
     ));
     for cluster in &config.clusters {
         if kept.contains_key(&cluster.instance_id) {
             continue;
         }
-        let token = cancel.child_token();
-        let real = clock.real(config.daemon.evaluation_interval);
-        board.expect(&cluster.instance_id, real * 3 + config.prometheus.timeout);
-        tracker.spawn(worker::run(shared.clone(), cluster.clone(), token.clone()));
-        kept.insert(cluster.instance_id.clone(), (cluster.clone(), token));
+        let cancel = CancellationToken::new();
+        let real = base.clock.real(config.daemon.evaluation_interval);
+        base.board
+            .expect(&cluster.instance_id, real * 3 + config.prometheus.timeout);
+        let mailbox = base.owners.register(&cluster.instance_id);
+        let task = tokio::spawn(worker::run(
+            shared.clone(),
+            cluster.clone(),
+            cancel.clone(),
+            mailbox,
+        ));
+        kept.insert(
+            cluster.instance_id.clone(),
+            Worker {
+                config: cluster.clone(),
+                cancel,
+                task,
+            },
+        );
     }
     Ok(Generation {
         config,
-        cancel,
-        poller,
+        poller: (poller_cancel, poller_task),
         capacity_tx,
         workers: kept,
-        tracker,
         shared,
     })
-}
-
-fn clone_shared(s: &Shared) -> Shared {
-    Shared {
-        clock: s.clock.clone(),
-        config: s.config.clone(),
-        emr: s.emr.clone(),
-        prom: s.prom.clone(),
-        metrics: s.metrics.clone(),
-        state: s.state.clone(),
-        board: s.board.clone(),
-        capacity: s.capacity.clone(),
-    }
 }
 
 /// Validates the config, binds the admin port and runs until SIGTERM/SIGINT;

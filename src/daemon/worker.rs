@@ -6,11 +6,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::actuator;
-use super::operation::{self, Capacity, Event, Plan};
+use super::operation::{Capacity, Event, Plan};
+use super::owners::{Command, Reply};
 use super::status::{BudgetStatus, VoteStatus};
 use crate::config::ClusterConfig;
 use crate::policy::{self, ClusterView, Reading, Sample, Unit};
@@ -22,8 +25,15 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
-/// Runs until cancelled. A tick in progress (an order being sent) finishes first.
-pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: CancellationToken) {
+/// Runs until cancelled: the cluster's one owner. A step in progress (an
+/// order being sent, a flow being read) always finishes first; commands from
+/// the admin server are served between steps.
+pub async fn run(
+    shared: Arc<Shared>,
+    cluster: ClusterConfig,
+    cancel: CancellationToken,
+    mut mailbox: mpsc::Receiver<Command>,
+) {
     let id = cluster.instance_id.clone();
     let interval = shared.config.daemon.evaluation_interval;
     let real = shared.clock.real(interval);
@@ -31,7 +41,6 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
     shared.board.expect(&id, allowance + real);
     let mut histories: Vec<VecDeque<Sample>> =
         cluster.rules.iter().map(|_| VecDeque::new()).collect();
-    let mut journal_len = 0u64;
     let policy = cluster.policy();
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
     // Spread clusters over the first interval.
@@ -42,47 +51,131 @@ pub async fn run(shared: Arc<Shared>, cluster: ClusterConfig, cancel: Cancellati
     }
     // An intent left by an earlier process may have been sent.
     actuator::drive(&shared, &cluster, Event::Restart).await;
-    loop {
-        ingest_manual_orders(&shared, &cluster, &mut journal_len).await;
+    'owner: loop {
         tick(&shared, &cluster, &policy, &mut histories).await;
         shared.board.progressed(&id, allowance);
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(jittered(real)) => {}
+        let next = tokio::time::Instant::now() + jittered(real);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break 'owner,
+                _ = tokio::time::sleep_until(next) => break,
+                Some(command) = mailbox.recv() => {
+                    serve(&shared, &cluster, command).await;
+                    shared.board.progressed(&id, allowance);
+                }
+            }
         }
     }
     tracing::debug!(message = "Cluster loop stopped.", cluster = %id);
 }
 
-/// Folds orders placed with `scale-out` into budgets and the cooldown.
-async fn ingest_manual_orders(shared: &Shared, cluster: &ClusterConfig, seen_len: &mut u64) {
-    let dir = &shared.config.daemon.state_dir;
-    let len = std::fs::metadata(dir.join(crate::state::MANUAL_JOURNAL)).map_or(0, |m| m.len());
-    if len == *seen_len {
-        return;
-    }
-    match crate::state::read_manual(dir) {
-        Ok((entries, bad)) => {
-            if bad > 0 {
-                tracing::warn!(
-                    message = "Skipped unreadable lines in the manual-order journal.",
-                    lines = bad
-                );
-            }
-            let cooldown = chrono::Duration::from_std(cluster.cooldown).unwrap_or_default();
-            let id = cluster.instance_id.as_str();
-            if shared
+/// Serves one operator command.
+async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
+    let id = cluster.instance_id.as_str();
+    let now = shared.clock.now();
+    match command {
+        Command::Pause(reply) => {
+            let saved = shared
                 .state
-                .with(|s| s.cluster_mut(id).ingest_manual(id, &entries, cooldown))
-            {
-                tracing::info!(message = "Counted manual scale-out orders in budgets and cooldown.", cluster = %id);
-                if let Err(e) = shared.state.save().await {
-                    tracing::error!(message = "Cannot write state.", error = %e);
-                }
-            }
-            *seen_len = len;
+                .update(|s| s.cluster_mut(id).paused = true)
+                .await;
+            actuator::drive(shared, cluster, Event::Pause).await;
+            shared.board.update(id, |c| c.paused = true);
+            tracing::info!(message = "Cluster paused by operator.", cluster = %id);
+            let _ = reply.send(match saved {
+                Ok(()) => Reply::ok(json!({"instance_id": id, "paused": true, "at": now})),
+                Err(e) => Reply::error(500, e.to_string()),
+            });
         }
-        Err(e) => tracing::warn!(message = "Cannot read the manual-order journal.", error = %e),
+        Command::Resume(reply) => {
+            let saved = shared
+                .state
+                .update(|s| {
+                    let c = s.cluster_mut(id);
+                    c.paused = false;
+                    c.breaker_open = None;
+                })
+                .await;
+            actuator::drive(shared, cluster, Event::Resume).await;
+            shared.board.update(id, |c| {
+                c.paused = false;
+                c.breaker = None;
+            });
+            tracing::info!(message = "Cluster resumed by operator.", cluster = %id);
+            let _ = reply.send(match saved {
+                Ok(()) => Reply::ok(json!({"instance_id": id, "paused": false, "at": now})),
+                Err(e) => Reply::error(500, e.to_string()),
+            });
+        }
+        Command::ScaleOut { kind, count, reply } => {
+            let _ = reply.send(manual_order(shared, cluster, kind, count).await);
+        }
+    }
+}
+
+/// One manual order through this owner's operation, limiter and state. It
+/// skips cooldowns, `for` windows and dry-run, and counts in cooldowns and
+/// budgets afterwards; it is refused while the cluster is paused or has an
+/// operation running.
+pub async fn manual_order(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    kind: NodeKind,
+    count: u32,
+) -> Reply {
+    let id = cluster.instance_id.as_str();
+    let (paused, running_op) = shared.state.with(|s| {
+        let c = s.cluster_mut(id);
+        (c.paused, c.operation.as_ref().map(|o| o.id.clone()))
+    });
+    if paused {
+        return Reply::error(409, format!("{id} is paused; resume it before ordering"));
+    }
+    if let Some(op) = running_op {
+        return Reply::error(
+            409,
+            format!("{id} has an operation running ({op}); wait for it to end"),
+        );
+    }
+    let running = shared
+        .capacity
+        .borrow()
+        .clusters
+        .get(id)
+        .and_then(|i| i.task_nodes());
+    let plan = Plan {
+        id: uuid::Uuid::new_v4().to_string(),
+        reason: format!("manual scale-out of {count} {kind:?} node(s)"),
+        chunks: vec![count],
+        kind,
+        source: OrderSource::Manual,
+        task_nodes_before: running.unwrap_or(0),
+        marks: RuleMarks::default(),
+    };
+    let driven = actuator::drive(shared, cluster, Event::Decided(plan)).await;
+    if driven.save_failed {
+        return Reply::error(500, "cannot write the state; nothing was sent");
+    }
+    match driven.response {
+        Some((token, Ok(resp))) => Reply::ok(json!({
+            "InstanceId": resp.instance_id.clone().unwrap_or_else(|| id.to_string()),
+            "FlowId": resp.flow_id,
+            "RequestId": resp.request_id,
+            "ClientToken": resp.client_token.clone().unwrap_or(token),
+            "DealNames": resp.deal_names,
+            "BillId": resp.bill_id,
+        })),
+        Some((token, Err(e))) => Reply {
+            status: 502,
+            body: json!({
+                "error": e.to_string(),
+                "class": e.class().metric_label(),
+                "Code": e.code(),
+                "RequestId": e.request_id(),
+                "ClientToken": token,
+            }),
+        },
+        None => Reply::error(500, "nothing was sent"),
     }
 }
 
@@ -118,25 +211,6 @@ async fn tick(
         status: i.status,
         task_nodes: i.task_nodes(),
     });
-    // Pause and resume, as recorded by the admin server: pause stops the
-    // operation before its next chunk; resume (which closes the breaker)
-    // lets a stopped operation go on and has a stuck one judged and closed.
-    let (paused, stopping, stuck, breaker_closed) = shared.state.with(|s| {
-        let c = s.cluster_mut(id);
-        let op = c.operation.as_ref();
-        (
-            c.paused,
-            op.is_some_and(|o| o.stopping),
-            op.is_some_and(|o| operation::is_stuck(o) && !o.resolve),
-            c.breaker_open.is_none(),
-        )
-    });
-    let has_op = shared.state.with(|s| s.cluster_mut(id).operation.is_some());
-    if has_op && paused && !stopping {
-        actuator::drive(shared, cluster, Event::Pause).await;
-    } else if has_op && !paused && (stopping || (stuck && breaker_closed)) {
-        actuator::drive(shared, cluster, Event::Resume).await;
-    }
     actuator::drive(shared, cluster, Event::Tick(capacity)).await;
 
     // Observe every rule concurrently.

@@ -1,6 +1,6 @@
-//! Observability: logging, metrics, the admin HTTP server and systemd notifications.
+//! Observability: logging, metrics and systemd notifications. (The admin
+//! HTTP server serving the metrics is the daemon's: `daemon::admin`.)
 
-pub mod admin;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -26,9 +26,15 @@ pub const API_REQUESTS_PER_SECOND: u32 = 20;
 /// One action's queue and limiter.
 #[derive(Debug)]
 pub struct ActionLimiter {
-    /// The FIFO queue; holds the grant times of the last `rps` calls.
+    /// The FIFO queue; holds the quota and the grant times of the last `rps` calls.
+    queue: tokio::sync::Mutex<Window>,
+}
+
+/// What the queue guards.
+#[derive(Debug)]
+struct Window {
     #[allow(clippy::disallowed_types)] // governor runs on real time, and so does this window.
-    queue: tokio::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+    recent: std::collections::VecDeque<std::time::Instant>,
     limiter: DefaultDirectRateLimiter,
     period: Duration,
     rps: usize,
@@ -39,34 +45,65 @@ pub struct ActionLimiter {
 /// the request's arrival, so the server never sees `rps + 1` in one second.
 pub const WINDOW: Duration = Duration::from_millis(1100);
 
+fn governor_for(period: Duration) -> DefaultDirectRateLimiter {
+    let quota = Quota::with_period(period)
+        .expect("spacing is at least 2 ms")
+        .allow_burst(NonZeroU32::MIN);
+    governor::RateLimiter::direct(quota)
+}
+
 impl ActionLimiter {
     /// A limiter for `rps` requests per second, spaced evenly with no burst.
     pub fn new(rps: NonZeroU32) -> Self {
         let period = spacing(rps);
-        let quota = Quota::with_period(period)
-            .expect("spacing is at least 2 ms")
-            .allow_burst(NonZeroU32::MIN);
         Self {
-            queue: tokio::sync::Mutex::new(std::collections::VecDeque::new()),
-            limiter: governor::RateLimiter::direct(quota),
-            period,
-            rps: rps.get() as usize,
+            queue: tokio::sync::Mutex::new(Window {
+                recent: std::collections::VecDeque::new(),
+                limiter: governor_for(period),
+                period,
+                rps: rps.get() as usize,
+            }),
         }
     }
 
     /// The minimum gap between two calls.
-    pub fn period(&self) -> Duration {
-        self.period
+    pub async fn period(&self) -> Duration {
+        self.queue.lock().await.period
+    }
+
+    /// Changes the rate to `rps`, keeping the recent grant times: the
+    /// window and the spacing from the last grant still hold across the
+    /// change, so a re-quota never lets a burst through.
+    pub async fn requota(&self, rps: NonZeroU32) {
+        let mut w = self.queue.lock().await;
+        if w.rps == rps.get() as usize {
+            return;
+        }
+        w.period = spacing(rps);
+        w.limiter = governor_for(w.period);
+        w.rps = rps.get() as usize;
+        while w.recent.len() > w.rps {
+            w.recent.pop_front();
+        }
     }
 
     /// Waits for this caller's turn; returns how long it waited.
     #[allow(clippy::disallowed_types)] // governor runs on real time, so this window does too.
     pub async fn acquire(&self) -> Duration {
         let start = std::time::Instant::now();
-        let mut recent = self.queue.lock().await;
-        self.limiter.until_ready().await;
-        if recent.len() >= self.rps
-            && let Some(oldest) = recent.front()
+        let mut w = self.queue.lock().await;
+        w.limiter.until_ready().await;
+        // A limiter re-quota'd moments ago knows no history: keep the gap
+        // from the last grant ourselves.
+        if let Some(last) = w.recent.back() {
+            let free_at = *last + w.period;
+            let now = std::time::Instant::now();
+            if free_at > now {
+                tokio::time::sleep(free_at - now).await;
+            }
+        }
+        if w.recent.len() >= w.rps
+            && let Some(oldest) = w.recent.front()
         {
             let free_at = *oldest + WINDOW;
             let now = std::time::Instant::now();
@@ -74,9 +111,9 @@ impl ActionLimiter {
                 tokio::time::sleep(free_at - now).await;
             }
         }
-        recent.push_back(std::time::Instant::now());
-        while recent.len() > self.rps {
-            recent.pop_front();
+        w.recent.push_back(std::time::Instant::now());
+        while w.recent.len() > w.rps {
+            w.recent.pop_front();
         }
         start.elapsed()
     }
@@ -115,6 +152,12 @@ impl Limiters {
     /// The limiter of `action`.
     pub fn get(&self, action: Action) -> &ActionLimiter {
         &self.by_action[&action]
+    }
+
+    /// Re-quotas ScaleOutInstance's limiter (a reload changed
+    /// `requests_per_second`), keeping its recent grants.
+    pub async fn requota_scale_out(&self, rps: NonZeroU32) {
+        self.get(Action::ScaleOutInstance).requota(rps).await;
     }
 }
 
@@ -192,8 +235,39 @@ mod tests {
         limiters.get(Action::DescribeInstances).acquire().await;
         assert!(start.elapsed() < Duration::from_millis(500));
         assert_eq!(
-            limiters.get(Action::ScaleOutInstance).period(),
+            limiters.get(Action::ScaleOutInstance).period().await,
             Duration::from_millis(1002)
         );
+    }
+
+    #[tokio::test]
+    async fn a_requota_keeps_the_window_and_the_spacing() {
+        let limiter = ActionLimiter::new(NonZeroU32::new(20).unwrap());
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for i in 0..30 {
+            if i == 10 {
+                // A reload raises nothing past 20/s, but a fresh governor
+                // limiter would grant at once: the kept history must not.
+                limiter.requota(NonZeroU32::new(10).unwrap()).await;
+                assert_eq!(limiter.period().await, Duration::from_millis(102));
+            }
+            limiter.acquire().await;
+            times.push(start.elapsed());
+        }
+        for w in times.windows(2).skip(10) {
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(101),
+                "gap {:?}",
+                w[1] - w[0]
+            );
+        }
+        for (i, t) in times.iter().enumerate() {
+            let n = times[i..]
+                .iter()
+                .take_while(|u| **u < *t + Duration::from_secs(1))
+                .count();
+            assert!(n <= 20, "{n} grants in one second");
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`,
-//! and `POST /api/v1/clusters/{id}/pause|resume`.
+//! and `POST /api/v1/clusters/{id}/pause|resume|scale-out`.
 //!
-//! Pause and resume need the bearer token from `admin_token_file` when one is
-//! configured (a missing file refuses the request, it never stops the daemon);
-//! without a token file they accept loopback clients only.
+//! The POST endpoints need the bearer token from `admin_token_file` when one
+//! is configured (a missing file refuses the request, it never stops the
+//! daemon); without a token file they accept loopback clients only. They
+//! never touch durable state: each is a command to the cluster's owner,
+//! which answers once it has acted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +19,10 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::owners::{Command, Owners, Reply};
+use super::status::StatusBoard;
 use crate::clock::SharedClock;
-use crate::daemon::StateHandle;
-use crate::daemon::status::StatusBoard;
+use crate::state::NodeKind;
 use crate::telemetry::metrics::Metrics;
 
 /// What the handlers need.
@@ -29,8 +32,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Per-cluster status.
     pub board: Arc<StatusBoard>,
-    /// Durable state, for pause/resume.
-    pub state: Arc<StateHandle>,
+    /// The cluster owners' mailboxes, for pause, resume and manual orders.
+    pub owners: Arc<Owners>,
     /// Bearer token file for pause/resume.
     pub token_file: Option<PathBuf>,
     /// For timestamps.
@@ -46,6 +49,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/clusters/{id}/pause", post(pause))
         .route("/api/v1/clusters/{id}/resume", post(resume))
+        .route("/api/v1/clusters/{id}/scale-out", post(scale_out))
         .with_state(state)
 }
 
@@ -150,51 +154,99 @@ fn authorize(
     }
 }
 
-async fn set_paused(
-    s: AdminState,
+/// How long a handler waits for the owner: its current step (up to a few
+/// API calls with retries) and then the command itself.
+const OWNER_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn ask_owner(
+    s: &AdminState,
     peer: SocketAddr,
-    headers: HeaderMap,
-    id: String,
-    paused: bool,
+    headers: &HeaderMap,
+    id: &str,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<Reply>) -> Command,
 ) -> Response {
-    if let Err((code, why)) = authorize(&s, peer, &headers) {
+    if let Err((code, why)) = authorize(s, peer, headers) {
         return (code, Json(json!({"error": why}))).into_response();
     }
-    let known = s.board.snapshot().iter().any(|c| c.instance_id == id);
-    if !known {
+    let Some(mailbox) = s.owners.get(id) else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({"error": format!("{id} is not a configured cluster")})),
         )
             .into_response();
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if mailbox.send(make(tx)).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the cluster's owner is restarting; try again"})),
+        )
+            .into_response();
     }
-    let result = s
-        .state
-        .update(|st| {
-            let c = st.cluster_mut(&id);
-            c.paused = paused;
-            if !paused {
-                c.breaker_open = None;
-            }
-        })
-        .await;
-    s.board.update(&id, |c| {
-        c.paused = paused;
-        if !paused {
-            c.breaker = None;
-        }
-    });
-    match result {
-        Ok(()) => {
-            tracing::info!(message = if paused { "Cluster paused by operator." } else { "Cluster resumed by operator." }, cluster = %id, peer = %peer);
-            Json(json!({"instance_id": id, "paused": paused, "at": s.clock.now()})).into_response()
-        }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": e.to_string()})),
+    match tokio::time::timeout(OWNER_ANSWER_WITHIN, rx).await {
+        Ok(Ok(reply)) => (
+            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(reply.body),
+        )
+            .into_response(),
+        Ok(Err(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"error": "the cluster's owner stopped before answering; check the status"}),
+            ),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            Json(json!({"error": "the cluster's owner did not answer in time; check the status"})),
         )
             .into_response(),
     }
+}
+
+/// The body of `POST /api/v1/clusters/{id}/scale-out`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleOutBody {
+    /// Task nodes, 1 to 20.
+    pub task_count: Option<u32>,
+    /// Core nodes, 1 to 20.
+    pub core_count: Option<u32>,
+}
+
+async fn scale_out(
+    State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let bad = |why: String| (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
+    let parsed: ScaleOutBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return bad(format!(
+                "the body must be {{\"task_count\": N}} or {{\"core_count\": N}}: {e}"
+            ));
+        }
+    };
+    let (kind, count) = match (parsed.task_count, parsed.core_count) {
+        (Some(n), None) => (NodeKind::Task, n),
+        (None, Some(n)) => (NodeKind::Core, n),
+        _ => return bad("give exactly one of task_count and core_count".into()),
+    };
+    if !(1..=20).contains(&count) {
+        return bad(format!(
+            "{count} is outside 1..=20; one request adds 1 to 20 nodes"
+        ));
+    }
+    tracing::info!(message = "Manual scale-out asked.", cluster = %id, count, kind = ?kind, peer = %peer);
+    ask_owner(&s, peer, &headers, &id, |reply| Command::ScaleOut {
+        kind,
+        count,
+        reply,
+    })
+    .await
 }
 
 async fn pause(
@@ -203,7 +255,7 @@ async fn pause(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    set_paused(s, peer, headers, id, true).await
+    ask_owner(&s, peer, &headers, &id, Command::Pause).await
 }
 
 async fn resume(
@@ -212,5 +264,5 @@ async fn resume(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    set_paused(s, peer, headers, id, false).await
+    ask_owner(&s, peer, &headers, &id, Command::Resume).await
 }

@@ -1,0 +1,91 @@
+//! Builds the clients a configuration describes, once, for every command:
+//! the one HTTP client (shared by Prometheus and the EMR API), the credential
+//! chain, the per-action limiters, the EMR client and Prometheus.
+//!
+//! The daemon keeps one [`Connections`] for its whole life: a reload builds a
+//! new EMR client over the same HTTP client, credentials and limiters (a
+//! changed `requests_per_second` re-quotas the existing limiter), so no
+//! reload ever starts a second limiter next to the first.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::prom::Prometheus;
+use crate::tencent::limiter::Limiters;
+use crate::tencent::{
+    ApiObserver, ClientSettings, CredentialChain, CredentialSources, Credentials, EmrClient,
+    NoObserver, RetryPolicy,
+};
+
+/// What outlives a reload.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    /// The one HTTP client.
+    pub http: reqwest::Client,
+    /// The credential chain (its cache of temporary keys included).
+    pub credentials: Arc<CredentialChain>,
+    /// One limiter per EMR action: the process's only ones.
+    pub limiters: Arc<Limiters>,
+}
+
+impl Connections {
+    /// Connections for `config`; `fixed` credentials (the demo) replace the
+    /// process's credential chain.
+    pub fn new(config: &Config, fixed: Option<Credentials>) -> Result<Self, String> {
+        let http = crate::tencent::client::http_client(
+            config.tencent.connect_timeout,
+            config.tencent.request_timeout,
+        )?;
+        let credentials = match fixed {
+            Some(c) => CredentialChain::fixed(c, http.clone()),
+            None => CredentialChain::new(
+                CredentialSources::from_process(Some(config.tencent.metadata_url.to_string())),
+                http.clone(),
+            ),
+        };
+        Ok(Self {
+            limiters: Arc::new(Limiters::new(config.tencent.requests_per_second)),
+            credentials: Arc::new(credentials),
+            http,
+        })
+    }
+
+    /// The EMR client for `config` over these connections, reporting every
+    /// attempt to `observer`.
+    pub fn emr(
+        &self,
+        config: &Config,
+        observer: Arc<dyn ApiObserver>,
+    ) -> Result<EmrClient, String> {
+        EmrClient::new(
+            self.http.clone(),
+            ClientSettings {
+                endpoint: config.tencent.endpoint.clone(),
+                region: config.tencent.region.clone(),
+                language: config.tencent.language.clone(),
+                retry: RetryPolicy {
+                    max_attempts: config.tencent.max_attempts,
+                    ..RetryPolicy::default()
+                },
+            },
+            self.credentials.clone(),
+            self.limiters.clone(),
+            observer,
+        )
+    }
+
+    /// The EMR client with no observer.
+    pub fn emr_quiet(&self, config: &Config) -> Result<EmrClient, String> {
+        self.emr(config, Arc::new(NoObserver))
+    }
+
+    /// Prometheus for `config` over the shared HTTP client.
+    pub fn prometheus(&self, config: &Config) -> Result<Prometheus, String> {
+        Prometheus::new(
+            self.http.clone(),
+            config.prometheus.url.as_str(),
+            config.prometheus.timeout,
+            config.prometheus.auth.clone(),
+        )
+    }
+}

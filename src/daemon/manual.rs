@@ -1,0 +1,171 @@
+//! Manual orders (`scale-out`): one limit per account, one owner per cluster.
+//!
+//! While a daemon runs on the same `state_dir`, the order goes to it
+//! (`state_dir/admin.addr`, `POST /api/v1/clusters/{id}/scale-out`, with the
+//! bearer token from `admin_token_file` when one is configured), so its owner,
+//! limiter and operation serve the order. With no daemon, the command takes
+//! the state lock itself (waiting up to 30 s for it), follows any operation
+//! left open one step, and acts alone through the same operation machine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::owners::Reply;
+use super::status::StatusBoard;
+use super::{ADMIN_ADDR_FILE, Shared, StateHandle, actuator, capacity, worker};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::connect::Connections;
+use crate::state::{NodeKind, StateError, StateStore};
+use crate::telemetry::metrics::Metrics;
+
+/// How long the command waits for the state lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long the command waits for a running daemon's answer.
+const DAEMON_ANSWER_WITHIN: Duration = Duration::from_secs(660);
+
+/// Places one manual order of `count` nodes of `kind` on `instance_id`.
+pub async fn order(
+    config: &Config,
+    instance_id: &str,
+    kind: NodeKind,
+    count: u32,
+    clock: SharedClock,
+) -> Result<Reply, String> {
+    if let Some(reply) = via_daemon(config, instance_id, kind, count).await? {
+        return Ok(reply);
+    }
+    alone(config, instance_id, kind, count, clock).await
+}
+
+/// Sends the order to the daemon whose address is in `state_dir`, if one
+/// answers there; `None` when no daemon listens (a stale file, or none).
+async fn via_daemon(
+    config: &Config,
+    instance_id: &str,
+    kind: NodeKind,
+    count: u32,
+) -> Result<Option<Reply>, String> {
+    let path = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let Ok(addr) = text.trim().parse::<std::net::SocketAddr>() else {
+        tracing::warn!(message = "Ignoring an unreadable daemon address file.", path = %path.display());
+        return Ok(None);
+    };
+    // 0.0.0.0 or :: mean "every address": reach the daemon on loopback.
+    let addr = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let http = crate::tencent::client::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
+    let body = match kind {
+        NodeKind::Task => serde_json::json!({ "task_count": count }),
+        NodeKind::Core => serde_json::json!({ "core_count": count }),
+    };
+    let mut request = http
+        .post(format!(
+            "http://{addr}/api/v1/clusters/{instance_id}/scale-out"
+        ))
+        .json(&body);
+    if let Some(file) = &config.daemon.admin_token_file {
+        let token = std::fs::read_to_string(file).map_err(|e| {
+            format!(
+                "cannot read daemon.admin_token_file {}: {e}; the running daemon needs its token",
+                file.display()
+            )
+        })?;
+        request = request.bearer_auth(token.trim());
+    }
+    tracing::info!(message = "Sending the order to the running daemon.", addr = %addr, cluster = %instance_id);
+    match request.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let body = resp.json::<serde_json::Value>().await.unwrap_or_default();
+            Ok(Some(Reply { status, body }))
+        }
+        Err(e) if e.is_connect() => {
+            tracing::info!(message = "No daemon answers at the recorded address; acting alone.", addr = %addr);
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "the daemon at {addr} did not answer ({e}); the order may have been placed: \
+             check GET /api/v1/status before trying again"
+        )),
+    }
+}
+
+/// Opens the state directory, waiting up to [`LOCK_WAIT`] for its lock.
+async fn open_waiting(config: &Config) -> Result<(StateStore, crate::state::State), String> {
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match StateStore::open(&config.daemon.state_dir, false) {
+            Ok(opened) => return Ok(opened),
+            Err(StateError::Locked { path }) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(message = "State directory locked; waiting.", lock = %path.display());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The order with no daemon: this process owns the cluster while it acts.
+async fn alone(
+    config: &Config,
+    instance_id: &str,
+    kind: NodeKind,
+    count: u32,
+    clock: SharedClock,
+) -> Result<Reply, String> {
+    let Some(cluster) = config.cluster(instance_id) else {
+        return Ok(Reply::error(
+            404,
+            format!("{instance_id} is not a configured cluster"),
+        ));
+    };
+    let connections = Connections::new(config, None)?;
+    let emr = connections.emr_quiet(config)?;
+    let prom = connections.prometheus(config)?;
+    let (store, state) = open_waiting(config).await?;
+    let (tx, rx) = watch::channel(capacity::Snapshot::default());
+    let shared = Shared {
+        clock: clock.clone(),
+        config: config.clone(),
+        emr,
+        prom,
+        metrics: Arc::new(Metrics::new()),
+        state: Arc::new(StateHandle::new(store, state)),
+        board: Arc::new(StatusBoard::new(clock.clone())),
+        capacity: rx,
+    };
+    // Where the cluster stands, and any operation a daemon left open.
+    let ids = vec![instance_id.to_string()];
+    let mut snap = capacity::Snapshot::default();
+    match shared.emr.describe_instances(&ids).await {
+        Ok(list) => {
+            snap.clusters = list
+                .into_iter()
+                .map(|c| (c.cluster_id.clone(), c))
+                .collect();
+            snap.taken = Some(tokio::time::Instant::now());
+            snap.at = Some(clock.now());
+        }
+        Err(e) => snap.error = Some(e.to_string()),
+    }
+    let info = snap.clusters.get(instance_id).cloned();
+    tx.send_replace(snap.clone());
+    actuator::drive(&shared, cluster, super::operation::Event::Restart).await;
+    let cap = info.zip(snap.at).map(|(i, at)| super::operation::Capacity {
+        at,
+        status: i.status,
+        task_nodes: i.task_nodes(),
+    });
+    actuator::drive(&shared, cluster, super::operation::Event::Tick(cap)).await;
+    Ok(worker::manual_order(&shared, cluster, kind, count).await)
+}
