@@ -590,6 +590,70 @@ async fn pause_stops_an_operation_before_its_next_chunk() {
     );
 }
 
+/// Liveness is the process, readiness is the world: one EMR action that
+/// answers only after 25 s (inside the 30 s request timeout) never fails
+/// `/healthz`, so the systemd watchdog never kills the daemon for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_api_never_fails_healthz() {
+    let mut rig = Rig::new(1, Duration::from_secs(300)).await;
+    rig.write_config("", &threshold(2, "0s"));
+    for _ in 0..4 {
+        rig.sim.inject(
+            "DescribeClusterFlowStatusDetail",
+            Some(CLUSTER),
+            Fault::Delay(Duration::from_secs(25)),
+        );
+    }
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(10), "the order", || {
+        rig.orders().len() == 1
+    })
+    .await;
+    let start = Instant::now();
+    let mut failures = Vec::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        let (code, body) = rig.get("/healthz").await;
+        if code != 200 {
+            failures.push(format!("{:?}: {code} {body}", start.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(failures.is_empty(), "/healthz failed: {failures:#?}");
+    let slow = rig
+        .sim
+        .ledger()
+        .for_action("DescribeClusterFlowStatusDetail")
+        .count();
+    assert!(slow >= 2, "the slow action was called ({slow})");
+}
+
+/// An owner that is genuinely stuck (no step, no call) fails `/healthz`
+/// within 3 x evaluation_interval + 10 s. The stall comes from a hook that
+/// only debug builds have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_owner_fails_healthz_within_its_bound() {
+    let mut rig = Rig::new(1, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(2, "0s"));
+    let mut cmd = rig.command();
+    cmd.env("EMR_AUTOSCALER_TEST_STALL_OWNER", CLUSTER);
+    let started = Instant::now();
+    rig.launch(cmd);
+    eventually(Duration::from_secs(30), "/healthz 503", || {
+        futures_block(rig.get("/healthz")).0 == 503
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took <= Duration::from_secs(13 + 5),
+        "noticed after {took:?} (bound 3 x 1 s + 10 s)"
+    );
+    assert!(took >= Duration::from_secs(12), "too early: {took:?}");
+    let (_, body) = rig.get("/healthz").await;
+    assert!(body.contains(CLUSTER), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_state_dir_refuses() {
     let mut rig = Rig::new(1, Duration::from_secs(1)).await;

@@ -175,6 +175,19 @@ impl ClusterConfig {
     }
 }
 
+impl TencentConfig {
+    /// The longest one EMR call may take, retries included: every attempt's
+    /// connect and request timeouts, the longest backoff between attempts,
+    /// and 30 s in the limiter's queue. An owner waiting on a call for less
+    /// than this is alive.
+    pub fn call_within(&self) -> Duration {
+        let attempts = self.max_attempts.max(1);
+        (self.connect_timeout + self.request_timeout) * attempts
+            + Duration::from_secs(10) * (attempts - 1)
+            + Duration::from_secs(30)
+    }
+}
+
 impl Config {
     /// The cluster with this id.
     pub fn cluster(&self, instance_id: &str) -> Option<&ClusterConfig> {

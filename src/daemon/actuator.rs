@@ -183,7 +183,13 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
                     next = Some(Event::Answered(answer));
                 }
                 Effect::ReadFlow(flow) => {
-                    next = Some(match shared.emr.describe_flow(id, flow).await {
+                    let read = {
+                        let _call = shared
+                            .board
+                            .in_call(id, shared.config.tencent.call_within());
+                        shared.emr.describe_flow(id, flow).await
+                    };
+                    next = Some(match read {
                         Ok(r) => match r.state() {
                             FlowState::Done => Event::FlowRead(Flow::Done),
                             FlowState::Failed => Event::FlowRead(Flow::Failed),
@@ -260,7 +266,12 @@ async fn send(
         message = if resend { "Re-sending ScaleOutInstance under its token." } else { "Sending ScaleOutInstance." },
         cluster = %id, nodes, chunk, of, client_token = %token.value,
     );
-    let (result, sent_attempts) = shared.emr.scale_out_counted(&request, &token).await;
+    let (result, sent_attempts) = {
+        let _call = shared
+            .board
+            .in_call(id, shared.config.tencent.call_within());
+        shared.emr.scale_out_counted(&request, &token).await
+    };
     let answer = match &result {
         Ok(resp) => {
             tracing::info!(message = "Scale-out accepted.", cluster = %id, nodes, flow_id = ?resp.flow_id, request_id = %resp.request_id, client_token = %token.value);

@@ -98,7 +98,7 @@ async fn healthz(State(s): State<AdminState>) -> Response {
 async fn readyz(State(s): State<AdminState>) -> Response {
     let reasons = s.board.not_ready();
     if reasons.is_empty() {
-        Json(json!({"ready": true})).into_response()
+        Json(json!({"ready": true, "reasons": []})).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

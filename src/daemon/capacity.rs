@@ -12,6 +12,9 @@ use super::Shared;
 use crate::tencent::ErrorClass;
 use crate::tencent::emr::ClusterInfo;
 
+/// The poller's name on the status board, for `/healthz`.
+pub const POLLER: &str = "(capacity poller)";
+
 /// The latest answer about every cluster.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -51,11 +54,19 @@ pub async fn poll(
         .map(|c| c.instance_id.clone())
         .collect();
     let interval = shared.clock.real(shared.config.daemon.evaluation_interval);
+    let allowance = interval * 3 + std::time::Duration::from_secs(10);
     loop {
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = shared.emr.describe_instances(&ids) => r,
+        shared.board.progressed(POLLER, allowance);
+        let result = {
+            let _call = shared
+                .board
+                .in_call(POLLER, shared.config.tencent.call_within());
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = shared.emr.describe_instances(&ids) => r,
+            }
         };
+        shared.board.progressed(POLLER, allowance);
         let mut snap = tx.borrow().clone();
         match result {
             Ok(list) => {

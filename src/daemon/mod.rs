@@ -471,7 +471,7 @@ async fn start_generation(
         let cancel = CancellationToken::new();
         let real = base.clock.real(config.daemon.evaluation_interval);
         base.board
-            .expect(&cluster.instance_id, real * 3 + config.prometheus.timeout);
+            .expect(&cluster.instance_id, real * 3 + Duration::from_secs(10));
         let mailbox = base.owners.register(&cluster.instance_id);
         let task = tokio::spawn(worker::run(
             shared.clone(),

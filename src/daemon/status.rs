@@ -90,14 +90,107 @@ pub struct ClusterStatus {
     pub last_api_error: Option<ApiErrorStatus>,
     /// The last decision that ordered nodes: when, how many, why.
     pub last_order: Option<serde_json::Value>,
-    /// Why the last cycle lacked data (empty when it had everything).
-    pub not_ready: Vec<String>,
+    /// Why the cluster is not ready (empty when it had everything).
+    pub not_ready: Vec<NotReady>,
+}
+
+/// One readiness reason. `reason` is one of [`NotReady::LABELS`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NotReady {
+    /// The fixed label.
+    pub reason: &'static str,
+    /// What happened, for operators.
+    pub detail: String,
+}
+
+impl NotReady {
+    /// The fixed set of reason labels `/readyz` uses.
+    pub const LABELS: [&'static str; 8] = [
+        "data_error",
+        "capacity_unknown",
+        "auth",
+        "flow_unreadable",
+        "breaker",
+        "conflict",
+        "etcd_unreachable",
+        "no_leader",
+    ];
+
+    /// A reason; `reason` must be one of [`Self::LABELS`].
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        debug_assert!(Self::LABELS.contains(&reason), "unknown label {reason}");
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One readiness reason as `/readyz` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReadinessReason {
+    /// The cluster, or `None` for a process-wide reason.
+    pub cluster: Option<String>,
+    /// The fixed label.
+    pub reason: &'static str,
+    /// What happened.
+    pub detail: String,
+}
+
+/// A loop's liveness: when it last completed a step, how long it may go
+/// without one, and until when it is inside an external call's own timeout.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    at: tokio::time::Instant,
+    allowance: Duration,
+    calls: u32,
+    call_until: Option<tokio::time::Instant>,
+}
+
+impl Progress {
+    fn new(allowance: Duration) -> Self {
+        Self {
+            at: tokio::time::Instant::now(),
+            allowance,
+            calls: 0,
+            call_until: None,
+        }
+    }
+
+    /// Stalled: no step completed within the allowance, and not waiting on a
+    /// call still inside its own timeout.
+    fn stalled(&self, now: tokio::time::Instant) -> bool {
+        let waiting = self.calls > 0 && self.call_until.is_some_and(|until| now <= until);
+        now.duration_since(self.at) > self.allowance && !waiting
+    }
+}
+
+/// Marks a loop as waiting on an external call until dropped.
+#[derive(Debug)]
+pub struct InCall<'a> {
+    board: &'a StatusBoard,
+    id: String,
+}
+
+impl Drop for InCall<'_> {
+    fn drop(&mut self) {
+        self.board.with(|i| {
+            if let Some(p) = i.progress.get_mut(&self.id) {
+                p.calls = p.calls.saturating_sub(1);
+                if p.calls == 0 {
+                    p.call_until = None;
+                }
+                // A call that returned is a step completed.
+                p.at = tokio::time::Instant::now();
+            }
+        });
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     clusters: BTreeMap<String, ClusterStatus>,
-    progress: BTreeMap<String, (tokio::time::Instant, Duration)>,
+    progress: BTreeMap<String, Progress>,
 }
 
 /// Shared status of every cluster.
@@ -145,9 +238,31 @@ impl StatusBoard {
     /// may take until the next time (2 × interval + query timeout).
     pub fn progressed(&self, id: &str, allowance: Duration) {
         self.with(|i| {
-            i.progress
-                .insert(id.to_string(), (tokio::time::Instant::now(), allowance));
+            let p = i
+                .progress
+                .entry(id.to_string())
+                .or_insert_with(|| Progress::new(allowance));
+            p.at = tokio::time::Instant::now();
+            p.allowance = allowance;
         });
+    }
+
+    /// Marks loop `id` as waiting on an external call whose own timeout is
+    /// `within`, until the returned guard is dropped. Such a loop is alive.
+    pub fn in_call(&self, id: &str, within: Duration) -> InCall<'_> {
+        self.with(|i| {
+            let p = i
+                .progress
+                .entry(id.to_string())
+                .or_insert_with(|| Progress::new(within));
+            p.calls += 1;
+            let until = tokio::time::Instant::now() + within;
+            p.call_until = Some(p.call_until.map_or(until, |u| u.max(until)));
+        });
+        InCall {
+            board: self,
+            id: id.to_string(),
+        }
     }
 
     /// Registers a worker before its first tick, so a loop that never gets
@@ -156,7 +271,7 @@ impl StatusBoard {
         self.with(|i| {
             i.progress
                 .entry(id.to_string())
-                .or_insert((tokio::time::Instant::now(), allowance));
+                .or_insert_with(|| Progress::new(allowance));
             i.clusters
                 .entry(id.to_string())
                 .or_insert_with(|| ClusterStatus {
@@ -181,11 +296,17 @@ impl StatusBoard {
 
     /// Loops that made no progress within their allowance.
     pub fn stalled(&self) -> Vec<String> {
+        let now = tokio::time::Instant::now();
         self.with(|i| {
             i.progress
                 .iter()
-                .filter(|(_, (at, allowance))| at.elapsed() > *allowance)
-                .map(|(id, (at, _))| format!("{id}: no evaluation for {:.0?}", at.elapsed()))
+                .filter(|(_, p)| p.stalled(now))
+                .map(|(id, p)| {
+                    format!(
+                        "{id}: no step completed for {:.0?}",
+                        now.duration_since(p.at)
+                    )
+                })
                 .collect()
         })
     }
@@ -195,24 +316,29 @@ impl StatusBoard {
         self.stalled().is_empty()
     }
 
-    /// Reasons the last cycle was incomplete, across clusters.
-    pub fn not_ready(&self) -> Vec<String> {
+    /// Why the daemon is not ready, across clusters, with the fixed labels.
+    pub fn not_ready(&self) -> Vec<ReadinessReason> {
         self.with(|i| {
-            let mut out: Vec<String> = i
+            let mut out: Vec<ReadinessReason> = i
                 .clusters
                 .values()
                 .flat_map(|c| {
-                    c.not_ready
-                        .iter()
-                        .map(move |r| format!("{}: {r}", c.instance_id))
+                    c.not_ready.iter().map(move |r| ReadinessReason {
+                        cluster: Some(c.instance_id.clone()),
+                        reason: r.reason,
+                        detail: r.detail.clone(),
+                    })
                 })
                 .collect();
             for id in i.progress.keys() {
-                if i.clusters
-                    .get(id)
-                    .is_none_or(|c| c.last_evaluation.is_none())
+                if let Some(c) = i.clusters.get(id)
+                    && c.last_evaluation.is_none()
                 {
-                    out.push(format!("{id}: not evaluated yet"));
+                    out.push(ReadinessReason {
+                        cluster: Some(id.clone()),
+                        reason: "capacity_unknown",
+                        detail: "not evaluated yet".into(),
+                    });
                 }
             }
             out
@@ -222,5 +348,42 @@ impl StatusBoard {
     /// The board's clock reading, for responses.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// The `/healthz` rule: a loop is stalled only when it has neither
+    /// completed a step nor been waiting on a call still inside that call's
+    /// own timeout for its allowance.
+    #[tokio::test(start_paused = true)]
+    async fn liveness_counts_a_call_inside_its_timeout_as_progress() {
+        let board = StatusBoard::new(Arc::new(crate::clock::SystemClock));
+        let allowance = Duration::from_secs(13);
+        board.progressed("c", allowance);
+        tokio::time::advance(Duration::from_secs(12)).await;
+        assert!(board.healthy());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(board.stalled().len(), 1, "no step for 14 s");
+
+        // A slow call (25 s, inside its 30 s timeout) keeps the loop alive.
+        board.progressed("c", allowance);
+        {
+            let _call = board.in_call("c", Duration::from_secs(30));
+            tokio::time::advance(Duration::from_secs(25)).await;
+            assert!(board.healthy(), "waiting on a call within its timeout");
+        }
+        // It returned: that is a step.
+        tokio::time::advance(Duration::from_secs(12)).await;
+        assert!(board.healthy());
+
+        // A call past its own timeout is a stuck owner.
+        let _call = board.in_call("c", Duration::from_secs(30));
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(board.stalled().len(), 1, "stuck past the call's timeout");
     }
 }

@@ -14,7 +14,7 @@ use super::Shared;
 use super::actuator;
 use super::operation::{Capacity, Event, Plan};
 use super::owners::{Command, Reply};
-use super::status::{BudgetStatus, VoteStatus};
+use super::status::{BudgetStatus, NotReady, VoteStatus};
 use crate::config::ClusterConfig;
 use crate::policy::{self, ClusterView, Reading, Sample, Unit};
 use crate::state::{NodeKind, OrderSource, RuleMarks};
@@ -37,8 +37,10 @@ pub async fn run(
     let id = cluster.instance_id.clone();
     let interval = shared.config.daemon.evaluation_interval;
     let real = shared.clock.real(interval);
-    let allowance = real * 2 + shared.config.prometheus.timeout;
-    shared.board.expect(&id, allowance + real);
+    // `/healthz`: a step at least every 3 x interval + 10 s, unless waiting
+    // on a call inside its own timeout.
+    let allowance = real * 3 + Duration::from_secs(10);
+    shared.board.expect(&id, allowance);
     let mut histories: Vec<VecDeque<Sample>> =
         cluster.rules.iter().map(|_| VecDeque::new()).collect();
     let policy = cluster.policy();
@@ -52,6 +54,7 @@ pub async fn run(
     // An intent left by an earlier process may have been sent.
     actuator::drive(&shared, &cluster, Event::Restart).await;
     'owner: loop {
+        stall_for_tests(&id).await;
         tick(&shared, &cluster, &policy, &mut histories).await;
         shared.board.progressed(&id, allowance);
         let next = tokio::time::Instant::now() + jittered(real);
@@ -67,6 +70,20 @@ pub async fn run(
         }
     }
     tracing::debug!(message = "Cluster loop stopped.", cluster = %id);
+}
+
+/// Debug builds only: `EMR_AUTOSCALER_TEST_STALL_OWNER=<instance id>` makes
+/// that cluster's owner hang for ever without an external call, so tests can
+/// show that `/healthz` notices a genuinely stuck owner. Release builds have
+/// no such hook.
+async fn stall_for_tests(id: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("EMR_AUTOSCALER_TEST_STALL_OWNER").is_ok_and(|v| v == id) {
+        tracing::warn!(message = "Test hook: this owner stalls (debug builds only).", cluster = %id);
+        std::future::pending::<()>().await;
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = id;
 }
 
 /// Serves one operator command.
@@ -195,13 +212,18 @@ async fn tick(
         .cloned();
     let mut not_ready = Vec::new();
     match (&snapshot.error, info.is_some()) {
-        (Some(e), _) => not_ready.push(format!("EMR DescribeInstances failed: {e}")),
-        (None, false) if snapshot.taken.is_none() => {
-            not_ready.push("no DescribeInstances answer yet".into())
-        }
-        (None, false) => {
-            not_ready.push("cluster missing from DescribeInstances or answer too old".into())
-        }
+        (Some(e), _) => not_ready.push(NotReady::new(
+            "capacity_unknown",
+            format!("EMR DescribeInstances failed: {e}"),
+        )),
+        (None, false) if snapshot.taken.is_none() => not_ready.push(NotReady::new(
+            "capacity_unknown",
+            "no DescribeInstances answer yet",
+        )),
+        (None, false) => not_ready.push(NotReady::new(
+            "capacity_unknown",
+            "cluster missing from DescribeInstances or answer too old",
+        )),
         _ => {}
     }
 
@@ -214,6 +236,10 @@ async fn tick(
     actuator::drive(shared, cluster, Event::Tick(capacity)).await;
 
     // Observe every rule concurrently.
+    let queries = shared.board.in_call(
+        id,
+        shared.config.prometheus.timeout * 2 + Duration::from_secs(5),
+    );
     let observed = futures_util::future::join_all(cluster.rules.iter().map(|r| {
         let prom = &shared.prom;
         async move {
@@ -224,6 +250,7 @@ async fn tick(
         }
     }))
     .await;
+    drop(queries);
     for ((rule, obs), history) in cluster.rules.iter().zip(observed).zip(histories.iter_mut()) {
         let Some(obs) = obs else { continue };
         if let Reading::Missing(issue) = obs.reading {
@@ -234,7 +261,10 @@ async fn tick(
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| issue.metric_label().into());
             tracing::warn!(message = "Rule has no usable data; it does not count as a number.", cluster = %id, rule = %rule.name, kind = issue.metric_label(), reason = %reason);
-            not_ready.push(format!("rule {}: {reason}", rule.name));
+            not_ready.push(NotReady::new(
+                "data_error",
+                format!("rule {}: {reason}", rule.name),
+            ));
         }
         history.push_back(Sample {
             at: now,
@@ -273,7 +303,10 @@ async fn tick(
     let cluster_status = info.as_ref().and_then(|i| i.status);
     let running = info.as_ref().and_then(|i| i.task_nodes());
     if info.is_some() && running.is_none() {
-        not_ready.push("DescribeInstances gave no Config.TaskNodeSize".into());
+        not_ready.push(NotReady::new(
+            "capacity_unknown",
+            "DescribeInstances gave no Config.TaskNodeSize",
+        ));
     }
     let busy = op.is_none()
         && cluster_status.is_some_and(|s| s != status::RUNNING && s != status::SCALE_OUT_FAILED);
@@ -328,7 +361,7 @@ async fn tick(
         },
     );
     if snapshot.auth_failed {
-        not_ready.push("EMR credentials rejected (auth)".into());
+        not_ready.push(NotReady::new("auth", "EMR credentials rejected"));
     }
     // An operation never hangs silently: an unreadable flow shows at once,
     // the breaker once the operation outlived flow_timeout.
@@ -337,12 +370,13 @@ async fn tick(
             .as_ref()
             .map(|e| (c.flow_id.unwrap_or_default(), e))
     }) {
-        not_ready.push(format!(
-            "flow_unreadable: flow {flow} cannot be read: {error}"
+        not_ready.push(NotReady::new(
+            "flow_unreadable",
+            format!("flow {flow} cannot be read: {error}"),
         ));
     }
     if let Some(b) = &breaker {
-        not_ready.push(format!("breaker: {}", b.reason));
+        not_ready.push(NotReady::new("breaker", b.reason.clone()));
     }
     let op_json = op.as_ref().map(|o| {
         serde_json::json!({
