@@ -654,6 +654,53 @@ async fn a_stuck_owner_fails_healthz_within_its_bound() {
     assert!(body.contains(CLUSTER), "{body}");
 }
 
+/// A demand-sized rule with cooldown 0 and a metric that lags 30 s behind
+/// the cluster (YARN's pending memory falls only once the NodeManagers
+/// register and Prometheus scrapes again) orders exactly once for one burst:
+/// the nodes that just arrived still count against the demand (`settle`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_metric_never_orders_the_same_demand_twice() {
+    const PER_NODE: f64 = 8192.0;
+    const LAG: Duration = Duration::from_secs(30);
+    let mut rig = Rig::new(2, Duration::from_secs(2)).await;
+    rig.write_config(
+        "cooldown = \"0s\"\nsettle = \"45s\"",
+        &format!(
+            "[[clusters.rules]]\nname = \"demand\"\ntype = \"target\"\nquery = \"{Q}\"\nper_node = {PER_NODE}\nfactor = 1.0\nunit = \"mb\"\n"
+        ),
+    );
+    rig.start();
+    ready(&rig).await;
+    // One burst: 3 nodes' worth of pending memory, served by nodes beyond
+    // the first 2; the metric sees the cluster as it was LAG ago.
+    let burst_at = Instant::now();
+    let mut seen: std::collections::VecDeque<(Instant, u32)> = Default::default();
+    // Past the flow, past the lag, until the metric has caught up.
+    while burst_at.elapsed() < LAG + Duration::from_secs(8) {
+        let now = Instant::now();
+        let nodes = rig.sim.cluster(CLUSTER).map_or(2, |c| c.task_nodes);
+        seen.push_back((now, nodes));
+        let lagged = seen
+            .iter()
+            .rev()
+            .find(|(at, _)| now.duration_since(*at) >= LAG)
+            .map_or(2, |(_, n)| *n);
+        let pending = (3.0 - f64::from(lagged.saturating_sub(2))).max(0.0) * PER_NODE;
+        rig.prom.set(Q, Answer::Value(pending));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        rig.sim.cluster(CLUSTER).is_some_and(|c| c.task_nodes == 5),
+        "the burst was served"
+    );
+    assert_eq!(
+        rig.orders(),
+        [3],
+        "one order for one burst; log:\n{}",
+        rig.log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_the_same_state_dir_refuses() {
     let mut rig = Rig::new(1, Duration::from_secs(1)).await;
