@@ -662,3 +662,65 @@ async fn the_daemon_and_ten_manual_orders_share_one_limit() {
         "the manual orders went through the daemon"
     );
 }
+
+/// One owner per cluster: 40 SIGHUPs, each changing `[tencent]` and the
+/// rules, while every cluster's flow is running. A reload stops and joins
+/// the old owner before its successor starts, and the limiter outlives it:
+/// exactly one order per cluster, none over the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_reloads_with_flows_in_progress_order_once_per_cluster() {
+    let names: Vec<String> = (0..10).map(|i| format!("emr-rld{i:05}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let w = World::new(&refs, Duration::from_secs(4), |_| {}).await;
+    let write = |n: u32| {
+        let cfg = w.config(
+            "reload",
+            &refs,
+            "max_task_nodes = 10\ncooldown = \"1h\"",
+            &format!("for = \"0s\"\ncooldown = \"{}s\"", 60 + n),
+        );
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            "max_attempts = 3",
+            &format!(
+                "max_attempts = {}\nrequests_per_second = {}",
+                3 + n % 2,
+                19 + n % 2
+            ),
+        );
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let cfg = write(0);
+    let mut d = w.daemon("reload", &cfg);
+    d.wait_healthy(Duration::from_secs(30)).await;
+    for c in &refs {
+        w.exporter.set(c, Some(50_000.0));
+    }
+    eventually(Duration::from_secs(30), "the first orders", || async {
+        !w.sim.ledger().flow_starts().is_empty()
+    })
+    .await;
+    for n in 1..=40 {
+        write(n);
+        d.signal("-HUP");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    eventually(Duration::from_secs(60), "every cluster served", || async {
+        w.sim.ledger().flow_starts().len() >= 10
+    })
+    .await;
+    // Past every flow: a second order would be out by now.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ledger = w.sim.ledger();
+    for c in &refs {
+        assert_eq!(ledger.flows_started(c), 1, "{c} ordered once; log:\n{}", d.log_text());
+    }
+    assert!(ledger.tokens_with_several_flows().is_empty());
+    assert!(ledger.max_in_any_window(SCALE_OUT, Duration::from_secs(1)) <= 20);
+    assert_eq!(ledger.count_code(SCALE_OUT, "RequestLimitExceeded"), 0);
+    let reloads = d.log_text().matches("Configuration reloaded.").count();
+    assert!(reloads >= 30, "only {reloads} reloads took effect");
+    assert_eq!(d.get("/healthz").await.0, 200);
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(15)).await, Some(0));
+}
