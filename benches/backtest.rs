@@ -39,7 +39,6 @@ fn rule(name: &str, signal: Option<ReplaySignal>, kind: RuleKind) -> Rule {
         kind,
         cooldown: None,
         on_missing: OnMissing::Hold,
-        max_age: None,
         unit: Unit::Megabytes,
         replay_signal: signal,
     }

@@ -26,7 +26,6 @@ fn rule(name: &str, kind: RuleKind) -> Rule {
         kind,
         cooldown: Some(Duration::from_secs(120)),
         on_missing: OnMissing::Hold,
-        max_age: None,
         unit: Unit::Plain,
         replay_signal: None,
     }

@@ -76,7 +76,7 @@ async fn samples(
             Ok(s)
         }
         None => {
-            let o = prom.instant(query, rule.max_age, now).await;
+            let o = prom.instant(query).await;
             match (o.reading, o.error) {
                 (Reading::Missing(DataIssue::Error), Some(e)) => Err(e.to_string()),
                 (reading, _) => Ok(vec![Sample {

@@ -56,6 +56,46 @@ pub enum PromError {
     Shape(String),
 }
 
+/// The largest Prometheus answer read (a range chunk of 11,000 points is far
+/// below it); a bigger one is a failed query.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The API's envelope.
+#[derive(serde::Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Envelope {
+    Success {
+        data: PromqlResult,
+    },
+    Error {
+        #[serde(rename = "errorType", default)]
+        error_type: String,
+        #[serde(default)]
+        error: String,
+    },
+}
+
+/// Sends a query and reads its answer, at most [`MAX_BODY_BYTES`] of it.
+async fn fetch(
+    send: impl std::future::Future<Output = Result<reqwest::Response, prometheus_http_query::Error>>,
+) -> Result<PromqlResult, PromError> {
+    let resp = send.await.map_err(|e| PromError::Query(e.to_string()))?;
+    let status = resp.status();
+    let body = crate::tencent::client::read_capped(resp, MAX_BODY_BYTES)
+        .await
+        .map_err(PromError::Query)?;
+    match serde_json::from_slice::<Envelope>(&body) {
+        Ok(Envelope::Success { data }) => Ok(data),
+        Ok(Envelope::Error { error_type, error }) => {
+            Err(PromError::Query(format!("{error_type}: {error}")))
+        }
+        Err(e) => Err(PromError::Query(format!(
+            "HTTP {status}, not a Prometheus answer ({e}); body starts: {:?}",
+            crate::tencent::error::body_excerpt(&body)
+        ))),
+    }
+}
+
 /// An instant reading and, when it failed, why (for logs).
 #[derive(Debug)]
 pub struct Observed {
@@ -152,22 +192,15 @@ impl Prometheus {
             v.set_sensitive(true);
             builder = builder.header(reqwest::header::AUTHORIZATION, v);
         }
-        match tokio::time::timeout(self.timeout, builder.get()).await {
+        match tokio::time::timeout(self.timeout, fetch(builder.get_raw())).await {
             Err(_) => Err(PromError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(PromError::Query(e.to_string())),
-            Ok(Ok(r)) => Ok(r),
+            Ok(r) => r,
         }
     }
 
-    /// Evaluates `query` now. With `max_age`, also asks `timestamp(query)` and
-    /// marks the reading stale when the sample is older; expressions whose
-    /// timestamp cannot be taken are judged fresh.
-    pub async fn instant(
-        &self,
-        query: &str,
-        max_age: Option<Duration>,
-        now: DateTime<Utc>,
-    ) -> Observed {
+    /// Evaluates `query` now. Freshness is Prometheus's own: a series no
+    /// longer scraped drops out after its staleness period and reads empty.
+    pub async fn instant(&self, query: &str) -> Observed {
         let result = match self.run_instant(query).await {
             Ok(r) => r,
             Err(e) => {
@@ -177,7 +210,7 @@ impl Prometheus {
                 };
             }
         };
-        let mut reading = classify(result.data());
+        let reading = classify(result.data());
         if matches!(result.data(), Data::Matrix(_)) {
             return Observed {
                 reading,
@@ -185,15 +218,6 @@ impl Prometheus {
                     "a range vector; rules need an instant expression".into(),
                 )),
             };
-        }
-        if let (Reading::Value(_), Some(max_age)) = (reading, max_age)
-            && let Ok(ts) = self.run_instant(&format!("timestamp({query})")).await
-            && let Reading::Value(at) = classify(ts.data())
-        {
-            let age = now.timestamp() as f64 - at;
-            if age > max_age.as_secs_f64() {
-                reading = Reading::Missing(DataIssue::Stale);
-            }
         }
         Observed {
             reading,
@@ -226,10 +250,9 @@ impl Prometheus {
                 })?;
                 builder = builder.header(reqwest::header::AUTHORIZATION, v);
             }
-            let result = tokio::time::timeout(self.timeout * 4, builder.get())
+            let result = tokio::time::timeout(self.timeout * 4, fetch(builder.get_raw()))
                 .await
-                .map_err(|_| PromError::Timeout(self.timeout * 4))?
-                .map_err(|e| PromError::Query(e.to_string()))?;
+                .map_err(|_| PromError::Timeout(self.timeout * 4))??;
             match result.data() {
                 Data::Matrix(m) if m.is_empty() => {}
                 Data::Matrix(m) if m.len() == 1 => {

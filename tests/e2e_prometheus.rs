@@ -713,7 +713,12 @@ async fn forty_reloads_with_flows_in_progress_order_once_per_cluster() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let ledger = w.sim.ledger();
     for c in &refs {
-        assert_eq!(ledger.flows_started(c), 1, "{c} ordered once; log:\n{}", d.log_text());
+        assert_eq!(
+            ledger.flows_started(c),
+            1,
+            "{c} ordered once; log:\n{}",
+            d.log_text()
+        );
     }
     assert!(ledger.tokens_with_several_flows().is_empty());
     assert!(ledger.max_in_any_window(SCALE_OUT, Duration::from_secs(1)) <= 20);

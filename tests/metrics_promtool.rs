@@ -60,7 +60,6 @@ fn rule(name: &str) -> Rule {
         },
         cooldown: None,
         on_missing: OnMissing::Hold,
-        max_age: None,
         unit: Unit::Plain,
         replay_signal: None,
     }

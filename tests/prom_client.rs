@@ -22,7 +22,6 @@ fn client(prom: &FakeProm, auth: Auth, timeout: Duration) -> Prometheus {
 async fn answers_are_classified() {
     let prom = FakeProm::start().await;
     let c = client(&prom, Auth::None, Duration::from_secs(2));
-    let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     for (answer, want) in [
         (Answer::Value(42.0), Reading::Value(42.0)),
         (Answer::Empty, Reading::Missing(DataIssue::Empty)),
@@ -38,7 +37,7 @@ async fn answers_are_classified() {
         ),
     ] {
         prom.set("q", answer.clone());
-        let got = c.instant("q", None, now).await;
+        let got = c.instant("q").await;
         assert_eq!(got.reading, want, "{answer:?}");
         assert_eq!(
             got.error.is_some(),
@@ -46,6 +45,26 @@ async fn answers_are_classified() {
             "{answer:?}"
         );
     }
+}
+
+/// An answer larger than the cap is a failed query, read no further, and
+/// its error stays small.
+#[tokio::test]
+async fn a_twenty_megabyte_answer_is_a_bounded_error() {
+    let prom = FakeProm::start().await;
+    let c = client(&prom, Auth::None, Duration::from_secs(10));
+    prom.set("q", Answer::Huge(20));
+    let got = c.instant("q").await;
+    assert_eq!(got.reading, Reading::Missing(DataIssue::Error));
+    let error = got.error.expect("an error").to_string();
+    assert!(
+        error.contains("larger than") || error.contains("declares"),
+        "{error}"
+    );
+    assert!(error.len() < 1024, "the error stays small");
+    // One megabyte is fine.
+    prom.set("q", Answer::Huge(1));
+    assert_eq!(c.instant("q").await.reading, Reading::Value(1.0));
 }
 
 #[tokio::test]
@@ -56,15 +75,14 @@ async fn bearer_and_basic_credentials_come_from_files_at_every_query() {
     let token = dir.path().join("token");
     std::fs::write(&token, "first-token\n").unwrap();
     let c = client(&prom, Auth::Bearer(token.clone()), Duration::from_secs(2));
-    let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-    let got = c.instant("q", None, now).await;
+    let got = c.instant("q").await;
     assert_eq!(got.reading, Reading::Value(1.0), "{:?}", got.error);
     assert_eq!(
         prom.last_auth.lock().unwrap().as_deref(),
         Some("Bearer first-token")
     );
     std::fs::write(&token, "rotated-token").unwrap();
-    c.instant("q", None, now).await;
+    c.instant("q").await;
     assert_eq!(
         prom.last_auth.lock().unwrap().as_deref(),
         Some("Bearer rotated-token")
@@ -80,7 +98,7 @@ async fn bearer_and_basic_credentials_come_from_files_at_every_query() {
         },
         Duration::from_secs(2),
     );
-    basic.instant("q", None, now).await;
+    basic.instant("q").await;
     // base64("autoscaler:s3cret")
     assert_eq!(
         prom.last_auth.lock().unwrap().as_deref(),
@@ -89,7 +107,7 @@ async fn bearer_and_basic_credentials_come_from_files_at_every_query() {
 
     // A missing file is a query error that names the file, never a panic.
     std::fs::remove_file(&token).unwrap();
-    let got = c.instant("q", None, now).await;
+    let got = c.instant("q").await;
     assert_eq!(got.reading, Reading::Missing(DataIssue::Error));
     assert!(got.error.unwrap().to_string().contains("token"));
 }

@@ -598,7 +598,6 @@ mod tests {
             kind,
             cooldown: None,
             on_missing: OnMissing::Hold,
-            max_age: None,
             unit: Unit::Megabytes,
             replay_signal: Some(ReplaySignal::PendingMb),
         }
@@ -704,7 +703,6 @@ mod tests {
             },
             cooldown: None,
             on_missing: OnMissing::Hold,
-            max_age: None,
             unit: Unit::Plain,
             replay_signal: None,
         };

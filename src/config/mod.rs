@@ -720,8 +720,20 @@ impl Validator<'_> {
                 raw.disaster_recover_group_ids,
             ),
             tags: Some(tags).filter(|t| !t.is_empty()),
-            hardware_resource_type: self
-                .optional(&p("hardware_resource_type"), raw.hardware_resource_type),
+            hardware_resource_type: {
+                let v = self.optional(&p("hardware_resource_type"), raw.hardware_resource_type);
+                if let Some(h) = &v
+                    && !emr::HARDWARE_RESOURCE_TYPES.contains(&h.as_str())
+                {
+                    self.issue(
+                        &p("hardware_resource_type"),
+                        format!(
+                            "{h:?} is not a resource type; write \"HOST\" (CVM machines), \"POD\" (TKE/EKS) or \"MNode\" (fully managed)"
+                        ),
+                    );
+                }
+                v
+            },
             yarn_node_label: self.optional(&p("yarn_node_label"), raw.yarn_node_label),
             start_service_after_scale_out: self
                 .optional(

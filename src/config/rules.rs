@@ -135,7 +135,16 @@ impl Validator<'_> {
             }
         }
         let cooldown = self.opt_duration(&p("cooldown"), r.cooldown);
-        let max_age = self.opt_duration(&p("max_age"), r.max_age);
+        if !matches!(r.max_age, Field::Missing) {
+            self.issue(
+                &p("max_age"),
+                "is no longer supported: on the aggregated single-series queries rules need, \
+                 timestamp() is the evaluation time, so it could never judge freshness. \
+                 Remove it. Prometheus already drops series that stopped being scraped \
+                 (they read as empty, which holds); for a stricter bound, write it into \
+                 the query, e.g. `sum(x) and on() (time() - max(timestamp(x)) < 120)`",
+            );
+        }
         let on_missing = match self.optional(&p("on_missing"), r.on_missing).as_deref() {
             None | Some("hold") => OnMissing::Hold,
             Some("fail_open") => OnMissing::FailOpen,
@@ -379,7 +388,6 @@ impl Validator<'_> {
             kind,
             cooldown,
             on_missing,
-            max_age,
             unit,
             replay_signal,
         })

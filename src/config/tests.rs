@@ -93,6 +93,34 @@ fn environment_values_are_validated_too() {
 }
 
 #[test]
+fn max_age_and_unknown_resource_types_are_refused_with_the_fix() {
+    let text = data("minimal.toml")
+        .replace(
+            "[clusters.scale_out]",
+            "[clusters.scale_out]\nhardware_resource_type = \"CVM\"",
+        )
+        .replace(
+            "name = \"pending-memory\"",
+            "name = \"pending-memory\"\nmax_age = \"2m\"",
+        );
+    let got = issues(&text);
+    let find = |path: &str| {
+        got.iter()
+            .find(|i| i.path == path)
+            .unwrap_or_else(|| panic!("no issue at {path}: {got:?}"))
+            .message
+            .clone()
+    };
+    assert!(find("clusters[0].rules[0].max_age").contains("no longer supported"));
+    assert!(find("clusters[0].scale_out.hardware_resource_type").contains("\"HOST\""));
+    let ok = data("minimal.toml").replace(
+        "[clusters.scale_out]",
+        "[clusters.scale_out]\nhardware_resource_type = \"MNode\"",
+    );
+    assert!(load_str(&ok, None).is_ok());
+}
+
+#[test]
 fn listen_on_port_zero_is_valid() {
     let text = data("minimal.toml").replace("127.0.0.1:9464", "127.0.0.1:0");
     let c = load_str(&text, None).unwrap();

@@ -244,7 +244,7 @@ async fn tick(
         let prom = &shared.prom;
         async move {
             match &r.query {
-                Some(q) => Some(prom.instant(q, r.max_age, now).await),
+                Some(q) => Some(prom.instant(q).await),
                 None => None,
             }
         }

@@ -259,8 +259,6 @@ pub struct Rule {
     pub cooldown: Option<Duration>,
     /// Missing-data behaviour.
     pub on_missing: OnMissing,
-    /// Samples older than this are stale (checked with `timestamp()`).
-    pub max_age: Option<Duration>,
     /// Display unit.
     pub unit: Unit,
     /// In replays, the simulated signal this query stands for.

@@ -23,7 +23,6 @@ fn rule(name: &str, kind: RuleKind) -> Rule {
         kind,
         cooldown: None,
         on_missing: OnMissing::Hold,
-        max_age: None,
         unit: Unit::Plain,
         replay_signal: None,
     }

@@ -814,7 +814,6 @@ mod tests {
             kind,
             cooldown: None,
             on_missing: OnMissing::Hold,
-            max_age: None,
             unit: Unit::Plain,
             replay_signal: None,
         }

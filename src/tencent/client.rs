@@ -24,6 +24,31 @@ use super::sign::{self, SignInput};
 use crate::clock::wall_now;
 use crate::tencent::limiter::Limiters;
 
+/// The largest EMR answer read; a bigger one is a malformed answer. Batched
+/// `DescribeInstances` answers for 100 clusters stay far below it.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Reads `resp`'s body, refusing more than `max` bytes: a declared length
+/// over the cap is refused before reading, a stream over it is cut off.
+pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!(
+            "the answer declares {} bytes, more than the {max} accepted",
+            resp.content_length().unwrap_or(0)
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > max {
+            return Err(format!(
+                "the answer is larger than the {max} bytes accepted"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A ClientToken is re-sent only while younger than this (the server keeps it 5 minutes).
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(270);
 
@@ -312,10 +337,14 @@ impl EmrClient {
             .await
             .map_err(|e| transport_error(action, &e))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(action, &e))?;
+        let bytes =
+            read_capped(resp, MAX_BODY_BYTES)
+                .await
+                .map_err(|reason| ApiError::Malformed {
+                    action: action.name(),
+                    reason,
+                    body: String::new(),
+                })?;
         parse_envelope(action, status, &bytes)
     }
 

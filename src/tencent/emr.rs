@@ -15,6 +15,10 @@ pub const SERVICE: &str = "emr";
 /// Most nodes of one kind one ScaleOutInstance request may add.
 pub const MAX_NODES_PER_REQUEST: u32 = 20;
 
+/// The values `HardwareResourceType` takes: CVM machines, TKE/EKS pods, and
+/// fully managed nodes.
+pub const HARDWARE_RESOURCE_TYPES: [&str; 3] = ["HOST", "POD", "MNode"];
+
 /// An EMR action this client calls. Each has its own rate limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
@@ -164,7 +168,7 @@ pub struct ScaleOutInstanceRequest {
     /// Tags for the new nodes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    /// `CVM` or `POD`.
+    /// One of [`HARDWARE_RESOURCE_TYPES`]: `HOST`, `POD` or `MNode`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hardware_resource_type: Option<String>,
     /// YARN node label for the new nodes.
@@ -238,6 +242,14 @@ impl ScaleOutInstanceRequest {
                     "InstanceId {:?} is not of the form emr-xxxxxxxx (8 lowercase letters or digits)",
                     self.instance_id
                 ),
+            )?;
+        }
+        if let Some(h) = &self.hardware_resource_type
+            && !HARDWARE_RESOURCE_TYPES.contains(&h.as_str())
+        {
+            refuse(
+                "InvalidParameterValue",
+                format!("HardwareResourceType {h:?} is not HOST, POD or MNode"),
             )?;
         }
         match (self.task_count, self.core_count) {
@@ -659,6 +671,14 @@ mod tests {
     #[test]
     fn preflight_refuses_what_the_api_rejects() {
         let cases: Vec<(&str, ScaleOutInstanceRequest, &str)> = vec![
+            (
+                "resource type",
+                ScaleOutInstanceRequest {
+                    hardware_resource_type: Some("CVM".into()),
+                    ..base()
+                },
+                "InvalidParameterValue",
+            ),
             (
                 "zero",
                 ScaleOutInstanceRequest {

@@ -23,6 +23,8 @@ pub enum Answer {
     Down,
     /// Answer after a delay.
     Slow(Duration, f64),
+    /// A well-formed answer of this many megabytes (a label full of junk).
+    Huge(usize),
 }
 
 #[allow(dead_code)]
@@ -72,7 +74,14 @@ async fn query(
             tokio::time::sleep(d).await;
             vector(&[v])
         }
+        Answer::Huge(mb) => huge(mb, "vector"),
     }
+}
+
+fn huge(mb: usize, kind: &str) -> Response {
+    let junk = "x".repeat(mb * 1024 * 1024);
+    axum::Json(serde_json::json!({"status": "success", "data": {"resultType": kind, "result": [{"metric": {"junk": junk}, "value": [0, "1"]}]}}))
+        .into_response()
 }
 
 async fn query_range(
@@ -115,6 +124,7 @@ async fn query_range(
         Answer::Down => {
             return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
         }
+        Answer::Huge(mb) => return huge(mb, "matrix"),
     };
     axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": result}})).into_response()
 }
