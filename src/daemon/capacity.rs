@@ -31,6 +31,32 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Takes in one `DescribeInstances` result, answered at `at` (the
+    /// injected clock). A failure keeps the last clusters but marks them
+    /// unusable until the next answer.
+    pub fn record(
+        &mut self,
+        result: Result<Vec<ClusterInfo>, crate::tencent::ApiError>,
+        at: DateTime<Utc>,
+    ) {
+        match result {
+            Ok(list) => {
+                self.clusters = list
+                    .into_iter()
+                    .map(|c| (c.cluster_id.clone(), c))
+                    .collect();
+                self.taken = Some(tokio::time::Instant::now());
+                self.at = Some(at);
+                self.error = None;
+                self.auth_failed = false;
+            }
+            Err(e) => {
+                self.auth_failed = e.class() == ErrorClass::Auth;
+                self.error = Some(e.to_string());
+            }
+        }
+    }
+
     /// The cluster's info if the snapshot is younger than `max_age` (real time).
     pub fn fresh(&self, id: &str, max_age: std::time::Duration) -> Option<&ClusterInfo> {
         let taken = self.taken?;
@@ -68,33 +94,18 @@ pub async fn poll(
         };
         shared.board.progressed(POLLER, allowance);
         let mut snap = tx.borrow().clone();
-        match result {
-            Ok(list) => {
-                snap.clusters = list
-                    .into_iter()
-                    .map(|c| (c.cluster_id.clone(), c))
-                    .collect();
-                snap.taken = Some(tokio::time::Instant::now());
-                snap.at = Some(shared.clock.now());
-                snap.error = None;
-                snap.auth_failed = false;
-                for id in &ids {
-                    if !snap.clusters.contains_key(id) {
-                        tracing::warn!(message = "Cluster not found by DescribeInstances; holding it.", cluster = %id);
-                    }
-                }
+        let ok = result.is_ok();
+        snap.record(result, shared.clock.now());
+        if ok {
+            for id in ids.iter().filter(|id| !snap.clusters.contains_key(*id)) {
+                tracing::warn!(message = "Cluster not found by DescribeInstances; holding it.", cluster = %id);
             }
-            Err(e) => {
-                tracing::warn!(
-                    message = "DescribeInstances failed; clusters hold until capacity is known.",
-                    class = e.class().metric_label(),
-                    code = e.code().unwrap_or("-"),
-                    request_id = e.request_id().unwrap_or("-"),
-                    error = %e,
-                );
-                snap.auth_failed = e.class() == ErrorClass::Auth;
-                snap.error = Some(e.to_string());
-            }
+        } else {
+            tracing::warn!(
+                message = "DescribeInstances failed; clusters hold until capacity is known.",
+                error = snap.error.as_deref().unwrap_or("-"),
+                auth = snap.auth_failed,
+            );
         }
         tx.send_replace(snap);
         tokio::select! {

@@ -147,17 +147,7 @@ async fn alone(
     // Where the cluster stands, and any operation a daemon left open.
     let ids = vec![instance_id.to_string()];
     let mut snap = capacity::Snapshot::default();
-    match shared.emr.describe_instances(&ids).await {
-        Ok(list) => {
-            snap.clusters = list
-                .into_iter()
-                .map(|c| (c.cluster_id.clone(), c))
-                .collect();
-            snap.taken = Some(tokio::time::Instant::now());
-            snap.at = Some(clock.now());
-        }
-        Err(e) => snap.error = Some(e.to_string()),
-    }
+    snap.record(shared.emr.describe_instances(&ids).await, clock.now());
     let info = snap.clusters.get(instance_id).cloned();
     tx.send_replace(snap.clone());
     actuator::drive(&shared, cluster, super::operation::Event::Restart).await;

@@ -96,26 +96,27 @@ impl ActionLimiter {
         // A limiter re-quota'd moments ago knows no history: keep the gap
         // from the last grant ourselves.
         if let Some(last) = w.recent.back() {
-            let free_at = *last + w.period;
-            let now = std::time::Instant::now();
-            if free_at > now {
-                tokio::time::sleep(free_at - now).await;
-            }
+            sleep_until(*last + w.period).await;
         }
         if w.recent.len() >= w.rps
             && let Some(oldest) = w.recent.front()
         {
-            let free_at = *oldest + WINDOW;
-            let now = std::time::Instant::now();
-            if free_at > now {
-                tokio::time::sleep(free_at - now).await;
-            }
+            sleep_until(*oldest + WINDOW).await;
         }
         w.recent.push_back(std::time::Instant::now());
         while w.recent.len() > w.rps {
             w.recent.pop_front();
         }
         start.elapsed()
+    }
+}
+
+/// Sleeps until the real-clock instant `at`, if it is still ahead.
+#[allow(clippy::disallowed_types)] // governor runs on real time, so this window does too.
+async fn sleep_until(at: std::time::Instant) {
+    let now = std::time::Instant::now();
+    if at > now {
+        tokio::time::sleep(at - now).await;
     }
 }
 
