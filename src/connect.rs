@@ -89,3 +89,13 @@ impl Connections {
         )
     }
 }
+
+/// Prometheus for long range queries over history (`backtest`), on its own
+/// HTTP client whose timeout allows a range query its 4 × `prometheus.timeout`.
+/// No EMR client is built next to it, so there is nothing to share.
+pub fn history_prometheus(config: &Config) -> Result<Prometheus, String> {
+    let p = &config.prometheus;
+    let http =
+        crate::tencent::client::http_client(std::time::Duration::from_secs(5), p.timeout * 4)?;
+    Prometheus::new(http, p.url.as_str(), p.timeout, p.auth.clone())
+}

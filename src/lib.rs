@@ -5,12 +5,10 @@
 pub mod backtest;
 pub mod cli;
 pub mod clock;
-pub mod commands;
 pub mod config;
 pub mod connect;
 pub mod daemon;
 pub mod demo;
-pub mod generate;
 pub mod plan;
 pub mod policy;
 pub mod prom;

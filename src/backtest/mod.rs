@@ -12,27 +12,23 @@
 //! cluster it does not have), 1 anything else (bad CSV line, Prometheus
 //! failure naming the query, unwritable output).
 
-pub mod args;
 pub mod chart;
 pub mod engine;
 pub mod input;
 pub mod report;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub use args::BacktestArgs;
 pub use engine::{
     ClusterInput, ClusterRun, Detail, Grid, RuleMode, StepRecord, Summary, replay, rule_modes,
 };
 pub use report::ConfigRun;
 
-use crate::cli::EX_CONFIG;
 use crate::config::{self, ClusterConfig, Config, ConfigError};
 use crate::policy::Sample;
 use crate::prom::Prometheus;
@@ -102,12 +98,13 @@ fn input_text(file: &str, line: usize, message: &str) -> String {
 }
 
 impl BacktestError {
-    /// The process exit code: 78 for configuration problems, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            BacktestError::Config(_) | BacktestError::UnknownCluster { .. } => EX_CONFIG,
-            _ => 1,
-        }
+    /// Whether a configuration is at fault (an invalid file, or a cluster it
+    /// does not have), rather than the input, Prometheus or the output.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            BacktestError::Config(_) | BacktestError::UnknownCluster { .. }
+        )
     }
 }
 
@@ -204,16 +201,36 @@ async fn fetch(
     })
 }
 
-fn prometheus(config: &Config) -> Result<Prometheus, BacktestError> {
-    let p = &config.prometheus;
-    let http = crate::tencent::client::http_client(Duration::from_secs(5), p.timeout * 4)
-        .map_err(BacktestError::Args)?;
-    Prometheus::new(http, p.url.as_str(), p.timeout, p.auth.clone()).map_err(BacktestError::Args)
+/// What one backtest replays, and where its outputs go.
+#[derive(Debug, Clone)]
+pub struct BacktestOptions {
+    /// The configuration whose clusters and rules are replayed.
+    pub config: PathBuf,
+    /// Start of the replayed window.
+    pub from: DateTime<Utc>,
+    /// End of the replayed window; the last step ends at or before it.
+    pub to: DateTime<Utc>,
+    /// Distance between evaluations.
+    pub step: Duration,
+    /// Demand from this CSV file instead of Prometheus.
+    pub input: Option<PathBuf>,
+    /// PromQL for demand in MB, `{cluster}` replaced by each instance_id.
+    pub demand_query: Option<String>,
+    /// Where the outputs go.
+    pub out: PathBuf,
+    /// A second configuration replayed on the same demand.
+    pub compare: Option<PathBuf>,
+    /// Only these clusters; empty means every configured one.
+    pub clusters: Vec<String>,
+    /// The simulated cluster.
+    pub model: crate::replay::Model,
+    /// Task nodes serving at `from`; default each cluster's min_task_nodes.
+    pub initial_task_nodes: Option<u32>,
 }
 
 /// Runs the backtest `args` describe; returns the summary table.
-pub async fn run(args: &BacktestArgs) -> Result<String, BacktestError> {
-    let config = config::load(&args.config.config)?;
+pub async fn run(args: &BacktestOptions) -> Result<String, BacktestError> {
+    let config = config::load(&args.config)?;
     let other = match &args.compare {
         Some(p) => Some((config::load(p)?, p)),
         None => None,
@@ -228,8 +245,8 @@ pub async fn run(args: &BacktestArgs) -> Result<String, BacktestError> {
         args.clusters.clone()
     };
     let mut plans = vec![Plan {
-        path: args.config.config.display().to_string(),
-        clusters: select(&config, &args.config.config, &ids)?,
+        path: args.config.display().to_string(),
+        clusters: select(&config, &args.config, &ids)?,
     }];
     if let Some((other, path)) = &other {
         plans.push(Plan {
@@ -238,7 +255,7 @@ pub async fn run(args: &BacktestArgs) -> Result<String, BacktestError> {
         });
     }
     let grid = Grid::new(args.from, args.to, args.step)?;
-    let model = args.model();
+    let model = args.model;
 
     // Everything Prometheus must answer: demand queries and open-loop rules.
     let mut queries: Vec<String> = Vec::new();
@@ -271,7 +288,7 @@ pub async fn run(args: &BacktestArgs) -> Result<String, BacktestError> {
     let mut progress = Progress::new(queries.len() + plans.len());
     let mut answers: HashMap<String, Vec<Sample>> = HashMap::new();
     if !queries.is_empty() {
-        let prom = prometheus(&config)?;
+        let prom = crate::connect::history_prometheus(&config).map_err(BacktestError::Args)?;
         for (i, q) in queries.iter().enumerate() {
             tracing::debug!(message = "Range query.", query = %q);
             let samples = fetch(&prom, q, &grid, &mut progress, i).await?;
@@ -393,18 +410,4 @@ fn write_outputs(
         &format!("backtest of {}: demand vs serving capacity", run.config),
         &run.clusters,
     )
-}
-
-/// `backtest`: runs, prints the summary table, maps errors to exit codes.
-pub async fn command(args: BacktestArgs) -> ExitCode {
-    match run(&args).await {
-        Ok(table) => {
-            print!("{table}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
 }

@@ -68,7 +68,6 @@ mod error;
 mod fault;
 mod ledger;
 mod limit;
-pub mod prom;
 mod server;
 mod sign;
 

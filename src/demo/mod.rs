@@ -6,6 +6,8 @@
 //! The timeline and summary go to stdout; the daemon's own logs to stderr
 //! (warnings only unless `RUST_LOG` says otherwise).
 
+pub mod prom;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,16 +16,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use self::prom::Source;
 use crate::clock::{Clock, ScaledClock, SharedClock};
 use crate::config::{self, Config};
 use crate::daemon::{self, Control, RunOptions};
 use crate::replay::{Costs, Model, SyntheticDemand};
-use crate::sim::prom::Source;
 use crate::sim::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, Simulator};
 use crate::tencent::Credentials;
 
 /// The built-in policy.
-pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
 /// Where simulated time starts: a Monday, midnight UTC.
 const START: &str = "2026-11-02T00:00:00Z";
@@ -157,7 +159,7 @@ pub async fn run(
         .map(|r| r.name.to_string())
         .collect();
     let demand: Vec<SyntheticDemand> = sources.iter().map(|s| s.demand.clone()).collect();
-    let prom_addr = crate::sim::prom::serve(clock.clone(), sim.clone(), sources, queries)
+    let prom_addr = prom::serve(clock.clone(), sim.clone(), sources, queries)
         .await
         .map_err(|e| DemoError::Setup(format!("cannot start the Prometheus stand-in: {e}")))?;
 

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use super::SimHandle;
 use crate::clock::SharedClock;
 use crate::policy::ReplaySignal;
 use crate::replay::{Model, SyntheticDemand};
+use crate::sim::SimHandle;
 
 /// One cluster's demand and the signals its rules read.
 #[derive(Debug, Clone)]

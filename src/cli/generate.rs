@@ -8,14 +8,13 @@
 //! `_emr-autoscaler` or `emr-autoscaler.fish`. The paths written are printed
 //! on stdout, one per line.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use super::Cli;
 
 /// The installed name of the binary.
 pub const BIN_NAME: &str = "emr-autoscaler";
@@ -42,23 +41,6 @@ pub struct GenerateArgs {
     /// Directory to write into; created when missing.
     #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
-}
-
-/// `generate`: writes the artifact and prints the paths written.
-pub fn run(args: &GenerateArgs) -> ExitCode {
-    match write(args.what, &args.out_dir) {
-        Ok(paths) => {
-            let mut out = io::stdout().lock();
-            for p in paths {
-                let _ = writeln!(out, "{}", p.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: writing into {}: {e}", args.out_dir.display());
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// Writes `what` into `out_dir` (created when missing) and returns the files

@@ -1,8 +1,14 @@
-//! The command line: subcommands and their arguments.
+//! The command line: subcommands, their arguments, what each one prints and
+//! its exit code. The only module that knows clap or `ExitCode`.
 //!
 //! Exit codes: 0 success, 78 (EX_CONFIG) invalid configuration, 1 anything else.
 
+pub mod backtest;
+pub mod commands;
+pub mod generate;
+
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -34,6 +40,50 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+impl From<LogFormat> for crate::telemetry::logging::Format {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => Self::Text,
+            LogFormat::Json => Self::Json,
+        }
+    }
+}
+
+/// Parses the command line, sets up logging and runs the subcommand.
+pub fn dispatch() -> ExitCode {
+    use clap::Parser as _;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let quiet = matches!(cli.command, Command::Demo(_));
+    crate::telemetry::logging::init(cli.log_format.into(), if quiet { "warn" } else { "info" });
+    match cli.command {
+        Command::Check(args) => commands::check(&args.config),
+        Command::Run(args) => runtime().block_on(commands::run(args)),
+        Command::Demo(args) => runtime().block_on(commands::demo(args)),
+        Command::Plan(args) => runtime().block_on(commands::plan(args)),
+        Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
+        Command::Sim(args) => runtime().block_on(commands::sim(args)),
+        Command::Generate(args) => commands::generate(&args),
+        Command::Backtest(args) => runtime().block_on(commands::backtest(args)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
 }
 
 /// The config file argument every subcommand shares.
@@ -90,7 +140,7 @@ pub enum Command {
     /// Write manual pages or a shell completion script into a directory, for
     /// packaging.
     #[command(hide = true)]
-    Generate(crate::generate::GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// Replay history through the policies on a simulated cluster, closed
     /// loop, and report nodes added, node-hours and unmet demand.
     ///
@@ -100,7 +150,7 @@ pub enum Command {
     /// recorded history and are reported as open loop. Writes timeline.csv,
     /// timeline.json, summary.json and chart.svg into --out and prints a
     /// summary table. Exits 0, 78 for an invalid configuration, 1 otherwise.
-    Backtest(crate::backtest::BacktestArgs),
+    Backtest(backtest::BacktestArgs),
 }
 
 /// Arguments of `sim`.

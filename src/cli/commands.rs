@@ -1,4 +1,5 @@
-//! What each subcommand does, on top of the library.
+//! What each subcommand does, on top of the library: what it prints and
+//! which exit code it ends with.
 //!
 //! Results go to stdout; logs and diagnostics to stderr.
 
@@ -6,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{EX_CONFIG, ScaleOutArgs};
+use super::{DemoArgs, EX_CONFIG, PlanArgs, RunArgs, ScaleOutArgs, SimArgs};
 use crate::config::{self, ConfigError};
 use crate::tencent::ClientToken;
 use crate::tencent::emr::{Action, ScaleOutInstanceRequest};
@@ -17,7 +18,7 @@ fn report_config_error(e: &ConfigError) -> ExitCode {
 }
 
 /// `run`: the daemon, until SIGTERM/SIGINT.
-pub async fn run(args: crate::cli::RunArgs) -> ExitCode {
+pub async fn run(args: RunArgs) -> ExitCode {
     let options = crate::daemon::RunOptions {
         config_path: args.config.config,
         reset_state: args.reset_state,
@@ -36,7 +37,7 @@ pub async fn run(args: crate::cli::RunArgs) -> ExitCode {
 }
 
 /// `demo`: the self-contained simulation.
-pub async fn demo(args: crate::cli::DemoArgs) -> ExitCode {
+pub async fn demo(args: DemoArgs) -> ExitCode {
     let options = crate::demo::DemoOptions {
         config: args.config,
         speed: args.speed,
@@ -55,7 +56,7 @@ pub async fn demo(args: crate::cli::DemoArgs) -> ExitCode {
 }
 
 /// `plan`: what the daemon would do now; exits 1 when a query fails.
-pub async fn plan(args: crate::cli::PlanArgs) -> ExitCode {
+pub async fn plan(args: PlanArgs) -> ExitCode {
     let config = match config::load(&args.config.config) {
         Ok(c) => c,
         Err(e) => return report_config_error(&e),
@@ -208,7 +209,7 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
 }
 
 /// `sim`: serves the simulator until SIGINT or SIGTERM.
-pub async fn sim(args: crate::cli::SimArgs) -> ExitCode {
+pub async fn sim(args: SimArgs) -> ExitCode {
     use crate::sim::{SimCluster, SimConfig, Simulator};
     if !args.listen.ip().is_loopback() {
         eprintln!(
@@ -252,6 +253,42 @@ pub async fn sim(args: crate::cli::SimArgs) -> ExitCode {
     crate::shutdown::signal().await;
     handle.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// `backtest`: runs, prints the summary table; 78 when a configuration is
+/// at fault.
+pub async fn backtest(args: super::backtest::BacktestArgs) -> ExitCode {
+    match crate::backtest::run(&args.options()).await {
+        Ok(table) => {
+            print!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.is_config() {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `generate`: writes the artifact and prints the paths written.
+pub fn generate(args: &super::generate::GenerateArgs) -> ExitCode {
+    match super::generate::write(args.what, &args.out_dir) {
+        Ok(paths) => {
+            let mut out = std::io::stdout().lock();
+            for p in paths {
+                let _ = writeln!(out, "{}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: writing into {}: {e}", args.out_dir.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn print_json(value: &serde_json::Value) -> ExitCode {

@@ -1,4 +1,5 @@
-//! The `backtest` subcommand's arguments.
+//! The `backtest` subcommand's arguments, and the replay options they
+//! describe.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,7 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
-use crate::cli::ConfigArg;
+use super::ConfigArg;
+use crate::backtest::BacktestOptions;
 use crate::replay::Model;
 
 fn rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
@@ -97,12 +99,24 @@ pub struct BacktestArgs {
 }
 
 impl BacktestArgs {
-    /// The simulated cluster these arguments describe.
-    pub fn model(&self) -> Model {
-        Model {
-            base_capacity_mb: self.base_capacity_mb,
-            node_memory_mb: self.node_memory_mb,
-            provisioning_delay: self.provisioning_delay,
+    /// The replay these arguments describe.
+    pub fn options(self) -> BacktestOptions {
+        BacktestOptions {
+            model: Model {
+                base_capacity_mb: self.base_capacity_mb,
+                node_memory_mb: self.node_memory_mb,
+                provisioning_delay: self.provisioning_delay,
+            },
+            config: self.config.config,
+            from: self.from,
+            to: self.to,
+            step: self.step,
+            input: self.input,
+            demand_query: self.demand_query,
+            out: self.out,
+            compare: self.compare,
+            clusters: self.clusters,
+            initial_task_nodes: self.initial_task_nodes,
         }
     }
 }

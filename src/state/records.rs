@@ -1,0 +1,369 @@
+//! The durable records: what the daemon remembers per cluster (cooldowns,
+//! the orders that count in budgets, the operation in flight with the intent
+//! of its current chunk, pause and breaker state, schedule actions served,
+//! recent arrivals), and the pure helpers that read them at a given `now`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::SCHEMA_VERSION;
+
+/// How long orders are kept for budgets: a 24-hour budget window plus an hour
+/// of slack.
+pub const ORDER_RETENTION: TimeDelta = TimeDelta::hours(25);
+
+/// What the policy core needs from a cluster's durable state, in rule order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyInputs {
+    /// Orders (time, nodes), for budgets.
+    pub orders: Vec<(DateTime<Utc>, u32)>,
+    /// Per rule: when it last drove an order.
+    pub last_fired: Vec<Option<DateTime<Utc>>>,
+    /// Per rule: the schedule window already served by its one-shot add.
+    pub schedule_done: Vec<Option<DateTime<Utc>>>,
+    /// Nodes of the operation not yet running: the chunk in flight plus
+    /// the chunks still to send, plus arrivals the capacity snapshot
+    /// cannot show yet (taken before they arrived).
+    pub planned: u32,
+    /// Arrivals the snapshot shows that are still within the settle window.
+    pub settling: u32,
+}
+
+impl ClusterState {
+    /// The policy's inputs for rules named `rules`, in that order, with a
+    /// capacity snapshot taken at `capacity_at`. Call
+    /// [`prune_arrivals`](Self::prune_arrivals) first.
+    pub fn policy_inputs<'a>(
+        &self,
+        rules: impl Iterator<Item = &'a str> + Clone,
+        capacity_at: Option<DateTime<Utc>>,
+    ) -> PolicyInputs {
+        let (unseen, settling) = self.arrivals.iter().fold((0u32, 0u32), |(u, s), a| {
+            if capacity_at.is_none_or(|at| at <= a.at) {
+                (u.saturating_add(a.nodes), s)
+            } else {
+                (u, s.saturating_add(a.nodes))
+            }
+        });
+        PolicyInputs {
+            settling,
+            orders: self.orders.iter().map(|o| (o.at, o.nodes)).collect(),
+            last_fired: rules
+                .clone()
+                .map(|r| self.rule_last_fired.get(r).copied())
+                .collect(),
+            schedule_done: rules.map(|r| self.schedule_done.get(r).copied()).collect(),
+            planned: self
+                .operation
+                .as_ref()
+                .map_or(0, |o| {
+                    if o.kind == NodeKind::Core {
+                        return 0;
+                    }
+                    let unsent: u32 = o
+                        .chunks
+                        .iter()
+                        .skip(o.next_chunk + usize::from(o.current.is_some()))
+                        .sum();
+                    o.in_flight_nodes() + unsent
+                })
+                .saturating_add(unseen),
+        }
+    }
+}
+
+/// Everything the daemon remembers, per cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    /// The schema version; always [`SCHEMA_VERSION`] once loaded, and always
+    /// written as [`SCHEMA_VERSION`] whatever it holds.
+    pub schema_version: u32,
+    /// Per-cluster state, keyed by EMR instance id.
+    pub clusters: BTreeMap<String, ClusterState>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            clusters: BTreeMap::new(),
+        }
+    }
+}
+
+impl State {
+    /// The state of cluster `id`, inserting an empty one if there is none.
+    pub fn cluster_mut(&mut self, id: &str) -> &mut ClusterState {
+        self.clusters.entry(id.to_owned()).or_default()
+    }
+
+    /// The state of cluster `id`, if any was recorded.
+    pub fn cluster(&self, id: &str) -> Option<&ClusterState> {
+        self.clusters.get(id)
+    }
+}
+
+/// What the daemon remembers about one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterState {
+    /// Nothing is sent before this instant (except to restore a schedule floor).
+    pub cooldown_until: Option<DateTime<Utc>>,
+    /// When each rule with its own cooldown last fired, by rule name.
+    pub rule_last_fired: BTreeMap<String, DateTime<Utc>>,
+    /// Orders placed, daemon and manual, for budgets. Pruned by
+    /// [`ClusterState::prune_orders`].
+    pub orders: Vec<OrderRecord>,
+    /// The operation in flight; at most one per cluster.
+    pub operation: Option<Operation>,
+    /// Scaling is paused by an operator.
+    pub paused: bool,
+    /// The circuit breaker is open: why and since when.
+    pub breaker_open: Option<BreakerTrip>,
+    /// Rule name -> start of the schedule window already served by a one-shot add.
+    pub schedule_done: BTreeMap<String, DateTime<Utc>>,
+    /// The region answered "sold out": back off until this instant.
+    pub sold_out_until: Option<DateTime<Utc>>,
+    /// Nodes that arrived recently, for the settle window; pruned with
+    /// [`ClusterState::prune_arrivals`].
+    pub arrivals: Vec<Arrival>,
+}
+
+/// Nodes whose scale-out ended, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    /// When their chunk ended (the injected clock).
+    pub at: DateTime<Utc>,
+    /// How many.
+    pub nodes: u32,
+}
+
+impl ClusterState {
+    /// Drops arrivals older than `settle` before `now`.
+    pub fn prune_arrivals(&mut self, now: DateTime<Utc>, settle: TimeDelta) {
+        self.arrivals.retain(|a| now - a.at < settle);
+    }
+}
+
+impl ClusterState {
+    /// Nodes ordered strictly after `since`, saturating at `u32::MAX`.
+    pub fn nodes_ordered_since(&self, since: DateTime<Utc>) -> u32 {
+        self.orders
+            .iter()
+            .filter(|o| o.at > since)
+            .fold(0u32, |sum, o| sum.saturating_add(o.nodes))
+    }
+
+    /// Drops orders older than [`ORDER_RETENTION`] before `now`. Orders dated
+    /// after `now` (a clock step backwards) are kept.
+    pub fn prune_orders(&mut self, now: DateTime<Utc>) {
+        let Some(cutoff) = now.checked_sub_signed(ORDER_RETENTION) else {
+            return; // `now` is near the start of time: nothing can be that old.
+        };
+        self.orders.retain(|o| o.at >= cutoff);
+    }
+}
+
+/// Who placed an order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderSource {
+    /// The daemon's own decision.
+    #[default]
+    Daemon,
+    /// The `scale-out` command.
+    Manual,
+}
+
+/// One ScaleOutInstance request that was sent (or may have been), for budgets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    /// When it was sent.
+    pub at: DateTime<Utc>,
+    /// Task nodes ordered.
+    pub nodes: u32,
+    /// Its ClientToken.
+    pub client_token: String,
+    /// Who placed it.
+    pub source: OrderSource,
+}
+
+/// Why and when the circuit breaker opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerTrip {
+    /// When it opened.
+    pub at: DateTime<Utc>,
+    /// Why, for operators.
+    pub reason: String,
+    /// The flow that outlived its limit; the breaker closes when it ends.
+    #[serde(default)]
+    pub flow_id: Option<i64>,
+}
+
+impl ClusterState {
+    /// Closes the breaker if `flow` opened it: that flow has ended.
+    pub fn flow_ended(&mut self, flow: i64) {
+        if self
+            .breaker_open
+            .as_ref()
+            .is_some_and(|b| b.flow_id == Some(flow))
+        {
+            self.breaker_open = None;
+        }
+    }
+}
+
+/// One decision, split into chunks of at most 20 nodes that are sent one after
+/// another, each once the previous flow is done. The transitions live in
+/// `daemon::operation`; this is the record kept on disk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// A UUID naming the operation.
+    pub id: String,
+    /// When the decision was taken.
+    pub created_at: DateTime<Utc>,
+    /// Planned chunk sizes, in order.
+    pub chunks: Vec<u32>,
+    /// Index of the chunk being sent, or the next one to send.
+    pub next_chunk: usize,
+    /// Task-node count before the operation.
+    pub task_nodes_before: u32,
+    /// Why, for operators.
+    pub reason: String,
+    /// The intent of the chunk being sent; written before the request.
+    #[serde(default)]
+    pub current: Option<ChunkIntent>,
+    /// Nodes of chunks whose flow finished.
+    #[serde(default)]
+    pub completed_nodes: u32,
+    /// Task or core nodes.
+    #[serde(default)]
+    pub kind: NodeKind,
+    /// Who asked for it.
+    #[serde(default)]
+    pub source: OrderSource,
+    /// Nodes counted in budgets so far (chunks accepted or that may have executed).
+    #[serde(default)]
+    pub counted_nodes: u32,
+    /// An operator paused the cluster: no further chunk is sent.
+    #[serde(default)]
+    pub stopping: bool,
+    /// An operator resumed a stuck operation: reconcile it and close it.
+    #[serde(default)]
+    pub resolve: bool,
+    /// The previous chunk ended then; the next one waits for a capacity
+    /// snapshot taken after it, so its task-node count includes that chunk.
+    #[serde(default)]
+    pub wait_capacity_after: Option<DateTime<Utc>>,
+    /// The rules this operation carries out, marked once its first chunk
+    /// was accepted or may have executed.
+    #[serde(default)]
+    pub marks: RuleMarks,
+}
+
+/// Task or core nodes: never both in one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// `TaskCount`.
+    #[default]
+    Task,
+    /// `CoreCount`.
+    Core,
+}
+
+/// What an operation records about its rules once it has ordered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleMarks {
+    /// Rules whose vote it carries out (their own cooldowns start).
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Schedule rules and the window start their one-shot add serves.
+    #[serde(default)]
+    pub schedule: Vec<(String, DateTime<Utc>)>,
+    /// Whether the marks were applied.
+    #[serde(default)]
+    pub applied: bool,
+}
+
+impl Operation {
+    /// Nodes of the current chunk, which has been sent or may have been;
+    /// 0 when no chunk is current.
+    pub fn in_flight_nodes(&self) -> u32 {
+        self.current.as_ref().map_or(0, |c| c.nodes)
+    }
+
+    /// Whether every chunk has been sent and followed to its end.
+    pub fn is_finished(&self) -> bool {
+        self.next_chunk >= self.chunks.len() && self.current.is_none()
+    }
+
+    /// What makes the operation unusable, if anything: indexes that would
+    /// point past the planned chunks.
+    pub(super) fn check(&self) -> Result<(), String> {
+        if self.next_chunk > self.chunks.len() {
+            return Err(format!(
+                "next_chunk {} is past the {} planned chunks",
+                self.next_chunk,
+                self.chunks.len()
+            ));
+        }
+        if self.current.is_some() && self.next_chunk >= self.chunks.len() {
+            return Err(format!(
+                "a chunk intent is current but next_chunk {} names no planned chunk (of {})",
+                self.next_chunk,
+                self.chunks.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The intent of one chunk, written to disk BEFORE its request is sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChunkIntent {
+    /// The ClientToken the request carries, on every attempt.
+    pub client_token: String,
+    /// When the token was made, by the wall clock (the server keeps it 5 minutes).
+    pub token_created_at: DateTime<Utc>,
+    /// Task nodes requested.
+    pub nodes: u32,
+    /// Task-node count before this chunk.
+    pub task_nodes_before: u32,
+    /// The flow, once the API answered.
+    #[serde(default)]
+    pub flow_id: Option<i64>,
+    /// When the API accepted the request.
+    #[serde(default)]
+    pub sent_at: Option<DateTime<Utc>>,
+    /// How many times a send under this token was started (saved before each).
+    #[serde(default)]
+    pub sends: u32,
+    /// The API accepted it (with or without a FlowId).
+    #[serde(default)]
+    pub accepted: bool,
+    /// When it was first handed to the client.
+    #[serde(default)]
+    pub first_sent_at: Option<DateTime<Utc>>,
+    /// It may have executed (no answer, or an answer that cannot tell) since then.
+    #[serde(default)]
+    pub unknown_since: Option<DateTime<Utc>>,
+    /// Never re-send: judge it from the cluster once the cluster is idle.
+    #[serde(default)]
+    pub judge_only: bool,
+    /// A capacity snapshot after acceptance showed the cluster scaling out.
+    #[serde(default)]
+    pub seen_busy: bool,
+    /// The flow could not be read: the last error.
+    #[serde(default)]
+    pub flow_unreadable: Option<String>,
+    /// The chunk outlived `flow_timeout` and opened the breaker.
+    #[serde(default)]
+    pub stuck: bool,
+    /// The chunk counts in budgets (it was accepted or may have executed).
+    #[serde(default)]
+    pub counted: bool,
+}
