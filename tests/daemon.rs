@@ -509,13 +509,11 @@ async fn an_unreadable_flow_fails_readiness_then_opens_the_breaker() {
         .unwrap()
         .replace("flow_timeout = \"60s\"", "flow_timeout = \"5s\"");
     std::fs::write(rig.config_path(), text).unwrap();
-    for _ in 0..200 {
-        rig.sim.inject(
-            "DescribeClusterFlowStatusDetail",
-            Some(CLUSTER),
-            Fault::ApiError("UnauthorizedOperation".into()),
-        );
-    }
+    rig.sim.set_standing_fault(
+        "DescribeClusterFlowStatusDetail",
+        Some(CLUSTER),
+        Some(Fault::ApiError("UnauthorizedOperation".into())),
+    );
     rig.start();
     ready(&rig).await;
     rig.prom.set(Q, Answer::Value(500.0));
@@ -597,13 +595,11 @@ async fn pause_stops_an_operation_before_its_next_chunk() {
 async fn a_slow_api_never_fails_healthz() {
     let mut rig = Rig::new(1, Duration::from_secs(300)).await;
     rig.write_config("", &threshold(2, "0s"));
-    for _ in 0..4 {
-        rig.sim.inject(
-            "DescribeClusterFlowStatusDetail",
-            Some(CLUSTER),
-            Fault::Delay(Duration::from_secs(25)),
-        );
-    }
+    rig.sim.set_standing_fault(
+        "DescribeClusterFlowStatusDetail",
+        Some(CLUSTER),
+        Some(Fault::Delay(Duration::from_secs(25))),
+    );
     rig.start();
     ready(&rig).await;
     rig.prom.set(Q, Answer::Value(500.0));

@@ -4,6 +4,10 @@
 //! - a script: [`FaultPlan::push`] queues a fault for the next request of an
 //!   action, optionally only for one cluster. Requests take the first queued
 //!   fault that matches them (so each action/cluster pair is a FIFO queue);
+//! - standing faults: [`FaultPlan::set_standing`] makes every request of an
+//!   action (optionally only for one cluster) meet the same fault until it is
+//!   cleared: a permission the account lacks, an action that is always slow.
+//!   A queued fault for the same request goes first;
 //! - chance: with a configured probability each admitted request draws a
 //!   random fault from a seeded [`fastrand::Rng`], so a run is reproducible.
 //!
@@ -80,6 +84,7 @@ impl FlowOverrides {
 #[derive(Debug)]
 pub(crate) struct FaultPlan {
     requests: VecDeque<Scripted>,
+    standing: Vec<Scripted>,
     flows: VecDeque<Scripted>,
     rng: fastrand::Rng,
     probability: f64,
@@ -93,6 +98,7 @@ impl FaultPlan {
     pub(crate) fn new(seed: Option<u64>, probability: f64, slow_flow: Duration) -> Self {
         Self {
             requests: VecDeque::new(),
+            standing: Vec::new(),
             flows: VecDeque::new(),
             rng: seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
             probability: if probability.is_finite() {
@@ -119,9 +125,30 @@ impl FaultPlan {
         }
     }
 
+    /// Makes every request of `action` (naming `cluster`, when given) meet
+    /// `fault` until cleared with `None`; replaces the standing fault of the
+    /// same action and cluster. Flow faults cannot stand and are ignored.
+    pub(crate) fn set_standing(
+        &mut self,
+        action: &str,
+        cluster: Option<&str>,
+        fault: Option<Fault>,
+    ) {
+        self.standing
+            .retain(|s| !(s.action == action && s.cluster.as_deref() == cluster));
+        if let Some(fault) = fault.filter(|f| !f.is_flow_fault()) {
+            self.standing.push(Scripted {
+                action: action.to_owned(),
+                cluster: cluster.map(str::to_owned),
+                fault,
+            });
+        }
+    }
+
     /// Takes the request fault for a request of `action` touching `clusters`:
-    /// the first matching scripted one, else maybe a random one. Returns the
-    /// fault and the cluster it was scripted for.
+    /// the first matching queued one, else a matching standing one (one for
+    /// the cluster before one for any cluster), else maybe a random one.
+    /// Returns the fault and the cluster it was scripted for.
     pub(crate) fn next_request_fault(
         &mut self,
         action: &str,
@@ -132,6 +159,18 @@ impl FaultPlan {
         });
         if let Some(item) = position.and_then(|i| self.requests.remove(i)) {
             return Some((item.fault, item.cluster));
+        }
+        let standing = |for_cluster: bool| {
+            self.standing.iter().find(|s| {
+                s.action == action
+                    && match &s.cluster {
+                        Some(c) => for_cluster && clusters.contains(c),
+                        None => !for_cluster,
+                    }
+            })
+        };
+        if let Some(item) = standing(true).or_else(|| standing(false)) {
+            return Some((item.fault.clone(), item.cluster.clone()));
         }
         self.random(action).map(|f| (f, None))
     }
@@ -219,6 +258,56 @@ mod tests {
             Some(Fault::EmptyEnvelope)
         );
         assert_eq!(plan.next_request_fault("ScaleOutInstance", &b), None);
+    }
+
+    #[test]
+    fn a_standing_fault_meets_every_request_until_cleared() {
+        let mut plan = FaultPlan::new(Some(1), 0.0, Duration::ZERO);
+        let a = ids(&["emr-aaaaaaaa"]);
+        let b = ids(&["emr-bbbbbbbb"]);
+        let refused = Fault::ApiError("UnauthorizedOperation".into());
+        let slow = Fault::Delay(Duration::from_secs(25));
+        plan.set_standing("DescribeClusterFlowStatusDetail", None, Some(slow.clone()));
+        plan.set_standing(
+            "DescribeClusterFlowStatusDetail",
+            Some("emr-aaaaaaaa"),
+            Some(refused.clone()),
+        );
+        plan.set_standing("ScaleOutInstance", None, Some(Fault::FailFlow));
+        plan.push("DescribeClusterFlowStatusDetail", None, Fault::Garbage);
+        let next = |plan: &mut FaultPlan, action: &str, on: &[String]| {
+            plan.next_request_fault(action, on).map(|f| f.0)
+        };
+        // A queued fault goes first; then the cluster's standing fault, for
+        // as many requests as come, and any other cluster gets the general one.
+        assert_eq!(
+            next(&mut plan, "DescribeClusterFlowStatusDetail", &a),
+            Some(Fault::Garbage)
+        );
+        for _ in 0..5 {
+            assert_eq!(
+                next(&mut plan, "DescribeClusterFlowStatusDetail", &a),
+                Some(refused.clone())
+            );
+            assert_eq!(
+                next(&mut plan, "DescribeClusterFlowStatusDetail", &b),
+                Some(slow.clone())
+            );
+        }
+        // A flow fault cannot stand; other actions are untouched.
+        assert_eq!(next(&mut plan, "ScaleOutInstance", &a), None);
+        assert_eq!(next(&mut plan, "DescribeInstances", &a), None);
+        plan.set_standing(
+            "DescribeClusterFlowStatusDetail",
+            Some("emr-aaaaaaaa"),
+            None,
+        );
+        assert_eq!(
+            next(&mut plan, "DescribeClusterFlowStatusDetail", &a),
+            Some(slow.clone())
+        );
+        plan.set_standing("DescribeClusterFlowStatusDetail", None, None);
+        assert_eq!(next(&mut plan, "DescribeClusterFlowStatusDetail", &a), None);
     }
 
     #[test]

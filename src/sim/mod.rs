@@ -365,6 +365,18 @@ impl SimHandle {
         self.shared.lock().faults.push(action, cluster, fault);
     }
 
+    /// Makes every request of `action` naming `cluster` (any request of
+    /// `action` when `None`) meet `fault` until called again with `None`:
+    /// an action the account may not call, one that is always slow. A fault
+    /// queued with [`SimHandle::inject`] still goes first.
+    pub fn set_standing_fault(&self, action: &str, cluster: Option<&str>, fault: Option<Fault>) {
+        info!(message = "Standing fault set.", action, cluster = cluster.unwrap_or("*"), fault = ?fault);
+        self.shared
+            .lock()
+            .faults
+            .set_standing(action, cluster, fault);
+    }
+
     /// A cluster's state at the clock's current time.
     pub fn cluster(&self, id: &str) -> Option<ClusterSnapshot> {
         let now = self.shared.clock.now();
