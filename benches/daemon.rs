@@ -55,13 +55,8 @@ fn config(
     prom: &str,
     interval: &str,
 ) -> std::path::PathBuf {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut text = format!(
-        "[daemon]\nevaluation_interval = \"{interval}\"\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\n[prometheus]\nurl = \"{prom}\"\n[tencent]\nregion = \"ap-guangzhou\"\nendpoint = \"{sim}\"\nmetadata_url = \"http://127.0.0.1:9\"\n",
+        "[daemon]\nevaluation_interval = \"{interval}\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n[prometheus]\nurl = \"{prom}\"\n[tencent]\nregion = \"ap-guangzhou\"\nendpoint = \"{sim}\"\nmetadata_url = \"http://127.0.0.1:9\"\n",
         dir.join(format!("state-{interval}-{}", ids.len()))
             .display()
     );

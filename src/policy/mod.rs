@@ -6,6 +6,7 @@
 //! means "hold".
 
 pub mod decision;
+pub mod scale_in;
 pub mod schedule;
 pub mod sustain;
 

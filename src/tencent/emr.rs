@@ -22,23 +22,32 @@ pub const HARDWARE_RESOURCE_TYPES: [&str; 3] = ["HOST", "POD", "MNode"];
 /// An EMR action this client calls. Each has its own rate limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
-    /// Adds nodes; the only mutating action.
+    /// Adds nodes.
     ScaleOutInstance,
+    /// Removes task nodes, gracefully. Mutating, with no ClientToken.
+    TerminateClusterNodes,
     /// Cluster status and sizes, batched.
     DescribeInstances,
     /// Progress of one flow.
     DescribeClusterFlowStatusDetail,
     /// Node lists.
     DescribeClusterNodes,
+    /// The auto-scaling groups of Tencent's own auto-scaling.
+    DescribeAutoScaleGroupGlobalConf,
+    /// The strategies of Tencent's own auto-scaling.
+    DescribeAutoScaleStrategies,
 }
 
 impl Action {
     /// Every action, in label order.
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 7] = [
         Action::ScaleOutInstance,
+        Action::TerminateClusterNodes,
         Action::DescribeInstances,
         Action::DescribeClusterFlowStatusDetail,
         Action::DescribeClusterNodes,
+        Action::DescribeAutoScaleGroupGlobalConf,
+        Action::DescribeAutoScaleStrategies,
     ];
 
     /// The wire name, also the `action` metric label.
@@ -48,12 +57,20 @@ impl Action {
             Action::DescribeInstances => "DescribeInstances",
             Action::DescribeClusterFlowStatusDetail => "DescribeClusterFlowStatusDetail",
             Action::DescribeClusterNodes => "DescribeClusterNodes",
+            Action::DescribeAutoScaleGroupGlobalConf => "DescribeAutoScaleGroupGlobalConf",
+            Action::DescribeAutoScaleStrategies => "DescribeAutoScaleStrategies",
+            Action::TerminateClusterNodes => "TerminateClusterNodes",
         }
     }
 
-    /// Whether the action changes anything (and so needs a ClientToken to retry).
+    /// Whether the action changes anything (and so needs a ClientToken to
+    /// retry; TerminateClusterNodes has none, so it is never retried by the
+    /// client: its operation re-sends the same node list instead).
     pub fn is_mutating(self) -> bool {
-        matches!(self, Action::ScaleOutInstance)
+        matches!(
+            self,
+            Action::ScaleOutInstance | Action::TerminateClusterNodes
+        )
     }
 }
 
@@ -522,21 +539,280 @@ pub struct DescribeClusterNodesRequest {
     pub instance_id: String,
     /// `task`, `core`, `all` …
     pub node_flag: String,
-    /// Paging offset.
+    /// The page number, from 0 (the SDK documents `Offset` as a page index).
     pub offset: u32,
-    /// Page size.
+    /// Page size, at most [`DESCRIBE_NODES_PAGE`].
     pub limit: u32,
 }
 
-/// The `DescribeClusterNodes` response; only the count is read.
+/// Largest `DescribeClusterNodes` page.
+pub const DESCRIBE_NODES_PAGE: u32 = 100;
+
+/// Most pages read for one node list (10,000 nodes): a server that keeps
+/// answering full pages cannot keep the caller reading for ever.
+pub const DESCRIBE_NODES_MAX_PAGES: u32 = 100;
+
+/// The `DescribeClusterNodes` response.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeClusterNodesResponse {
     /// Nodes matching the flag.
     #[serde(default)]
     pub total_cnt: Option<i64>,
+    /// This page; may be null.
+    #[serde(default)]
+    pub node_list: Option<Vec<NodeHardwareInfo>>,
     /// The request id.
     pub request_id: String,
+}
+
+/// One node of `DescribeClusterNodes` (`NodeHardwareInfo`), the fields the
+/// scale-in rules read. Every field may be absent or null; a node whose
+/// fields are missing is never eligible for removal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeHardwareInfo {
+    /// 0 common, 1 master, 2 core, 3 task.
+    pub flag: Option<i64>,
+    /// 1: created by Tencent's own auto-scaling.
+    pub auto_flag: Option<i64>,
+    /// 1: may be destroyed; 0: may not.
+    pub destroyable: Option<i64>,
+    /// Instance protection: true means the API refuses to terminate it.
+    pub disable_api_termination: Option<bool>,
+    /// 0 pay-as-you-go, 1 monthly.
+    pub charge_type: Option<i64>,
+    /// The machine id (`ins-…`), what `TerminateClusterNodes` names.
+    pub order_no: Option<String>,
+    /// The EMR resource id.
+    pub emr_resource_id: Option<String>,
+    /// Private IP, matched against YARN's node addresses.
+    pub ip: Option<String>,
+    /// When the node was bought, `YYYY-MM-DD HH:MM:SS`.
+    pub apply_time: Option<String>,
+    /// The node's tags; may be null.
+    pub tags: Option<Vec<Tag>>,
+    /// `host` or `pod`.
+    pub hardware_resource_type: Option<String>,
+}
+
+/// The node flag `TerminateClusterNodes` takes for task nodes; the only one
+/// this product sends.
+pub const TASK_NODE_FLAG: &str = "TASK";
+
+/// The graceful decommission times the API accepts, in seconds.
+pub const GRACE_DOWN_SECONDS: std::ops::RangeInclusive<u64> = 60..=1800;
+
+/// The `TerminateClusterNodes` request: a graceful removal of named task
+/// nodes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TerminateClusterNodesRequest {
+    /// The cluster.
+    pub instance_id: String,
+    /// The nodes' machine ids (`OrderNo`).
+    pub cvm_instance_ids: Vec<String>,
+    /// Always [`TASK_NODE_FLAG`].
+    pub node_flag: String,
+    /// Graceful decommission; always true.
+    pub grace_down_flag: bool,
+    /// Seconds YARN may drain each node, 60 to 1800.
+    pub grace_down_time: u64,
+}
+
+impl TerminateClusterNodesRequest {
+    /// A graceful removal of `nodes` (machine ids) from `instance_id`.
+    pub fn graceful(instance_id: &str, nodes: Vec<String>, grace: std::time::Duration) -> Self {
+        Self {
+            instance_id: instance_id.to_string(),
+            cvm_instance_ids: nodes,
+            node_flag: TASK_NODE_FLAG.to_string(),
+            grace_down_flag: true,
+            grace_down_time: grace.as_secs(),
+        }
+    }
+
+    /// Refuses what the API would reject, and what this product never
+    /// sends: an empty or repeated list, a node flag other than TASK, a
+    /// removal without graceful decommission, a grace time outside 60..1800 s.
+    pub fn preflight(&self) -> Result<(), PreflightError> {
+        if !is_valid_instance_id(&self.instance_id) {
+            refuse(
+                "InvalidParameter.InvalidClusterId",
+                format!(
+                    "InstanceId {:?} is not of the form emr-xxxxxxxx (8 lowercase letters or digits)",
+                    self.instance_id
+                ),
+            )?;
+        }
+        if self.cvm_instance_ids.is_empty() {
+            refuse(
+                "InvalidParameter.InvalidCvmInstanceIds",
+                "CvmInstanceIds is empty; name at least one node to remove",
+            )?;
+        }
+        if let Some(bad) = self.cvm_instance_ids.iter().find(|id| id.trim().is_empty()) {
+            refuse(
+                "InvalidParameter.InvalidCvmInstanceIds",
+                format!("CvmInstanceIds holds an empty machine id {bad:?}"),
+            )?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = self.cvm_instance_ids.iter().find(|id| !seen.insert(*id)) {
+            refuse(
+                "InvalidParameter.InvalidCvmInstanceIds",
+                format!("CvmInstanceIds names {dup} twice"),
+            )?;
+        }
+        if self.node_flag != TASK_NODE_FLAG {
+            refuse(
+                "InvalidParameter.InvalidNodeFlag",
+                format!(
+                    "NodeFlag {:?}: only task nodes are ever removed (NodeFlag \"TASK\")",
+                    self.node_flag
+                ),
+            )?;
+        }
+        if !self.grace_down_flag {
+            refuse(
+                "InvalidParameter.InvalidGraceDownFlag",
+                "GraceDownFlag must be true: nodes are always decommissioned gracefully",
+            )?;
+        }
+        if !GRACE_DOWN_SECONDS.contains(&self.grace_down_time) {
+            refuse(
+                "InvalidParameter.InvalidGraceDownTime",
+                format!(
+                    "GraceDownTime {} s is outside 60 to 1800 s",
+                    self.grace_down_time
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The `TerminateClusterNodes` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TerminateClusterNodesResponse {
+    /// The decommission flow.
+    #[serde(default)]
+    pub flow_id: Option<i64>,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// The `DescribeAutoScaleGroupGlobalConf` and `DescribeAutoScaleStrategies`
+/// request: one cluster (and, for strategies, optionally one group).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AutoScaleRequest {
+    /// The cluster.
+    pub instance_id: String,
+    /// The auto-scaling group, for strategies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<i64>,
+}
+
+/// The part of `AutoScaleResourceConf` this product reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AutoScaleGroup {
+    /// The group id.
+    pub id: Option<i64>,
+    /// The group's name.
+    pub group_name: Option<String>,
+}
+
+/// One `GroupGlobalConfs` item.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GroupGlobalConf {
+    /// The group; may be null.
+    pub group_global_conf: Option<AutoScaleGroup>,
+}
+
+/// The `DescribeAutoScaleGroupGlobalConf` response.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeAutoScaleGroupGlobalConfResponse {
+    /// The cluster's auto-scaling groups; may be null.
+    #[serde(default)]
+    pub group_global_confs: Option<Vec<GroupGlobalConf>>,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// One strategy of Tencent's own auto-scaling, load or time based: the
+/// fields that say whether it is on.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AutoScaleStrategy {
+    /// The strategy id.
+    pub strategy_id: Option<i64>,
+    /// Its name.
+    pub strategy_name: Option<String>,
+    /// Load: 1 on, 3 off. Time-based: 1 valid, 2 invalid, 3 paused.
+    pub strategy_status: Option<i64>,
+    /// 1 scale out, 2 scale in.
+    pub scale_action: Option<i64>,
+}
+
+/// `StrategyStatus` of an enabled strategy, for both kinds.
+pub const STRATEGY_ENABLED: i64 = 1;
+
+/// The `DescribeAutoScaleStrategies` response.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeAutoScaleStrategiesResponse {
+    /// Load-based strategies; may be null.
+    #[serde(default)]
+    pub load_auto_scale_strategies: Option<Vec<AutoScaleStrategy>>,
+    /// Time-based strategies; may be null.
+    #[serde(default)]
+    pub time_based_auto_scale_strategies: Option<Vec<AutoScaleStrategy>>,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// What Tencent's own auto-scaling of one cluster is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BuiltinScaling {
+    /// The groups listed.
+    pub groups: usize,
+    /// Enabled strategies, as `load:NAME` or `time:NAME` (id when unnamed).
+    pub enabled: Vec<String>,
+}
+
+impl BuiltinScaling {
+    /// Adds the enabled strategies of one `DescribeAutoScaleStrategies` answer.
+    pub fn add(&mut self, answer: &DescribeAutoScaleStrategiesResponse) {
+        for (kind, list) in [
+            ("load", &answer.load_auto_scale_strategies),
+            ("time", &answer.time_based_auto_scale_strategies),
+        ] {
+            for s in list.iter().flatten() {
+                if s.strategy_status == Some(STRATEGY_ENABLED) {
+                    let name = s
+                        .strategy_name
+                        .clone()
+                        .filter(|n| !n.is_empty())
+                        .or_else(|| s.strategy_id.map(|id| format!("#{id}")))
+                        .unwrap_or_else(|| "unnamed".into());
+                    let label = format!("{kind}:{name}");
+                    if !self.enabled.contains(&label) {
+                        self.enabled.push(label);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether any strategy is on.
+    pub fn is_active(&self) -> bool {
+        !self.enabled.is_empty()
+    }
 }
 
 impl super::EmrClient {
@@ -625,6 +901,98 @@ impl super::EmrClient {
             )
             .await?;
         Ok(resp.total_cnt)
+    }
+
+    /// Every task node of the cluster, page by page ([`DESCRIBE_NODES_PAGE`]
+    /// per page, at most [`DESCRIBE_NODES_MAX_PAGES`] pages). Stops at
+    /// `TotalCnt` nodes or at the first short page.
+    pub async fn task_nodes(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<NodeHardwareInfo>, super::ApiError> {
+        let mut nodes = Vec::new();
+        for page in 0..DESCRIBE_NODES_MAX_PAGES {
+            let resp: DescribeClusterNodesResponse = self
+                .call(
+                    Action::DescribeClusterNodes,
+                    &DescribeClusterNodesRequest {
+                        instance_id: instance_id.to_string(),
+                        node_flag: "task".into(),
+                        offset: page,
+                        limit: DESCRIBE_NODES_PAGE,
+                    },
+                    None,
+                )
+                .await?;
+            let list = resp.node_list.unwrap_or_default();
+            let short = list.len() < DESCRIBE_NODES_PAGE as usize;
+            nodes.extend(list);
+            let total = resp.total_cnt.and_then(|t| usize::try_from(t).ok());
+            if short || total.is_some_and(|t| nodes.len() >= t) {
+                break;
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// Sends one graceful `TerminateClusterNodes`, after the pre-flight
+    /// checks, once: the action has no ClientToken, so the client never
+    /// retries it. Returns how many attempts reached the network (0 or 1).
+    pub async fn terminate_nodes_counted(
+        &self,
+        request: &TerminateClusterNodesRequest,
+    ) -> (Result<TerminateClusterNodesResponse, super::ApiError>, u32) {
+        if let Err(e) = request.preflight() {
+            return (Err(e.into()), 0);
+        }
+        self.call_counted(Action::TerminateClusterNodes, request, None)
+            .await
+    }
+
+    /// What Tencent's own auto-scaling does on `instance_id`: the groups of
+    /// `DescribeAutoScaleGroupGlobalConf`, then the strategies of each
+    /// (`DescribeAutoScaleStrategies` with its `GroupId`), or of the cluster
+    /// when it lists no group.
+    pub async fn builtin_scaling(
+        &self,
+        instance_id: &str,
+    ) -> Result<BuiltinScaling, super::ApiError> {
+        let groups: DescribeAutoScaleGroupGlobalConfResponse = self
+            .call(
+                Action::DescribeAutoScaleGroupGlobalConf,
+                &AutoScaleRequest {
+                    instance_id: instance_id.to_string(),
+                    group_id: None,
+                },
+                None,
+            )
+            .await?;
+        let ids: Vec<Option<i64>> = groups
+            .group_global_confs
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|g| g.group_global_conf.and_then(|c| c.id))
+            .map(Some)
+            .collect();
+        let mut out = BuiltinScaling {
+            groups: ids.len(),
+            enabled: Vec::new(),
+        };
+        let asks = if ids.is_empty() { vec![None] } else { ids };
+        for group_id in asks {
+            let answer: DescribeAutoScaleStrategiesResponse = self
+                .call(
+                    Action::DescribeAutoScaleStrategies,
+                    &AutoScaleRequest {
+                        instance_id: instance_id.to_string(),
+                        group_id,
+                    },
+                    None,
+                )
+                .await?;
+            out.add(&answer);
+        }
+        Ok(out)
     }
 }
 
@@ -853,5 +1221,142 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{s:?}").contains("cos-secret-value"));
+    }
+
+    fn terminate() -> TerminateClusterNodesRequest {
+        TerminateClusterNodesRequest::graceful(
+            "emr-abc12345",
+            vec!["ins-aaaaaaaa".into(), "ins-bbbbbbbb".into()],
+            std::time::Duration::from_secs(600),
+        )
+    }
+
+    #[test]
+    fn terminate_preflight_refuses_what_the_api_or_the_product_would_not_accept() {
+        assert_eq!(terminate().preflight(), Ok(()));
+        let body = serde_json::to_value(terminate()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "InstanceId": "emr-abc12345",
+                "CvmInstanceIds": ["ins-aaaaaaaa", "ins-bbbbbbbb"],
+                "NodeFlag": "TASK",
+                "GraceDownFlag": true,
+                "GraceDownTime": 600
+            })
+        );
+        let cases: Vec<(&str, TerminateClusterNodesRequest)> = vec![
+            (
+                "InvalidParameter.InvalidClusterId",
+                TerminateClusterNodesRequest {
+                    instance_id: "emr-ABC".into(),
+                    ..terminate()
+                },
+            ),
+            (
+                "InvalidParameter.InvalidCvmInstanceIds",
+                TerminateClusterNodesRequest {
+                    cvm_instance_ids: vec![],
+                    ..terminate()
+                },
+            ),
+            (
+                "InvalidParameter.InvalidCvmInstanceIds",
+                TerminateClusterNodesRequest {
+                    cvm_instance_ids: vec![" ".into()],
+                    ..terminate()
+                },
+            ),
+            (
+                "InvalidParameter.InvalidCvmInstanceIds",
+                TerminateClusterNodesRequest {
+                    cvm_instance_ids: vec!["ins-a".into(), "ins-a".into()],
+                    ..terminate()
+                },
+            ),
+            (
+                "InvalidParameter.InvalidNodeFlag",
+                TerminateClusterNodesRequest {
+                    node_flag: "CORE".into(),
+                    ..terminate()
+                },
+            ),
+            (
+                "InvalidParameter.InvalidGraceDownFlag",
+                TerminateClusterNodesRequest {
+                    grace_down_flag: false,
+                    ..terminate()
+                },
+            ),
+            (
+                "InvalidParameter.InvalidGraceDownTime",
+                TerminateClusterNodesRequest {
+                    grace_down_time: 59,
+                    ..terminate()
+                },
+            ),
+            (
+                "InvalidParameter.InvalidGraceDownTime",
+                TerminateClusterNodesRequest {
+                    grace_down_time: 1801,
+                    ..terminate()
+                },
+            ),
+        ];
+        for (code, request) in cases {
+            let e = request.preflight().expect_err(code);
+            assert_eq!(e.code, code, "{request:?}: {e}");
+        }
+        for edge in [60, 1800] {
+            let r = TerminateClusterNodesRequest {
+                grace_down_time: edge,
+                ..terminate()
+            };
+            assert_eq!(r.preflight(), Ok(()), "{edge} s is accepted");
+        }
+    }
+
+    #[test]
+    fn node_lists_tolerate_nulls_and_missing_fields() {
+        let r: DescribeClusterNodesResponse = serde_json::from_str(
+            r#"{"TotalCnt":2,"NodeList":[{"Flag":3,"AutoFlag":0,"Destroyable":1,"DisableApiTermination":false,"ChargeType":0,"OrderNo":"ins-1","Ip":"10.0.0.1","ApplyTime":"2026-12-01 10:00:00","Tags":null,"HardwareResourceType":"host","Spec":"x"},{"OrderNo":"ins-2"}],"RequestId":"r"}"#,
+        )
+        .unwrap();
+        let list = r.node_list.unwrap();
+        assert_eq!(list[0].flag, Some(3));
+        assert_eq!(list[0].tags, None);
+        assert_eq!(
+            list[1],
+            NodeHardwareInfo {
+                order_no: Some("ins-2".into()),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn only_enabled_builtin_strategies_count() {
+        let answer: DescribeAutoScaleStrategiesResponse = serde_json::from_str(
+            r#"{"LoadAutoScaleStrategies":[{"StrategyId":1,"StrategyName":"cpu","StrategyStatus":1},{"StrategyId":2,"StrategyName":"mem","StrategyStatus":3}],
+                "TimeBasedAutoScaleStrategies":[{"StrategyId":7,"StrategyStatus":1},{"StrategyId":8,"StrategyName":"night","StrategyStatus":2},{"StrategyId":9,"StrategyName":"weekend","StrategyStatus":3}],
+                "RequestId":"r"}"#,
+        )
+        .unwrap();
+        let mut b = BuiltinScaling::default();
+        assert!(!b.is_active());
+        b.add(&answer);
+        b.add(&answer);
+        assert_eq!(
+            b.enabled,
+            vec!["load:cpu".to_string(), "time:#7".to_string()]
+        );
+        assert!(b.is_active());
+        let none: DescribeAutoScaleStrategiesResponse = serde_json::from_str(
+            r#"{"LoadAutoScaleStrategies":null,"TimeBasedAutoScaleStrategies":null,"RequestId":"r"}"#,
+        )
+        .unwrap();
+        let mut b = BuiltinScaling::default();
+        b.add(&none);
+        assert!(!b.is_active());
     }
 }
