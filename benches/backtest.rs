@@ -87,6 +87,7 @@ fn policy(model: &Model) -> ClusterPolicy {
                 },
             ),
         ],
+        scale_in: Default::default(),
     }
 }
 

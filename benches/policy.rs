@@ -71,6 +71,7 @@ fn policy() -> ClusterPolicy {
                 },
             ),
         ],
+        scale_in: Default::default(),
     }
 }
 

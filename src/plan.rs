@@ -166,6 +166,7 @@ pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>
             orders: &inputs.orders,
             rule_last_fired: &inputs.last_fired,
             schedule_done: &inputs.schedule_done,
+            ..ClusterView::default()
         };
         let refs: Vec<&[Sample]> = obs.iter().map(Vec::as_slice).collect();
         let decision = policy::decide(

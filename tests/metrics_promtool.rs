@@ -86,6 +86,7 @@ fn busy_metrics() -> Metrics {
         max_nodes_per_hour: Some(10),
         max_nodes_per_day: None,
         rules: vec![rule("pending-memory"), rule("util")],
+        scale_in: Default::default(),
     };
     let view = ClusterView {
         running: Some(4),

@@ -452,6 +452,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             orders: &orders[budget_from..sent],
             rule_last_fired: &rule_last_fired,
             schedule_done: &schedule_done,
+            ..ClusterView::default()
         };
         let decision = policy::decide(policy, &view, &obs, now, max_gap);
         let busy_with_operation = operation_until.is_some_and(|t| now < t);
@@ -625,6 +626,7 @@ mod tests {
             max_nodes_per_hour: None,
             max_nodes_per_day: None,
             rules,
+            scale_in: Default::default(),
         }
     }
 

@@ -171,6 +171,7 @@ impl ClusterConfig {
             max_nodes_per_hour: self.max_nodes_per_hour,
             max_nodes_per_day: self.max_nodes_per_day,
             rules: self.rules.clone(),
+            scale_in: Default::default(),
         }
     }
 }

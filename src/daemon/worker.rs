@@ -324,6 +324,7 @@ async fn tick(
         orders,
         rule_last_fired: &inputs.last_fired,
         schedule_done: &inputs.schedule_done,
+        ..ClusterView::default()
     };
     let max_gap = interval * 2 + interval / 2;
     let decision = policy::decide(policy, &view, &refs, now, max_gap);

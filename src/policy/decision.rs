@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Bound, DataIssue, OnMissing, Sustain, TargetForm, Unit};
+use super::{Bound, DataIssue, OnMissing, Removal, Sustain, TargetForm, Unit};
 
 /// What happened to a decision; the `outcome` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,11 +30,15 @@ pub enum Outcome {
     DataError,
     /// A flow outlived its limit; ordering stopped until resumed.
     Breaker,
+    /// Nodes are given back, gracefully.
+    ScaleIn,
+    /// Tencent's own auto-scaling is on for this cluster: hold everything.
+    Conflict,
 }
 
 impl Outcome {
     /// Every outcome, in label order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::ScaleOut,
         Outcome::Hold,
         Outcome::Cooldown,
@@ -44,6 +48,8 @@ impl Outcome {
         Outcome::DryRun,
         Outcome::DataError,
         Outcome::Breaker,
+        Outcome::ScaleIn,
+        Outcome::Conflict,
     ];
 
     /// The `outcome` label value.
@@ -58,6 +64,8 @@ impl Outcome {
             Outcome::DryRun => "dry_run",
             Outcome::DataError => "data_error",
             Outcome::Breaker => "breaker",
+            Outcome::ScaleIn => "scale_in",
+            Outcome::Conflict => "conflict",
         }
     }
 }
@@ -137,6 +145,8 @@ pub struct Vote {
     pub issue: Option<DataIssue>,
     /// Nodes it asks for (0 when muted).
     pub increment: u32,
+    /// Nodes it would give back (scale-in on only).
+    pub removal: u32,
     /// Whether the rule's own cooldown muted a positive vote.
     pub muted: bool,
     /// Why.
@@ -208,6 +218,12 @@ pub struct Decision {
     pub outcome: Outcome,
     /// Held because the cluster is in a flow this daemon did not start.
     pub busy: bool,
+    /// This evaluation's removal proposal, before the stabilization window
+    /// (0 when a rule adds, lacks data or none proposes one); the caller
+    /// keeps it for the next decisions' window.
+    pub proposal: u32,
+    /// The scale-in judgement.
+    pub removal: Removal,
 }
 
 impl Decision {
@@ -219,6 +235,15 @@ impl Decision {
     /// Whether nodes should be ordered now (not in dry-run).
     pub fn orders(&self) -> bool {
         self.outcome == Outcome::ScaleOut && self.increment > 0
+    }
+
+    /// How many nodes to give back now (not in dry-run).
+    pub fn removes(&self) -> u32 {
+        if self.outcome == Outcome::ScaleIn {
+            self.removal.nodes()
+        } else {
+            0
+        }
     }
 
     /// Rules whose positive vote this decision carries out (for rule cooldowns).
@@ -368,6 +393,8 @@ impl fmt::Display for VoteText<'_> {
             f.write_str(" (muted by rule cooldown)")?;
         } else if v.increment > 0 {
             write!(f, ": +{}", v.increment)?;
+        } else if v.removal > 0 {
+            write!(f, ": -{}", v.removal)?;
         }
         Ok(())
     }
@@ -415,12 +442,16 @@ impl Decision {
         match self.outcome {
             Outcome::Paused => s.push_str("paused by operator; "),
             Outcome::Breaker => s.push_str("breaker open (a flow outlived its limit); "),
+            Outcome::Conflict => s.push_str("Tencent's own auto-scaling is on for this cluster; "),
             Outcome::DataError if self.running.is_none() => s.push_str("task-node count unknown; "),
             Outcome::Hold if self.busy => s.push_str("cluster busy in another flow; "),
             _ => {}
         }
         let driving: Vec<usize> = (0..self.votes.len())
-            .filter(|&i| self.votes[i].increment > 0 || self.votes[i].muted)
+            .filter(|&i| {
+                let v = &self.votes[i];
+                v.increment > 0 || v.muted || (v.removal > 0 && self.increment == 0)
+            })
             .collect();
         let shown: Vec<usize> = if driving.is_empty() {
             (0..self.votes.len()).collect()
@@ -448,8 +479,22 @@ impl Decision {
         for cap in &self.caps {
             let _ = write!(s, "; {cap}");
         }
-        if !self.caps.is_empty() || matches!(self.outcome, Outcome::Paused | Outcome::Breaker) {
+        if !self.caps.is_empty()
+            || matches!(
+                self.outcome,
+                Outcome::Paused | Outcome::Breaker | Outcome::Conflict
+            )
+        {
             let _ = write!(s, " -> +{}", self.increment);
+        }
+        // The scale-in half, when a rule proposed a removal.
+        if self.votes.iter().any(|v| v.removal > 0)
+            && !matches!(self.removal, Removal::Off | Removal::Blocked)
+        {
+            let _ = write!(s, "; {}", self.removal);
+            if self.removal.nodes() > 0 {
+                s.push_str(" (graceful)");
+            }
         }
         match self.outcome {
             Outcome::DryRun => s.push_str(" (dry run: not sent)"),

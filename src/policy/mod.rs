@@ -2,8 +2,11 @@
 //! task nodes to add, and why. Pure: no I/O, no clock reads; `now` is a
 //! parameter. The daemon, `plan`, `backtest` and `demo` all call [`decide`].
 //!
-//! This version only scales out: a rule proposing fewer nodes than running
-//! means "hold".
+//! Scale-out and scale-in are one decision: scale-out always wins, and a
+//! removal is proposed only when no rule adds and none lacks data, then kept
+//! to the smallest of its stabilization window ([`scale_in`]). With a
+//! cluster's scale-in off, a rule proposing fewer nodes than running means
+//! "hold".
 
 pub mod decision;
 pub mod scale_in;
@@ -16,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use decision::{Cap, Decision, Outcome, Vote, VoteReason};
+pub use scale_in::{NodeScope, Proposal, Removal, ScaleInPolicy};
 pub use schedule::{Window, WindowEnd};
 pub use sustain::Sustain;
 
@@ -157,6 +161,8 @@ pub enum Step {
     Add(u32),
     /// A percentage of the effective count, rounded up, at least 1.
     Percent(f64),
+    /// Give back this many nodes (scale-in); adds none.
+    Remove(u32),
 }
 
 impl Step {
@@ -164,6 +170,7 @@ impl Step {
     pub fn nodes(self, effective: u32) -> u32 {
         match self {
             Step::Add(n) => n,
+            Step::Remove(_) => 0,
             Step::Percent(p) => {
                 let n = (f64::from(effective) * p / 100.0).ceil();
                 if n.is_finite() && n >= 1.0 {
@@ -283,6 +290,8 @@ pub struct ClusterPolicy {
     pub max_nodes_per_day: Option<u32>,
     /// The rules, in configuration order.
     pub rules: Vec<Rule>,
+    /// Scale-in; off by default.
+    pub scale_in: ScaleInPolicy,
 }
 
 /// What the daemon knows about a cluster at decision time.
@@ -314,6 +323,20 @@ pub struct ClusterView<'a> {
     pub rule_last_fired: &'a [Option<DateTime<Utc>>],
     /// Per rule: the schedule window start already served by its one-shot add.
     pub schedule_done: &'a [Option<DateTime<Utc>>],
+    /// Nodes named by an open scale-in: they count as gone.
+    pub leaving: u32,
+    /// An operation (scale-out or scale-in) is open.
+    pub operation_open: bool,
+    /// End of the scale-in cooldown (after any operation).
+    pub scale_in_cooldown_until: Option<DateTime<Utc>>,
+    /// This cluster's earlier removal proposals, oldest first, since the
+    /// daemon started (the window must be observed after every start).
+    pub removal_history: &'a [Proposal],
+    /// Tencent's own auto-scaling has an enabled strategy on this cluster
+    /// and `coexist_with_builtin` is off: hold everything.
+    pub conflict: bool,
+    /// Tencent's auto-scaling strategies could not be read: scale-in holds.
+    pub builtin_unknown: bool,
 }
 
 /// Per rule (same order as the policy's rules): recent samples, newest last.
@@ -356,15 +379,31 @@ struct Context {
     floor_gap: u32,
     now: DateTime<Utc>,
     max_gap: Duration,
+    scale_in: bool,
 }
 
-/// One rule's vote: the increment it asks for and why.
-fn vote(
-    rule: &Rule,
-    samples: &[Sample],
-    ctx: Context,
-    done: Option<DateTime<Utc>>,
-) -> (u32, VoteReason, Option<DataIssue>) {
+/// One rule's vote before caps.
+struct Ballot {
+    increment: u32,
+    removal: u32,
+    reason: VoteReason,
+    issue: Option<DataIssue>,
+}
+
+impl Ballot {
+    fn add(increment: u32, reason: VoteReason) -> Self {
+        Self {
+            increment,
+            removal: 0,
+            reason,
+            issue: None,
+        }
+    }
+}
+
+/// One rule's vote: the increment (or, with scale-in on, the removal) it
+/// asks for and why.
+fn vote(rule: &Rule, samples: &[Sample], ctx: Context, done: Option<DateTime<Utc>>) -> Ballot {
     let Context {
         effective,
         running,
@@ -372,6 +411,7 @@ fn vote(
         floor_gap,
         now,
         max_gap,
+        scale_in,
     } = ctx;
     if let RuleKind::Schedule {
         window,
@@ -380,18 +420,17 @@ fn vote(
     } = &rule.kind
     {
         return match window.open_since(now) {
-            None => (0, VoteReason::WindowClosed, None),
+            None => Ballot::add(0, VoteReason::WindowClosed),
             Some(start) => {
                 let floor = floor_task_nodes.saturating_sub(effective);
                 let once = add_once.filter(|_| done != Some(start)).unwrap_or(0);
-                (
+                Ballot::add(
                     floor.max(once),
                     VoteReason::WindowOpen {
                         since: start,
                         floor: *floor_task_nodes,
                         add_once: (once > 0).then_some(once),
                     },
-                    None,
                 )
             }
         };
@@ -419,14 +458,15 @@ fn vote(
                     RuleKind::Schedule { .. } => 0,
                 },
             };
-            return (
-                inc,
-                VoteReason::Missing {
+            return Ballot {
+                increment: inc,
+                removal: 0,
+                reason: VoteReason::Missing {
                     issue,
                     on_missing: rule.on_missing,
                 },
-                Some(issue),
-            );
+                issue: Some(issue),
+            };
         }
     };
     match &rule.kind {
@@ -437,29 +477,32 @@ fn vote(
         } => {
             let run = sustain::current_run(samples, now, max_gap, |v| bound.breached(v));
             let held = Sustain::progress(run, now);
+            let count = run.map_or(0, |r| r.count);
             if sustain.is_met(run, now) {
-                (
+                let mut ballot = Ballot::add(
                     step.nodes(effective),
                     VoteReason::Breached {
                         value,
                         bound: *bound,
                         sustain: *sustain,
                         held,
-                        count: run.map_or(0, |r| r.count),
+                        count,
                     },
-                    None,
-                )
+                );
+                if let (Step::Remove(n), true) = (step, scale_in) {
+                    ballot.removal = *n;
+                }
+                ballot
             } else {
-                (
+                Ballot::add(
                     0,
                     VoteReason::NotBreached {
                         value,
                         bound: *bound,
                         sustain: *sustain,
                         held,
-                        count: run.map_or(0, |r| r.count),
+                        count,
                     },
-                    None,
                 )
             }
         }
@@ -470,7 +513,12 @@ fn vote(
                     // nodes still settling.
                     let seen = effective.saturating_sub(settling);
                     let ratio = value / target;
-                    if ratio <= 1.0 + tolerance {
+                    if scale_in && ratio < 1.0 - tolerance && seen > 0 && settling == 0 {
+                        // Below the band, measured on every node: fewer would
+                        // do. Never while nodes still settle (the metric has
+                        // not seen them).
+                        ceil_u32(f64::from(seen) * ratio).min(effective)
+                    } else if ratio <= 1.0 + tolerance {
                         effective
                     } else if seen == 0 {
                         *bootstrap
@@ -485,17 +533,24 @@ fn vote(
                         .saturating_add(running.saturating_sub(settling))
                 }
             };
-            (
-                desired.saturating_sub(effective),
-                VoteReason::Target {
+            // The demand form reads pending work, which cannot show idle
+            // capacity: it never proposes a removal.
+            let removal = match form {
+                TargetForm::Ratio { .. } if scale_in => effective.saturating_sub(desired),
+                _ => 0,
+            };
+            Ballot {
+                increment: desired.saturating_sub(effective),
+                removal,
+                reason: VoteReason::Target {
                     value,
                     form: *form,
                     desired,
                 },
-                None,
-            )
+                issue: None,
+            }
         }
-        RuleKind::Schedule { .. } => (0, VoteReason::WindowClosed, None),
+        RuleKind::Schedule { .. } => Ballot::add(0, VoteReason::WindowClosed),
     }
 }
 
@@ -522,12 +577,16 @@ pub fn decide(
     now: DateTime<Utc>,
     max_gap: Duration,
 ) -> Decision {
-    let running = view.running.unwrap_or(0);
+    // Nodes named by an open scale-in count as gone.
+    let running = view.running.unwrap_or(0).saturating_sub(view.leaving);
     let effective = running.saturating_add(view.in_flight);
+    let scale_in = &policy.scale_in;
     let min_gap = policy.min_task_nodes.saturating_sub(effective);
 
     let mut votes = Vec::with_capacity(policy.rules.len());
     let mut schedule_floor_gap = 0u32;
+    let mut schedule_floor = 0u32;
+    let mut removals = Vec::with_capacity(policy.rules.len());
     for (i, rule) in policy.rules.iter().enumerate() {
         let samples = observations.get(i).copied().unwrap_or(&[]);
         let done = view.schedule_done.get(i).copied().flatten();
@@ -538,11 +597,19 @@ pub fn decide(
             floor_gap: min_gap,
             now,
             max_gap,
+            scale_in: scale_in.enabled,
         };
-        let (mut increment, reason, issue) = vote(rule, samples, ctx, done);
+        let Ballot {
+            mut increment,
+            removal,
+            reason,
+            issue,
+        } = vote(rule, samples, ctx, done);
         if let VoteReason::WindowOpen { floor, .. } = reason {
             schedule_floor_gap = schedule_floor_gap.max(floor.saturating_sub(effective));
+            schedule_floor = schedule_floor.max(floor);
         }
+        removals.push(removal);
         let last = view.rule_last_fired.get(i).copied().flatten();
         let muted = increment > 0 && within(last, rule.cooldown, now);
         if muted {
@@ -553,6 +620,7 @@ pub fn decide(
             value: samples.last().and_then(|s| s.value.value()),
             issue,
             increment,
+            removal,
             muted,
             reason,
             outcome: Outcome::Hold,
@@ -581,6 +649,8 @@ pub fn decide(
 
     let blocked = if view.paused {
         Some(Outcome::Paused)
+    } else if view.conflict {
+        Some(Outcome::Conflict)
     } else if view.breaker_open {
         Some(Outcome::Breaker)
     } else if view.running.is_none() {
@@ -657,6 +727,63 @@ pub fn decide(
     }
 
     let any_issue = votes.iter().any(|v| v.issue.is_some());
+    // Scale-in: this evaluation's proposal (recorded for the window), then
+    // what the window, the guards and the floors allow.
+    let wants_add = proposed > 0 || votes.iter().any(|v| v.muted) || floor_gap > 0;
+    let proposal = if !scale_in.enabled || view.running.is_none() || wants_add || any_issue {
+        0
+    } else {
+        removals
+            .iter()
+            .copied()
+            .filter(|r| *r > 0)
+            .min()
+            .unwrap_or(0)
+    };
+    let removal = if !scale_in.enabled {
+        Removal::Off
+    } else if blocked.is_some() {
+        Removal::Blocked
+    } else if wants_add {
+        Removal::ScaleOutWins
+    } else if any_issue {
+        Removal::MissingData
+    } else if proposal == 0 {
+        Removal::NotProposed
+    } else if view.builtin_unknown {
+        Removal::BuiltinUnknown
+    } else if view.operation_open || view.in_flight > 0 || view.leaving > 0 {
+        Removal::OperationOpen
+    } else if let Some(until) = view.cooldown_until.filter(|t| now < *t) {
+        Removal::Cooldown { until }
+    } else if let Some(until) = view.scale_in_cooldown_until.filter(|t| now < *t) {
+        Removal::ScaleInCooldown { until }
+    } else {
+        let mut history = view.removal_history.to_vec();
+        history.push(Proposal {
+            at: now,
+            nodes: proposal,
+        });
+        match scale_in::stabilize(&history, now, scale_in.stabilization, max_gap) {
+            scale_in::Stabilized::Observing { since } => Removal::Observing { since },
+            scale_in::Stabilized::Remove(0) => Removal::Stabilizing,
+            scale_in::Stabilized::Remove(stabilized) => {
+                let floor = policy.min_task_nodes.max(schedule_floor);
+                let removable = effective.saturating_sub(floor);
+                let nodes = stabilized.min(removable).min(scale_in.max_step);
+                if nodes == 0 {
+                    Removal::AtFloor { floor }
+                } else {
+                    Removal::Remove {
+                        stabilized,
+                        nodes,
+                        floor,
+                        max_step: scale_in.max_step,
+                    }
+                }
+            }
+        }
+    };
     let outcome = match blocked {
         Some(o) => {
             increment = 0;
@@ -664,18 +791,24 @@ pub fn decide(
         }
         None if increment > 0 && view.dry_run => Outcome::DryRun,
         None if increment > 0 => Outcome::ScaleOut,
+        None if removal.nodes() > 0 && view.dry_run => Outcome::DryRun,
+        None if removal.nodes() > 0 => Outcome::ScaleIn,
         None if proposed > 0 => zeroed_by.unwrap_or(Outcome::Capped),
         None if any_issue => Outcome::DataError,
         None => Outcome::Hold,
     };
     for v in &mut votes {
-        v.outcome = if matches!(outcome, Outcome::Paused | Outcome::Breaker) || view.busy {
+        v.outcome = if matches!(
+            outcome,
+            Outcome::Paused | Outcome::Breaker | Outcome::Conflict
+        ) || view.busy
+        {
             outcome
         } else if v.issue.is_some() && v.increment == 0 {
             Outcome::DataError
         } else if v.muted {
             Outcome::Cooldown
-        } else if v.increment > 0 {
+        } else if v.increment > 0 || (v.removal > 0 && removal.nodes() > 0) {
             outcome
         } else {
             Outcome::Hold
@@ -694,6 +827,8 @@ pub fn decide(
         increment,
         chunks: chunks(increment),
         outcome,
+        proposal,
+        removal,
     }
 }
 

@@ -21,6 +21,148 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
+/// A cluster's scale-in settings (`[clusters.scale_in]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleInPolicy {
+    /// Off unless set: then a target below the current count means "hold".
+    pub enabled: bool,
+    /// `GraceDownTime`: how long YARN drains a node before it goes.
+    pub grace_period: Duration,
+    /// Remove only below the largest desired count of this window.
+    pub stabilization: Duration,
+    /// After any operation, before a scale-in.
+    pub cooldown: Duration,
+    /// Most nodes one scale-in removes.
+    pub max_step: u32,
+    /// Which nodes may go.
+    pub scope: NodeScope,
+}
+
+impl Default for ScaleInPolicy {
+    /// Off, with the contract's defaults for the rest.
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            grace_period: Duration::from_secs(600),
+            stabilization: Duration::from_secs(600),
+            cooldown: Duration::from_secs(300),
+            max_step: 5,
+            scope: NodeScope::AnyTask,
+        }
+    }
+}
+
+/// Why a cluster removes nodes now, or why not: the scale-in half of a
+/// decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Scale-in is off for this cluster.
+    Off,
+    /// Paused, breaker open, capacity unknown, busy or in conflict: the
+    /// decision's outcome says which.
+    Blocked,
+    /// A rule votes to add, or a floor is not met: scale-out wins.
+    ScaleOutWins,
+    /// A rule lacks data; missing data never removes a node.
+    MissingData,
+    /// No rule proposes a removal.
+    NotProposed,
+    /// Tencent's auto-scaling strategies could not be read.
+    BuiltinUnknown,
+    /// An operation is open (nodes in flight or leaving).
+    OperationOpen,
+    /// The cluster cooldown after a scale-out runs.
+    Cooldown {
+        /// Its end.
+        until: DateTime<Utc>,
+    },
+    /// The scale-in cooldown runs.
+    ScaleInCooldown {
+        /// Its end.
+        until: DateTime<Utc>,
+    },
+    /// Less than one full stabilization window observed.
+    Observing {
+        /// Since when evaluations are continuous.
+        since: Option<DateTime<Utc>>,
+    },
+    /// An evaluation within the window wanted no removal.
+    Stabilizing,
+    /// The cluster is at its floor.
+    AtFloor {
+        /// `min_task_nodes` or an open schedule's floor, the larger.
+        floor: u32,
+    },
+    /// Remove nodes now.
+    Remove {
+        /// The smallest removal of the window.
+        stabilized: u32,
+        /// What the floors and max_step leave.
+        nodes: u32,
+        /// The floor it stops at.
+        floor: u32,
+        /// `scale_in.max_step`.
+        max_step: u32,
+    },
+}
+
+impl Removal {
+    /// Nodes to remove now.
+    pub fn nodes(&self) -> u32 {
+        match self {
+            Removal::Remove { nodes, .. } => *nodes,
+            _ => 0,
+        }
+    }
+}
+
+impl fmt::Display for Removal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hm = |t: &DateTime<Utc>| t.format("%H:%M:%S UTC").to_string();
+        match self {
+            Removal::Off => f.write_str("scale-in off"),
+            Removal::Blocked => f.write_str("scale-in blocked"),
+            Removal::ScaleOutWins => f.write_str("scale-in cancelled: a rule adds"),
+            Removal::MissingData => f.write_str("scale-in cancelled: a rule has no data"),
+            Removal::NotProposed => f.write_str("no removal proposed"),
+            Removal::BuiltinUnknown => {
+                f.write_str("scale-in held: Tencent's auto-scaling strategies unreadable")
+            }
+            Removal::OperationOpen => f.write_str("scale-in held: an operation is open"),
+            Removal::Cooldown { until } => write!(f, "scale-in held: cooldown until {}", hm(until)),
+            Removal::ScaleInCooldown { until } => {
+                write!(f, "scale-in held: scale-in cooldown until {}", hm(until))
+            }
+            Removal::Observing { since: Some(s) } => {
+                write!(
+                    f,
+                    "scale-in held: stabilization window observed since {}",
+                    hm(s)
+                )
+            }
+            Removal::Observing { since: None } => {
+                f.write_str("scale-in held: stabilization window not yet observed")
+            }
+            Removal::Stabilizing => {
+                f.write_str("scale-in held: the stabilization window wanted no removal")
+            }
+            Removal::AtFloor { floor } => write!(f, "scale-in held: at the floor {floor}"),
+            Removal::Remove {
+                stabilized,
+                nodes,
+                floor,
+                max_step,
+            } => {
+                write!(f, "stabilized -{stabilized}")?;
+                if nodes < stabilized {
+                    write!(f, " (floor {floor}, scale_in.max_step {max_step})")?;
+                }
+                write!(f, " -> -{nodes}")
+            }
+        }
+    }
+}
+
 /// Which task nodes a cluster may give back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeScope {

@@ -101,6 +101,7 @@ fn policy(rules: Vec<Rule>) -> ClusterPolicy {
         max_nodes_per_hour: None,
         max_nodes_per_day: None,
         rules,
+        scale_in: Default::default(),
     }
 }
 
@@ -117,6 +118,12 @@ struct Fixture {
     orders: Vec<(DateTime<Utc>, u32)>,
     last_fired: Vec<Option<DateTime<Utc>>>,
     schedule_done: Vec<Option<DateTime<Utc>>>,
+    leaving: u32,
+    operation_open: bool,
+    scale_in_cooldown_until: Option<DateTime<Utc>>,
+    removal_history: Vec<Proposal>,
+    conflict: bool,
+    builtin_unknown: bool,
 }
 
 impl Fixture {
@@ -140,6 +147,12 @@ impl Fixture {
             orders: &self.orders,
             rule_last_fired: &self.last_fired,
             schedule_done: &self.schedule_done,
+            leaving: self.leaving,
+            operation_open: self.operation_open,
+            scale_in_cooldown_until: self.scale_in_cooldown_until,
+            removal_history: &self.removal_history,
+            conflict: self.conflict,
+            builtin_unknown: self.builtin_unknown,
         }
     }
 }
@@ -688,6 +701,7 @@ fn arb_world() -> impl Strategy<Value = World> {
                 max_nodes_per_hour: hour,
                 max_nodes_per_day: day,
                 rules,
+                scale_in: Default::default(),
             },
             fixture: Fixture {
                 running: s.0,
@@ -801,4 +815,317 @@ fn chunks_split_at_20() {
     assert_eq!(chunks(0), Vec::<u32>::new());
     assert_eq!(chunks(20), vec![20]);
     assert_eq!(chunks(45), vec![20, 20, 5]);
+}
+
+fn shrinking(rules: Vec<Rule>) -> ClusterPolicy {
+    ClusterPolicy {
+        min_task_nodes: 2,
+        scale_in: ScaleInPolicy {
+            enabled: true,
+            stabilization: Duration::from_secs(600),
+            max_step: 5,
+            ..ScaleInPolicy::default()
+        },
+        ..policy(rules)
+    }
+}
+
+fn idle(rule: &str, at_least: f64) -> Rule {
+    rule_named(
+        rule,
+        RuleKind::Threshold {
+            bound: Bound::Below(at_least),
+            sustain: Sustain::For(Duration::from_secs(60)),
+            step: Step::Remove(2),
+        },
+    )
+}
+
+fn rule_named(name: &str, kind: RuleKind) -> Rule {
+    Rule {
+        unit: Unit::Ratio,
+        ..rule(name, kind)
+    }
+}
+
+/// Proposals of `nodes` every 15 s over the `secs` before `now`.
+fn proposed(now: i64, secs: i64, nodes: u32) -> Vec<Proposal> {
+    (0..secs / 15)
+        .rev()
+        .map(|i| Proposal {
+            at: t(now - (i + 1) * 15),
+            nodes,
+        })
+        .collect()
+}
+
+fn removal_line(name: &str, p: &ClusterPolicy, d: &Decision) -> String {
+    let units: Vec<Unit> = p.rules.iter().map(|r| r.unit).collect();
+    format!(
+        "{name}: {} +{} -{} (proposal {}) | {}\n",
+        d.outcome,
+        d.increment,
+        d.removal.nodes(),
+        d.proposal,
+        d.explain(&units)
+    )
+}
+
+#[test]
+fn scale_in_table() {
+    let now = 1200;
+    let mut out = String::new();
+    let mut case = |name: &str, p: &ClusterPolicy, f: &Fixture, obs: &[Vec<Sample>]| {
+        out.push_str(&removal_line(name, p, &run(p, f, obs, t(now))));
+    };
+    let low = every15(now, &[0.2; 8]);
+    let util_only = shrinking(vec![util(0.6)]);
+    let observed = Fixture {
+        removal_history: proposed(now, 900, 7),
+        ..Fixture::running(10)
+    };
+    case(
+        "target below, window observed",
+        &util_only,
+        &observed,
+        std::slice::from_ref(&low),
+    );
+    case(
+        "scale-in off: hold",
+        &policy(vec![util(0.6)]),
+        &observed,
+        std::slice::from_ref(&low),
+    );
+    case(
+        "just started: observing",
+        &util_only,
+        &Fixture {
+            removal_history: proposed(now, 300, 7),
+            ..Fixture::running(10)
+        },
+        std::slice::from_ref(&low),
+    );
+    let mut burst = proposed(now, 900, 7);
+    burst[30].nodes = 0;
+    case(
+        "a burst inside the window cancels",
+        &util_only,
+        &Fixture {
+            removal_history: burst,
+            ..Fixture::running(10)
+        },
+        std::slice::from_ref(&low),
+    );
+    let mut smaller = proposed(now, 900, 7);
+    smaller[50].nodes = 1;
+    case(
+        "the smallest removal of the window",
+        &util_only,
+        &Fixture {
+            removal_history: smaller,
+            ..Fixture::running(10)
+        },
+        std::slice::from_ref(&low),
+    );
+    case(
+        "floor bounds it",
+        &util_only,
+        &Fixture {
+            removal_history: proposed(now, 900, 7),
+            ..Fixture::running(4)
+        },
+        &[every15(now, &[0.05; 8])],
+    );
+    case(
+        "at the floor",
+        &util_only,
+        &Fixture {
+            removal_history: proposed(now, 900, 7),
+            ..Fixture::running(2)
+        },
+        &[every15(now, &[0.05; 8])],
+    );
+    let two = shrinking(vec![util(0.6), idle("idle", 0.3)]);
+    case(
+        "smallest among the rules",
+        &two,
+        &observed,
+        &[low.clone(), low.clone()],
+    );
+    let adds = shrinking(vec![util(0.6), pending(8.0 * 1024.0, 0, 2)]);
+    case(
+        "a rule adds: scale-out wins",
+        &adds,
+        &observed,
+        &[low.clone(), every15(now, &[9.0 * 1024.0; 8])],
+    );
+    case(
+        "a rule lacks data: no removal",
+        &two,
+        &observed,
+        &[low.clone(), missing(now, DataIssue::Empty)],
+    );
+    case(
+        "cluster cooldown",
+        &util_only,
+        &Fixture {
+            cooldown_until: Some(t(now + 60)),
+            ..observed.clone()
+        },
+        std::slice::from_ref(&low),
+    );
+    case(
+        "scale-in cooldown",
+        &util_only,
+        &Fixture {
+            scale_in_cooldown_until: Some(t(now + 60)),
+            ..observed.clone()
+        },
+        std::slice::from_ref(&low),
+    );
+    case(
+        "operation open",
+        &util_only,
+        &Fixture {
+            operation_open: true,
+            ..observed.clone()
+        },
+        std::slice::from_ref(&low),
+    );
+    case(
+        "leaving nodes count as gone",
+        &util_only,
+        &Fixture {
+            leaving: 3,
+            operation_open: true,
+            ..observed.clone()
+        },
+        std::slice::from_ref(&low),
+    );
+    case(
+        "strategies unreadable",
+        &util_only,
+        &Fixture {
+            builtin_unknown: true,
+            ..observed.clone()
+        },
+        std::slice::from_ref(&low),
+    );
+    case(
+        "conflict holds everything",
+        &adds,
+        &Fixture {
+            conflict: true,
+            ..observed.clone()
+        },
+        &[low.clone(), every15(now, &[9.0 * 1024.0; 8])],
+    );
+    case(
+        "dry run",
+        &util_only,
+        &Fixture {
+            dry_run: true,
+            ..observed.clone()
+        },
+        std::slice::from_ref(&low),
+    );
+    case(
+        "max_step bounds it",
+        &ClusterPolicy {
+            min_task_nodes: 0,
+            ..util_only.clone()
+        },
+        &Fixture {
+            removal_history: proposed(now, 900, 30),
+            ..Fixture::running(40)
+        },
+        &[every15(now, &[0.05; 8])],
+    );
+    case(
+        "demand form never removes",
+        &shrinking(vec![demand(4096.0)]),
+        &observed,
+        &[every15(now, &[0.0; 8])],
+    );
+    expect![[r#"
+        target below, window observed: scale_in +0 -5 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; stabilized -6 (floor 2, scale_in.max_step 5) -> -5 (graceful)
+        scale-in off: hold: hold +0 -0 (proposal 0) | util 20% vs target 60% (±10%): wants 10 -> hold
+        just started: observing: hold +0 -0 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; scale-in held: stabilization window observed since 08:15:00 UTC -> hold
+        a burst inside the window cancels: hold +0 -0 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; scale-in held: the stabilization window wanted no removal -> hold
+        the smallest removal of the window: scale_in +0 -1 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; stabilized -1 -> -1 (graceful)
+        floor bounds it: scale_in +0 -2 (proposal 3) | util 5% vs target 60% (±10%): wants 1: -3; stabilized -3 (floor 2, scale_in.max_step 5) -> -2 (graceful)
+        at the floor: hold +0 -0 (proposal 1) | util 5% vs target 60% (±10%): wants 1: -1; scale-in held: at the floor 2 -> hold
+        smallest among the rules: scale_in +0 -2 (proposal 2) | util 20% vs target 60% (±10%): wants 4: -6; idle 20% < 30% for 1m: -2; stabilized -2 -> -2 (graceful)
+        a rule adds: scale-out wins: scale_out +2 -0 (proposal 0) | pending-memory 9 GiB > 8 GiB for 0s: +2; scale-in cancelled: a rule adds
+        a rule lacks data: no removal: data_error +0 -0 (proposal 0) | util 20% vs target 60% (±10%): wants 4: -6; scale-in cancelled: a rule has no data -> hold
+        cluster cooldown: hold +0 -0 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; scale-in held: cooldown until 08:21:00 UTC -> hold
+        scale-in cooldown: hold +0 -0 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; scale-in held: scale-in cooldown until 08:21:00 UTC -> hold
+        operation open: hold +0 -0 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; scale-in held: an operation is open -> hold
+        leaving nodes count as gone: hold +0 -0 (proposal 4) | util 20% vs target 60% (±10%): wants 3: -4; scale-in held: an operation is open -> hold
+        strategies unreadable: hold +0 -0 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; scale-in held: Tencent's auto-scaling strategies unreadable -> hold
+        conflict holds everything: conflict +0 -0 (proposal 0) | Tencent's own auto-scaling is on for this cluster; util 20% vs target 60% (±10%): wants 4: -6; pending-memory 9 GiB > 8 GiB for 0s: +2 -> +0
+        dry run: dry_run +0 -5 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; stabilized -6 (floor 2, scale_in.max_step 5) -> -5 (graceful) (dry run: not sent)
+        max_step bounds it: scale_in +0 -5 (proposal 36) | util 5% vs target 60% (±10%): wants 4: -36; stabilized -30 (floor 0, scale_in.max_step 5) -> -5 (graceful)
+        demand form never removes: hold +0 -0 (proposal 0) | demand 0 GiB / 4 GiB per node × 1: wants 10 -> hold
+    "#]].assert_eq(&out);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// With scale-in on: a removal never goes below the floors, never
+    /// exceeds max_step or the window's smallest proposal, and never happens
+    /// while a rule adds, lacks data, an operation is open or a cooldown
+    /// runs.
+    #[test]
+    fn a_removal_stays_within_every_bound(
+        w in arb_world(),
+        history in proptest::collection::vec(0u32..30, 0..80),
+        max_step in 1u32..10,
+        open in any::<bool>(),
+        si_cooldown in proptest::option::of(-600i64..600),
+        conflict in any::<bool>(),
+    ) {
+        let mut w = w;
+        w.policy.scale_in = ScaleInPolicy {
+            enabled: true,
+            max_step,
+            stabilization: Duration::from_secs(600),
+            ..ScaleInPolicy::default()
+        };
+        let n = history.len() as i64;
+        w.fixture.removal_history = history
+            .iter()
+            .enumerate()
+            .map(|(i, nodes)| Proposal { at: w.now - chrono::Duration::seconds((n - i as i64) * 15), nodes: *nodes })
+            .collect();
+        w.fixture.operation_open = open;
+        w.fixture.scale_in_cooldown_until = si_cooldown.map(|o| w.now + chrono::Duration::seconds(o));
+        w.fixture.conflict = conflict;
+        let d = run(&w.policy, &w.fixture, &w.obs, w.now);
+        let removed = d.removal.nodes();
+        if removed == 0 {
+            return Ok(());
+        }
+        prop_assert_eq!(d.increment, 0);
+        prop_assert!(matches!(d.outcome, Outcome::ScaleIn | Outcome::DryRun), "{d:?}");
+        prop_assert!(removed <= max_step);
+        let schedule_floor = d.votes.iter().filter_map(|v| match v.reason {
+            VoteReason::WindowOpen { floor, .. } => Some(floor),
+            _ => None,
+        }).max().unwrap_or(0);
+        let floor = w.policy.min_task_nodes.max(schedule_floor);
+        prop_assert!(d.effective >= floor + removed, "{d:?}");
+        prop_assert!(d.votes.iter().all(|v| v.increment == 0 && !v.muted && v.issue.is_none()));
+        prop_assert!(removed <= d.proposal);
+        let window: Vec<u32> = w.fixture.removal_history.iter()
+            .filter(|p| w.now - p.at <= chrono::Duration::seconds(600))
+            .map(|p| p.nodes)
+            .collect();
+        prop_assert!(window.iter().all(|n| *n >= removed));
+        prop_assert!(!open && w.fixture.in_flight == 0 && !conflict);
+        prop_assert!(w.fixture.cooldown_until.is_none_or(|c| w.now >= c));
+        prop_assert!(w.fixture.scale_in_cooldown_until.is_none_or(|c| w.now >= c));
+        prop_assert!(!d.to_string().is_empty());
+    }
 }

@@ -847,6 +847,7 @@ mod tests {
                     },
                 ),
             ],
+            scale_in: Default::default(),
         }
     }
 
