@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::policy::{NodeScope, ScaleInPolicy};
 use crate::tencent::client::check_endpoint;
 use crate::tencent::emr::{self, PreExecuteFileSettings, ScaleOutInstanceRequest, Tag};
-use raw::{Field, RawCluster, RawConfig, RawScaleOut};
+use raw::{Field, RawCluster, RawConfig, RawScaleIn, RawScaleOut, RawYarn};
 
 /// Where `--config` points by default.
 pub const DEFAULT_PATH: &str = "/etc/emr-autoscaler/config.toml";
@@ -148,10 +149,27 @@ pub struct ClusterConfig {
     pub max_nodes_per_hour: Option<u32>,
     /// Most nodes per rolling day; unlimited when unset.
     pub max_nodes_per_day: Option<u32>,
+    /// Act even while Tencent's own auto-scaling has an enabled strategy
+    /// (default false: such a cluster holds with outcome `conflict`).
+    pub coexist_with_builtin: bool,
     /// The request template: everything but InstanceId, counts and token.
+    /// With `scale_in.owner_tag` set, its tags include the owner tag.
     pub scale_out: ScaleOutInstanceRequest,
+    /// Scale-in (off unless enabled).
+    pub scale_in: ScaleInPolicy,
+    /// The owner tag, when set (`[clusters.scale_in] owner_tag`).
+    pub owner_tag: Option<Tag>,
+    /// The YARN ResourceManager, when configured.
+    pub yarn: Option<YarnConfig>,
     /// Policy rules, validated.
     pub rules: Vec<crate::policy::Rule>,
+}
+
+/// `[clusters.yarn]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct YarnConfig {
+    /// ResourceManager base URLs, tried in order.
+    pub resourcemanager_urls: Vec<Url>,
 }
 
 impl ClusterConfig {
@@ -171,7 +189,7 @@ impl ClusterConfig {
             max_nodes_per_hour: self.max_nodes_per_hour,
             max_nodes_per_day: self.max_nodes_per_day,
             rules: self.rules.clone(),
-            scale_in: Default::default(),
+            scale_in: self.scale_in.clone(),
         }
     }
 }
@@ -621,7 +639,7 @@ impl Validator<'_> {
             raw::Field::Missing => None,
             field => Some(self.duration(&p("settle"), field, "1m")),
         };
-        let scale_out = match raw.scale_out {
+        let mut scale_out = match raw.scale_out {
             Some(s) => self.scale_out(&p("scale_out"), s, &instance_id),
             None => {
                 self.issue(
@@ -631,6 +649,23 @@ impl Validator<'_> {
                 ScaleOutInstanceRequest::default()
             }
         };
+        let (scale_in, owner_tag) = self.scale_in(&p("scale_in"), raw.scale_in.unwrap_or_default());
+        if let Some(tag) = &owner_tag {
+            let tags = scale_out.tags.get_or_insert_with(Vec::new);
+            match tags.iter().find(|t| t.key == tag.key) {
+                Some(t) if t.value != tag.value => self.issue(
+                    &p("scale_in.owner_tag"),
+                    format!(
+                        "key {:?} is already in scale_out.tags with value {:?}; every scale-out \
+                         carries the owner tag, so use another key or the same value",
+                        tag.key, t.value
+                    ),
+                ),
+                Some(_) => {}
+                None => tags.push(tag.clone()),
+            }
+        }
+        let yarn = raw.yarn.map(|y| self.yarn(&p("yarn"), y));
         ClusterConfig {
             instance_id,
             min_task_nodes,
@@ -643,8 +678,125 @@ impl Validator<'_> {
             max_step,
             max_nodes_per_hour,
             max_nodes_per_day,
+            coexist_with_builtin: self
+                .get(
+                    &p("coexist_with_builtin"),
+                    raw.coexist_with_builtin,
+                    Some(false),
+                )
+                .unwrap_or(false),
             scale_out,
+            scale_in,
+            owner_tag,
+            yarn,
             rules: self.rules(at, raw.rules, max_task_nodes),
+        }
+    }
+
+    fn scale_in(&mut self, at: &str, raw: RawScaleIn) -> (ScaleInPolicy, Option<Tag>) {
+        let p = |k: &str| format!("{at}.{k}");
+        let enabled = self
+            .get(&p("enabled"), raw.enabled, Some(false))
+            .unwrap_or(false);
+        let grace_period = self.duration(&p("grace_period"), raw.grace_period, "10m");
+        if !emr::GRACE_DOWN_SECONDS.contains(&grace_period.as_secs())
+            || grace_period.subsec_nanos() != 0
+        {
+            self.issue(
+                &p("grace_period"),
+                format!(
+                    "{} is outside 60s to 30m (whole seconds): the API's GraceDownTime range",
+                    humantime::format_duration(grace_period)
+                ),
+            );
+        }
+        let stabilization = self.duration(&p("stabilization"), raw.stabilization, "10m");
+        let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m");
+        let max_step = self.get(&p("max_step"), raw.max_step, Some(5)).unwrap_or(5);
+        if max_step == 0 {
+            self.issue(&p("max_step"), "must be at least 1 (default 5)");
+        }
+        let owner_tag = raw.owner_tag.and_then(|t| {
+            let key = self.get(&p("owner_tag.key"), t.key, None)?;
+            let value = self.get(&p("owner_tag.value"), t.value, None)?;
+            if key.trim().is_empty() {
+                self.issue(&p("owner_tag.key"), "must not be empty");
+                return None;
+            }
+            Some(Tag { key, value })
+        });
+        let nodes = self
+            .get(&p("nodes"), raw.nodes, Some("ours".into()))
+            .unwrap_or_default();
+        let scope = match nodes.as_str() {
+            "ours" => match &owner_tag {
+                Some(tag) => NodeScope::Ours {
+                    key: tag.key.clone(),
+                    value: tag.value.clone(),
+                },
+                None => {
+                    if enabled {
+                        self.issue(
+                            &p("owner_tag"),
+                            "required with nodes = \"ours\" (the default): set owner_tag = \
+                             { key = \"managed-by\", value = \"emr-autoscaler\" } (the tag must \
+                             exist in the account's tag service), or nodes = \"any_task\"",
+                        );
+                    }
+                    NodeScope::AnyTask
+                }
+            },
+            "any_task" => NodeScope::AnyTask,
+            other => {
+                self.issue(
+                    &p("nodes"),
+                    format!("{other:?} is not \"ours\" (nodes carrying owner_tag) or \"any_task\""),
+                );
+                NodeScope::AnyTask
+            }
+        };
+        (
+            ScaleInPolicy {
+                enabled,
+                grace_period,
+                stabilization,
+                cooldown,
+                max_step: max_step.max(1),
+                scope,
+            },
+            owner_tag,
+        )
+    }
+
+    fn yarn(&mut self, at: &str, raw: RawYarn) -> YarnConfig {
+        let key = format!("{at}.resourcemanager_urls");
+        let texts = self
+            .get(&key, raw.resourcemanager_urls, None)
+            .unwrap_or_default();
+        if texts.is_empty() && !self.issues.iter().any(|i| i.path == key) {
+            self.issue(
+                &key,
+                "list at least one ResourceManager URL, e.g. [\"http://rm1:8088\"]",
+            );
+        }
+        let mut urls = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            match Url::parse(text) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    urls.push(u)
+                }
+                Ok(_) => self.issue(
+                    &format!("{key}[{i}]"),
+                    format!("{text:?} is not an http(s) URL with a host"),
+                ),
+                Err(e) => self.issue(
+                    &format!("{key}[{i}]"),
+                    format!("{text:?} is not a URL ({e})"),
+                ),
+            }
+        }
+        YarnConfig {
+            resourcemanager_urls: urls,
         }
     }
 

@@ -121,8 +121,14 @@ pub struct RawCluster {
     pub max_nodes_per_hour: Field<u32>,
     /// Most nodes added in any rolling day.
     pub max_nodes_per_day: Field<u32>,
+    /// Act even while Tencent's own auto-scaling has an enabled strategy.
+    pub coexist_with_builtin: Field<bool>,
     /// The ScaleOutInstance template.
     pub scale_out: Option<RawScaleOut>,
+    /// Scale-in settings.
+    pub scale_in: Option<RawScaleIn>,
+    /// The YARN ResourceManager, for choosing which nodes go.
+    pub yarn: Option<RawYarn>,
     /// The policy rules.
     pub rules: Vec<RawRule>,
 }
@@ -163,6 +169,34 @@ pub struct RawScaleOut {
     pub hardware_resource_type: Field<String>,
     /// Preset configuration group.
     pub scale_out_service_conf_assign: Field<String>,
+}
+
+/// `[clusters.scale_in]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawScaleIn {
+    /// Opt in per cluster.
+    pub enabled: Field<bool>,
+    /// `GraceDownTime`, 60 s to 1800 s.
+    pub grace_period: Field<String>,
+    /// Remove only below the largest desired count of this window.
+    pub stabilization: Field<String>,
+    /// After any operation, before a scale-in.
+    pub cooldown: Field<String>,
+    /// Most nodes one scale-in removes.
+    pub max_step: Field<u32>,
+    /// `ours` or `any_task`.
+    pub nodes: Field<String>,
+    /// The tag that marks this product's nodes.
+    pub owner_tag: Option<RawTag>,
+}
+
+/// `[clusters.yarn]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawYarn {
+    /// ResourceManager base URLs (a standby's redirect is followed).
+    pub resourcemanager_urls: Field<Vec<String>>,
 }
 
 /// One tag.
@@ -228,6 +262,8 @@ pub struct RawRule {
     pub add: Field<i64>,
     /// Threshold: percentage of the current count to add.
     pub add_percent: Field<f64>,
+    /// Threshold: nodes to give back (scale-in).
+    pub remove: Field<i64>,
     /// Mutes only this rule after it drove an order.
     pub cooldown: Field<String>,
     /// Target (ratio form): the value to hold.
@@ -276,6 +312,7 @@ impl RawRule {
             ("evaluations", set(&self.evaluations)),
             ("add", set(&self.add)),
             ("add_percent", set(&self.add_percent)),
+            ("remove", set(&self.remove)),
             ("cooldown", set(&self.cooldown)),
             ("target", set(&self.target)),
             ("tolerance", set(&self.tolerance)),

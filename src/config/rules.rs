@@ -29,6 +29,7 @@ const THRESHOLD: &[&str] = &[
     "evaluations",
     "add",
     "add_percent",
+    "remove",
 ];
 const TARGET: &[&str] = &[
     "query",
@@ -231,21 +232,34 @@ impl Validator<'_> {
                 };
                 let add = self.add_count(&p("add"), r.add);
                 let percent = self.positive_f64(&p("add_percent"), r.add_percent);
-                let step = match (add, percent) {
-                    (Some(n), None) => Some(Step::Add(n)),
-                    (None, Some(pc)) => Some(Step::Percent(pc)),
-                    (Some(_), Some(_)) => {
-                        self.issue(&p("add"), "set either add or add_percent, not both");
+                let remove = self.add_count(&p("remove"), r.remove);
+                let step = match (add, percent, remove) {
+                    (Some(n), None, None) => Some(Step::Add(n)),
+                    (None, Some(pc), None) => Some(Step::Percent(pc)),
+                    (None, None, Some(n)) => Some(Step::Remove(n)),
+                    (None, None, None) => {
+                        if !self.issues.iter().any(|i| {
+                            i.path == p("add")
+                                || i.path == p("add_percent")
+                                || i.path == p("remove")
+                        }) {
+                            self.issue(
+                                at,
+                                "a threshold rule needs add = N or add_percent = P (scale out), \
+                                 or remove = N (scale in)",
+                            );
+                        }
                         None
                     }
-                    (None, None) => {
-                        if !self
-                            .issues
-                            .iter()
-                            .any(|i| i.path == p("add") || i.path == p("add_percent"))
-                        {
-                            self.issue(at, "a threshold rule needs add = N or add_percent = P");
-                        }
+                    (_, _, Some(_)) => {
+                        self.issue(
+                            &p("remove"),
+                            "a rule either adds or removes: set remove, or add/add_percent, not both",
+                        );
+                        None
+                    }
+                    _ => {
+                        self.issue(&p("add"), "set either add or add_percent, not both");
                         None
                     }
                 };

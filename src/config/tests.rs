@@ -294,6 +294,9 @@ fn every_commented_rule_example_is_valid_too() {
         "timezone =",
         "end =",
         "floor_task_nodes =",
+        "below =",
+        "for =",
+        "remove =",
     ];
     let uncommented: String = text[rules_at..]
         .lines()
@@ -304,7 +307,7 @@ fn every_commented_rule_example_is_valid_too() {
         .collect::<Vec<_>>()
         .join("\n");
     let c = load_str(&format!("{}{uncommented}", &text[..rules_at]), None).unwrap();
-    assert_eq!(c.clusters[0].rules.len(), 4);
+    assert_eq!(c.clusters[0].rules.len(), 5);
 }
 
 mod fuzz {
@@ -349,4 +352,127 @@ mod fuzz {
             let _ = load_str(&toml::to_string(&doc).unwrap(), None);
         }
     }
+}
+
+const SCALE_IN: &str = r#"
+[clusters.scale_in]
+enabled = true
+grace_period = "15m"
+stabilization = "20m"
+cooldown = "10m"
+max_step = 3
+nodes = "ours"
+owner_tag = { key = "managed-by", value = "emr-autoscaler" }
+
+[clusters.yarn]
+resourcemanager_urls = ["http://rm1:8088", "http://rm2:8088"]
+"#;
+
+fn with_scale_in(extra: &str) -> String {
+    data("minimal.toml").replace(
+        "[[clusters.rules]]",
+        &format!("{extra}\n[[clusters.rules]]"),
+    )
+}
+
+#[test]
+fn scale_in_settings_load_and_the_owner_tag_joins_every_scale_out() {
+    let text = data("minimal.toml")
+        .replace(
+            "max_task_nodes = 40",
+            "max_task_nodes = 40\ncoexist_with_builtin = true",
+        )
+        .replace(
+            "[[clusters.rules]]",
+            &format!("{SCALE_IN}\n[[clusters.rules]]"),
+        )
+        + "\n[[clusters.rules]]\nname = \"idle\"\ntype = \"threshold\"\nquery = 'x'\nbelow = 0.2\nfor = \"10m\"\nremove = 2\n";
+    let c = load_str(&text, None).unwrap();
+    let cl = &c.clusters[0];
+    assert!(cl.coexist_with_builtin);
+    let si = &cl.scale_in;
+    assert!(si.enabled);
+    assert_eq!(si.grace_period, Duration::from_secs(900));
+    assert_eq!(si.stabilization, Duration::from_secs(1200));
+    assert_eq!(si.cooldown, Duration::from_secs(600));
+    assert_eq!(si.max_step, 3);
+    assert_eq!(
+        si.scope,
+        NodeScope::Ours {
+            key: "managed-by".into(),
+            value: "emr-autoscaler".into()
+        }
+    );
+    let tags = cl.scale_out.tags.as_ref().unwrap();
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert_eq!(tags[1].key, "managed-by");
+    assert_eq!(cl.yarn.as_ref().unwrap().resourcemanager_urls.len(), 2);
+    assert!(matches!(
+        cl.rules[1].kind,
+        crate::policy::RuleKind::Threshold {
+            step: crate::policy::Step::Remove(2),
+            ..
+        }
+    ));
+    assert_eq!(cl.policy().scale_in, cl.scale_in);
+    // Defaults: off, 10m, 10m, 5m, 5, ours; no owner tag needed while off.
+    let c = load_str(&data("minimal.toml"), None).unwrap();
+    let si = &c.clusters[0].scale_in;
+    assert!(!si.enabled);
+    assert_eq!(
+        (si.grace_period, si.stabilization, si.cooldown, si.max_step),
+        (
+            Duration::from_secs(600),
+            Duration::from_secs(600),
+            Duration::from_secs(300),
+            5
+        )
+    );
+    assert!(!c.clusters[0].coexist_with_builtin);
+    assert_eq!(c.clusters[0].scale_out.tags.as_ref().unwrap().len(), 1);
+}
+
+#[test]
+fn scale_in_problems_are_reported_with_their_key_paths() {
+    let find = |text: &str, path: &str| -> String {
+        let got = issues(text);
+        got.iter()
+            .find(|i| i.path == path)
+            .unwrap_or_else(|| panic!("no issue at {path}: {got:#?}"))
+            .message
+            .clone()
+    };
+    let no_tag = with_scale_in("[clusters.scale_in]\nenabled = true\n");
+    assert!(find(&no_tag, "clusters[0].scale_in.owner_tag").contains("any_task"));
+    assert_eq!(issues(&no_tag).len(), 1, "{:?}", issues(&no_tag));
+    let any = with_scale_in("[clusters.scale_in]\nenabled = true\nnodes = \"any_task\"\n");
+    assert_eq!(
+        load_str(&any, None).unwrap().clusters[0].scale_in.scope,
+        NodeScope::AnyTask
+    );
+    let bad = with_scale_in(
+        "[clusters.scale_in]\nenabled = true\ngrace_period = \"30s\"\nmax_step = 0\nnodes = \"all\"\nowner_tag = { key = \"owner\", value = \"someone-else\" }\n[clusters.yarn]\nresourcemanager_urls = [\"ftp://rm\", \"not a url\"]\n",
+    );
+    assert!(find(&bad, "clusters[0].scale_in.grace_period").contains("60s to 30m"));
+    assert!(find(&bad, "clusters[0].scale_in.max_step").contains("at least 1"));
+    assert!(find(&bad, "clusters[0].scale_in.nodes").contains("any_task"));
+    assert!(find(&bad, "clusters[0].scale_in.owner_tag").contains("already in scale_out.tags"));
+    assert!(find(&bad, "clusters[0].yarn.resourcemanager_urls[0]").contains("http(s)"));
+    assert!(find(&bad, "clusters[0].yarn.resourcemanager_urls[1]").contains("not a URL"));
+    let empty = with_scale_in("[clusters.yarn]\nresourcemanager_urls = []\n");
+    assert!(find(&empty, "clusters[0].yarn.resourcemanager_urls").contains("at least one"));
+    let unknown = with_scale_in("[clusters.scale_in]\nenable = true\n");
+    assert!(
+        issues(&unknown)
+            .iter()
+            .any(|i| i.path == "clusters[0].scale_in.enable")
+    );
+    let both = data("minimal.toml").replace("add = 2", "add = 2\nremove = 1");
+    assert!(find(&both, "clusters[0].rules[0].remove").contains("either adds or removes"));
+    let zero = data("minimal.toml").replace("add = 2", "remove = 0");
+    assert!(find(&zero, "clusters[0].rules[0].remove").contains("at least 1"));
+    let on_target = data("minimal.toml")
+        .replace("type = \"threshold\"", "type = \"target\"\ntarget = 0.7")
+        .replace("above = 8192\nfor = \"1m\"\nadd = 2", "remove = 1");
+    assert!(find(&on_target, "clusters[0].rules[0].remove").contains("does not apply"));
 }
