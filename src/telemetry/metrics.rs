@@ -102,6 +102,7 @@ pub struct Metrics {
     current: IntGaugeVec,
     inflight: IntGaugeVec,
     nodes_requested: IntCounterVec,
+    nodes_removed: IntCounterVec,
     api_requests: IntCounterVec,
     api_duration: HistogramVec,
     limiter_wait: Histogram,
@@ -271,6 +272,16 @@ impl Metrics {
                     opts(
                         "nodes_requested_total",
                         "Task nodes requested with ScaleOutInstance.",
+                    ),
+                    cluster,
+                ),
+            )?,
+            nodes_removed: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "nodes_removed_total",
+                        "Task nodes named in TerminateClusterNodes requests that started a graceful removal.",
                     ),
                     cluster,
                 ),
@@ -589,6 +600,12 @@ impl Metrics {
         self.count(&self.nodes_requested, cluster, u64::from(n));
     }
 
+    /// Counts task nodes given back (a TerminateClusterNodes that started
+    /// a graceful removal).
+    pub fn nodes_removed(&self, cluster: &str, n: u32) {
+        self.count(&self.nodes_removed, cluster, u64::from(n));
+    }
+
     /// Counts a flow that failed or outlived its limit.
     pub fn flow_failed(&self, cluster: &str) {
         self.count(&self.flows_failed, cluster, 1);
@@ -676,9 +693,10 @@ impl Metrics {
         [&self.last_evaluation, &self.cooldown_until]
     }
 
-    fn cluster_counters(&self) -> [&IntCounterVec; 4] {
+    fn cluster_counters(&self) -> [&IntCounterVec; 5] {
         [
             &self.nodes_requested,
+            &self.nodes_removed,
             &self.flows_failed,
             &self.sold_out,
             &self.reconcile_doubts,
@@ -871,7 +889,7 @@ mod tests {
         decide(&policy(), &view, &[&p, &u], now, Duration::from_secs(30))
     }
 
-    const CONTRACT: [(&str, &str); 22] = [
+    const CONTRACT: [(&str, &str); 23] = [
         ("decisions_total", "counter"),
         ("rule_value", "gauge"),
         ("rule_proposed_task_nodes", "gauge"),
@@ -879,6 +897,7 @@ mod tests {
         ("current_task_nodes", "gauge"),
         ("inflight_task_nodes", "gauge"),
         ("nodes_requested_total", "counter"),
+        ("nodes_removed_total", "counter"),
         ("api_requests_total", "counter"),
         ("api_request_duration_seconds", "histogram"),
         ("rate_limiter_wait_seconds", "histogram"),
@@ -996,6 +1015,7 @@ mod tests {
                 "current_task_nodes",
                 "inflight_task_nodes",
                 "nodes_requested_total",
+                "nodes_removed_total",
                 "last_evaluation_timestamp_seconds",
                 "paused",
                 "breaker_open",
