@@ -178,7 +178,7 @@ fn csv_demand_closed_loop_matches_the_hand_calculation() {
     assert_eq!(rows.len(), 60);
     assert!(
         csv.starts_with(
-            "time,cluster,demand_mb,capacity_mb,running,in_flight,outcome,increment,reason\n"
+            "time,cluster,demand_mb,capacity_mb,running,in_flight,outcome,increment,removed,reason\n"
         ),
         "{csv}"
     );

@@ -98,6 +98,13 @@ fn draw_panel<DB: DrawingBackend>(
         .filter(|(_, r)| r.increment > 0)
         .map(|(i, r)| (hours(i), r.capacity_mb / 1024.0, r.increment))
         .collect();
+    let removals: Vec<(f64, f64)> = run
+        .timeline
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.removed > 0)
+        .map(|(i, r)| (hours(i), r.capacity_mb / 1024.0))
+        .collect();
     let x_max = hours(steps.max(1));
     let y_max = demand
         .iter()
@@ -114,8 +121,11 @@ fn draw_panel<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(area)
         .caption(
             format!(
-                "{}: {} node(s) added, {:.1} unmet GiB·min",
-                run.instance_id, run.summary.nodes_added, run.summary.unmet_gib_minutes
+                "{}: {} node(s) added, {} removed, {:.1} unmet GiB·min",
+                run.instance_id,
+                run.summary.nodes_added,
+                run.summary.nodes_removed,
+                run.summary.unmet_gib_minutes
             ),
             ("sans-serif", 16),
         )
@@ -154,6 +164,18 @@ fn draw_panel<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?
         .label("scale-out decision")
         .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 5, red.filled()));
+    let orange = RGBColor(255, 127, 14);
+    if !removals.is_empty() {
+        chart
+            .draw_series(
+                removals
+                    .iter()
+                    .map(|(x, y)| Cross::new((*x, *y), 5, orange.stroke_width(2))),
+            )
+            .map_err(|e| e.to_string())?
+            .label("scale-in (graceful removal)")
+            .legend(move |(x, y)| Cross::new((x + 10, y), 4, orange.stroke_width(2)));
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)

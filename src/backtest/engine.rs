@@ -20,8 +20,15 @@
 //!    serving, is billed from then and serves at `t + k × delay`. The cluster
 //!    cooldown runs from the last chunk's serving time. Until then every
 //!    ordered node is in flight, and no second operation starts;
-//! 6. costs are integrated over the step: node-hours of the nodes ordered so
-//!    far, and unmet demand above serving capacity.
+//! 6. with scale-in enabled, a removal takes its nodes out of service at once
+//!    (YARN decommissions them) and keeps billing them until `grace_period`
+//!    has passed; the removal is an operation until then (no other operation
+//!    starts), and the scale-in cooldown runs from the end of every
+//!    operation. The stabilization window starts empty, as after a daemon
+//!    start;
+//! 7. costs are integrated over the step: node-hours of every billed task
+//!    node (the initial ones included, until removed and drained), and unmet
+//!    demand above serving capacity.
 //!
 //! Pause, breaker, dry-run and sold-out backoff do not apply to replays.
 
@@ -31,7 +38,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::policy::{self, ClusterPolicy, ClusterView, Decision, Outcome, Reading, Sample, Unit};
+use crate::policy::{
+    self, ClusterPolicy, ClusterView, Decision, Outcome, Proposal, Reading, Sample, Unit,
+};
 use crate::replay::{Costs, Model};
 
 use super::BacktestError;
@@ -176,6 +185,8 @@ pub struct StepRecord {
     pub outcome: Outcome,
     /// Nodes ordered at this step.
     pub increment: u32,
+    /// Nodes given back at this step.
+    pub removed: u32,
     /// The decision in one sentence. Consecutive steps with the same
     /// explanation share one string.
     pub reason: Arc<str>,
@@ -189,6 +200,7 @@ fn same_explanation(a: &Decision, b: &Decision) -> bool {
         && a.busy == b.busy
         && a.min_gap == b.min_gap
         && a.increment == b.increment
+        && a.removal == b.removal
         && a.chunks.len() == b.chunks.len()
         && a.caps == b.caps
         && a.votes == b.votes
@@ -212,7 +224,10 @@ pub struct ChunkRecord {
 pub struct Summary {
     /// Nodes ordered.
     pub nodes_added: u32,
-    /// Hours billed for the ordered nodes, each from its order.
+    /// Nodes given back.
+    pub nodes_removed: u32,
+    /// Hours billed for every task node: the initial ones from the start,
+    /// ordered ones from their order, each until removed and drained.
     pub node_hours: f64,
     /// Minutes with demand above serving capacity.
     pub unmet_minutes: f64,
@@ -220,7 +235,8 @@ pub struct Summary {
     pub unmet_gib_minutes: f64,
     /// Most nodes ordered and not yet serving at one step.
     pub peak_in_flight: u32,
-    /// ScaleOutInstance requests (one per chunk; a replay has no retries).
+    /// ScaleOutInstance and TerminateClusterNodes requests (one per chunk or
+    /// removal; a replay has no retries).
     pub api_calls: u32,
     /// Chunks of at most 20 nodes.
     pub chunks: u32,
@@ -244,6 +260,7 @@ impl Summary {
     /// Adds `other`'s additive figures; peak in flight is left to the caller.
     pub fn accumulate(&mut self, other: &Summary) {
         self.nodes_added += other.nodes_added;
+        self.nodes_removed += other.nodes_removed;
         self.node_hours += other.node_hours;
         self.unmet_minutes += other.unmet_minutes;
         self.unmet_gib_minutes += other.unmet_gib_minutes;
@@ -338,6 +355,9 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
     let max_gap = grid.step * 2 + grid.step / 2;
     let delay = chrono_dur(model.provisioning_delay);
     let cooldown = chrono_dur(policy.cooldown);
+    let scale_in = &policy.scale_in;
+    let grace = chrono_dur(scale_in.grace_period);
+    let scale_in_cooldown = chrono_dur(scale_in.cooldown);
     let day = chrono::Duration::days(1);
     // A recorded point counts for the step it falls in.
     let point_life = chrono_dur(grid.step);
@@ -371,7 +391,14 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
     let mut served = 0usize; // chunks[..served] are serving
     let mut budget_from = 0usize; // orders[budget_from..] are younger than a day
     let mut ordered_nodes = 0u32;
-    let mut billed_nodes = 0u32;
+    // The initial task nodes are billed from the start.
+    let mut billed_nodes = input.initial_task_nodes;
+    // Removed nodes still billed, until their grace period ends (in order).
+    let mut draining: std::collections::VecDeque<(DateTime<Utc>, u32)> =
+        std::collections::VecDeque::new();
+    let mut removed_nodes = 0u32;
+    let mut removal_history: Vec<Proposal> = Vec::new();
+    let mut last_operation_end: Option<DateTime<Utc>> = None;
     let mut served_nodes = 0u32;
     let mut running = input.initial_task_nodes;
     let mut cooldown_until: Option<DateTime<Utc>> = None;
@@ -412,6 +439,11 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             billed_nodes = billed_nodes.saturating_add(chunks[sent].nodes);
             sent += 1;
         }
+        while draining.front().is_some_and(|(end, _)| *end <= now) {
+            if let Some((_, n)) = draining.pop_front() {
+                billed_nodes = billed_nodes.saturating_sub(n);
+            }
+        }
         while budget_from < sent && orders[budget_from].0 <= now - day {
             budget_from += 1;
         }
@@ -439,6 +471,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
 
         // 4. Decide.
         let obs: Vec<&[Sample]> = histories.iter().map(History::recent).collect();
+        let busy_with_operation = operation_until.is_some_and(|t| now < t);
         let view = ClusterView {
             running: Some(running),
             in_flight: in_flight_before,
@@ -452,11 +485,36 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             orders: &orders[budget_from..sent],
             rule_last_fired: &rule_last_fired,
             schedule_done: &schedule_done,
+            operation_open: busy_with_operation,
+            scale_in_cooldown_until: last_operation_end.map(|t| t + scale_in_cooldown),
+            removal_history: &removal_history,
             ..ClusterView::default()
         };
         let decision = policy::decide(policy, &view, &obs, now, max_gap);
-        let busy_with_operation = operation_until.is_some_and(|t| now < t);
+        if scale_in.enabled {
+            removal_history.push(Proposal {
+                at: now,
+                nodes: decision.proposal,
+            });
+            policy::scale_in::prune(&mut removal_history, now, scale_in.stabilization, max_gap);
+        }
         let acted = decision.orders() && !busy_with_operation;
+        let removed = if busy_with_operation {
+            0
+        } else {
+            decision.removes().min(running)
+        };
+        if removed > 0 {
+            // Out of service at once; billed until drained.
+            running -= removed;
+            removed_nodes = removed_nodes.saturating_add(removed);
+            draining.push_back((now + grace, removed));
+            operation_until = Some(now + grace);
+            last_operation_end = Some(now + grace);
+            summary.nodes_removed = summary.nodes_removed.saturating_add(removed);
+            summary.api_calls += 1;
+            summary.operations += 1;
+        }
 
         // 5. Act.
         if acted {
@@ -474,6 +532,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             }
             let done = now + delay * n;
             operation_until = Some(done);
+            last_operation_end = Some(done);
             cooldown_until = Some(done + cooldown);
             ordered_nodes = ordered_nodes.saturating_add(decision.increment);
             summary.nodes_added = summary.nodes_added.saturating_add(decision.increment);
@@ -500,11 +559,12 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
                 sent += 1;
             }
         }
-        let (outcome, increment) = if decision.orders() && !acted {
-            (Outcome::Hold, 0)
-        } else {
-            (decision.outcome, if acted { decision.increment } else { 0 })
-        };
+        let (outcome, increment) =
+            if (decision.orders() && !acted) || (decision.removes() > 0 && removed == 0) {
+                (Outcome::Hold, 0)
+            } else {
+                (decision.outcome, if acted { decision.increment } else { 0 })
+            };
         let in_flight = ordered_nodes.saturating_sub(served_nodes);
         summary.peak_in_flight = summary.peak_in_flight.max(in_flight);
         in_flight_by_step.push(in_flight);
@@ -512,7 +572,12 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             outcome_counts[k] += 1;
         }
 
-        // 6. Costs over [now, now + step).
+        // 7. Costs over [now, now + step); removed nodes no longer serve.
+        let signals = if removed > 0 {
+            model.signals(demand.unwrap_or(0.0), running)
+        } else {
+            signals
+        };
         costs.step(&signals, billed_nodes, grid.step);
         if demand.is_none() {
             summary.steps_without_demand += 1;
@@ -520,7 +585,8 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
 
         if detail != Detail::Summary {
             let quiet = decision.outcome == Outcome::Hold && decision.proposed == 0;
-            let held_by_operation = decision.orders() && !acted;
+            let held_by_operation =
+                (decision.orders() && !acted) || (decision.removes() > 0 && removed == 0);
             let reason = if detail == Detail::Events && quiet {
                 empty_reason.clone()
             } else {
@@ -548,6 +614,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
                 in_flight,
                 outcome,
                 increment,
+                removed,
                 reason: reason.clone(),
             });
             last_reason = Some((decision, held_by_operation, reason));
@@ -556,7 +623,10 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
     summary.node_hours = costs.node_hours;
     summary.unmet_minutes = costs.unmet_minutes;
     summary.unmet_gib_minutes = costs.unmet_gib_minutes;
-    summary.final_task_nodes = input.initial_task_nodes.saturating_add(ordered_nodes);
+    summary.final_task_nodes = input
+        .initial_task_nodes
+        .saturating_add(ordered_nodes)
+        .saturating_sub(removed_nodes);
     summary.outcomes = Outcome::ALL
         .iter()
         .zip(outcome_counts)
@@ -827,5 +897,86 @@ mod tests {
                 .steps,
             10
         );
+    }
+
+    /// 10 task nodes of 100 MB, demand 1000 MB for 30 minutes, then 250 MB.
+    /// A utilisation target of 100% (±10%) wants ceil(10 × 0.25) = 3 from
+    /// m 30: a removal of 7, kept by the 5-minute window from m 30 to m 35.
+    /// m 35: -3 (max_step); m 36 proposes 4 (7 running); m 37 (the first
+    /// removal drained, its 2-minute grace over): window min 4, -3; m 38
+    /// proposes 1; m 39: -1. From m 40, 3 nodes sit inside the band.
+    /// Billing: 10 × 37 + 7 × 2 + 4 × 2 + 3 × 19 = 449 node-minutes.
+    #[test]
+    fn a_removal_stops_serving_at_once_and_bills_until_its_grace_ends() {
+        let util = Rule {
+            unit: Unit::Ratio,
+            replay_signal: Some(ReplaySignal::Utilisation),
+            ..rule(
+                "util",
+                RuleKind::Target {
+                    form: TargetForm::Ratio {
+                        target: 1.0,
+                        tolerance: 0.1,
+                    },
+                    bootstrap: 1,
+                },
+            )
+        };
+        let mut p = policy(vec![util], 0);
+        p.min_task_nodes = 2;
+        p.scale_in = policy::ScaleInPolicy {
+            enabled: true,
+            grace_period: Duration::from_secs(120),
+            stabilization: Duration::from_secs(300),
+            cooldown: Duration::ZERO,
+            max_step: 3,
+            scope: policy::NodeScope::AnyTask,
+        };
+        let demand = [(t(0), 1000.0), (t(30), 250.0)];
+        let input = ClusterInput {
+            instance_id: "emr-test0001",
+            policy: &p,
+            model: model(1),
+            initial_task_nodes: 10,
+            demand: &demand,
+            history: &[],
+        };
+        let r = replay(&input, &grid(60), Detail::Full);
+        let removals: Vec<(i64, u32)> = r
+            .timeline
+            .iter()
+            .filter(|s| s.removed > 0)
+            .map(|s| ((s.time - t(0)).num_minutes(), s.removed))
+            .collect();
+        assert_eq!(
+            removals,
+            vec![(35, 3), (37, 3), (39, 1)],
+            "{:#?}",
+            r.timeline
+        );
+        let s = &r.summary;
+        assert_eq!(
+            (s.nodes_added, s.nodes_removed, s.final_task_nodes),
+            (0, 7, 3)
+        );
+        assert!((s.node_hours - 449.0 / 60.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.unmet_minutes, 0.0);
+        assert_eq!(r.timeline[35].running, 7, "out of service at once");
+        assert_eq!(r.timeline[35].outcome, Outcome::ScaleIn);
+        assert!(
+            r.timeline[35].reason.contains("-3 (graceful)"),
+            "{}",
+            r.timeline[35].reason
+        );
+        // The same policy without scale-in bills every node for the hour.
+        let mut off_policy = p.clone();
+        off_policy.scale_in.enabled = false;
+        let input = ClusterInput {
+            policy: &off_policy,
+            ..input
+        };
+        let off = replay(&input, &grid(60), Detail::Summary);
+        assert_eq!(off.summary.nodes_removed, 0);
+        assert!((off.summary.node_hours - 10.0).abs() < 1e-9);
     }
 }

@@ -82,14 +82,14 @@ pub fn write_timeline_csv(path: &Path, run: &ConfigRun) -> Result<(), BacktestEr
     let mut w = BufWriter::new(file);
     writeln!(
         w,
-        "time,cluster,demand_mb,capacity_mb,running,in_flight,outcome,increment,reason"
+        "time,cluster,demand_mb,capacity_mb,running,in_flight,outcome,increment,removed,reason"
     )
     .map_err(io_err(path))?;
     for c in &run.clusters {
         for r in &c.timeline {
             writeln!(
                 w,
-                "{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{}",
                 ts(r.time),
                 csv_field(&c.instance_id),
                 r.demand_mb.map(|d| d.to_string()).unwrap_or_default(),
@@ -98,6 +98,7 @@ pub fn write_timeline_csv(path: &Path, run: &ConfigRun) -> Result<(), BacktestEr
                 r.in_flight,
                 r.outcome.metric_label(),
                 r.increment,
+                r.removed,
                 csv_field(&r.reason)
             )
             .map_err(io_err(path))?;
@@ -117,6 +118,7 @@ struct JsonStep<'a> {
     in_flight: u32,
     outcome: &'static str,
     increment: u32,
+    removed: u32,
     reason: &'a str,
 }
 
@@ -131,6 +133,7 @@ impl<'a> JsonStep<'a> {
             in_flight: r.in_flight,
             outcome: r.outcome.metric_label(),
             increment: r.increment,
+            removed: r.removed,
             reason: &r.reason,
         }
     }
@@ -198,6 +201,7 @@ pub fn write_summary(
         "from": ts(setup.grid.from),
         "to": ts(setup.grid.end()),
         "step_seconds": setup.grid.step.as_secs(),
+        "node_hours_rule": "every billed task node: the initial ones from the start, ordered ones from their order, each until removed and its grace period has passed",
         "steps": setup.grid.steps,
         "demand": setup.demand_source,
         "model": {
@@ -227,6 +231,7 @@ fn fmt_f(v: f64, decimals: usize) -> String {
 fn rows(s: &Summary) -> Vec<(&'static str, String)> {
     vec![
         ("nodes added", s.nodes_added.to_string()),
+        ("nodes removed", s.nodes_removed.to_string()),
         ("node-hours", fmt_f(s.node_hours, 2)),
         ("unmet minutes", fmt_f(s.unmet_minutes, 1)),
         ("unmet GiB·minutes", fmt_f(s.unmet_gib_minutes, 2)),
@@ -287,6 +292,10 @@ pub fn table(grid: &Grid, runs: &[&ConfigRun]) -> String {
         },
         runs.iter().map(|r| r.total()).collect(),
     ));
+    let _ = writeln!(
+        out,
+        "(every billed task node counts in node-hours: the initial ones too, removed ones until drained)"
+    );
     let label_width = 22;
     for (scope, sums) in scopes {
         let _ = writeln!(out);

@@ -93,7 +93,7 @@ pub struct BacktestArgs {
     #[arg(long, default_value = "4m", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub provisioning_delay: Duration,
     /// Task nodes serving at --from. Default: each cluster's min_task_nodes.
-    /// Node-hours count only the nodes the replay orders.
+    /// Node-hours count every billed task node, these included.
     #[arg(long, value_name = "N")]
     pub initial_task_nodes: Option<u32>,
 }
