@@ -148,7 +148,7 @@ impl SyntheticDemand {
 pub struct Costs {
     /// Nodes ordered.
     pub nodes_added: u32,
-    /// Hours billed for the nodes this product ordered (from the order).
+    /// Hours billed for task nodes (each ordered one from its order).
     pub node_hours: f64,
     /// Minutes with demand above serving capacity.
     pub unmet_minutes: f64,

@@ -43,7 +43,10 @@ pub async fn run(
     shared.board.expect(&id, allowance);
     let mut histories: Vec<VecDeque<Sample>> =
         cluster.rules.iter().map(|_| VecDeque::new()).collect();
-    let policy = cluster.policy();
+    let policy = cluster.acting_policy();
+    if cluster.scale_in.enabled {
+        tracing::warn!(message = "[clusters.scale_in] is enabled, but this build's daemon does not remove nodes yet; `backtest` replays the removals. The cluster scales out only.", cluster = %id);
+    }
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
     // Spread clusters over the first interval.
     let first = real.mul_f64(fastrand::f64() * 0.2);
