@@ -476,3 +476,25 @@ fn scale_in_problems_are_reported_with_their_key_paths() {
         .replace("above = 8192\nfor = \"1m\"\nadd = 2", "remove = 1");
     assert!(find(&on_target, "clusters[0].rules[0].remove").contains("does not apply"));
 }
+
+/// `docs/demo-without-scale-in.toml` is the demo policy with scale-in off,
+/// nothing else: the README's `--compare` depends on it.
+#[test]
+fn the_readme_comparison_differs_only_in_scale_in() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let with = std::fs::read_to_string(format!("{root}/config/demo.toml")).unwrap();
+    let without =
+        std::fs::read_to_string(format!("{root}/docs/demo-without-scale-in.toml")).unwrap();
+    let env = || {
+        Some(HashMap::from([(
+            "EMR_AUTOSCALER__TENCENT__ENDPOINT".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        )]))
+    };
+    let a = load_str(&with, env()).unwrap();
+    let mut b = load_str(&without, env()).unwrap();
+    assert!(a.clusters[0].scale_in.enabled);
+    assert!(!b.clusters[0].scale_in.enabled);
+    b.clusters[0].scale_in.enabled = true;
+    assert_eq!(a.clusters, b.clusters);
+}
