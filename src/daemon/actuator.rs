@@ -1,7 +1,8 @@
 //! The thin shell around the operation machine (`daemon::operation`): it
 //! feeds one event in, applies the state changes the step returns to the
 //! cluster's durable state, saves, performs the one call the step asks for
-//! (`ScaleOutInstance` or `DescribeClusterFlowStatusDetail`), and feeds the
+//! (`ScaleOutInstance`, `TerminateClusterNodes`, `DescribeClusterNodes` or
+//! `DescribeClusterFlowStatusDetail`), and feeds the
 //! answer back as the next event, until the step asks for nothing more.
 //!
 //! Only the cluster's owner calls [`drive`], so one task writes a cluster's
@@ -17,7 +18,9 @@ use super::status::ApiErrorStatus;
 use crate::clock::wall_now;
 use crate::config::ClusterConfig;
 use crate::state::{Arrival, BreakerTrip, ClusterState, NodeKind, OrderRecord};
-use crate::tencent::emr::{FlowState, ScaleOutInstanceRequest, ScaleOutInstanceResponse};
+use crate::tencent::emr::{
+    FlowState, ScaleOutInstanceRequest, ScaleOutInstanceResponse, TerminateClusterNodesRequest,
+};
 use crate::tencent::{ApiError, ClientToken, ErrorClass};
 
 fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
@@ -210,6 +213,48 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
                         }
                     });
                 }
+                Effect::Terminate {
+                    nodes,
+                    grace_secs,
+                    resend,
+                } => {
+                    next = Some(Event::Answered(
+                        terminate(shared, cluster, nodes, grace_secs, resend).await,
+                    ));
+                }
+                Effect::ListNodes => {
+                    let read = {
+                        let _call = shared
+                            .board
+                            .in_call(id, shared.config.tencent.call_within() * 4);
+                        shared.emr.task_nodes(id).await
+                    };
+                    match read {
+                        Ok(list) => {
+                            // Still eligible by the list's own fields; YARN
+                            // was consulted when the nodes were chosen.
+                            let listed = list
+                                .iter()
+                                .map(crate::policy::scale_in::Node::from)
+                                .filter(|n| {
+                                    crate::policy::scale_in::ineligibility(
+                                        n,
+                                        &cluster.scale_in.scope,
+                                        None,
+                                    )
+                                    .is_none()
+                                })
+                                .filter_map(|n| n.id)
+                                .collect();
+                            next = Some(Event::NodesListed { listed });
+                        }
+                        Err(e) => {
+                            record_error(shared, id, &e, now);
+                            tracing::warn!(message = "Cannot read the node list; the removal waits.", cluster = %id, class = e.class().metric_label(), error = %e);
+                        }
+                    }
+                }
+                Effect::Removed(n) => shared.metrics.nodes_removed(id, n),
                 Effect::FlowFailed(flow) => {
                     shared.metrics.flow_failed(id);
                     tracing::error!(message = "Scale-out flow failed or blocked; the operation ends.", cluster = %id, flow_id = flow);
@@ -231,6 +276,60 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
         }
     }
     driven
+}
+
+/// Sends one graceful removal and turns the result into the machine's
+/// [`Answer`]. The client never retries it (it has no token): the machine
+/// re-sends the same nodes once it knows which are still there.
+async fn terminate(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    nodes: Vec<String>,
+    grace_secs: u64,
+    resend: bool,
+) -> Answer {
+    let id = cluster.instance_id.as_str();
+    let request = TerminateClusterNodesRequest::graceful(
+        id,
+        nodes,
+        std::time::Duration::from_secs(grace_secs),
+    );
+    tracing::info!(
+        message = if resend { "Re-sending TerminateClusterNodes for the nodes still listed." } else { "Sending TerminateClusterNodes (graceful)." },
+        cluster = %id, nodes = %request.cvm_instance_ids.join(","), grace_secs,
+    );
+    let (result, sent_attempts) = {
+        let _call = shared
+            .board
+            .in_call(id, shared.config.tencent.call_within());
+        shared.emr.terminate_nodes_counted(&request).await
+    };
+    match result {
+        Ok(resp) => {
+            tracing::info!(message = "Scale-in accepted.", cluster = %id, flow_id = ?resp.flow_id, request_id = %resp.request_id);
+            Answer::Accepted {
+                flow_id: resp.flow_id,
+            }
+        }
+        Err(e) => {
+            record_error(shared, id, &e, shared.clock.now());
+            tracing::warn!(
+                message = "Scale-in failed.",
+                cluster = %id,
+                class = e.class().metric_label(),
+                code = e.code().unwrap_or("-"),
+                request_id = e.request_id().unwrap_or("-"),
+                sent_attempts,
+                error = %e,
+            );
+            Answer::Failed {
+                class: e.class(),
+                code: e.code().map(str::to_string),
+                sent_attempts,
+                token_expired: false,
+            }
+        }
+    }
 }
 
 /// Sends one chunk and turns the result into the machine's [`Answer`].
@@ -281,6 +380,12 @@ async fn send(
         }
         Err(e) => {
             record_error(shared, id, e, shared.clock.now());
+            if e.code() == Some("ResourceNotFound.TagsNotFound") {
+                tracing::error!(
+                    message = "Scale-out refused: a tag in [clusters.scale_out] tags or scale_in.owner_tag does not exist. Create the tag in the account's tag service, or remove it from the config; the order is not retried without it.",
+                    cluster = %id,
+                );
+            }
             tracing::warn!(
                 message = "Scale-out failed.",
                 cluster = %id,

@@ -1,5 +1,6 @@
 //! The operation state machine: PURE. An operation is one decision carried
-//! out (a scale-out of N nodes in chunks of at most 20); [`step`] takes it, one
+//! out (a scale-out of N nodes in chunks of at most 20, or a scale-in of a
+//! named node list); [`step`] takes it, one
 //! [`Event`] and the [`Env`] of that moment, and returns the next operation
 //! and the [`Effect`]s to perform. It does no I/O and reads no clock: the
 //! shell (`daemon::actuator`) performs the effects and feeds back what
@@ -12,6 +13,13 @@
 //! task-node count. It never starts a second token for a chunk that may have
 //! executed, and the chunk counts in budgets and the cooldown meanwhile.
 //!
+//! A scale-in follows the same rule with "the same token" read as "the same
+//! node list", with no age limit: an unknown removal waits until a snapshot
+//! after the doubt shows the cluster running (status 2), has the node list
+//! read, and re-sends only the named nodes still listed and eligible, or
+//! closes when none remain. It never names a node outside its list, counts
+//! in no budget and starts no cluster cooldown.
+//!
 //! Effects come in a fixed order: changes to the cluster's state first, then
 //! [`Effect::Save`], then at most one call ([`Effect::Send`] or
 //! [`Effect::ReadFlow`]), then notes for metrics and logs, and
@@ -19,7 +27,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::state::{ChunkIntent, NodeKind, Operation, OrderSource, RuleMarks};
+use crate::state::{ChunkIntent, NodeKind, Operation, OrderSource, RemovalIntent, RuleMarks};
 use crate::tencent::ErrorClass;
 use crate::tencent::client::token_young;
 use crate::tencent::emr::status;
@@ -165,6 +173,9 @@ pub struct Plan {
     pub task_nodes_before: u32,
     /// Rules to mark once the first chunk has ordered.
     pub marks: RuleMarks,
+    /// A scale-in of these nodes instead of a scale-out (`chunks` is then
+    /// ignored).
+    pub removal: Option<RemovalIntent>,
 }
 
 /// Everything that can happen to an operation.
@@ -189,6 +200,12 @@ pub enum Event {
     Resume,
     /// The state was loaded after a restart (or a takeover).
     Restart,
+    /// A scale-in's node list was read: the machine ids now listed that are
+    /// still eligible for removal.
+    NodesListed {
+        /// Listed and eligible machine ids.
+        listed: Vec<String>,
+    },
 }
 
 /// How an operation ended.
@@ -274,6 +291,20 @@ pub enum Effect {
     },
     /// Read the flow.
     ReadFlow(i64),
+    /// Send `TerminateClusterNodes` for these nodes (graceful).
+    Terminate {
+        /// Machine ids, never empty.
+        nodes: Vec<String>,
+        /// `GraceDownTime`, seconds.
+        grace_secs: u64,
+        /// Whether this re-sends a removal sent before.
+        resend: bool,
+    },
+    /// Read the cluster's node list (for a scale-in) and answer with
+    /// [`Event::NodesListed`].
+    ListNodes,
+    /// A removal of this many nodes was accepted (metric).
+    Removed(u32),
     /// A flow ended failed or blocked (metric).
     FlowFailed(i64),
     /// A chunk was judged from the task-node count (doubt metric, log).
@@ -346,6 +377,7 @@ pub fn step(op: Option<Operation>, event: Event, env: &Env) -> Step {
         (Some(op), Event::Pause) => pause(op),
         (Some(op), Event::Resume) => resume(op),
         (Some(op), Event::Restart) => restart(op, env),
+        (Some(op), Event::NodesListed { listed }) => nodes_listed(op, listed, env),
     }
 }
 
@@ -357,6 +389,16 @@ fn keep(op: Operation, effects: Vec<Effect>) -> Step {
 }
 
 fn start(plan: Plan, env: &Env) -> Step {
+    if let Some(removal) = plan.removal {
+        return start_removal(
+            plan.id,
+            plan.reason,
+            plan.source,
+            plan.task_nodes_before,
+            removal,
+            env,
+        );
+    }
     let chunks: Vec<u32> = plan.chunks.into_iter().filter(|n| *n > 0).collect();
     let op = Operation {
         id: plan.id,
@@ -374,6 +416,7 @@ fn start(plan: Plan, env: &Env) -> Step {
         resolve: false,
         wait_capacity_after: None,
         marks: plan.marks,
+        removal: None,
     };
     if op.chunks.is_empty() {
         return Step {
@@ -439,9 +482,10 @@ fn resend(mut op: Operation) -> Step {
     keep(op, vec![Effect::Save, effect])
 }
 
-/// Ends `op`; the cooldown starts if anything was ordered.
+/// Ends `op`; the cooldown starts if anything was ordered (a scale-in
+/// starts only the scale-in cooldown, which the shell keeps).
 fn close(op: Operation, outcome: Outcome, mut effects: Vec<Effect>) -> Step {
-    if op.counted_nodes > 0 || op.completed_nodes > 0 {
+    if op.removal.is_none() && (op.counted_nodes > 0 || op.completed_nodes > 0) {
         effects.push(Effect::StartCooldown);
     }
     effects.push(Effect::Save);
@@ -451,6 +495,10 @@ fn close(op: Operation, outcome: Outcome, mut effects: Vec<Effect>) -> Step {
 
 /// Counts the current chunk in budgets and marks the rules, once each.
 fn count(op: &mut Operation, effects: &mut Vec<Effect>) {
+    if op.removal.is_some() {
+        // Budgets count additions only.
+        return;
+    }
     let kind = op.kind;
     let Some(c) = op.current.as_mut() else {
         return;
@@ -485,6 +533,9 @@ fn delivered(kind: NodeKind, c: &ChunkIntent, running: u32) -> bool {
 }
 
 fn answered(mut op: Operation, answer: Answer, env: &Env) -> Step {
+    if op.removal.is_some() {
+        return answered_removal(op, answer, env);
+    }
     let Some(c) = op.current.as_ref().filter(|_| phase(&op) == Phase::Sending) else {
         // A late or duplicate answer: the chunk is already judged.
         return keep(op, vec![]);
@@ -549,6 +600,15 @@ fn chunk_done(mut op: Operation, env: &Env, mut effects: Vec<Effect>) -> Step {
     };
     if let Some(flow) = c.flow_id {
         effects.push(Effect::FlowEnded(flow));
+    }
+    if op.removal.is_some() {
+        op.completed_nodes += c.nodes;
+        let outcome = if op.resolve {
+            Outcome::Resolved
+        } else {
+            Outcome::Completed
+        };
+        return close(op, outcome, effects);
     }
     effects.push(Effect::Arrived(c.nodes));
     op.completed_nodes += c.nodes;
@@ -625,9 +685,15 @@ fn flow_unreadable(mut op: Operation, error: String, env: &Env) -> Step {
 
 /// The breaker to open, once, when the current chunk outlived `flow_timeout`.
 fn timed_out(op: &mut Operation, env: &Env, why: impl FnOnce() -> String) -> Option<Effect> {
+    // A scale-in's flow drains its nodes first: its deadline is
+    // grace_period + flow_timeout.
+    let grace = op
+        .removal
+        .as_ref()
+        .map_or(Duration::zero(), |r| Duration::seconds(r.grace_secs as i64));
     let c = op.current.as_mut()?;
     let since = c.first_sent_at.or(c.sent_at).unwrap_or(op.created_at);
-    if c.stuck || env.now - since <= env.flow_timeout {
+    if c.stuck || env.now - since <= env.flow_timeout + grace {
         return None;
     }
     c.stuck = true;
@@ -644,6 +710,9 @@ fn timeout_effects(op: &mut Operation, env: &Env, why: impl FnOnce() -> String) 
 }
 
 fn tick(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
+    if op.removal.is_some() {
+        return tick_removal(op, capacity, env);
+    }
     match phase(&op) {
         Phase::BetweenChunks => {
             if op.stopping {
@@ -780,6 +849,248 @@ fn judge(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
         Outcome::NotExecuted
     };
     close(op, outcome, effects)
+}
+
+fn start_removal(
+    id: String,
+    reason: String,
+    source: OrderSource,
+    task_nodes_before: u32,
+    mut removal: RemovalIntent,
+    env: &Env,
+) -> Step {
+    let mut seen = Vec::new();
+    removal.nodes.retain(|n| {
+        !n.trim().is_empty() && !seen.contains(n) && {
+            seen.push(n.clone());
+            true
+        }
+    });
+    removal.gone.clear();
+    let nodes = removal.nodes.clone();
+    let count = nodes.len() as u32;
+    let grace_secs = removal.grace_secs;
+    let op = Operation {
+        id,
+        created_at: env.now,
+        chunks: vec![count],
+        next_chunk: 0,
+        task_nodes_before,
+        reason,
+        current: Some(ChunkIntent {
+            client_token: String::new(),
+            token_created_at: env.wall,
+            nodes: count,
+            task_nodes_before,
+            sends: 1,
+            first_sent_at: Some(env.now),
+            ..ChunkIntent::default()
+        }),
+        source,
+        removal: Some(removal),
+        ..Operation::default()
+    };
+    if nodes.is_empty() {
+        return Step {
+            op: None,
+            effects: vec![Effect::Close(Outcome::Completed)],
+        };
+    }
+    keep(
+        op,
+        vec![
+            Effect::Save,
+            Effect::Terminate {
+                nodes,
+                grace_secs,
+                resend: false,
+            },
+        ],
+    )
+}
+
+fn answered_removal(mut op: Operation, answer: Answer, env: &Env) -> Step {
+    let Some(c) = op.current.as_ref().filter(|_| phase(&op) == Phase::Sending) else {
+        return keep(op, vec![]);
+    };
+    let first_send = c.sends <= 1;
+    match verdict(&answer, first_send) {
+        Verdict::Executed => {
+            let flow_id = match answer {
+                Answer::Accepted { flow_id } => flow_id,
+                Answer::Failed { .. } => None,
+            };
+            let mut effects = Vec::new();
+            if let Some(c) = op.current.as_mut() {
+                c.accepted = true;
+                c.flow_id = flow_id;
+                c.sent_at = Some(env.now);
+                c.unknown_since = None;
+                effects.push(Effect::Removed(c.nodes));
+            }
+            effects.push(Effect::Save);
+            keep(op, effects)
+        }
+        Verdict::Unknown => {
+            if let Some(c) = op.current.as_mut() {
+                c.unknown_since = Some(env.now);
+                if let Answer::Failed { class, .. } = &answer
+                    && matches!(
+                        class,
+                        ErrorClass::SoldOut | ErrorClass::Invalid | ErrorClass::Auth
+                    )
+                {
+                    c.judge_only = true;
+                }
+            }
+            keep(op, vec![Effect::Save])
+        }
+        Verdict::NotExecuted => {
+            let class = match answer {
+                Answer::Failed { class, .. } => class,
+                Answer::Accepted { .. } => ErrorClass::Internal,
+            };
+            if class == ErrorClass::NotFound {
+                // A named node is gone: never a config fault. Read the list
+                // again and re-send the rest.
+                if let Some(c) = op.current.as_mut() {
+                    c.unknown_since = Some(env.now);
+                }
+                return keep(op, vec![Effect::Save]);
+            }
+            op.current = None;
+            let mut effects = Vec::new();
+            if !matches!(class, ErrorClass::Busy | ErrorClass::Throttled) {
+                effects.push(Effect::Backoff(class));
+            }
+            close(op, Outcome::Refused(class), effects)
+        }
+    }
+}
+
+fn tick_removal(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
+    let running_after = |t: Option<DateTime<Utc>>| {
+        capacity
+            .is_some_and(|cap| cap.status == Some(status::RUNNING) && t.is_none_or(|t| cap.at > t))
+    };
+    match phase(&op) {
+        Phase::BetweenChunks => close(op, Outcome::Completed, vec![]),
+        Phase::Sending => {
+            // The answer of a started send was never seen: it may have executed.
+            if let Some(c) = op.current.as_mut() {
+                c.unknown_since = Some(env.now);
+            }
+            keep(op, vec![Effect::Save])
+        }
+        Phase::InFlow => {
+            let flow_id = op.current.as_ref().and_then(|c| c.flow_id).unwrap_or(0);
+            let mut effects = timeout_effects(&mut op, env, || format!("flow {flow_id} not done"));
+            if op.resolve {
+                effects.push(Effect::ListNodes);
+            } else {
+                effects.push(Effect::ReadFlow(flow_id));
+            }
+            keep(op, effects)
+        }
+        Phase::AcceptedNoFlow => {
+            let why = || "accepted removal without FlowId not yet seen to end".to_string();
+            let grace = op
+                .removal
+                .as_ref()
+                .map_or(Duration::zero(), |r| Duration::seconds(r.grace_secs as i64));
+            let mut changed = false;
+            let (sent_at, seen_busy) = op
+                .current
+                .as_ref()
+                .map_or((None, false), |c| (c.sent_at, c.seen_busy));
+            if let (Some(cap), Some(c)) = (capacity, op.current.as_mut())
+                && sent_at.is_none_or(|t| cap.at > t)
+                && cap.status.is_some_and(|s| s != status::RUNNING)
+                && !c.seen_busy
+            {
+                c.seen_busy = true;
+                changed = true;
+            }
+            let drained = sent_at.is_some_and(|t| env.now - t >= grace);
+            let mut effects = Vec::new();
+            if let Some(b) = timed_out(&mut op, env, why) {
+                effects.push(b);
+                changed = true;
+            }
+            if changed {
+                effects.push(Effect::Save);
+            }
+            if running_after(sent_at) && (seen_busy || drained || op.resolve) {
+                effects.push(Effect::ListNodes);
+            }
+            keep(op, effects)
+        }
+        Phase::Unknown => {
+            let since = op.current.as_ref().and_then(|c| c.unknown_since);
+            if running_after(since) {
+                return keep(op, vec![Effect::ListNodes]);
+            }
+            let effects = timeout_effects(&mut op, env, || {
+                "removal outcome unknown; the cluster is not running again".to_string()
+            });
+            keep(op, effects)
+        }
+    }
+}
+
+/// The node list came back: close what is done, re-send what remains.
+fn nodes_listed(mut op: Operation, listed: Vec<String>, env: &Env) -> Step {
+    let ph = phase(&op);
+    let Some(removal) = op.removal.as_mut() else {
+        return keep(op, vec![]);
+    };
+    let wanted =
+        matches!(ph, Phase::Unknown | Phase::AcceptedNoFlow) || (ph == Phase::InFlow && op.resolve);
+    if !wanted {
+        return keep(op, vec![]);
+    }
+    let remaining = removal.remaining();
+    let (still, gone): (Vec<String>, Vec<String>) =
+        remaining.into_iter().partition(|n| listed.contains(n));
+    removal.gone.extend(gone);
+    let grace_secs = removal.grace_secs;
+    if ph != Phase::Unknown {
+        // Accepted: it executed; whatever is still listed waits for the
+        // next decision.
+        return chunk_done(op, env, vec![]);
+    }
+    let judge_only = op.current.as_ref().is_some_and(|c| c.judge_only);
+    if still.is_empty() {
+        return chunk_done(op, env, vec![]);
+    }
+    if op.stopping || op.resolve || judge_only {
+        let flow = op.current.take().and_then(|c| c.flow_id);
+        let effects: Vec<Effect> = flow.map(Effect::FlowEnded).into_iter().collect();
+        let outcome = if op.stopping {
+            Outcome::Stopped
+        } else if op.resolve {
+            Outcome::Resolved
+        } else {
+            Outcome::NotExecuted
+        };
+        return close(op, outcome, effects);
+    }
+    if let Some(c) = op.current.as_mut() {
+        c.nodes = still.len() as u32;
+        c.sends += 1;
+        c.unknown_since = None;
+    }
+    keep(
+        op,
+        vec![
+            Effect::Save,
+            Effect::Terminate {
+                nodes: still,
+                grace_secs,
+                resend: true,
+            },
+        ],
+    )
 }
 
 fn pause(mut op: Operation) -> Step {

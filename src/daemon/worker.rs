@@ -171,6 +171,7 @@ pub async fn manual_order(
         source: OrderSource::Manual,
         task_nodes_before: running.unwrap_or(0),
         marks: RuleMarks::default(),
+        removal: None,
     };
     let driven = actuator::drive(shared, cluster, Event::Decided(plan)).await;
     if driven.save_failed {
@@ -464,6 +465,7 @@ async fn tick(
                 source: OrderSource::Daemon,
                 task_nodes_before: decision.running.unwrap_or(0),
                 marks,
+                removal: None,
             };
             actuator::drive(shared, cluster, Event::Decided(plan)).await;
         }

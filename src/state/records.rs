@@ -262,6 +262,34 @@ pub struct Operation {
     /// was accepted or may have executed.
     #[serde(default)]
     pub marks: RuleMarks,
+    /// A scale-in: the named nodes (the operation then has one "chunk", the
+    /// removal, and its intent carries no ClientToken).
+    #[serde(default)]
+    pub removal: Option<RemovalIntent>,
+}
+
+/// A scale-in's node list, on disk before `TerminateClusterNodes` is sent. A
+/// re-send names exactly these nodes minus those already gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovalIntent {
+    /// Machine ids (`OrderNo`) the removal was decided for.
+    pub nodes: Vec<String>,
+    /// Named nodes found gone before a re-send.
+    #[serde(default)]
+    pub gone: Vec<String>,
+    /// `GraceDownTime`, seconds.
+    pub grace_secs: u64,
+}
+
+impl RemovalIntent {
+    /// The named nodes not yet found gone, in decision order.
+    pub fn remaining(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| !self.gone.contains(n))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Task or core nodes: never both in one request.

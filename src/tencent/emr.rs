@@ -596,6 +596,27 @@ pub struct NodeHardwareInfo {
     pub hardware_resource_type: Option<String>,
 }
 
+impl From<&NodeHardwareInfo> for crate::policy::scale_in::Node {
+    fn from(n: &NodeHardwareInfo) -> Self {
+        Self {
+            id: n.order_no.clone(),
+            ip: n.ip.clone(),
+            flag: n.flag,
+            auto_flag: n.auto_flag,
+            destroyable: n.destroyable,
+            disable_api_termination: n.disable_api_termination,
+            charge_type: n.charge_type,
+            hardware: n.hardware_resource_type.clone(),
+            apply_time: n.apply_time.clone(),
+            tags: n.tags.as_ref().map(|tags| {
+                tags.iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect()
+            }),
+        }
+    }
+}
+
 /// The node flag `TerminateClusterNodes` takes for task nodes; the only one
 /// this product sends.
 pub const TASK_NODE_FLAG: &str = "TASK";

@@ -33,6 +33,7 @@ fn plan() -> Plan {
             rules: vec!["pending".into()],
             ..RuleMarks::default()
         },
+        removal: None,
     }
 }
 
@@ -257,6 +258,13 @@ fn show_effect(e: &Effect) -> String {
             executed, running, ..
         } => format!("judged({}@{running})", if *executed { "yes" } else { "no" }),
         Effect::Close(o) => format!("CLOSE({})", o.label()),
+        Effect::Terminate { nodes, resend, .. } => format!(
+            "{}({})",
+            if *resend { "RE-TERMINATE" } else { "TERMINATE" },
+            nodes.join("+")
+        ),
+        Effect::ListNodes => "list-nodes".into(),
+        Effect::Removed(n) => format!("removed({n})"),
     }
 }
 
@@ -801,7 +809,13 @@ fn check_effects(
             }
             _ => {}
         }
-        if matches!(e, Effect::Send { .. } | Effect::ReadFlow(_)) {
+        if matches!(
+            e,
+            Effect::Send { .. }
+                | Effect::ReadFlow(_)
+                | Effect::Terminate { .. }
+                | Effect::ListNodes
+        ) {
             prop_assert!(s.effects.last() == Some(e), "a call is the last effect");
         }
     }
@@ -860,6 +874,539 @@ proptest! {
                 let before = s.op.clone();
                 s = step(s.op, next, &env);
                 check_effects(&before, &s, &mut seen)?;
+            }
+            op = s.op;
+        }
+        prop_assert!(op.as_ref().is_none_or(is_stuck), "left hanging: {:?}", op);
+    }
+}
+
+// ---- Scale-in: the same machine with a named node list. ----
+
+fn removal_plan() -> Plan {
+    Plan {
+        id: "op-2".into(),
+        reason: "idle".into(),
+        chunks: vec![],
+        kind: NodeKind::Task,
+        source: OrderSource::Daemon,
+        task_nodes_before: 10,
+        marks: RuleMarks::default(),
+        removal: Some(RemovalIntent {
+            nodes: vec!["ins-a".into(), "ins-b".into(), "ins-c".into()],
+            gone: vec![],
+            grace_secs: 600,
+        }),
+    }
+}
+
+fn removal_op(current: ChunkIntent) -> Operation {
+    Operation {
+        id: "op-2".into(),
+        created_at: t(0),
+        chunks: vec![3],
+        task_nodes_before: 10,
+        reason: "idle".into(),
+        current: Some(current),
+        removal: removal_plan().removal,
+        ..Operation::default()
+    }
+}
+
+fn removal_intent(sends: u32) -> ChunkIntent {
+    ChunkIntent {
+        nodes: 3,
+        task_nodes_before: 10,
+        sends,
+        first_sent_at: Some(t(540)),
+        ..ChunkIntent::default()
+    }
+}
+
+fn removal_states() -> Vec<(&'static str, Option<Operation>)> {
+    let accepted = ChunkIntent {
+        accepted: true,
+        flow_id: Some(88),
+        sent_at: Some(t(541)),
+        ..removal_intent(1)
+    };
+    vec![
+        ("sending", Some(removal_op(removal_intent(1)))),
+        ("re-sending", Some(removal_op(removal_intent(2)))),
+        ("in flow", Some(removal_op(accepted.clone()))),
+        (
+            "in flow, past grace + timeout",
+            Some(removal_op(ChunkIntent {
+                first_sent_at: Some(t(600 - 2400 - 700)),
+                ..accepted.clone()
+            })),
+        ),
+        (
+            "accepted, no flow id",
+            Some(removal_op(ChunkIntent {
+                flow_id: None,
+                ..accepted.clone()
+            })),
+        ),
+        (
+            "unknown",
+            Some(removal_op(ChunkIntent {
+                unknown_since: Some(t(560)),
+                ..removal_intent(1)
+            })),
+        ),
+        (
+            "unknown, stopping",
+            Some(Operation {
+                stopping: true,
+                ..removal_op(ChunkIntent {
+                    unknown_since: Some(t(560)),
+                    ..removal_intent(1)
+                })
+            }),
+        ),
+        (
+            "in flow, resolving",
+            Some(Operation {
+                resolve: true,
+                ..removal_op(ChunkIntent {
+                    stuck: true,
+                    ..accepted
+                })
+            }),
+        ),
+    ]
+}
+
+fn removal_events() -> Vec<(&'static str, Event)> {
+    use ErrorClass::*;
+    vec![
+        ("decided", Event::Decided(removal_plan())),
+        (
+            "accepted(flow 88)",
+            Event::Answered(Answer::Accepted { flow_id: Some(88) }),
+        ),
+        (
+            "in-process x1",
+            failed(Busy, "ResourceInUse.InstanceInProcess", 1),
+        ),
+        (
+            "not found x1",
+            failed(NotFound, "ResourceNotFound.InstanceNotFound", 1),
+        ),
+        ("invalid x1", failed(Invalid, "InvalidParameter", 1)),
+        ("transport x1", failed(Transport, "", 1)),
+        ("not sent", failed(Auth, "", 0)),
+        ("flow running", Event::FlowRead(Flow::Running)),
+        ("flow done", Event::FlowRead(Flow::Done)),
+        ("flow failed", Event::FlowRead(Flow::Failed)),
+        ("tick, running", Event::Tick(cap(590, 2, 10))),
+        ("tick, scaling in", Event::Tick(cap(590, 24, 10))),
+        ("tick, stale", Event::Tick(cap(500, 2, 10))),
+        (
+            "listed a b c",
+            Event::NodesListed {
+                listed: vec![
+                    "ins-a".into(),
+                    "ins-b".into(),
+                    "ins-c".into(),
+                    "ins-z".into(),
+                ],
+            },
+        ),
+        (
+            "listed c",
+            Event::NodesListed {
+                listed: vec!["ins-c".into(), "ins-z".into()],
+            },
+        ),
+        (
+            "listed none",
+            Event::NodesListed {
+                listed: vec!["ins-z".into()],
+            },
+        ),
+        ("pause", Event::Pause),
+        ("resume", Event::Resume),
+        ("restart", Event::Restart),
+    ]
+}
+
+#[test]
+fn every_removal_state_and_event() {
+    let mut out = String::new();
+    let mut all = vec![("none", None)];
+    all.extend(removal_states());
+    for (state_name, state) in all {
+        out += &format!("## {state_name}\n");
+        for (event_name, event) in removal_events() {
+            let s = step(state.clone(), event, &env());
+            let effects: Vec<String> = s.effects.iter().map(show_effect).collect();
+            let gone =
+                s.op.as_ref()
+                    .and_then(|o| o.removal.as_ref())
+                    .map(|r| r.gone.join("+"))
+                    .filter(|g| !g.is_empty())
+                    .map(|g| format!(" gone:{g}"))
+                    .unwrap_or_default();
+            out += &format!(
+                "{event_name:<18} -> {:<28} {}\n",
+                format!("{}{gone}", show_op(&s.op)),
+                effects.join(" ")
+            );
+        }
+    }
+    expect![[r#"
+        ## none
+        decided            -> Sending #1                   save TERMINATE(ins-a+ins-b+ins-c)
+        accepted(flow 88)  -> -                            
+        in-process x1      -> -                            
+        not found x1       -> -                            
+        invalid x1         -> -                            
+        transport x1       -> -                            
+        not sent           -> -                            
+        flow running       -> -                            
+        flow done          -> -                            
+        flow failed        -> -                            
+        tick, running      -> -                            
+        tick, scaling in   -> -                            
+        tick, stale        -> -                            
+        listed a b c       -> -                            
+        listed c           -> -                            
+        listed none        -> -                            
+        pause              -> -                            
+        resume             -> -                            
+        restart            -> -                            
+        ## sending
+        decided            -> Sending #1                   
+        accepted(flow 88)  -> InFlow #1                    removed(3) save
+        in-process x1      -> -                            save CLOSE(refused)
+        not found x1       -> Unknown #1                   save
+        invalid x1         -> -                            backoff(invalid) save CLOSE(refused)
+        transport x1       -> Unknown #1                   save
+        not sent           -> -                            backoff(auth) save CLOSE(refused)
+        flow running       -> Sending #1                   
+        flow done          -> Sending #1                   
+        flow failed        -> Sending #1                   
+        tick, running      -> Unknown #1                   save
+        tick, scaling in   -> Unknown #1                   save
+        tick, stale        -> Unknown #1                   save
+        listed a b c       -> Sending #1                   
+        listed c           -> Sending #1                   
+        listed none        -> Sending #1                   
+        pause              -> Sending #1 stopping          save
+        resume             -> Sending #1                   
+        restart            -> Unknown #1                   save
+        ## re-sending
+        decided            -> Sending #2                   
+        accepted(flow 88)  -> InFlow #2                    removed(3) save
+        in-process x1      -> Unknown #2                   save
+        not found x1       -> Unknown #2                   save
+        invalid x1         -> Unknown #2 judge-only        save
+        transport x1       -> Unknown #2                   save
+        not sent           -> Unknown #2 judge-only        save
+        flow running       -> Sending #2                   
+        flow done          -> Sending #2                   
+        flow failed        -> Sending #2                   
+        tick, running      -> Unknown #2                   save
+        tick, scaling in   -> Unknown #2                   save
+        tick, stale        -> Unknown #2                   save
+        listed a b c       -> Sending #2                   
+        listed c           -> Sending #2                   
+        listed none        -> Sending #2                   
+        pause              -> Sending #2 stopping          save
+        resume             -> Sending #2                   
+        restart            -> Unknown #2                   save
+        ## in flow
+        decided            -> InFlow #1                    
+        accepted(flow 88)  -> InFlow #1                    
+        in-process x1      -> InFlow #1                    
+        not found x1       -> InFlow #1                    
+        invalid x1         -> InFlow #1                    
+        transport x1       -> InFlow #1                    
+        not sent           -> InFlow #1                    
+        flow running       -> InFlow #1                    
+        flow done          -> -                            ended(88) save CLOSE(completed)
+        flow failed        -> -                            ended(88) failed(88) save CLOSE(flow_failed)
+        tick, running      -> InFlow #1                    read(88)
+        tick, scaling in   -> InFlow #1                    read(88)
+        tick, stale        -> InFlow #1                    read(88)
+        listed a b c       -> InFlow #1                    
+        listed c           -> InFlow #1                    
+        listed none        -> InFlow #1                    
+        pause              -> InFlow #1 stopping           save
+        resume             -> InFlow #1                    
+        restart            -> InFlow #1                    
+        ## in flow, past grace + timeout
+        decided            -> InFlow #1                    
+        accepted(flow 88)  -> InFlow #1                    
+        in-process x1      -> InFlow #1                    
+        not found x1       -> InFlow #1                    
+        invalid x1         -> InFlow #1                    
+        transport x1       -> InFlow #1                    
+        not sent           -> InFlow #1                    
+        flow running       -> InFlow #1 stuck              breaker(Some(88)) save
+        flow done          -> -                            ended(88) save CLOSE(completed)
+        flow failed        -> -                            ended(88) failed(88) save CLOSE(flow_failed)
+        tick, running      -> InFlow #1 stuck              breaker(Some(88)) save read(88)
+        tick, scaling in   -> InFlow #1 stuck              breaker(Some(88)) save read(88)
+        tick, stale        -> InFlow #1 stuck              breaker(Some(88)) save read(88)
+        listed a b c       -> InFlow #1                    
+        listed c           -> InFlow #1                    
+        listed none        -> InFlow #1                    
+        pause              -> InFlow #1 stopping           save
+        resume             -> InFlow #1                    
+        restart            -> InFlow #1                    
+        ## accepted, no flow id
+        decided            -> AcceptedNoFlow #1            
+        accepted(flow 88)  -> AcceptedNoFlow #1            
+        in-process x1      -> AcceptedNoFlow #1            
+        not found x1       -> AcceptedNoFlow #1            
+        invalid x1         -> AcceptedNoFlow #1            
+        transport x1       -> AcceptedNoFlow #1            
+        not sent           -> AcceptedNoFlow #1            
+        flow running       -> AcceptedNoFlow #1            
+        flow done          -> AcceptedNoFlow #1            
+        flow failed        -> AcceptedNoFlow #1            
+        tick, running      -> AcceptedNoFlow #1            
+        tick, scaling in   -> AcceptedNoFlow #1            save
+        tick, stale        -> AcceptedNoFlow #1            
+        listed a b c       -> -                            save CLOSE(completed)
+        listed c           -> -                            save CLOSE(completed)
+        listed none        -> -                            save CLOSE(completed)
+        pause              -> AcceptedNoFlow #1 stopping   save
+        resume             -> AcceptedNoFlow #1            
+        restart            -> AcceptedNoFlow #1            
+        ## unknown
+        decided            -> Unknown #1                   
+        accepted(flow 88)  -> Unknown #1                   
+        in-process x1      -> Unknown #1                   
+        not found x1       -> Unknown #1                   
+        invalid x1         -> Unknown #1                   
+        transport x1       -> Unknown #1                   
+        not sent           -> Unknown #1                   
+        flow running       -> Unknown #1                   
+        flow done          -> Unknown #1                   
+        flow failed        -> Unknown #1                   
+        tick, running      -> Unknown #1                   list-nodes
+        tick, scaling in   -> Unknown #1                   
+        tick, stale        -> Unknown #1                   
+        listed a b c       -> Sending #2                   save RE-TERMINATE(ins-a+ins-b+ins-c)
+        listed c           -> Sending #2 gone:ins-a+ins-b  save RE-TERMINATE(ins-c)
+        listed none        -> -                            save CLOSE(completed)
+        pause              -> Unknown #1 stopping          save
+        resume             -> Unknown #1                   
+        restart            -> Unknown #1                   
+        ## unknown, stopping
+        decided            -> Unknown #1 stopping          
+        accepted(flow 88)  -> Unknown #1 stopping          
+        in-process x1      -> Unknown #1 stopping          
+        not found x1       -> Unknown #1 stopping          
+        invalid x1         -> Unknown #1 stopping          
+        transport x1       -> Unknown #1 stopping          
+        not sent           -> Unknown #1 stopping          
+        flow running       -> Unknown #1 stopping          
+        flow done          -> Unknown #1 stopping          
+        flow failed        -> Unknown #1 stopping          
+        tick, running      -> Unknown #1 stopping          list-nodes
+        tick, scaling in   -> Unknown #1 stopping          
+        tick, stale        -> Unknown #1 stopping          
+        listed a b c       -> -                            save CLOSE(stopped)
+        listed c           -> -                            save CLOSE(stopped)
+        listed none        -> -                            save CLOSE(completed)
+        pause              -> Unknown #1 stopping          
+        resume             -> Unknown #1                   save
+        restart            -> Unknown #1 stopping          
+        ## in flow, resolving
+        decided            -> InFlow #1 stuck resolve      
+        accepted(flow 88)  -> InFlow #1 stuck resolve      
+        in-process x1      -> InFlow #1 stuck resolve      
+        not found x1       -> InFlow #1 stuck resolve      
+        invalid x1         -> InFlow #1 stuck resolve      
+        transport x1       -> InFlow #1 stuck resolve      
+        not sent           -> InFlow #1 stuck resolve      
+        flow running       -> InFlow #1 stuck resolve      
+        flow done          -> -                            ended(88) save CLOSE(resolved)
+        flow failed        -> -                            ended(88) failed(88) save CLOSE(flow_failed)
+        tick, running      -> InFlow #1 stuck resolve      list-nodes
+        tick, scaling in   -> InFlow #1 stuck resolve      list-nodes
+        tick, stale        -> InFlow #1 stuck resolve      list-nodes
+        listed a b c       -> -                            ended(88) save CLOSE(resolved)
+        listed c           -> -                            ended(88) save CLOSE(resolved)
+        listed none        -> -                            ended(88) save CLOSE(resolved)
+        pause              -> InFlow #1 stuck stopping resolve save
+        resume             -> InFlow #1 stuck resolve      
+        restart            -> InFlow #1 stuck resolve      
+    "#]].assert_eq(&out);
+}
+
+/// The world's answers to a removal, in random sequences.
+#[derive(Debug, Clone)]
+enum RemovalInput {
+    Answer(u8, u32),
+    Accepted(bool),
+    Flow(u8),
+    Tick(u8),
+    /// Which of the 6 possible nodes are listed (a bit mask).
+    Listed(u8),
+    Pause,
+    Resume,
+    Restart,
+    Decided(u8),
+}
+
+fn removal_input() -> impl Strategy<Value = RemovalInput> {
+    prop_oneof![
+        (0u8..10, 0u32..3).prop_map(|(c, n)| RemovalInput::Answer(c, n)),
+        any::<bool>().prop_map(RemovalInput::Accepted),
+        (0u8..4).prop_map(RemovalInput::Flow),
+        (0u8..3).prop_map(RemovalInput::Tick),
+        any::<u8>().prop_map(RemovalInput::Listed),
+        Just(RemovalInput::Pause),
+        Just(RemovalInput::Resume),
+        Just(RemovalInput::Restart),
+        (1u8..64).prop_map(RemovalInput::Decided),
+    ]
+}
+
+const NODES: [&str; 6] = ["ins-0", "ins-1", "ins-2", "ins-3", "ins-4", "ins-5"];
+
+fn masked(mask: u8) -> Vec<String> {
+    NODES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| n.to_string())
+        .collect()
+}
+
+fn removal_event_of(i: &RemovalInput, now: DateTime<Utc>) -> Event {
+    let classes = ErrorClass::ALL;
+    match i {
+        RemovalInput::Answer(c, n) => Event::Answered(Answer::Failed {
+            class: classes[usize::from(*c) % classes.len()],
+            code: None,
+            sent_attempts: *n,
+            token_expired: false,
+        }),
+        RemovalInput::Accepted(flow) => Event::Answered(Answer::Accepted {
+            flow_id: flow.then_some(6),
+        }),
+        RemovalInput::Flow(f) => Event::FlowRead(
+            [Flow::Running, Flow::Done, Flow::Failed, Flow::Blocked][usize::from(*f)],
+        ),
+        RemovalInput::Tick(s) => Event::Tick(Some(Capacity {
+            at: now,
+            status: Some([2, 24, 16][usize::from(*s)]),
+            task_nodes: Some(10),
+        })),
+        RemovalInput::Listed(mask) => Event::NodesListed {
+            listed: masked(*mask),
+        },
+        RemovalInput::Pause => Event::Pause,
+        RemovalInput::Resume => Event::Resume,
+        RemovalInput::Restart => Event::Restart,
+        RemovalInput::Decided(mask) => Event::Decided(Plan {
+            removal: Some(RemovalIntent {
+                nodes: masked(*mask),
+                gone: vec![],
+                grace_secs: 60,
+            }),
+            ..removal_plan()
+        }),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Over random answers, node lists and signals: a removal only ever
+    /// names nodes of its decided list, never a node the list already
+    /// showed gone, never re-sends before a node list read after the doubt,
+    /// never counts in budgets or starts the cluster cooldown, saves before
+    /// each send, and ends (or is visibly stuck) in a cooperative world.
+    #[test]
+    fn a_removal_names_only_its_nodes_and_always_ends(
+        inputs in proptest::collection::vec((removal_input(), 0i64..400), 1..60),
+    ) {
+        let mut op: Option<Operation> = None;
+        let mut decided: Vec<String> = vec![];
+        let mut gone: Vec<String> = vec![];
+        let mut now = t(0);
+        let flow_timeout = Duration::minutes(30);
+        let mut listed_since_doubt = true;
+        for (input, dt) in &inputs {
+            now += Duration::seconds(*dt);
+            let env = Env { now, wall: now, fresh_token: ("tok".into(), now), flow_timeout };
+            let event = removal_event_of(input, now);
+            if op.is_none() && let Event::Decided(p) = &event {
+                decided = p.removal.as_ref().map(|r| r.nodes.clone()).unwrap_or_default();
+                gone.clear();
+                listed_since_doubt = true;
+            }
+            if let (Some(o), Event::NodesListed { listed }) = (&op, &event)
+                && o.removal.is_some()
+            {
+                let ph = phase(o);
+                if ph == Phase::Unknown || ph == Phase::AcceptedNoFlow || (ph == Phase::InFlow && o.resolve) {
+                    for n in o.removal.as_ref().unwrap().remaining() {
+                        if !listed.contains(&n) {
+                            gone.push(n);
+                        }
+                    }
+                    listed_since_doubt = true;
+                }
+            }
+            let before = op.clone();
+            let s = step(op, event, &env);
+            let mut saved = false;
+            for e in &s.effects {
+                match e {
+                    Effect::Save => saved = true,
+                    Effect::Terminate { nodes, resend, .. } => {
+                        prop_assert!(saved, "a removal sent before its list was saved");
+                        prop_assert!(!nodes.is_empty());
+                        for n in nodes {
+                            prop_assert!(decided.contains(n), "{n} was not decided");
+                            prop_assert!(!gone.contains(n), "{n} was already gone");
+                        }
+                        if *resend {
+                            prop_assert!(listed_since_doubt, "re-sent without reading the list");
+                        }
+                    }
+                    Effect::CountOrder { .. } | Effect::StartCooldown | Effect::Arrived(_) => {
+                        prop_assert!(false, "a removal touched budgets, cooldown or arrivals: {e:?}");
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(o) = &s.op
+                && phase(o) == Phase::Unknown
+                && before.as_ref().is_none_or(|b| phase(b) != Phase::Unknown)
+            {
+                listed_since_doubt = false;
+            }
+            prop_assert!(
+                s.op.is_some() || before.is_none() || s.effects.iter().any(|e| matches!(e, Effect::Close(_))),
+                "a removal vanished without a Close"
+            );
+            op = s.op;
+        }
+        // A cooperative world: running, the list shows nothing left, flows done.
+        for _ in 0..40 {
+            let Some(cur) = op.clone() else { break };
+            now += Duration::seconds(60);
+            let env = Env { now, wall: now, fresh_token: ("tok".into(), now), flow_timeout };
+            let cap = Capacity { at: now, status: Some(2), task_nodes: Some(10) };
+            let mut s = step(Some(cur), Event::Tick(Some(cap)), &env);
+            loop {
+                let next = match s.effects.iter().rev().find(|e| matches!(e, Effect::Terminate { .. } | Effect::ReadFlow(_) | Effect::ListNodes)) {
+                    Some(Effect::Terminate { .. }) => Event::Answered(Answer::Accepted { flow_id: Some(9) }),
+                    Some(Effect::ReadFlow(_)) => Event::FlowRead(Flow::Done),
+                    Some(Effect::ListNodes) => Event::NodesListed { listed: vec![] },
+                    _ => break,
+                };
+                s = step(s.op, next, &env);
             }
             op = s.op;
         }
