@@ -90,6 +90,46 @@ pub enum ApiError {
         /// The running flow.
         flow_id: u64,
     },
+    /// The cluster is not running (status other than 2) and no flow runs on it.
+    #[error("The instance {instance_id} is not running (status {status}).")]
+    InstanceNotRunning {
+        /// The cluster.
+        instance_id: String,
+        /// Its status.
+        status: i64,
+    },
+    /// A node named by `TerminateClusterNodes` is not listed in the cluster.
+    #[error("The node {node} was not found in the instance {instance_id}.")]
+    NodeNotFound {
+        /// The cluster.
+        instance_id: String,
+        /// The machine id asked for.
+        node: String,
+    },
+    /// A node named by `TerminateClusterNodes` is not a task node.
+    #[error("The node {node} has Flag {flag}; only task nodes (Flag 3) can be terminated.")]
+    NodeNotTask {
+        /// The machine id.
+        node: String,
+        /// Its `Flag`.
+        flag: i64,
+    },
+    /// A node named by `TerminateClusterNodes` has `Destroyable` 0.
+    #[error("The node {0} is not destroyable.")]
+    NodeNotDestroyable(String),
+    /// A node named by `TerminateClusterNodes` has instance protection on.
+    #[error("The node {0} has termination protection on (DisableApiTermination).")]
+    NodeProtected(String),
+    /// A node named by `TerminateClusterNodes` is monthly (`ChargeType` 1).
+    #[error(
+        "The node {node} has ChargeType {charge_type}; only pay-as-you-go nodes can be terminated."
+    )]
+    NodePrepaid {
+        /// The machine id.
+        node: String,
+        /// Its `ChargeType`.
+        charge_type: i64,
+    },
     /// The per-action request rate was exceeded.
     #[error("The request rate limit of action {0} was exceeded.")]
     RequestLimitExceeded(String),
@@ -123,6 +163,12 @@ impl ApiError {
             Self::InvalidJobFlow(_) => "InvalidParameter.InvalidJobFlow",
             Self::InvalidNodeType(_) => "InvalidParameter.InvalidNodeType",
             Self::InstanceInProcess { .. } => "ResourceInUse.InstanceInProcess",
+            Self::InstanceNotRunning { .. } => "ResourceInUse.InstanceInProcess",
+            Self::NodeNotFound { .. } => "ResourceNotFound.InstanceNotFound",
+            Self::NodeNotTask { .. } => "InvalidParameter.InvalidNodeType",
+            Self::NodeNotDestroyable(_) => "InvalidParameter.NodeNotDestroyable",
+            Self::NodeProtected(_) => "InvalidParameter.TerminationProtected",
+            Self::NodePrepaid { .. } => "InvalidParameter.PrepaidNode",
             Self::RequestLimitExceeded(_) => "RequestLimitExceeded",
             Self::Injected(code) => code,
         }

@@ -12,8 +12,10 @@
 //!   random fault from a seeded [`fastrand::Rng`], so a run is reproducible.
 //!
 //! [`Fault::SlowFlow`] and [`Fault::FailFlow`] do not disturb a request; they
-//! change the next *flow* that starts (on the given cluster, or any), and stay
-//! queued until a scale-out actually starts one.
+//! change the next *flow* that a request of the action they were queued for
+//! starts (on the given cluster, or any), and stay queued until one starts:
+//! queued for `ScaleOutInstance` they change the next scale-out flow, queued
+//! for `TerminateClusterNodes` the next scale-in flow.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -31,9 +33,12 @@ pub enum Fault {
     Http5xx(u16),
     /// Answer with this API error code, without executing.
     ApiError(String),
-    /// The next flow started takes this long (simulation clock).
+    /// The next flow started takes this long (simulation clock); for a
+    /// scale-in flow this replaces `GraceDownTime`.
     SlowFlow(Duration),
-    /// The next flow started fails: status -1, cluster status 302, no nodes.
+    /// The next flow started fails when it ends: flow status -1. A failed
+    /// scale-out leaves the cluster at status 302 with no new nodes; a failed
+    /// scale-in puts it back to status 2 and keeps every node.
     FailFlow,
     /// Execute the request, then answer HTTP 200 with a body that is not
     /// JSON (a truncated document, still labelled `application/json`).
@@ -175,14 +180,14 @@ impl FaultPlan {
         self.random(action).map(|f| (f, None))
     }
 
-    /// Takes every queued flow fault that applies to a flow starting on `cluster`
-    /// (at most one per kind, oldest first).
-    pub(crate) fn take_flow_overrides(&mut self, cluster: &str) -> FlowOverrides {
+    /// Takes every queued flow fault that applies to a flow a request of
+    /// `action` starts on `cluster` (at most one per kind, oldest first).
+    pub(crate) fn take_flow_overrides(&mut self, action: &str, cluster: &str) -> FlowOverrides {
         let mut overrides = FlowOverrides::default();
         let mut taken_slow = false;
         let mut taken_fail = false;
         self.flows.retain(|s| {
-            if s.cluster.as_deref().is_some_and(|c| c != cluster) {
+            if s.action != action || s.cluster.as_deref().is_some_and(|c| c != cluster) {
                 return true;
             }
             let taken = match s.fault {
@@ -200,10 +205,23 @@ impl FaultPlan {
         overrides
     }
 
-    /// Draws a random fault for `action`, or none.
+    /// Draws a random fault for `action`, or none. `TerminateClusterNodes`
+    /// only ever draws a lost answer, a 5xx, `InternalError` or
+    /// `RequestLimitExceeded` (never a flow fault).
     fn random(&mut self, action: &str) -> Option<Fault> {
         if self.probability <= 0.0 || self.rng.f64() >= self.probability {
             return None;
+        }
+        if action == "TerminateClusterNodes" {
+            let mut kinds = vec![
+                Fault::DropAfterExecute,
+                Fault::Http5xx(502),
+                Fault::Http5xx(503),
+                Fault::ApiError("InternalError".into()),
+                Fault::ApiError("RequestLimitExceeded".into()),
+            ];
+            let pick = self.rng.usize(..kinds.len());
+            return Some(kinds.swap_remove(pick));
         }
         let mut kinds = vec![
             Fault::DropAfterExecute,
@@ -328,7 +346,12 @@ mod tests {
             plan.next_request_fault("ScaleOutInstance", &ids(&["emr-bbbbbbbb"])),
             None
         );
-        let a = plan.take_flow_overrides("emr-aaaaaaaa");
+        // A flow fault queued for one action does not touch another's flows.
+        assert_eq!(
+            plan.take_flow_overrides("TerminateClusterNodes", "emr-aaaaaaaa"),
+            FlowOverrides::default()
+        );
+        let a = plan.take_flow_overrides("ScaleOutInstance", "emr-aaaaaaaa");
         assert_eq!(
             a,
             FlowOverrides {
@@ -336,7 +359,7 @@ mod tests {
                 fail: false
             }
         );
-        let b = plan.take_flow_overrides("emr-bbbbbbbb");
+        let b = plan.take_flow_overrides("ScaleOutInstance", "emr-bbbbbbbb");
         assert_eq!(
             b,
             FlowOverrides {
@@ -345,7 +368,7 @@ mod tests {
             }
         );
         assert_eq!(
-            plan.take_flow_overrides("emr-bbbbbbbb"),
+            plan.take_flow_overrides("ScaleOutInstance", "emr-bbbbbbbb"),
             FlowOverrides::default()
         );
     }
@@ -368,6 +391,28 @@ mod tests {
             (10..=40).contains(&faults),
             "about half should fault, got {faults}"
         );
+    }
+
+    #[test]
+    fn random_faults_for_terminate_are_never_flow_faults() {
+        let mut plan = FaultPlan::new(Some(7), 1.0, Duration::from_secs(1));
+        let allowed = [
+            Fault::DropAfterExecute,
+            Fault::Http5xx(502),
+            Fault::Http5xx(503),
+            Fault::ApiError("InternalError".into()),
+            Fault::ApiError("RequestLimitExceeded".into()),
+        ];
+        let mut drawn = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let fault = plan
+                .next_request_fault("TerminateClusterNodes", &[])
+                .map(|f| f.0)
+                .expect("probability 1 always faults");
+            assert!(allowed.contains(&fault), "{fault:?}");
+            drawn.insert(format!("{fault:?}"));
+        }
+        assert_eq!(drawn.len(), allowed.len(), "every kind comes up");
     }
 
     #[test]

@@ -12,8 +12,10 @@ use serde_json::Value;
 use super::fault::Fault;
 use super::limit;
 
-/// The action that starts flows.
+/// The action that starts scale-out flows.
 const SCALE_OUT: &str = "ScaleOutInstance";
+/// The action that starts scale-in flows.
+const TERMINATE: &str = "TerminateClusterNodes";
 
 /// What the simulator did with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +24,10 @@ pub enum Outcome {
     Pending,
     /// Executed successfully. For `ScaleOutInstance`, `flow_id` is the flow it
     /// started or, when `deduplicated`, the flow of the original request whose
-    /// ClientToken it repeated (no new flow, no new nodes).
+    /// ClientToken it repeated (no new flow, no new nodes). For
+    /// `TerminateClusterNodes`, the scale-in flow it started.
     Ok {
-        /// The FlowId answered, for `ScaleOutInstance`.
+        /// The FlowId answered, for `ScaleOutInstance` and `TerminateClusterNodes`.
         flow_id: Option<u64>,
         /// The answer was replayed from an earlier request with the same ClientToken.
         deduplicated: bool,
@@ -80,15 +83,37 @@ impl LedgerEntry {
         self.fault == Some(Fault::DropAfterExecute)
     }
 
-    /// The flow this request started, if it started one (replays do not count).
+    /// The flow this request started, if it started one: a scale-out
+    /// (replays do not count) or a scale-in.
     pub fn started_flow(&self) -> Option<u64> {
         match self.outcome {
             Outcome::Ok {
                 flow_id: Some(id),
                 deduplicated: false,
-            } if self.action == SCALE_OUT => Some(id),
+            } if self.action == SCALE_OUT || self.action == TERMINATE => Some(id),
             _ => None,
         }
+    }
+
+    /// The `CvmInstanceIds` strings of the body (empty when absent).
+    pub fn cvm_instance_ids(&self) -> Vec<String> {
+        self.params
+            .get("CvmInstanceIds")
+            .and_then(Value::as_array)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether this is a `TerminateClusterNodes` on `cluster` that started a flow.
+    fn started_scale_in_on(&self, cluster: &str) -> bool {
+        self.action == TERMINATE
+            && self.started_flow().is_some()
+            && self.instance_ids.first().is_some_and(|c| c == cluster)
     }
 
     /// The API error code answered or injected, if any.
@@ -180,10 +205,9 @@ impl Ledger {
             .count()
     }
 
-    /// Every request that started a flow, in arrival order.
+    /// Every `ScaleOutInstance` that started a flow, in arrival order.
     pub fn flow_starts(&self) -> Vec<FlowStart> {
-        self.entries
-            .iter()
+        self.for_action(SCALE_OUT)
             .filter_map(|e| {
                 let flow_id = e.started_flow()?;
                 Some(FlowStart {
@@ -199,7 +223,7 @@ impl Ledger {
             .collect()
     }
 
-    /// How many flows were started on `cluster`.
+    /// How many scale-out flows were started on `cluster`.
     pub fn flows_started(&self, cluster: &str) -> usize {
         self.flow_starts()
             .iter()
@@ -233,6 +257,54 @@ impl Ledger {
             }
         }
         repeated
+    }
+
+    /// The `CvmInstanceIds` of every `TerminateClusterNodes` on `cluster`
+    /// that started a flow, in arrival order (also those whose answer was
+    /// lost, and whether or not their flow has ended or succeeded).
+    pub fn terminations(&self, cluster: &str) -> Vec<Vec<String>> {
+        self.entries
+            .iter()
+            .filter(|e| e.started_scale_in_on(cluster))
+            .map(LedgerEntry::cvm_instance_ids)
+            .collect()
+    }
+
+    /// Machine ids named by the `TerminateClusterNodes` requests on `cluster`
+    /// that started a flow: what was ordered removed, as
+    /// [`Ledger::nodes_ordered`] counts what was ordered added. What the
+    /// finished flows really removed is
+    /// [`ClusterSnapshot::nodes_removed`](super::ClusterSnapshot::nodes_removed).
+    pub fn nodes_removed(&self, cluster: &str) -> u64 {
+        self.terminations(cluster)
+            .iter()
+            .map(|ids| u64::try_from(ids.len()).unwrap_or(u64::MAX))
+            .sum()
+    }
+
+    /// Machine ids named by more than one executed `TerminateClusterNodes`
+    /// (one that started a flow), on any cluster, in the order their second
+    /// naming arrived.
+    pub fn nodes_terminated_twice(&self) -> Vec<String> {
+        let mut seen: Vec<(String, String)> = Vec::new();
+        let mut twice: Vec<String> = Vec::new();
+        for e in self.for_action(TERMINATE) {
+            if e.started_flow().is_none() {
+                continue;
+            }
+            let cluster = e.instance_ids.first().cloned().unwrap_or_default();
+            for id in e.cvm_instance_ids() {
+                let key = (cluster.clone(), id);
+                if seen.contains(&key) {
+                    if !twice.contains(&key.1) {
+                        twice.push(key.1);
+                    }
+                } else {
+                    seen.push(key);
+                }
+            }
+        }
+        twice
     }
 }
 
@@ -305,6 +377,55 @@ mod tests {
         assert!(ledger.tokens_with_several_flows().is_empty());
         let starts = ledger.flow_starts();
         assert_eq!(starts.iter().map(|f| f.flow_id).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    fn terminate(seq: u64, cluster: &str, ids: &[&str], outcome: Outcome) -> LedgerEntry {
+        LedgerEntry {
+            seq,
+            arrived_at: DateTime::UNIX_EPOCH,
+            since_start: Duration::from_millis(seq),
+            action: TERMINATE.to_owned(),
+            region: None,
+            secret_id: None,
+            params: json!({"InstanceId": cluster, "CvmInstanceIds": ids, "NodeFlag": "TASK"}),
+            client_token: None,
+            instance_ids: vec![cluster.to_owned()],
+            fault: None,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn scale_in_helpers_count_only_requests_that_started_flows() {
+        let refused = Outcome::Error {
+            code: "ResourceNotFound.InstanceNotFound".into(),
+        };
+        let injected = Outcome::InjectedHttp { status: 502 };
+        let mut dropped = terminate(3, "emr-aaaaaaaa", &["ins-3"], ok(12, false));
+        dropped.fault = Some(Fault::DropAfterExecute);
+        let ledger = Ledger::new(vec![
+            entry(0, 0, SCALE_OUT, Some("a"), ok(10, false)),
+            terminate(1, "emr-aaaaaaaa", &["ins-1", "ins-2"], ok(11, false)),
+            terminate(2, "emr-aaaaaaaa", &["ins-2"], refused),
+            dropped,
+            terminate(4, "emr-aaaaaaaa", &["ins-3", "ins-4"], ok(13, false)),
+            terminate(5, "emr-aaaaaaaa", &["ins-1"], injected),
+            terminate(6, "emr-bbbbbbbb", &["ins-9"], ok(14, false)),
+        ]);
+        assert_eq!(
+            ledger.terminations("emr-aaaaaaaa"),
+            [
+                vec!["ins-1".to_owned(), "ins-2".to_owned()],
+                vec!["ins-3".to_owned()],
+                vec!["ins-3".to_owned(), "ins-4".to_owned()],
+            ]
+        );
+        assert_eq!(ledger.nodes_removed("emr-aaaaaaaa"), 5);
+        assert_eq!(ledger.nodes_removed("emr-bbbbbbbb"), 1);
+        assert_eq!(ledger.nodes_terminated_twice(), ["ins-3"]);
+        // Scale-in flows are not scale-out flow starts.
+        assert_eq!(ledger.flows_started("emr-aaaaaaaa"), 1);
+        assert_eq!(ledger.entries()[1].started_flow(), Some(11));
     }
 
     #[test]

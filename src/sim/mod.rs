@@ -1,11 +1,13 @@
-//! A simulated Tencent Cloud EMR API server, for tests and the demo.
+//! A simulated Tencent Cloud EMR API server, for tests and the demo, and a
+//! YARN ResourceManager stand-in for scale-in tests.
 //!
 //! It speaks the real wire protocol (see DESIGN.md, "Wire facts"): `POST /`
 //! with a JSON body, `X-TC-*` headers, TC3-HMAC-SHA256 signatures checked by
 //! its own verifier (`sign.rs`, which shares no code with the client signer), and the `{"Response":{..}}` envelope with HTTP
-//! 200 for API errors too. It serves four actions (version `2019-01-03`):
-//! `ScaleOutInstance`, `DescribeInstances`, `DescribeClusterFlowStatusDetail`
-//! and `DescribeClusterNodes`.
+//! 200 for API errors too. It serves seven actions (version `2019-01-03`):
+//! `ScaleOutInstance`, `DescribeInstances`, `DescribeClusterFlowStatusDetail`,
+//! `DescribeClusterNodes`, `TerminateClusterNodes`,
+//! `DescribeAutoScaleGroupGlobalConf` and `DescribeAutoScaleStrategies`.
 //!
 //! # Public API
 //!
@@ -14,8 +16,18 @@
 //!             rate_limit_per_second, rate_limit_window, fault_seed,
 //!             fault_probability }                       (impl Default)
 //! SimConfig::with_clusters(ids) -> SimConfig
-//! SimCluster { instance_id, task_nodes, core_nodes, flow_duration }
+//! SimCluster { instance_id, task_nodes, core_nodes, flow_duration, nodes, builtin }
 //! SimCluster::new(id).with_task_nodes(n).with_core_nodes(n).with_flow_duration(d)
+//!     .with_node(SimNode).with_builtin_strategy(BuiltinStrategy)
+//! SimNode { order_no, emr_resource_id, ip, flag, auto_flag, destroyable,
+//!           disable_api_termination, charge_type, hardware_resource_type,
+//!           apply_time: Option<DateTime<Utc>>, tags: Option<Vec<(String, String)>> }
+//! SimNode::task() / core() / master()  .with_order_no(s) .with_emr_resource_id(s)
+//!     .with_ip(s) .with_flag(f) .auto_scaled() .with_destroyable(bool) .protected()
+//!     .monthly() .with_charge_type(c) .with_hardware_resource_type(s)
+//!     .with_apply_time(t) .with_tag(k, v);  has_tag(k, v), apply_time_text()
+//! BuiltinStrategy { kind: StrategyKind::{Load, Time}, group_id: Option<i64>, id, name, status }
+//! BuiltinStrategy::load(id, name) / time(id, name) .in_group(g) .with_status(s)
 //!
 //! Simulator::start(config, clock: SharedClock).await -> Result<SimHandle, StartError>   // 127.0.0.1:0
 //! Simulator::start_on(addr, config, clock).await     -> Result<SimHandle, StartError>
@@ -25,16 +37,31 @@
 //! SimHandle::endpoint() -> String                      // "http://127.0.0.1:PORT"
 //! SimHandle::ledger() -> Ledger                         // every request, arrival order
 //! SimHandle::inject(action, cluster: Option<&str>, fault: Fault)
+//! SimHandle::set_standing_fault(action, cluster: Option<&str>, fault: Option<Fault>)
 //! SimHandle::cluster(id) -> Option<ClusterSnapshot>     // settled at clock.now()
 //! SimHandle::clusters() -> Vec<ClusterSnapshot>
 //! SimHandle::flow(flow_id) -> Option<FlowSnapshot>
+//! SimHandle::nodes(id) -> Option<Vec<SimNode>>          // settled at clock.now()
 //! SimHandle::set_task_nodes(id, n) / set_core_nodes(id, n) -> bool
+//! SimHandle::add_node(id, SimNode) -> Option<String>    // the node's OrderNo
+//! SimHandle::update_node(id, order_no, impl FnOnce(&mut SimNode)) -> bool
+//! SimHandle::set_node_gone(id, order_no) -> bool
+//! SimHandle::set_builtin_strategy(id, BuiltinStrategy) / clear_builtin(id) -> bool
 //! SimHandle::set_flow_duration(id, Option<Duration>) / set_config_null(id, bool) -> bool
+//! SimHandle::set_flow_before_token(bool)
 //! SimHandle::shutdown(self).await
 //!
 //! Ledger::entries() / for_action(a) / max_in_any_window(a, window) / count_code(a, code)
 //! Ledger::flow_starts() / flows_started(cluster) / nodes_ordered(cluster)
 //! Ledger::tokens_with_several_flows()
+//! Ledger::terminations(cluster) -> Vec<Vec<String>> / nodes_removed(cluster) -> u64
+//! Ledger::nodes_terminated_twice() -> Vec<String>
+//! LedgerEntry::started_flow() / dropped() / error_code() / cvm_instance_ids()
+//!
+//! YarnRm::start().await -> Result<YarnRm, StartError>   // 127.0.0.1:0
+//! YarnRm::url() / addr() / set_nodes(Vec<YarnNode>) / set_apps(Vec<YarnApp>)
+//! YarnRm::set_redirect(Option<String>) / requests() -> Vec<String> / shutdown(self).await
+//! YarnNode::running(host, http_address, containers).with_state(s);  YarnApp::new(id, am_address)
 //! ```
 //!
 //! # Behaviour
@@ -45,9 +72,44 @@
 //! - **Flows** run on the injected [`SharedClock`]
 //!   and are settled lazily on every request and snapshot, so a
 //!   [`ManualClock`](crate::clock::ManualClock) makes them deterministic.
-//!   A `ScaleOutInstance` sets the cluster to status 4; when its flow ends,
-//!   status goes back to 2 and the nodes arrive (or, for a failed flow, status
-//!   302 and no nodes).
+//!   Scale-out and scale-in flows share one FlowId space and one flow per
+//!   cluster at a time. A `ScaleOutInstance` sets the cluster to status 4;
+//!   when its flow ends, status goes back to 2 and the nodes arrive (or, for
+//!   a failed flow, status 302 and no nodes).
+//! - **Nodes**: each cluster lists one master, `core_nodes` core nodes,
+//!   `task_nodes` untagged task nodes (ApplyTimes a minute apart, oldest
+//!   first) and then [`SimCluster::nodes`]. Machine ids (`ins-` + 8), EMR
+//!   resource ids (`emr-vm-` + 8) and IPs (`10.0.x.y`) are unique per
+//!   simulator and the same on every run. `TaskNodeSize`, `CoreNodeSize`
+//!   and `MasterNodeSize` count the list. A finished scale-out appends its
+//!   nodes: Flag 3 (or 2), AutoFlag 0, Destroyable 1, ChargeType = PayMode,
+//!   the request's `Tags` (null without), ApplyTime = the flow's start.
+//! - **DescribeClusterNodes**: `NodeFlag` all, master, core, task, common or
+//!   router (else `InvalidParameter.InvalidNodeType`); `Offset` is a *page
+//!   index* from 0 and `Limit` the page size, 1 to 100 (default 100);
+//!   `TotalCnt` counts the matching nodes, `NodeList` is null for an empty page.
+//! - **TerminateClusterNodes** checks, in this order, each refusal executing
+//!   nothing: the parameters (`CvmInstanceIds` a non-empty list of distinct
+//!   strings, `NodeFlag` exactly `"TASK"`, `GraceDownTime` 60 to 1800 when
+//!   `GraceDownFlag` is true: `InvalidParameter`; absent ones
+//!   `MissingParameter`), the cluster (`ResourceNotFound.ClusterNotFound`),
+//!   busy (a flow runs, or status is not 2: `ResourceInUse.InstanceInProcess`),
+//!   every id listed in the cluster (`ResourceNotFound.InstanceNotFound`), then
+//!   for each node Flag 3 (`InvalidParameter.InvalidNodeType`), Destroyable 1
+//!   (`InvalidParameter.NodeNotDestroyable`), DisableApiTermination false
+//!   (`InvalidParameter.TerminationProtected`), ChargeType 0
+//!   (`InvalidParameter.PrepaidNode`); every message names the node.
+//!   AutoFlag is not checked (the API does not refuse such nodes). On
+//!   success it answers `{"FlowId","RequestId"}` and starts a scale-in flow
+//!   of `GraceDownTime` seconds (1 s without `GraceDownFlag`); the cluster is
+//!   at status 24 and the nodes stay listed until the flow ends, when they
+//!   are removed and status goes back to 2. There is no ClientToken.
+//! - **Tencent's own auto-scaling**: `DescribeAutoScaleStrategies` answers a
+//!   cluster's strategies (only those of `GroupId`, when given) in
+//!   `LoadAutoScaleStrategies` and `TimeBasedAutoScaleStrategies`;
+//!   `DescribeAutoScaleGroupGlobalConf` lists one group per distinct group id
+//!   among them (`Id`, `GroupName` `group-<id>`, `CurrentNodes` 0) and
+//!   `TotalCount`. None by default.
 //! - **ClientToken**: a token seen in a request that started a flow within
 //!   the last 5 minutes of *wall* time gets the original answer again (same
 //!   FlowId, DealNames, BillId; new RequestId) and adds nothing. It is checked
@@ -59,17 +121,35 @@
 //! - **Paging**: `DescribeInstances` returns 10 clusters unless `Limit`
 //!   (1 to 100) says otherwise; `DescribeClusterNodes` returns 100.
 //! - **Faults**: see [`Fault`]. Scripted faults are taken by the next request
-//!   matching the action (and cluster); flow faults by the next flow that
-//!   starts. With `fault_probability > 0`, each admitted request may also get
-//!   a random fault (never `Delay`) from an RNG seeded with `fault_seed`.
+//!   matching the action (and cluster); flow faults by the next flow that a
+//!   request of the action they were queued for starts: queued for
+//!   `TerminateClusterNodes`, `SlowFlow(d)` makes the next scale-in last `d`
+//!   and `FailFlow` fails it at its end (flow -1, status back to 2, every
+//!   node kept). A lost answer (`DropAfterExecute`) after a
+//!   `TerminateClusterNodes` still removes the nodes when the flow ends.
+//!   With `fault_probability > 0`, each admitted request may also get
+//!   a random fault (never `Delay`) from an RNG seeded with `fault_seed`;
+//!   for `TerminateClusterNodes` only a lost answer, a 502/503,
+//!   `InternalError` or `RequestLimitExceeded`.
+//! - **Ledger**: [`Ledger::terminations`] and [`Ledger::nodes_removed`] count
+//!   the `TerminateClusterNodes` requests that started a flow (what was
+//!   ordered); [`ClusterSnapshot::nodes_removed`] counts what finished
+//!   scale-in flows really removed.
+//! - **YARN stand-in** ([`YarnRm`]): `GET /ws/v1/cluster/nodes` and
+//!   `GET /ws/v1/cluster/apps?states=RUNNING` with YARN's JSON shapes
+//!   (`{"nodes":null}` / `{"apps":null}` when empty), serving exactly what
+//!   was set; with a redirect set it answers 307 like a standby RM.
 
+mod builtin;
 mod engine;
 mod error;
 mod fault;
 mod ledger;
 mod limit;
+mod node;
 mod server;
 mod sign;
+mod yarn;
 
 use std::fmt;
 use std::future::Future;
@@ -82,16 +162,22 @@ use tracing::{info, warn};
 
 use crate::clock::SharedClock;
 
+pub use builtin::{BuiltinStrategy, STRATEGY_INVALID, STRATEGY_OFF, STRATEGY_ON, StrategyKind};
 pub use engine::{
     Action, CLIENT_TOKEN_TTL, ClusterSnapshot, FLOW_DONE, FLOW_FAILED, FLOW_INIT, FLOW_RUNNING,
-    FlowSnapshot, MAX_NODES_PER_REQUEST, STATUS_RUNNING, STATUS_SCALE_OUT_FAILED,
-    STATUS_SCALING_OUT,
+    FlowKind, FlowSnapshot, GRACE_DOWN_SECONDS, MAX_NODES_PER_REQUEST, NODES_PAGE_MAX,
+    QUICK_SCALE_IN, STATUS_RUNNING, STATUS_SCALE_OUT_FAILED, STATUS_SCALING_IN, STATUS_SCALING_OUT,
+    TERMINATE_NODE_FLAG,
 };
 pub use error::{ApiError, StartError};
 pub use fault::Fault;
 pub use ledger::{FlowStart, Ledger, LedgerEntry, Outcome};
 pub use limit::max_in_any_window;
+pub use node::{
+    APPLY_TIME_FORMAT, NODE_FLAG_COMMON, NODE_FLAG_CORE, NODE_FLAG_MASTER, NODE_FLAG_TASK, SimNode,
+};
 pub use server::VERSION;
+pub use yarn::{YarnApp, YarnNode, YarnRm};
 
 /// The SecretId the default config accepts.
 pub const DEFAULT_SECRET_ID: &str = "AKIDSIMULATOR00000000000000000000000";
@@ -102,16 +188,25 @@ pub const DEFAULT_SECRET_KEY: &str = "simulator-secret-key-000000000000";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// One simulated cluster at start-up.
+///
+/// Its node list is one master node, `core_nodes` core nodes, `task_nodes`
+/// untagged task nodes (distinct ApplyTimes, oldest first), then `nodes` in
+/// order; `TaskNodeSize` counts every Flag-3 node of that list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimCluster {
     /// The `emr-xxxxxxxx` id.
     pub instance_id: String,
-    /// Running task nodes.
+    /// Generated task nodes.
     pub task_nodes: u32,
-    /// Running core nodes.
+    /// Generated core nodes.
     pub core_nodes: u32,
     /// This cluster's provisioning time; `None` uses [`SimConfig::flow_duration`].
     pub flow_duration: Option<Duration>,
+    /// Nodes listed after the generated ones, exactly as given (empty ids
+    /// and a `None` ApplyTime are filled in).
+    pub nodes: Vec<SimNode>,
+    /// Tencent's own auto-scaling strategies at start-up.
+    pub builtin: Vec<BuiltinStrategy>,
 }
 
 impl SimCluster {
@@ -122,12 +217,27 @@ impl SimCluster {
             task_nodes: 0,
             core_nodes: 3,
             flow_duration: None,
+            nodes: Vec::new(),
+            builtin: Vec::new(),
         }
     }
 
-    /// Sets the starting task-node count.
+    /// Sets the starting count of generated task nodes.
     pub fn with_task_nodes(mut self, n: u32) -> Self {
         self.task_nodes = n;
+        self
+    }
+
+    /// Adds one node, listed after the generated ones.
+    pub fn with_node(mut self, node: SimNode) -> Self {
+        self.nodes.push(node);
+        self
+    }
+
+    /// Adds one of Tencent's own auto-scaling strategies (replacing one with
+    /// the same id).
+    pub fn with_builtin_strategy(mut self, strategy: BuiltinStrategy) -> Self {
+        builtin::upsert(&mut self.builtin, strategy);
         self
     }
 
@@ -229,6 +339,21 @@ impl SimConfig {
                     "cluster {} is listed twice",
                     c.instance_id
                 )));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (c, node) in self
+            .clusters
+            .iter()
+            .flat_map(|c| c.nodes.iter().map(move |n| (c, n)))
+        {
+            for id in [&node.order_no, &node.emr_resource_id, &node.ip] {
+                if !id.is_empty() && !ids.insert(id.as_str()) {
+                    return Err(StartError::Config(format!(
+                        "node id {id} is used twice (cluster {})",
+                        c.instance_id
+                    )));
+                }
             }
         }
         if self.credentials.is_empty() {
@@ -399,15 +524,74 @@ impl SimHandle {
         self.shared.lock().engine.flow(flow_id, now)
     }
 
-    /// Sets a cluster's running task nodes (as if changed elsewhere).
+    /// Makes the cluster list `n` task nodes (as if changed elsewhere):
+    /// adds untagged task nodes (ApplyTime the clock's now), or drops
+    /// untagged ones no scale-in is removing, newest first, then others.
     /// False when the cluster does not exist.
     pub fn set_task_nodes(&self, id: &str, n: u32) -> bool {
-        self.shared.lock().engine.modify(id, |k| *k.task_nodes = n)
+        let now = self.shared.clock.now();
+        self.shared
+            .lock()
+            .engine
+            .set_count(id, NODE_FLAG_TASK, n, now)
     }
 
-    /// Sets a cluster's running core nodes. False when the cluster does not exist.
+    /// Makes the cluster list `n` core nodes, as [`SimHandle::set_task_nodes`]
+    /// does for task nodes. False when the cluster does not exist.
     pub fn set_core_nodes(&self, id: &str, n: u32) -> bool {
-        self.shared.lock().engine.modify(id, |k| *k.core_nodes = n)
+        let now = self.shared.clock.now();
+        self.shared
+            .lock()
+            .engine
+            .set_count(id, NODE_FLAG_CORE, n, now)
+    }
+
+    /// A cluster's node list at the clock's current time, in
+    /// `DescribeClusterNodes` order. `None` when the cluster does not exist.
+    pub fn nodes(&self, id: &str) -> Option<Vec<SimNode>> {
+        let now = self.shared.clock.now();
+        self.shared.lock().engine.nodes(id, now)
+    }
+
+    /// Adds a node to a cluster's list (missing ids filled in, ApplyTime the
+    /// clock's now when unset). Its machine id (`OrderNo`), or `None` when the
+    /// cluster does not exist.
+    pub fn add_node(&self, id: &str, node: SimNode) -> Option<String> {
+        let now = self.shared.clock.now();
+        self.shared.lock().engine.add_node(id, node, now)
+    }
+
+    /// Changes one listed node in place (turn protection on, retag it, ...).
+    /// False when the cluster or the node does not exist.
+    pub fn update_node(&self, id: &str, order_no: &str, change: impl FnOnce(&mut SimNode)) -> bool {
+        self.shared.lock().engine.update_node(id, order_no, change)
+    }
+
+    /// Makes a node vanish from the cluster's list, as if a person had
+    /// removed it (no flow; not counted in
+    /// [`ClusterSnapshot::nodes_removed`]). False when the cluster or the
+    /// node does not exist.
+    pub fn set_node_gone(&self, id: &str, order_no: &str) -> bool {
+        self.shared.lock().engine.node_gone(id, order_no)
+    }
+
+    /// Adds or replaces (by [`BuiltinStrategy::id`]) one of Tencent's own
+    /// auto-scaling strategies on the cluster; a strategy with a group id
+    /// also lists that group. False when the cluster does not exist.
+    pub fn set_builtin_strategy(&self, id: &str, strategy: BuiltinStrategy) -> bool {
+        self.shared
+            .lock()
+            .engine
+            .modify(id, |k| builtin::upsert(k.strategies, strategy))
+    }
+
+    /// Removes every strategy (and so every group) of Tencent's own
+    /// auto-scaling from the cluster. False when the cluster does not exist.
+    pub fn clear_builtin(&self, id: &str) -> bool {
+        self.shared
+            .lock()
+            .engine
+            .modify(id, |k| k.strategies.clear())
     }
 
     /// Sets the provisioning time of the cluster's future flows (`None`: the

@@ -237,7 +237,7 @@ impl Shared {
 
         let SimState { engine, faults, .. } = state;
         let mut flow_overrides = |cluster: &str| {
-            let mut overrides: FlowOverrides = faults.take_flow_overrides(cluster);
+            let mut overrides: FlowOverrides = faults.take_flow_overrides(action.name(), cluster);
             if let Some(f) = &fault {
                 overrides.apply(f);
             }
