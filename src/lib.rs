@@ -18,3 +18,4 @@ pub mod sim;
 pub mod state;
 pub mod telemetry;
 pub mod tencent;
+pub mod yarn;

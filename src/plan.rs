@@ -170,7 +170,7 @@ pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>
         };
         let refs: Vec<&[Sample]> = obs.iter().map(Vec::as_slice).collect();
         let decision = policy::decide(
-            &cluster.acting_policy(),
+            &cluster.policy(),
             &view,
             &refs,
             now,

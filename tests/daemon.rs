@@ -82,10 +82,14 @@ fn threshold(add: u32, for_: &str) -> String {
 
 impl Rig {
     async fn new(task_nodes: u32, flow: Duration) -> Rig {
+        Rig::with_cluster(SimCluster::new(CLUSTER).with_task_nodes(task_nodes), flow).await
+    }
+
+    async fn with_cluster(cluster: SimCluster, flow: Duration) -> Rig {
         let clock: SharedClock = Arc::new(SystemClock);
         let sim = Simulator::start(
             SimConfig {
-                clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(task_nodes)],
+                clusters: vec![cluster],
                 flow_duration: flow,
                 ..SimConfig::default()
             },
@@ -1111,5 +1115,298 @@ async fn pause_with_a_token_file_needs_the_bearer_token() {
     assert!(
         !rig.log().contains("s3cret-admin"),
         "the token is never logged"
+    );
+}
+
+// ---- Scale-in and Tencent's own auto-scaling, with the real binary. ----
+
+const U: &str = "sum(yarn_allocated_mb) / sum(yarn_total_mb)";
+const TERMINATE: &str = "TerminateClusterNodes";
+
+/// Scale-in on, nodes = "ours", the floor at 2, at most `max` nodes.
+fn shrinking(max: u32, stabilization: &str, max_step: u32) -> String {
+    format!(
+        "min_task_nodes = 2\nmax_task_nodes = {max}\ncooldown = \"3s\"\nsettle = \"2s\"\n[clusters.scale_in]\nenabled = true\ngrace_period = \"60s\"\nstabilization = \"{stabilization}\"\ncooldown = \"1s\"\nmax_step = {max_step}\nowner_tag = {{ key = \"managed-by\", value = \"emr-autoscaler\" }}\n"
+    )
+}
+
+/// Scale out by 4 on pending memory; right-size on utilisation (target 70%,
+/// band 30%).
+fn grow_and_shrink_rules() -> String {
+    format!(
+        "{}[[clusters.rules]]\nname = \"util\"\ntype = \"target\"\nquery = \"{U}\"\ntarget = 0.7\ntolerance = 0.3\n",
+        threshold(4, "0s")
+    )
+}
+
+fn tagged(node: &emr_autoscaler::sim::SimNode) -> bool {
+    node.has_tag("managed-by", "emr-autoscaler")
+}
+
+/// A burst grows the cluster; once utilisation stays low for the
+/// stabilization window it shrinks back to its floor, gracefully, removing
+/// only the nodes it added, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_grows_on_a_burst_and_shrinks_back_gracefully() {
+    let mut rig = Rig::new(2, Duration::from_secs(2)).await;
+    rig.write_config(&shrinking(6, "5s", 5), &grow_and_shrink_rules());
+    rig.prom.set(U, Answer::Value(0.5));
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(20), "six task nodes", || {
+        rig.sim.cluster(CLUSTER).is_some_and(|c| c.task_nodes == 6)
+    })
+    .await;
+    let before = rig.sim.nodes(CLUSTER).unwrap();
+    assert_eq!(before.iter().filter(|n| tagged(n)).count(), 4, "{before:?}");
+    // The burst is over and the cluster idles.
+    rig.prom.set(Q, Answer::Value(0.0));
+    rig.prom.set(U, Answer::Value(0.1));
+    eventually(Duration::from_secs(30), "a graceful removal", || {
+        !rig.sim.ledger().terminations(CLUSTER).is_empty()
+    })
+    .await;
+    let ledger = rig.sim.ledger();
+    let request = ledger
+        .for_action(TERMINATE)
+        .find(|e| e.started_flow().is_some())
+        .unwrap();
+    assert_eq!(request.params["GraceDownFlag"], true);
+    assert_eq!(request.params["GraceDownTime"], 60);
+    assert_eq!(request.params["NodeFlag"], "TASK");
+    let named = ledger.terminations(CLUSTER);
+    assert_eq!(named.len(), 1, "one removal: {named:?}");
+    assert_eq!(named[0].len(), 4, "down to the floor of 2: {named:?}");
+    for id in &named[0] {
+        let node = before.iter().find(|n| &n.order_no == id).unwrap();
+        assert!(tagged(node), "{id} was not ours");
+    }
+    // The nodes drain for the grace period, then the flow ends.
+    eventually(Duration::from_secs(90), "the removal to end", || {
+        rig.sim
+            .cluster(CLUSTER)
+            .is_some_and(|c| c.task_nodes == 2 && c.current_flow.is_none())
+    })
+    .await;
+    let after = rig.sim.nodes(CLUSTER).unwrap();
+    assert!(
+        after.iter().filter(|n| n.flag == 3).all(|n| !tagged(n)),
+        "the untagged floor stays: {after:?}"
+    );
+    assert!(rig.sim.ledger().nodes_terminated_twice().is_empty());
+    eventually(Duration::from_secs(10), "the operation to close", || {
+        emr_autoscaler::state::read_only(&rig.dir.path().join("state"))
+            .is_ok_and(|s| s.cluster(CLUSTER).is_some_and(|c| c.operation.is_none()))
+    })
+    .await;
+    let (_, metrics) = rig.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("emr_autoscaler_nodes_removed_total{{cluster=\"{CLUSTER}\"}}")
+        ),
+        Some(4.0)
+    );
+    let decided = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("emr_autoscaler_decisions_total")
+                && l.contains("outcome=\"scale_in\"")
+                && l.contains("rule=\"util\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(decided >= 1.0, "{metrics}");
+    assert_eq!(rig.orders(), vec![4], "no scale-out while shrinking");
+}
+
+/// A burst inside the stabilization window cancels the scale-in: nothing is
+/// removed until a full window without it has been observed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_during_the_stabilization_window_cancels_the_scale_in() {
+    let mut rig = Rig::new(2, Duration::from_secs(1)).await;
+    rig.write_config(&shrinking(6, "8s", 5), &grow_and_shrink_rules());
+    rig.prom.set(U, Answer::Value(0.5));
+    rig.start();
+    ready(&rig).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(20), "six task nodes", || {
+        rig.sim.cluster(CLUSTER).is_some_and(|c| c.task_nodes == 6)
+    })
+    .await;
+    rig.prom.set(Q, Answer::Value(0.0));
+    rig.prom.set(U, Answer::Value(0.1));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A burst: the pending rule votes to add (capped at max_task_nodes).
+    rig.prom.set(Q, Answer::Value(500.0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.prom.set(Q, Answer::Value(0.0));
+    let burst_end = Instant::now();
+    while burst_end.elapsed() < Duration::from_secs(6) {
+        assert!(
+            rig.sim.ledger().terminations(CLUSTER).is_empty(),
+            "removed {:?} after the burst, inside the window",
+            burst_end.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually(
+        Duration::from_secs(20),
+        "the removal, one window later",
+        || !rig.sim.ledger().terminations(CLUSTER).is_empty(),
+    )
+    .await;
+    assert!(burst_end.elapsed() >= Duration::from_secs(6));
+    assert_eq!(rig.orders(), vec![4], "the capped burst ordered nothing");
+}
+
+/// With nodes = "ours", a cluster whose task nodes all came from elsewhere
+/// is never shrunk, and the status says why each node was passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nodes_ours_foreign_nodes_are_never_removed() {
+    let mut rig = Rig::new(8, Duration::from_secs(1)).await;
+    rig.write_config(&shrinking(10, "2s", 5), &grow_and_shrink_rules());
+    rig.prom.set(U, Answer::Value(0.05));
+    rig.start();
+    ready(&rig).await;
+    eventually(
+        Duration::from_secs(20),
+        "a scale-in decision and its node choice",
+        || {
+            let (_, body) = futures_block(rig.get("/api/v1/status"));
+            body.contains("last_selection") && body.contains("tags unknown")
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        rig.sim.ledger().for_action(TERMINATE).next().is_none(),
+        "a foreign node was named"
+    );
+    assert_eq!(rig.sim.cluster(CLUSTER).unwrap().task_nodes, 8);
+}
+
+/// An enabled strategy of Tencent's own auto-scaling holds the cluster with
+/// outcome `conflict` (readiness names it) from the first decision, and
+/// within one check when it is switched on while the daemon runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builtin_strategy_holds_the_cluster_with_conflict() {
+    use emr_autoscaler::sim::BuiltinStrategy;
+    let mut rig = Rig::new(2, Duration::from_secs(1)).await;
+    rig.write_config("", &threshold(2, "0s"));
+    rig.sim
+        .set_builtin_strategy(CLUSTER, BuiltinStrategy::load(7, "cpu-high").in_group(3));
+    rig.prom.set(Q, Answer::Value(500.0));
+    let mut cmd = rig.command();
+    cmd.env("EMR_AUTOSCALER_TEST_BUILTIN_EVERY", "1s");
+    rig.launch(cmd);
+    ready(&rig).await;
+    eventually(Duration::from_secs(10), "/readyz 503 conflict", || {
+        let (code, body) = futures_block(rig.get("/readyz"));
+        code == 503 && body.contains("conflict") && body.contains("load:cpu-high")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        rig.orders().is_empty(),
+        "ordered next to an enabled strategy"
+    );
+    let (_, metrics) = rig.get("/metrics").await;
+    let conflicts = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("emr_autoscaler_decisions_total")
+                && l.contains("rule=\"pending\"")
+                && l.contains("outcome=\"conflict\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(conflicts.is_some_and(|v| v >= 1.0), "{conflicts:?}");
+    // Switched off: the next check lets the order through.
+    rig.sim.clear_builtin(CLUSTER);
+    eventually(
+        Duration::from_secs(10),
+        "the order once the strategy is off",
+        || rig.orders().len() == 1,
+    )
+    .await;
+    // Switched on again while running: held within one check.
+    rig.sim
+        .set_builtin_strategy(CLUSTER, BuiltinStrategy::time(9, "nightly"));
+    eventually(Duration::from_secs(5), "conflict again", || {
+        let (code, body) = futures_block(rig.get("/readyz"));
+        code == 503 && body.contains("time:nightly")
+    })
+    .await;
+}
+
+/// kill -9 at random moments of scale-ins, 20 times: no node is ever named
+/// by two removals that executed, no request names more than max_step
+/// nodes, only our nodes are named, and the cluster never goes below its
+/// floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_every_step_of_a_scale_in_never_removes_a_node_twice() {
+    use emr_autoscaler::sim::SimNode;
+    let mut cluster = SimCluster::new(CLUSTER).with_task_nodes(2);
+    for _ in 0..40 {
+        cluster = cluster.with_node(SimNode::task().with_tag("managed-by", "emr-autoscaler"));
+    }
+    let mut rig = Rig::with_cluster(cluster, Duration::from_secs(1)).await;
+    rig.write_config(&shrinking(60, "1s", 3), &grow_and_shrink_rules());
+    rig.prom.set(U, Answer::Value(0.05));
+    let mut rng = fastrand::Rng::with_seed(20261202);
+    for trial in 0..20 {
+        // Each removal drains for 2 s instead of its 60 s grace period.
+        rig.sim.inject(
+            TERMINATE,
+            Some(CLUSTER),
+            Fault::SlowFlow(Duration::from_secs(2)),
+        );
+        if trial % 4 == 1 {
+            // A lost answer: the removal executes, the daemon never hears.
+            rig.sim
+                .inject(TERMINATE, Some(CLUSTER), Fault::DropAfterExecute);
+        }
+        rig.start();
+        tokio::time::sleep(Duration::from_millis(rng.u64(300..4000))).await;
+        rig.signal("-KILL");
+        let _ = rig.wait_exit(Duration::from_secs(5)).await;
+        let nodes = rig.sim.cluster(CLUSTER).unwrap().task_nodes;
+        assert!(nodes >= 2, "trial {trial}: below the floor ({nodes})");
+    }
+    // A last daemon settles whatever was left open.
+    rig.start();
+    eventually(Duration::from_secs(30), "no open operation", || {
+        emr_autoscaler::state::read_only(&rig.dir.path().join("state"))
+            .is_ok_and(|s| s.cluster(CLUSTER).is_some_and(|c| c.operation.is_none()))
+    })
+    .await;
+    let ledger = rig.sim.ledger();
+    assert!(
+        ledger.nodes_terminated_twice().is_empty(),
+        "{:?}",
+        ledger.nodes_terminated_twice()
+    );
+    let named = ledger.terminations(CLUSTER);
+    assert!(!named.is_empty(), "no removal ran in 20 trials");
+    for list in &named {
+        assert!(list.len() <= 3, "more than max_step: {list:?}");
+        for id in list {
+            assert!(id.starts_with("ins-"), "{id}");
+        }
+    }
+    let left = rig.sim.nodes(CLUSTER).unwrap();
+    assert!(left.iter().filter(|n| n.flag == 3).count() >= 2);
+    assert_eq!(
+        left.iter().filter(|n| n.flag == 3 && !tagged(n)).count(),
+        2,
+        "foreign nodes stay: {left:#?}; scale-outs: {:?}",
+        rig.orders()
+    );
+    println!(
+        "20 kill -9 trials: {} removals executed, {} nodes removed, {} TerminateClusterNodes requests",
+        named.len(),
+        named.iter().map(Vec::len).sum::<usize>(),
+        ledger.for_action(TERMINATE).count()
     );
 }

@@ -179,17 +179,7 @@ impl ClusterConfig {
             .unwrap_or_else(|| (evaluation_interval * 2).max(Duration::from_secs(60)))
     }
 
-    /// The policy the daemon and `plan` act on: scale-in stays off there
-    /// until the daemon can carry a removal out (TerminateClusterNodes
-    /// through the operation machine); `backtest` replays [`Self::policy`],
-    /// scale-in included.
-    pub fn acting_policy(&self) -> crate::policy::ClusterPolicy {
-        let mut policy = self.policy();
-        policy.scale_in.enabled = false;
-        policy
-    }
-
-    /// The guard rails and rules the policy core decides with, as configured.
+    /// The guard rails and rules the policy core decides with.
     pub fn policy(&self) -> crate::policy::ClusterPolicy {
         crate::policy::ClusterPolicy {
             min_task_nodes: self.min_task_nodes,

@@ -117,6 +117,8 @@ fn apply(
             });
         }
         Effect::FlowEnded(flow) => c.flow_ended(*flow),
+        // The scale-in cooldown runs from the end of every operation.
+        Effect::Close(_) => c.last_operation_end = Some(now),
         Effect::Arrived(nodes) => c.arrivals.push(Arrival {
             at: now,
             nodes: *nodes,

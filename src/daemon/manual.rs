@@ -139,6 +139,7 @@ async fn alone(
         config: config.clone(),
         emr,
         prom,
+        http: connections.http.clone(),
         metrics: Arc::new(Metrics::new()),
         state: Arc::new(StateHandle::new(store, state)),
         board: Arc::new(StatusBoard::new(clock.clone())),

@@ -117,6 +117,8 @@ pub struct Shared {
     pub emr: EmrClient,
     /// Prometheus client.
     pub prom: Prometheus,
+    /// The one HTTP client (for the YARN ResourceManagers).
+    pub http: reqwest::Client,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Durable state.
@@ -453,6 +455,7 @@ async fn start_generation(
         config: config.clone(),
         emr,
         prom,
+        http: base.connections.http.clone(),
         metrics: base.metrics.clone(),
         state: base.state.clone(),
         board: base.board.clone(),

@@ -34,6 +34,8 @@ pub struct VoteStatus {
     pub value: Option<f64>,
     /// Nodes it asked for.
     pub increment: u32,
+    /// Nodes it would give back (scale-in on only).
+    pub removal: u32,
     /// Its outcome.
     pub outcome: &'static str,
     /// Its data problem, if any.
@@ -92,6 +94,14 @@ pub struct ClusterStatus {
     pub last_order: Option<serde_json::Value>,
     /// Why the cluster is not ready (empty when it had everything).
     pub not_ready: Vec<NotReady>,
+    /// The scale-in judgement of the last decision ("scale-in off" when off).
+    pub scale_in: Option<String>,
+    /// The last scale-in's node choice: the nodes chosen, the shortfall, and
+    /// why every other node was passed over.
+    pub last_selection: Option<serde_json::Value>,
+    /// Tencent's own auto-scaling on this cluster: `groups`, the `enabled`
+    /// strategies, when they were read, or the read error.
+    pub builtin: Option<serde_json::Value>,
 }
 
 /// One readiness reason. `reason` is one of [`NotReady::LABELS`].

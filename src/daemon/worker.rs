@@ -19,7 +19,22 @@ use crate::config::ClusterConfig;
 use crate::policy::{self, ClusterView, Reading, Sample, Unit};
 use crate::state::{NodeKind, OrderSource, RuleMarks};
 use crate::telemetry::metrics::ClusterSnapshot;
-use crate::tencent::emr::status;
+use crate::tencent::emr::{BuiltinScaling, status};
+
+/// How often Tencent's own auto-scaling strategies are read.
+const BUILTIN_EVERY: chrono::Duration = chrono::Duration::minutes(10);
+/// How soon an unreadable answer is tried again.
+const BUILTIN_RETRY: chrono::Duration = chrono::Duration::minutes(1);
+
+/// What Tencent's own auto-scaling does on this cluster: read before the
+/// first decision and every [`BUILTIN_EVERY`] (a failed read again after
+/// [`BUILTIN_RETRY`]).
+#[derive(Debug, Default)]
+struct Builtin {
+    next_read: Option<chrono::DateTime<chrono::Utc>>,
+    read_at: Option<chrono::DateTime<chrono::Utc>>,
+    answer: Option<Result<BuiltinScaling, String>>,
+}
 
 fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.9 + fastrand::f64() * 0.2)
@@ -43,10 +58,17 @@ pub async fn run(
     shared.board.expect(&id, allowance);
     let mut histories: Vec<VecDeque<Sample>> =
         cluster.rules.iter().map(|_| VecDeque::new()).collect();
-    let policy = cluster.acting_policy();
-    if cluster.scale_in.enabled {
-        tracing::warn!(message = "[clusters.scale_in] is enabled, but this build's daemon does not remove nodes yet; `backtest` replays the removals. The cluster scales out only.", cluster = %id);
-    }
+    let policy = cluster.policy();
+    let mut builtin = Builtin::default();
+    // The stabilization window is observed anew after every start.
+    let mut removals: Vec<policy::Proposal> = Vec::new();
+    let yarn = cluster.yarn.as_ref().map(|y| {
+        crate::yarn::Yarn::new(
+            shared.http.clone(),
+            y.resourcemanager_urls.clone(),
+            shared.config.prometheus.timeout,
+        )
+    });
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
     // Spread clusters over the first interval.
     let first = real.mul_f64(fastrand::f64() * 0.2);
@@ -58,7 +80,13 @@ pub async fn run(
     actuator::drive(&shared, &cluster, Event::Restart).await;
     'owner: loop {
         stall_for_tests(&id).await;
-        tick(&shared, &cluster, &policy, &mut histories).await;
+        let mut memory = Memory {
+            histories: &mut histories,
+            builtin: &mut builtin,
+            removals: &mut removals,
+            yarn: yarn.as_ref(),
+        };
+        tick(&shared, &cluster, &policy, &mut memory).await;
         shared.board.progressed(&id, allowance);
         let next = tokio::time::Instant::now() + jittered(real);
         loop {
@@ -87,6 +115,22 @@ async fn stall_for_tests(id: &str) {
     }
     #[cfg(not(debug_assertions))]
     let _ = id;
+}
+
+/// Debug builds only: `EMR_AUTOSCALER_TEST_BUILTIN_EVERY=2s` reads Tencent's
+/// auto-scaling strategies that often instead of every 10 minutes, so tests
+/// can switch a strategy on while the daemon runs. Release builds have no
+/// such hook.
+fn builtin_every_for_tests() -> Option<chrono::Duration> {
+    #[cfg(debug_assertions)]
+    {
+        std::env::var("EMR_AUTOSCALER_TEST_BUILTIN_EVERY")
+            .ok()
+            .and_then(|v| humantime::parse_duration(&v).ok())
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+    }
+    #[cfg(not(debug_assertions))]
+    None
 }
 
 /// Serves one operator command.
@@ -200,12 +244,21 @@ pub async fn manual_order(
     }
 }
 
+/// What an owner remembers between ticks (lost on restart, by design).
+struct Memory<'a> {
+    histories: &'a mut [VecDeque<Sample>],
+    builtin: &'a mut Builtin,
+    removals: &'a mut Vec<policy::Proposal>,
+    yarn: Option<&'a crate::yarn::Yarn>,
+}
+
 async fn tick(
     shared: &Arc<Shared>,
     cluster: &ClusterConfig,
     policy: &policy::ClusterPolicy,
-    histories: &mut [VecDeque<Sample>],
+    memory: &mut Memory<'_>,
 ) {
+    let builtin = &mut *memory.builtin;
     let id = cluster.instance_id.as_str();
     let now = shared.clock.now();
     let interval = shared.config.daemon.evaluation_interval;
@@ -239,6 +292,69 @@ async fn tick(
     });
     actuator::drive(shared, cluster, Event::Tick(capacity)).await;
 
+    // Tencent's own auto-scaling, before the first decision and then every
+    // 10 minutes: an enabled strategy holds everything (unless
+    // coexist_with_builtin); unreadable strategies hold scale-in only.
+    if builtin.next_read.is_none_or(|t| now >= t) {
+        let call = shared
+            .board
+            .in_call(id, shared.config.tencent.call_within() * 4);
+        let answer = shared
+            .emr
+            .builtin_scaling(id)
+            .await
+            .map_err(|e| e.to_string());
+        drop(call);
+        let every = builtin_every_for_tests().unwrap_or(BUILTIN_EVERY);
+        builtin.next_read = Some(
+            now + if answer.is_ok() {
+                every
+            } else {
+                BUILTIN_RETRY.min(every)
+            },
+        );
+        builtin.read_at = Some(now);
+        match &answer {
+            Ok(b) if b.is_active() => {
+                tracing::warn!(message = "Tencent's own auto-scaling is on for this cluster.", cluster = %id, strategies = %b.enabled.join(","), coexist = cluster.coexist_with_builtin)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(message = "Tencent's auto-scaling strategies cannot be read; scale-in holds.", cluster = %id, error = %e)
+            }
+        }
+        builtin.answer = Some(answer);
+    }
+    let conflict =
+        !cluster.coexist_with_builtin && matches!(&builtin.answer, Some(Ok(b)) if b.is_active());
+    let builtin_unknown = !matches!(builtin.answer, Some(Ok(_)));
+    match &builtin.answer {
+        Some(Ok(b)) if conflict => not_ready.push(NotReady::new(
+            "conflict",
+            format!(
+                "Tencent's own auto-scaling has enabled strategies ({}); everything holds. \
+                 Disable them, or set coexist_with_builtin = true to act next to them",
+                b.enabled.join(", ")
+            ),
+        )),
+        Some(Err(e)) => not_ready.push(NotReady::new(
+            "conflict",
+            format!(
+                "Tencent's auto-scaling strategies cannot be read ({e}); scale-in holds, \
+                 scale-out proceeds. Allow DescribeAutoScaleGroupGlobalConf and \
+                 DescribeAutoScaleStrategies in the CAM policy"
+            ),
+        )),
+        _ => {}
+    }
+    let builtin_json = serde_json::json!({
+        "read_at": builtin.read_at,
+        "groups": builtin.answer.as_ref().and_then(|a| a.as_ref().ok()).map(|b| b.groups),
+        "enabled": builtin.answer.as_ref().and_then(|a| a.as_ref().ok()).map(|b| b.enabled.clone()),
+        "error": builtin.answer.as_ref().and_then(|a| a.as_ref().err()),
+        "coexist_with_builtin": cluster.coexist_with_builtin,
+    });
+
     // Observe every rule concurrently.
     let queries = shared.board.in_call(
         id,
@@ -255,7 +371,12 @@ async fn tick(
     }))
     .await;
     drop(queries);
-    for ((rule, obs), history) in cluster.rules.iter().zip(observed).zip(histories.iter_mut()) {
+    for ((rule, obs), history) in cluster
+        .rules
+        .iter()
+        .zip(observed)
+        .zip(memory.histories.iter_mut())
+    {
         let Some(obs) = obs else { continue };
         if let Reading::Missing(issue) = obs.reading {
             shared.metrics.record_query_error(id, &rule.name, issue);
@@ -279,7 +400,8 @@ async fn tick(
             history.pop_front();
         }
     }
-    let samples: Vec<Vec<Sample>> = histories
+    let samples: Vec<Vec<Sample>> = memory
+        .histories
         .iter()
         .map(|h| h.iter().copied().collect())
         .collect();
@@ -289,19 +411,21 @@ async fn tick(
     // Nodes that arrived count in flight until a snapshot taken after their
     // arrival shows them, then against the demand until `settle` has passed.
     let settle = chrono::Duration::from_std(cluster.settle(interval)).unwrap_or_default();
-    let (inputs, op, cooldown_until, backoff_until, paused, breaker) = shared.state.with(|s| {
-        let c = s.cluster_mut(id);
-        c.prune_orders(now);
-        c.prune_arrivals(now, settle);
-        (
-            c.policy_inputs(cluster.rules.iter().map(|r| &*r.name), snapshot.at),
-            c.operation.clone(),
-            c.cooldown_until,
-            c.sold_out_until,
-            c.paused,
-            c.breaker_open.clone(),
-        )
-    });
+    let (inputs, op, cooldown_until, backoff_until, paused, breaker, last_op_end) =
+        shared.state.with(|s| {
+            let c = s.cluster_mut(id);
+            c.prune_orders(now);
+            c.prune_arrivals(now, settle);
+            (
+                c.policy_inputs(cluster.rules.iter().map(|r| &*r.name), snapshot.at),
+                c.operation.clone(),
+                c.cooldown_until,
+                c.sold_out_until,
+                c.paused,
+                c.breaker_open.clone(),
+                c.last_operation_end,
+            )
+        });
     let orders = &inputs.orders;
     let planned = inputs.planned;
     let cluster_status = info.as_ref().and_then(|i| i.status);
@@ -328,10 +452,28 @@ async fn tick(
         orders,
         rule_last_fired: &inputs.last_fired,
         schedule_done: &inputs.schedule_done,
-        ..ClusterView::default()
+        operation_open: op.is_some(),
+        conflict,
+        builtin_unknown,
+        leaving: inputs.leaving,
+        scale_in_cooldown_until: last_op_end
+            .map(|t| t + chrono::Duration::from_std(cluster.scale_in.cooldown).unwrap_or_default()),
+        removal_history: memory.removals,
     };
     let max_gap = interval * 2 + interval / 2;
     let decision = policy::decide(policy, &view, &refs, now, max_gap);
+    if cluster.scale_in.enabled {
+        memory.removals.push(policy::Proposal {
+            at: now,
+            nodes: decision.proposal,
+        });
+        policy::scale_in::prune(
+            memory.removals,
+            now,
+            cluster.scale_in.stabilization,
+            max_gap,
+        );
+    }
     let units: Vec<Unit> = cluster.rules.iter().map(|r| r.unit).collect();
     let text = decision.explain(&units);
 
@@ -405,6 +547,7 @@ async fn tick(
                 rule: v.rule.to_string(),
                 value: v.value,
                 increment: v.increment,
+                removal: v.removal,
                 outcome: v.outcome.metric_label(),
                 data_issue: v.issue.map(|i| i.metric_label()),
             })
@@ -418,6 +561,8 @@ async fn tick(
         s.dry_run = dry_run;
         s.operation = op_json.clone();
         s.not_ready = not_ready.clone();
+        s.scale_in = Some(decision.removal.to_string());
+        s.builtin = Some(builtin_json.clone());
     });
     let quiet = matches!(decision.outcome, policy::Outcome::Hold) && decision.proposed == 0;
     if quiet {
@@ -469,5 +614,111 @@ async fn tick(
             };
             actuator::drive(shared, cluster, Event::Decided(plan)).await;
         }
+    } else if decision.removes() > 0 && op.is_none() {
+        remove(
+            shared,
+            cluster,
+            decision.removes(),
+            decision.running.unwrap_or(0),
+            &text,
+            memory.yarn,
+        )
+        .await;
     }
+}
+
+/// Picks the nodes of a removal the policy decided and starts it as an
+/// operation. Nothing is sent when the node list (or, when configured, the
+/// ResourceManager) cannot be read, or no node is eligible.
+async fn remove(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    count: u32,
+    running: u32,
+    reason: &str,
+    yarn: Option<&crate::yarn::Yarn>,
+) {
+    use crate::policy::scale_in::{Node, select};
+    let id = cluster.instance_id.as_str();
+    let listed = {
+        let _call = shared
+            .board
+            .in_call(id, shared.config.tencent.call_within() * 4);
+        shared.emr.task_nodes(id).await
+    };
+    let listed = match listed {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(message = "Cannot read the node list; no scale-in this time.", cluster = %id, class = e.class().metric_label(), error = %e);
+            return;
+        }
+    };
+    let yarn_state = match yarn {
+        None => None,
+        Some(y) => {
+            let read = {
+                let _call = shared
+                    .board
+                    .in_call(id, shared.config.prometheus.timeout * 4);
+                y.state().await
+            };
+            match read {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(message = "Cannot read the YARN ResourceManager; no scale-in this time.", cluster = %id, error = %e);
+                    return;
+                }
+            }
+        }
+    };
+    let nodes: Vec<Node> = listed.iter().map(Node::from).collect();
+    let selection = select(
+        &nodes,
+        &cluster.scale_in.scope,
+        yarn_state.as_ref(),
+        &[],
+        count,
+    );
+    let passed: Vec<serde_json::Value> = selection
+        .passed_over
+        .iter()
+        .map(|(node, why)| json!({"node": node, "why": why.to_string()}))
+        .collect();
+    shared.board.update(id, |s| {
+        s.last_selection = Some(json!({
+            "at": shared.clock.now(),
+            "wanted": count,
+            "reason": reason,
+            "chosen": selection.ids(),
+            "shortfall": selection.shortfall,
+            "passed_over": passed,
+        }));
+    });
+    if selection.chosen.is_empty() {
+        tracing::info!(message = "Scale-in decided, but no task node is eligible.", cluster = %id, wanted = count);
+        return;
+    }
+    let mut why = reason.to_string();
+    if selection.shortfall > 0 {
+        why.push_str(&format!(
+            "; only {} of {count} node(s) eligible",
+            selection.chosen.len()
+        ));
+        tracing::info!(message = "Fewer eligible nodes than the removal; removing the eligible ones.", cluster = %id, wanted = count, eligible = selection.chosen.len());
+    }
+    let plan = Plan {
+        id: uuid::Uuid::new_v4().to_string(),
+        reason: why,
+        chunks: vec![],
+        kind: NodeKind::Task,
+        source: OrderSource::Daemon,
+        task_nodes_before: running,
+        marks: RuleMarks::default(),
+        removal: Some(crate::state::RemovalIntent {
+            nodes: selection.ids(),
+            gone: vec![],
+            grace_secs: cluster.scale_in.grace_period.as_secs(),
+        }),
+    };
+    actuator::drive(shared, cluster, Event::Decided(plan)).await;
 }

@@ -301,6 +301,7 @@ pub async fn run(
         .map(|c| (c.instance_id.clone(), c.min_task_nodes))
         .collect();
     let mut seen_flows = 0usize;
+    let mut seen_removals: BTreeMap<String, usize> = BTreeMap::new();
     let mut next_row = start;
     loop {
         let now = clock.now();
@@ -312,7 +313,16 @@ pub async fn run(
         }
         // New orders since the last step.
         let starts = sim.ledger().flow_starts();
-        let status = if starts.len() > seen_flows || now >= next_row {
+        let ledger = sim.ledger();
+        let removals: BTreeMap<String, Vec<Vec<String>>> = config
+            .clusters
+            .iter()
+            .map(|c| (c.instance_id.clone(), ledger.terminations(&c.instance_id)))
+            .collect();
+        let new_removal = removals
+            .iter()
+            .any(|(id, r)| r.len() > seen_removals.get(id).copied().unwrap_or(0));
+        let status = if starts.len() > seen_flows || new_removal || now >= next_row {
             fetch_status(&http, admin).await
         } else {
             None
@@ -322,7 +332,7 @@ pub async fn run(
             let reason = status
                 .as_ref()
                 .and_then(|s| s.get(&f.instance_id).cloned())
-                .map(|(_, _, order)| order)
+                .map(|(_, _, (order, _))| order)
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -334,13 +344,38 @@ pub async fn run(
             );
         }
         seen_flows = starts.len();
+        for (id, list) in &removals {
+            let seen = seen_removals.entry(id.clone()).or_default();
+            for nodes in list.iter().skip(*seen) {
+                let reason = status
+                    .as_ref()
+                    .and_then(|s| s.get(id).cloned())
+                    .map(|(_, _, (_, removal))| removal)
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<14} removing -{} gracefully: {reason}",
+                    format!("{}", now.format("%a %H:%M")),
+                    id,
+                    nodes.len()
+                );
+            }
+            *seen = list.len();
+        }
         for (i, c) in config.clusters.iter().enumerate() {
-            let running = sim.cluster(&c.instance_id).map_or(0, |s| s.task_nodes);
+            let snapshot = sim.cluster(&c.instance_id);
+            let running = snapshot.as_ref().map_or(0, |s| s.task_nodes);
+            // Removed nodes are billed until their graceful flow ends.
+            let removed = snapshot.as_ref().map_or(0, |s| s.nodes_removed) as u32;
             let signals = model.signals(demand[i].at(now), running);
             if let Some(cost) = costs.get_mut(&c.instance_id) {
                 cost.step(
                     &signals,
-                    billed.get(&c.instance_id).copied().unwrap_or(0),
+                    billed
+                        .get(&c.instance_id)
+                        .copied()
+                        .unwrap_or(0)
+                        .saturating_sub(removed),
                     step,
                 );
             }
@@ -348,7 +383,7 @@ pub async fn run(
                 let (in_flight, decision, _) = status
                     .as_ref()
                     .and_then(|s| s.get(&c.instance_id).cloned())
-                    .unwrap_or((0, "starting".into(), String::new()));
+                    .unwrap_or((0, "starting".into(), Default::default()));
                 let _ = writeln!(
                     out,
                     "{:<10} {:<14} {:>10} {:>10} {:>6} {:>9}  {}",
@@ -396,7 +431,7 @@ pub async fn run(
 async fn fetch_status(
     http: &reqwest::Client,
     admin: std::net::SocketAddr,
-) -> Option<HashMap<String, (u32, String, String)>> {
+) -> Option<HashMap<String, (u32, String, (String, String))>> {
     let v: serde_json::Value = http
         .get(format!("http://{admin}/api/v1/status"))
         .send()
@@ -419,10 +454,16 @@ async fn fetch_status(
                             c["outcome"].as_str().unwrap_or("-"),
                             c["last_decision"].as_str().unwrap_or("not evaluated yet")
                         ),
-                        c["last_order"]["reason"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
+                        (
+                            c["last_order"]["reason"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            c["last_selection"]["reason"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        ),
                     ),
                 ))
             })
@@ -477,10 +518,6 @@ fn print_summary(out: &mut (dyn Write + Send), s: &DemoSummary) {
             "    scale-in bills {:.0}% fewer node-hours; unmet demand {:+.1} GiB·minutes",
             c.node_hours_saved() * 100.0,
             c.with.unmet_gib_minutes - c.without.unmet_gib_minutes
-        );
-        let _ = writeln!(
-            out,
-            "    (the live run above scales out only: this build's daemon does not remove nodes yet)"
         );
     }
 }

@@ -29,6 +29,9 @@ pub struct PolicyInputs {
     pub planned: u32,
     /// Arrivals the snapshot shows that are still within the settle window.
     pub settling: u32,
+    /// Nodes named by an open scale-in and not yet found gone: they count
+    /// as gone for the policy and the floors.
+    pub leaving: u32,
 }
 
 impl ClusterState {
@@ -55,11 +58,16 @@ impl ClusterState {
                 .map(|r| self.rule_last_fired.get(r).copied())
                 .collect(),
             schedule_done: rules.map(|r| self.schedule_done.get(r).copied()).collect(),
+            leaving: self
+                .operation
+                .as_ref()
+                .and_then(|o| o.removal.as_ref())
+                .map_or(0, |r| r.remaining().len() as u32),
             planned: self
                 .operation
                 .as_ref()
                 .map_or(0, |o| {
-                    if o.kind == NodeKind::Core {
+                    if o.kind == NodeKind::Core || o.removal.is_some() {
                         return 0;
                     }
                     let unsent: u32 = o
@@ -130,6 +138,10 @@ pub struct ClusterState {
     /// Nodes that arrived recently, for the settle window; pruned with
     /// [`ClusterState::prune_arrivals`].
     pub arrivals: Vec<Arrival>,
+    /// When the last operation (scale-out or scale-in) ended; the scale-in
+    /// cooldown runs from it.
+    #[serde(default)]
+    pub last_operation_end: Option<DateTime<Utc>>,
 }
 
 /// Nodes whose scale-out ended, and when.

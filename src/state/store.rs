@@ -120,6 +120,7 @@ mod v1 {
                         schedule_done: BTreeMap::new(),
                         sold_out_until: c.sold_out_until,
                         arrivals: Vec::new(),
+                        last_operation_end: None,
                     };
                     (id, c)
                 })

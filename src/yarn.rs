@@ -1,0 +1,204 @@
+//! The YARN ResourceManager's REST API, read only: which NodeManagers run how
+//! many containers, and which hosts run an ApplicationMaster. Scale-in uses it
+//! to give back idle nodes first and AM hosts last.
+//!
+//! `GET /ws/v1/cluster/nodes` (`nodes.node[]`: `nodeHostName`,
+//! `nodeHTTPAddress`, `state`, `numContainers`) and
+//! `GET /ws/v1/cluster/apps?states=RUNNING` (`apps.app[]`:
+//! `amHostHttpAddress`). The URLs are tried in order; a standby
+//! ResourceManager's redirect to the active one is followed by the HTTP
+//! client. Answers are read up to [`MAX_ANSWER_BYTES`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::policy::scale_in::{YarnNode, YarnState, host_of};
+
+/// The largest answer read (a cluster of thousands of nodes fits easily).
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why the ResourceManager could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum YarnError {
+    /// No configured ResourceManager answered usefully.
+    #[error("no ResourceManager answered: {0}")]
+    Unavailable(String),
+}
+
+/// A reader over the configured ResourceManager URLs.
+#[derive(Debug, Clone)]
+pub struct Yarn {
+    http: reqwest::Client,
+    urls: Vec<Url>,
+    timeout: Duration,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawNode {
+    node_host_name: Option<String>,
+    #[serde(rename = "nodeHTTPAddress")]
+    node_http_address: Option<String>,
+    num_containers: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NodeList {
+    node: Option<Vec<RawNode>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Nodes {
+    nodes: Option<NodeList>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawApp {
+    am_host_http_address: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AppList {
+    app: Option<Vec<RawApp>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Apps {
+    apps: Option<AppList>,
+}
+
+impl Yarn {
+    /// A reader over `urls` (tried in order) on the shared HTTP client.
+    pub fn new(http: reqwest::Client, urls: Vec<Url>, timeout: Duration) -> Self {
+        Self {
+            http,
+            urls,
+            timeout,
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        base: &Url,
+        path: &str,
+    ) -> Result<T, String> {
+        let url = base.join(path).map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(
+            self.timeout,
+            self.http
+                .get(url.clone())
+                .header("Accept", "application/json")
+                .send(),
+        )
+        .await
+        .map_err(|_| format!("{url}: no answer within {:?}", self.timeout))?
+        .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("{url}: HTTP {status}"));
+        }
+        let body = crate::tencent::client::read_capped(resp, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: not the expected JSON ({e})"))
+    }
+
+    /// The nodes and the ApplicationMaster hosts, from the first
+    /// ResourceManager that answers both.
+    pub async fn state(&self) -> Result<YarnState, YarnError> {
+        let mut errors = Vec::new();
+        for base in &self.urls {
+            let base = if base.path().ends_with('/') {
+                base.clone()
+            } else {
+                let mut b = base.clone();
+                b.set_path(&format!("{}/", base.path()));
+                b
+            };
+            let nodes: Nodes = match self.get(&base, "ws/v1/cluster/nodes").await {
+                Ok(n) => n,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let apps: Apps = match self.get(&base, "ws/v1/cluster/apps?states=RUNNING").await {
+                Ok(a) => a,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            return Ok(parse(nodes, apps));
+        }
+        Err(YarnError::Unavailable(if errors.is_empty() {
+            "no resourcemanager_urls configured".into()
+        } else {
+            errors.join("; ")
+        }))
+    }
+}
+
+fn parse(nodes: Nodes, apps: Apps) -> YarnState {
+    YarnState {
+        nodes: nodes
+            .nodes
+            .and_then(|n| n.node)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| YarnNode {
+                http_host: n
+                    .node_http_address
+                    .as_deref()
+                    .map(host_of)
+                    .unwrap_or_default()
+                    .to_string(),
+                host_name: n.node_host_name.unwrap_or_default(),
+                containers: n.num_containers.unwrap_or(u32::MAX),
+            })
+            .collect(),
+        am_hosts: apps
+            .apps
+            .and_then(|a| a.app)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|a| a.am_host_http_address)
+            .map(|a| host_of(&a).to_string())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_parse_with_nulls_and_addresses() {
+        let nodes: Nodes = serde_json::from_str(
+            r#"{"nodes":{"node":[
+                {"nodeHostName":"worker-1","nodeHTTPAddress":"10.0.0.5:8042","state":"RUNNING","numContainers":3},
+                {"nodeHostName":"10.0.0.6","state":"RUNNING"}]}}"#,
+        )
+        .unwrap();
+        let apps: Apps = serde_json::from_str(
+            r#"{"apps":{"app":[{"id":"application_1","amHostHttpAddress":"worker-1:8042"}]}}"#,
+        )
+        .unwrap();
+        let s = parse(nodes, apps);
+        assert_eq!(s.nodes[0].http_host, "10.0.0.5");
+        assert_eq!(s.nodes[0].containers, 3);
+        // Unknown containers sort last among equals: never taken for idle.
+        assert_eq!(s.nodes[1].containers, u32::MAX);
+        assert!(s.am_hosts.contains("worker-1"));
+        let none: Apps = serde_json::from_str(r#"{"apps":null}"#).unwrap();
+        let empty: Nodes = serde_json::from_str(r#"{"nodes":null}"#).unwrap();
+        assert_eq!(parse(empty, none), YarnState::default());
+    }
+}
