@@ -7,8 +7,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::{DemoArgs, EX_CONFIG, PlanArgs, RunArgs, ScaleOutArgs, SimArgs};
+use super::{DemoArgs, EX_CONFIG, PlanArgs, RunArgs, ScaleInArgs, ScaleOutArgs, SimArgs};
 use crate::config::{self, ConfigError};
+use crate::daemon::owners::{Ask, Reply};
 use crate::tencent::ClientToken;
 use crate::tencent::emr::{Action, ScaleOutInstanceRequest};
 
@@ -172,40 +173,21 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
         return print_json(&serde_json::json!({ "DryRun": true, "Request": shown }));
     }
     let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
-    let reply =
-        match crate::daemon::manual::order(&config, &args.instance_id, kind, count, clock).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-    match reply.status {
-        200 => print_json(&reply.body),
-        status => {
-            let field = |k: &str| {
-                reply.body[k]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| "-".into())
-            };
-            eprintln!("error: {}", field("error"));
-            if reply.body.get("class").is_some() {
-                eprintln!(
-                    "  class: {}  code: {}  request id: {}  client token: {}",
-                    field("class"),
-                    field("Code"),
-                    field("RequestId"),
-                    field("ClientToken")
-                );
-            }
-            if status == 404 {
-                ExitCode::from(EX_CONFIG)
-            } else {
-                ExitCode::FAILURE
-            }
+    let reply = match crate::daemon::manual::order(
+        &config,
+        &args.instance_id,
+        Ask::ScaleOut { kind, count },
+        clock,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    print_reply(&reply)
 }
 
 /// `sim`: serves the simulator until SIGINT or SIGTERM.
@@ -286,6 +268,120 @@ pub fn generate(args: &super::generate::GenerateArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: writing into {}: {e}", args.out_dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an order's answer: the JSON on success, else the error with its
+/// class, code and ids; 78 for an unknown cluster.
+fn print_reply(reply: &Reply) -> ExitCode {
+    match reply.status {
+        200 => print_json(&reply.body),
+        status => {
+            let field = |k: &str| {
+                reply.body[k]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "-".into())
+            };
+            eprintln!("error: {}", field("error"));
+            if reply.body.get("class").is_some() {
+                eprintln!(
+                    "  class: {}  code: {}  request id: {}  client token: {}",
+                    field("class"),
+                    field("Code"),
+                    field("RequestId"),
+                    field("ClientToken")
+                );
+            }
+            if status == 404 {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `scale-in`: one manual graceful removal through the daemon's path.
+pub async fn scale_in(args: ScaleInArgs) -> ExitCode {
+    let config = match config::load(&args.config.config) {
+        Ok(c) => c,
+        Err(e) => return report_config_error(&e),
+    };
+    let Some(cluster) = config.cluster(&args.instance_id) else {
+        eprintln!(
+            "error: {} is not configured in {}",
+            args.instance_id,
+            args.config.config.display()
+        );
+        return ExitCode::from(EX_CONFIG);
+    };
+    let max = crate::daemon::admin::MAX_MANUAL_REMOVAL;
+    if !(1..=max).contains(&args.count) {
+        eprintln!(
+            "error: --count {} is outside 1..={max}. Nothing was sent.",
+            args.count
+        );
+        return ExitCode::FAILURE;
+    }
+    if args.dry_run {
+        let client = match crate::connect::Connections::new(&config, None)
+            .and_then(|c| c.emr_quiet(&config))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
+        let listed = match client.task_nodes(&args.instance_id).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot read the node list: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let nodes: Vec<crate::policy::scale_in::Node> = listed
+            .iter()
+            .map(crate::policy::scale_in::Node::from)
+            .collect();
+        let selection =
+            crate::policy::scale_in::select(&nodes, &cluster.scale_in.scope, None, &[], args.count);
+        let request = crate::tencent::emr::TerminateClusterNodesRequest::graceful(
+            &args.instance_id,
+            selection.ids(),
+            cluster.scale_in.grace_period,
+        );
+        let shown = client
+            .render(crate::tencent::emr::Action::TerminateClusterNodes, &request)
+            .await;
+        let passed: Vec<serde_json::Value> = selection
+            .passed_over
+            .iter()
+            .map(|(n, w)| serde_json::json!({"node": n, "why": w.to_string()}))
+            .collect();
+        return print_json(&serde_json::json!({
+            "DryRun": true,
+            "Request": shown,
+            "Preflight": request.preflight().err().map(|e| e.to_string()),
+            "PassedOver": passed,
+            "Note": "without the ResourceManager: a running daemon with [clusters.yarn] also ranks by YARN",
+        }));
+    }
+    let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
+    match crate::daemon::manual::order(
+        &config,
+        &args.instance_id,
+        Ask::ScaleIn { count: args.count },
+        clock,
+    )
+    .await
+    {
+        Ok(reply) => print_reply(&reply),
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -73,6 +73,7 @@ pub fn dispatch() -> ExitCode {
         Command::Demo(args) => runtime().block_on(commands::demo(args)),
         Command::Plan(args) => runtime().block_on(commands::plan(args)),
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
+        Command::ScaleIn(args) => runtime().block_on(commands::scale_in(args)),
         Command::Sim(args) => runtime().block_on(commands::sim(args)),
         Command::Generate(args) => commands::generate(&args),
         Command::Backtest(args) => runtime().block_on(commands::backtest(args)),
@@ -126,6 +127,16 @@ pub enum Command {
     /// The request template comes from the [[clusters]] entry with this
     /// instance_id. Prints the API response as JSON on stdout.
     ScaleOut(ScaleOutArgs),
+    /// Give task nodes back by hand, gracefully, through the daemon's own
+    /// client, limiter and operation.
+    ///
+    /// The nodes are picked by the cluster's scale-in rules: only eligible
+    /// task nodes (pay-as-you-go, destroyable, unprotected, not created by
+    /// Tencent's own auto-scaling, carrying the owner tag with nodes =
+    /// "ours"), newest first, or with a ResourceManager configured, idle
+    /// nodes first and ApplicationMaster hosts last. Never below
+    /// min_task_nodes. Prints the API response as JSON, with the nodes named.
+    ScaleIn(ScaleInArgs),
     /// Serve a simulated EMR API on loopback, for trying configurations
     /// without a cloud account.
     ///
@@ -229,6 +240,23 @@ pub struct RunArgs {
     /// The daemon exits 1 if it cannot write the file.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+}
+
+/// Arguments of `scale-in`.
+#[derive(Debug, Args)]
+pub struct ScaleInArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// The cluster, as configured (emr-xxxxxxxx).
+    #[arg(long, value_name = "ID")]
+    pub instance_id: String,
+    /// Task nodes to give back, 1 to 100.
+    #[arg(long, value_name = "N")]
+    pub count: u32,
+    /// Pick the nodes and print the request (signature masked); send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `scale-out`.

@@ -20,6 +20,7 @@ use crate::config::ClusterConfig;
 use crate::state::{Arrival, BreakerTrip, ClusterState, NodeKind, OrderRecord};
 use crate::tencent::emr::{
     FlowState, ScaleOutInstanceRequest, ScaleOutInstanceResponse, TerminateClusterNodesRequest,
+    TerminateClusterNodesResponse,
 };
 use crate::tencent::{ApiError, ClientToken, ErrorClass};
 
@@ -32,6 +33,8 @@ fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
 pub struct Driven {
     /// The last `ScaleOutInstance` answer, with the token it was sent under.
     pub response: Option<(String, Result<ScaleOutInstanceResponse, ApiError>)>,
+    /// The last `TerminateClusterNodes` answer, with the nodes it named.
+    pub removal: Option<(Vec<String>, Result<TerminateClusterNodesResponse, ApiError>)>,
     /// How the operation ended, if it did.
     pub closed: Option<Outcome>,
     /// The state could not be written; nothing was sent.
@@ -220,9 +223,10 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
                     grace_secs,
                     resend,
                 } => {
-                    next = Some(Event::Answered(
-                        terminate(shared, cluster, nodes, grace_secs, resend).await,
-                    ));
+                    let (answer, result) =
+                        terminate(shared, cluster, nodes.clone(), grace_secs, resend).await;
+                    driven.removal = Some((nodes, result));
+                    next = Some(Event::Answered(answer));
                 }
                 Effect::ListNodes => {
                     let read = {
@@ -289,7 +293,7 @@ async fn terminate(
     nodes: Vec<String>,
     grace_secs: u64,
     resend: bool,
-) -> Answer {
+) -> (Answer, Result<TerminateClusterNodesResponse, ApiError>) {
     let id = cluster.instance_id.as_str();
     let request = TerminateClusterNodesRequest::graceful(
         id,
@@ -306,7 +310,7 @@ async fn terminate(
             .in_call(id, shared.config.tencent.call_within());
         shared.emr.terminate_nodes_counted(&request).await
     };
-    match result {
+    let answer = match &result {
         Ok(resp) => {
             tracing::info!(message = "Scale-in accepted.", cluster = %id, flow_id = ?resp.flow_id, request_id = %resp.request_id);
             Answer::Accepted {
@@ -314,7 +318,7 @@ async fn terminate(
             }
         }
         Err(e) => {
-            record_error(shared, id, &e, shared.clock.now());
+            record_error(shared, id, e, shared.clock.now());
             tracing::warn!(
                 message = "Scale-in failed.",
                 cluster = %id,
@@ -331,7 +335,8 @@ async fn terminate(
                 token_expired: false,
             }
         }
-    }
+    };
+    (answer, result)
 }
 
 /// Sends one chunk and turns the result into the machine's [`Answer`].

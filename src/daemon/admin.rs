@@ -1,5 +1,5 @@
 //! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`,
-//! and `POST /api/v1/clusters/{id}/pause|resume|scale-out`.
+//! and `POST /api/v1/clusters/{id}/pause|resume|scale-out|scale-in`.
 //!
 //! The POST endpoints need the bearer token from `admin_token_file` when one
 //! is configured (a missing file refuses the request, it never stops the
@@ -50,6 +50,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/clusters/{id}/pause", post(pause))
         .route("/api/v1/clusters/{id}/resume", post(resume))
         .route("/api/v1/clusters/{id}/scale-out", post(scale_out))
+        .route("/api/v1/clusters/{id}/scale-in", post(scale_in))
         .with_state(state)
 }
 
@@ -243,6 +244,40 @@ async fn scale_out(
     tracing::info!(message = "Manual scale-out asked.", cluster = %id, count, kind = ?kind, peer = %peer);
     ask_owner(&s, peer, &headers, &id, |reply| Command::ScaleOut {
         kind,
+        count,
+        reply,
+    })
+    .await
+}
+
+/// The body of `POST /api/v1/clusters/{id}/scale-in`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleInBody {
+    /// Task nodes to give back, 1 to [`MAX_MANUAL_REMOVAL`].
+    pub count: u32,
+}
+
+/// The most nodes one manual scale-in gives back.
+pub const MAX_MANUAL_REMOVAL: u32 = 100;
+
+async fn scale_in(
+    State(s): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let bad = |why: String| (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
+    let count = match serde_json::from_slice::<ScaleInBody>(&body) {
+        Ok(b) => b.count,
+        Err(e) => return bad(format!("the body must be {{\"count\": N}}: {e}")),
+    };
+    if !(1..=MAX_MANUAL_REMOVAL).contains(&count) {
+        return bad(format!("{count} is outside 1..={MAX_MANUAL_REMOVAL}"));
+    }
+    tracing::info!(message = "Manual scale-in asked.", cluster = %id, count, peer = %peer);
+    ask_owner(&s, peer, &headers, &id, |reply| Command::ScaleIn {
         count,
         reply,
     })

@@ -1,7 +1,9 @@
-//! Manual orders (`scale-out`): one limit per account, one owner per cluster.
+//! Manual orders (`scale-out`, `scale-in`): one limit per account, one owner
+//! per cluster.
 //!
 //! While a daemon runs on the same `state_dir`, the order goes to it
-//! (`state_dir/admin.addr`, `POST /api/v1/clusters/{id}/scale-out`, with the
+//! (`state_dir/admin.addr`, `POST /api/v1/clusters/{id}/scale-out` or
+//! `/scale-in`, with the
 //! bearer token from `admin_token_file` when one is configured), so its owner,
 //! limiter and operation serve the order. With no daemon, the command takes
 //! the state lock itself (waiting up to 30 s for it), follows any operation
@@ -12,13 +14,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::owners::Reply;
+use super::owners::{Ask, Reply};
 use super::status::StatusBoard;
 use super::{ADMIN_ADDR_FILE, Shared, StateHandle, actuator, capacity, worker};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::connect::Connections;
-use crate::state::{NodeKind, StateError, StateStore};
+use crate::state::{StateError, StateStore};
 use crate::telemetry::metrics::Metrics;
 
 /// How long the command waits for the state lock.
@@ -27,28 +29,22 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// How long the command waits for a running daemon's answer.
 const DAEMON_ANSWER_WITHIN: Duration = Duration::from_secs(660);
 
-/// Places one manual order of `count` nodes of `kind` on `instance_id`.
+/// Places one manual order on `instance_id`.
 pub async fn order(
     config: &Config,
     instance_id: &str,
-    kind: NodeKind,
-    count: u32,
+    ask: Ask,
     clock: SharedClock,
 ) -> Result<Reply, String> {
-    if let Some(reply) = via_daemon(config, instance_id, kind, count).await? {
+    if let Some(reply) = via_daemon(config, instance_id, ask).await? {
         return Ok(reply);
     }
-    alone(config, instance_id, kind, count, clock).await
+    alone(config, instance_id, ask, clock).await
 }
 
 /// Sends the order to the daemon whose address is in `state_dir`, if one
 /// answers there; `None` when no daemon listens (a stale file, or none).
-async fn via_daemon(
-    config: &Config,
-    instance_id: &str,
-    kind: NodeKind,
-    count: u32,
-) -> Result<Option<Reply>, String> {
+async fn via_daemon(config: &Config, instance_id: &str, ask: Ask) -> Result<Option<Reply>, String> {
     let path = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
@@ -64,13 +60,10 @@ async fn via_daemon(
         addr
     };
     let http = crate::tencent::client::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
-    let body = match kind {
-        NodeKind::Task => serde_json::json!({ "task_count": count }),
-        NodeKind::Core => serde_json::json!({ "core_count": count }),
-    };
+    let (path, body) = ask.request();
     let mut request = http
         .post(format!(
-            "http://{addr}/api/v1/clusters/{instance_id}/scale-out"
+            "http://{addr}/api/v1/clusters/{instance_id}/{path}"
         ))
         .json(&body);
     if let Some(file) = &config.daemon.admin_token_file {
@@ -119,8 +112,7 @@ async fn open_waiting(config: &Config) -> Result<(StateStore, crate::state::Stat
 async fn alone(
     config: &Config,
     instance_id: &str,
-    kind: NodeKind,
-    count: u32,
+    ask: Ask,
     clock: SharedClock,
 ) -> Result<Reply, String> {
     let Some(cluster) = config.cluster(instance_id) else {
@@ -158,5 +150,8 @@ async fn alone(
         task_nodes: i.task_nodes(),
     });
     actuator::drive(&shared, cluster, super::operation::Event::Tick(cap)).await;
-    Ok(worker::manual_order(&shared, cluster, kind, count).await)
+    Ok(match ask {
+        Ask::ScaleOut { kind, count } => worker::manual_order(&shared, cluster, kind, count).await,
+        Ask::ScaleIn { count } => worker::manual_removal(&shared, cluster, count).await,
+    })
 }

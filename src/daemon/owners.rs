@@ -27,6 +27,48 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<Reply>,
     },
+    /// One manual graceful scale-in of `count` task nodes, picked by the
+    /// scale-in rules.
+    ScaleIn {
+        /// Nodes to give back.
+        count: u32,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+}
+
+/// A manual order, as the command line and the admin API ask for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Add `count` nodes of `kind`.
+    ScaleOut {
+        /// Task or core nodes.
+        kind: NodeKind,
+        /// 1 to 20.
+        count: u32,
+    },
+    /// Give back `count` task nodes.
+    ScaleIn {
+        /// Nodes.
+        count: u32,
+    },
+}
+
+impl Ask {
+    /// The admin API path suffix and JSON body of this order.
+    pub fn request(&self) -> (&'static str, Value) {
+        match *self {
+            Ask::ScaleOut {
+                kind: NodeKind::Task,
+                count,
+            } => ("scale-out", serde_json::json!({ "task_count": count })),
+            Ask::ScaleOut {
+                kind: NodeKind::Core,
+                count,
+            } => ("scale-out", serde_json::json!({ "core_count": count })),
+            Ask::ScaleIn { count } => ("scale-in", serde_json::json!({ "count": count })),
+        }
+    }
 }
 
 /// An owner's answer: an HTTP status and a JSON body.

@@ -62,13 +62,7 @@ pub async fn run(
     let mut builtin = Builtin::default();
     // The stabilization window is observed anew after every start.
     let mut removals: Vec<policy::Proposal> = Vec::new();
-    let yarn = cluster.yarn.as_ref().map(|y| {
-        crate::yarn::Yarn::new(
-            shared.http.clone(),
-            y.resourcemanager_urls.clone(),
-            shared.config.prometheus.timeout,
-        )
-    });
+
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
     // Spread clusters over the first interval.
     let first = real.mul_f64(fastrand::f64() * 0.2);
@@ -84,7 +78,6 @@ pub async fn run(
             histories: &mut histories,
             builtin: &mut builtin,
             removals: &mut removals,
-            yarn: yarn.as_ref(),
         };
         tick(&shared, &cluster, &policy, &mut memory).await;
         shared.board.progressed(&id, allowance);
@@ -174,6 +167,9 @@ async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
         Command::ScaleOut { kind, count, reply } => {
             let _ = reply.send(manual_order(shared, cluster, kind, count).await);
         }
+        Command::ScaleIn { count, reply } => {
+            let _ = reply.send(manual_removal(shared, cluster, count).await);
+        }
     }
 }
 
@@ -249,7 +245,6 @@ struct Memory<'a> {
     histories: &'a mut [VecDeque<Sample>],
     builtin: &'a mut Builtin,
     removals: &'a mut Vec<policy::Proposal>,
-    yarn: Option<&'a crate::yarn::Yarn>,
 }
 
 async fn tick(
@@ -621,23 +616,20 @@ async fn tick(
             decision.removes(),
             decision.running.unwrap_or(0),
             &text,
-            memory.yarn,
         )
         .await;
     }
 }
 
-/// Picks the nodes of a removal the policy decided and starts it as an
-/// operation. Nothing is sent when the node list (or, when configured, the
-/// ResourceManager) cannot be read, or no node is eligible.
-async fn remove(
+/// Picks `count` nodes to give back by the scale-in rules, from the node
+/// list and, when configured, the ResourceManager; records the choice in the
+/// status. An `Err` says why nothing can be picked now.
+async fn pick(
     shared: &Shared,
     cluster: &ClusterConfig,
     count: u32,
-    running: u32,
     reason: &str,
-    yarn: Option<&crate::yarn::Yarn>,
-) {
+) -> Result<crate::policy::scale_in::Selection, String> {
     use crate::policy::scale_in::{Node, select};
     let id = cluster.instance_id.as_str();
     let listed = {
@@ -646,29 +638,23 @@ async fn remove(
             .in_call(id, shared.config.tencent.call_within() * 4);
         shared.emr.task_nodes(id).await
     };
-    let listed = match listed {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(message = "Cannot read the node list; no scale-in this time.", cluster = %id, class = e.class().metric_label(), error = %e);
-            return;
-        }
-    };
-    let yarn_state = match yarn {
+    let listed = listed.map_err(|e| format!("cannot read the node list: {e}"))?;
+    let yarn_state = match &cluster.yarn {
         None => None,
         Some(y) => {
-            let read = {
-                let _call = shared
-                    .board
-                    .in_call(id, shared.config.prometheus.timeout * 4);
-                y.state().await
-            };
-            match read {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(message = "Cannot read the YARN ResourceManager; no scale-in this time.", cluster = %id, error = %e);
-                    return;
-                }
-            }
+            let yarn = crate::yarn::Yarn::new(
+                shared.http.clone(),
+                y.resourcemanager_urls.clone(),
+                shared.config.prometheus.timeout,
+            );
+            let _call = shared
+                .board
+                .in_call(id, shared.config.prometheus.timeout * 4);
+            Some(
+                yarn.state()
+                    .await
+                    .map_err(|e| format!("cannot read the YARN ResourceManager: {e}"))?,
+            )
         }
     };
     let nodes: Vec<Node> = listed.iter().map(Node::from).collect();
@@ -694,24 +680,31 @@ async fn remove(
             "passed_over": passed,
         }));
     });
-    if selection.chosen.is_empty() {
-        tracing::info!(message = "Scale-in decided, but no task node is eligible.", cluster = %id, wanted = count);
-        return;
-    }
+    Ok(selection)
+}
+
+/// The plan of a removal of `selection`'s nodes.
+fn removal_plan(
+    cluster: &ClusterConfig,
+    selection: &crate::policy::scale_in::Selection,
+    count: u32,
+    running: u32,
+    reason: &str,
+    source: OrderSource,
+) -> Plan {
     let mut why = reason.to_string();
     if selection.shortfall > 0 {
         why.push_str(&format!(
             "; only {} of {count} node(s) eligible",
             selection.chosen.len()
         ));
-        tracing::info!(message = "Fewer eligible nodes than the removal; removing the eligible ones.", cluster = %id, wanted = count, eligible = selection.chosen.len());
     }
-    let plan = Plan {
+    Plan {
         id: uuid::Uuid::new_v4().to_string(),
         reason: why,
         chunks: vec![],
         kind: NodeKind::Task,
-        source: OrderSource::Daemon,
+        source,
         task_nodes_before: running,
         marks: RuleMarks::default(),
         removal: Some(crate::state::RemovalIntent {
@@ -719,6 +712,132 @@ async fn remove(
             gone: vec![],
             grace_secs: cluster.scale_in.grace_period.as_secs(),
         }),
+    }
+}
+
+/// Starts the removal the policy decided. Nothing is sent when the node list
+/// (or, when configured, the ResourceManager) cannot be read, or no node is
+/// eligible.
+async fn remove(shared: &Shared, cluster: &ClusterConfig, count: u32, running: u32, reason: &str) {
+    let id = cluster.instance_id.as_str();
+    let selection = match pick(shared, cluster, count, reason).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(message = "No scale-in this time.", cluster = %id, reason = %e);
+            return;
+        }
     };
+    if selection.chosen.is_empty() {
+        tracing::info!(message = "Scale-in decided, but no task node is eligible.", cluster = %id, wanted = count);
+        return;
+    }
+    if selection.shortfall > 0 {
+        tracing::info!(message = "Fewer eligible nodes than the removal; removing the eligible ones.", cluster = %id, wanted = count, eligible = selection.chosen.len());
+    }
+    let plan = removal_plan(
+        cluster,
+        &selection,
+        count,
+        running,
+        reason,
+        OrderSource::Daemon,
+    );
     actuator::drive(shared, cluster, Event::Decided(plan)).await;
+}
+
+/// One manual scale-in of `count` nodes through this owner's operation:
+/// picked by the scale-in rules (eligibility, ordering), never below
+/// `min_task_nodes`, refused while the cluster is paused or has an
+/// operation running. It skips the stabilization window and the cooldowns.
+pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32) -> Reply {
+    let id = cluster.instance_id.as_str();
+    let (paused, running_op) = shared.state.with(|s| {
+        let c = s.cluster_mut(id);
+        (c.paused, c.operation.as_ref().map(|o| o.id.clone()))
+    });
+    if paused {
+        return Reply::error(
+            409,
+            format!("{id} is paused; resume it before removing nodes"),
+        );
+    }
+    if let Some(op) = running_op {
+        return Reply::error(
+            409,
+            format!("{id} has an operation running ({op}); wait for it to end"),
+        );
+    }
+    let running = shared
+        .capacity
+        .borrow()
+        .clusters
+        .get(id)
+        .and_then(|i| i.task_nodes());
+    let Some(running) = running else {
+        return Reply::error(
+            503,
+            format!("{id}: the task-node count is unknown; nothing was sent"),
+        );
+    };
+    if running.saturating_sub(count) < cluster.min_task_nodes {
+        return Reply::error(
+            409,
+            format!(
+                "removing {count} of {running} task nodes would go below min_task_nodes {}; nothing was sent",
+                cluster.min_task_nodes
+            ),
+        );
+    }
+    let reason = format!("manual scale-in of {count} node(s)");
+    let selection = match pick(shared, cluster, count, &reason).await {
+        Ok(s) => s,
+        Err(e) => return Reply::error(502, format!("{e}; nothing was sent")),
+    };
+    if selection.chosen.is_empty() {
+        let why: Vec<String> = selection
+            .passed_over
+            .iter()
+            .map(|(n, w)| format!("{n}: {w}"))
+            .collect();
+        return Reply::error(
+            409,
+            format!(
+                "no task node is eligible for removal ({}); nothing was sent",
+                why.join("; ")
+            ),
+        );
+    }
+    let plan = removal_plan(
+        cluster,
+        &selection,
+        count,
+        running,
+        &reason,
+        OrderSource::Manual,
+    );
+    let driven = actuator::drive(shared, cluster, Event::Decided(plan)).await;
+    if driven.save_failed {
+        return Reply::error(500, "cannot write the state; nothing was sent");
+    }
+    match driven.removal {
+        Some((nodes, Ok(resp))) => Reply::ok(json!({
+            "InstanceId": id,
+            "FlowId": resp.flow_id,
+            "RequestId": resp.request_id,
+            "CvmInstanceIds": nodes,
+            "GraceDownTime": cluster.scale_in.grace_period.as_secs(),
+            "Shortfall": selection.shortfall,
+        })),
+        Some((nodes, Err(e))) => Reply {
+            status: 502,
+            body: json!({
+                "error": e.to_string(),
+                "class": e.class().metric_label(),
+                "Code": e.code(),
+                "RequestId": e.request_id(),
+                "CvmInstanceIds": nodes,
+            }),
+        },
+        None => Reply::error(500, "nothing was sent"),
+    }
 }
