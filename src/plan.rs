@@ -1,6 +1,12 @@
 //! `plan`: evaluates every cluster once against live Prometheus and the EMR
 //! read APIs and prints what the daemon would do. Sustain windows are judged
 //! from range queries, through the same `policy::decide`. Sends nothing.
+//!
+//! For a cluster with scale-in on, it also shows the removal its rules
+//! propose now and which nodes it would give back (read from the node list
+//! and, when configured, the ResourceManager), with why every other node is
+//! not eligible. The daemon removes them only once its stabilization window
+//! agrees, which one evaluation cannot judge.
 
 use std::io::Write;
 use std::time::Duration;
@@ -36,6 +42,23 @@ pub struct ClusterPlan {
     pub decision: Decision,
     /// Rule display units, by rule.
     pub units: Vec<Unit>,
+    /// With scale-in on and a removal proposed: the nodes that would go.
+    pub removal: Option<RemovalPlan>,
+}
+
+/// What a proposed removal would take.
+#[derive(Debug, Clone)]
+pub struct RemovalPlan {
+    /// Nodes the rules propose to give back now.
+    pub proposed: u32,
+    /// After the floors and `scale_in.max_step`.
+    pub bounded: u32,
+    /// The stabilization window the daemon waits for.
+    pub stabilization: Duration,
+    /// The nodes, in removal order, or why none can be picked.
+    pub chosen: Result<Vec<String>, String>,
+    /// Every other node and why it is not taken.
+    pub passed_over: Vec<(String, String)>,
 }
 
 /// Range window for a rule: enough samples to judge its sustain condition.
@@ -176,13 +199,95 @@ pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>
             now,
             interval * 2 + interval / 2,
         );
+        let removal = if cluster.scale_in.enabled && decision.proposal > 0 {
+            Some(removal_plan(&emr, &connections, cluster, &decision).await)
+        } else {
+            None
+        };
         plans.push(ClusterPlan {
             instance_id: cluster.instance_id.clone(),
             units: cluster.rules.iter().map(|r| r.unit).collect(),
             decision,
+            removal,
         });
     }
     Ok((plans, failures))
+}
+
+/// The nodes a removal of the decision's proposal would take, bounded as
+/// the daemon bounds it.
+async fn removal_plan(
+    emr: &crate::tencent::EmrClient,
+    connections: &crate::connect::Connections,
+    cluster: &crate::config::ClusterConfig,
+    decision: &Decision,
+) -> RemovalPlan {
+    use crate::policy::scale_in::{Node, select};
+    let schedule_floor = decision
+        .votes
+        .iter()
+        .filter_map(|v| match v.reason {
+            policy::VoteReason::WindowOpen { floor, .. } => Some(floor),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let floor = cluster.min_task_nodes.max(schedule_floor);
+    let bounded = decision
+        .proposal
+        .min(cluster.scale_in.max_step)
+        .min(decision.effective.saturating_sub(floor));
+    let mut plan = RemovalPlan {
+        proposed: decision.proposal,
+        bounded,
+        stabilization: cluster.scale_in.stabilization,
+        chosen: Ok(Vec::new()),
+        passed_over: Vec::new(),
+    };
+    let listed = match emr.task_nodes(&cluster.instance_id).await {
+        Ok(l) => l,
+        Err(e) => {
+            plan.chosen = Err(format!("cannot read the node list: {e}"));
+            return plan;
+        }
+    };
+    let yarn = match &cluster.yarn {
+        None => None,
+        Some(y) => {
+            let reader = crate::yarn::Yarn::new(
+                connections.http.clone(),
+                y.resourcemanager_urls.clone(),
+                std::time::Duration::from_secs(10),
+            );
+            match reader.state().await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    plan.chosen = Err(format!("{e} (the daemon removes nothing then)"));
+                    return plan;
+                }
+            }
+        }
+    };
+    let nodes: Vec<Node> = listed.iter().map(Node::from).collect();
+    let selection = select(&nodes, &cluster.scale_in.scope, yarn.as_ref(), &[], bounded);
+    plan.chosen = Ok(selection.ids());
+    plan.passed_over = selection
+        .passed_over
+        .iter()
+        .map(|(n, w)| (n.clone(), w.to_string()))
+        .collect();
+    plan
+}
+
+fn removal_json(r: &RemovalPlan) -> serde_json::Value {
+    json!({
+        "proposed": r.proposed,
+        "bounded": r.bounded,
+        "stabilization_seconds": r.stabilization.as_secs(),
+        "nodes": r.chosen.as_ref().ok(),
+        "error": r.chosen.as_ref().err(),
+        "not_taken": r.passed_over.iter().map(|(n, w)| json!({"node": n, "why": w})).collect::<Vec<_>>(),
+    })
 }
 
 fn opt(v: Option<u32>) -> String {
@@ -210,6 +315,7 @@ pub fn print(
                     "increment": d.increment,
                     "chunks": d.chunks,
                     "reason": d.explain(&p.units),
+                    "scale_in": p.removal.as_ref().map(removal_json),
                     "rules": d.votes.iter().map(|v| json!({
                         "rule": &*v.rule, "value": v.value, "proposal": v.increment,
                         "outcome": v.outcome.metric_label(), "data_issue": v.issue.map(|i| i.metric_label()),
@@ -267,11 +373,31 @@ pub fn print(
         }
         writeln!(
             out,
-            "  -> {} +{}: {}\n",
+            "  -> {} +{}: {}",
             d.outcome.metric_label(),
             d.increment,
             d.explain(&p.units)
         )?;
+        if let Some(r) = &p.removal {
+            writeln!(
+                out,
+                "  scale-in: the rules propose -{}; bounded -{}; removed once {} of evaluations agree",
+                r.proposed,
+                r.bounded,
+                humantime::format_duration(r.stabilization)
+            )?;
+            match &r.chosen {
+                Ok(nodes) if nodes.is_empty() => {
+                    writeln!(out, "    would remove: nothing eligible")?
+                }
+                Ok(nodes) => writeln!(out, "    would remove: {}", nodes.join(", "))?,
+                Err(e) => writeln!(out, "    would remove: nothing ({e})")?,
+            }
+            for (node, why) in &r.passed_over {
+                writeln!(out, "    not taken: {node}: {why}")?;
+            }
+        }
+        writeln!(out)?;
     }
     for f in failures {
         writeln!(out, "FAILED {} rule {}: {}", f.cluster, f.rule, f.reason)?;

@@ -147,3 +147,60 @@ async fn a_failing_query_exits_1_naming_the_rule() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rule util"), "{stderr}");
 }
+
+/// With scale-in on, plan names the nodes a proposed removal would take and
+/// why every other node is not taken, and sends no TerminateClusterNodes.
+#[tokio::test]
+async fn plan_shows_which_nodes_a_removal_would_take() {
+    use emr_autoscaler::sim::SimNode;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let ours = || SimNode::task().with_tag("managed-by", "emr-autoscaler");
+    let sim = Simulator::start(
+        SimConfig {
+            clusters: vec![
+                SimCluster::new("emr-abc12345")
+                    .with_task_nodes(2)
+                    .with_node(ours().with_order_no("ins-ours0001"))
+                    .with_node(ours().with_order_no("ins-ours0002"))
+                    .with_node(ours().with_order_no("ins-prot0003").protected()),
+            ],
+            ..SimConfig::default()
+        },
+        clock,
+    )
+    .await
+    .unwrap();
+    let prom = FakeProm::start().await;
+    prom.set("sum(pending_mb)", Answer::Value(0.0));
+    prom.set("avg(util)", Answer::Value(0.1));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim.endpoint(), &prom.url());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[[clusters.rules]]\nname = \"pending-memory\"",
+        "[clusters.scale_in]\nenabled = true\nowner_tag = { key = \"managed-by\", value = \"emr-autoscaler\" }\n[[clusters.rules]]\nname = \"pending-memory\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = run(
+        vec!["plan".into(), "--config".into(), cfg.display().to_string()],
+        dir.path(),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("scale-in: the rules propose -"), "{stdout}");
+    assert!(stdout.contains("would remove: ins-ours000"), "{stdout}");
+    assert!(
+        stdout.contains("ins-prot0003: instance protection on"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("tags unknown"),
+        "the untagged nodes: {stdout}"
+    );
+    assert_eq!(sim.ledger().for_action("TerminateClusterNodes").count(), 0);
+    assert_eq!(sim.ledger().for_action("ScaleOutInstance").count(), 0);
+}
