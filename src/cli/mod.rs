@@ -19,9 +19,11 @@ pub const EX_CONFIG: u8 = 78;
 
 /// Keeps Tencent Cloud EMR clusters sized to their YARN load.
 ///
-/// Reads load metrics from Prometheus, decides how many task nodes to add and
-/// why, and calls the EMR API's ScaleOutInstance, never more than 20 times a
-/// second and never twice for one decision.
+/// Reads load metrics from Prometheus, decides how many task nodes to add or
+/// give back and why, and calls the EMR API's ScaleOutInstance (and, where
+/// scale-in is enabled, TerminateClusterNodes with graceful decommission),
+/// never more than 20 times a second per action and never twice for one
+/// decision.
 #[derive(Debug, Parser)]
 #[command(name = "emr-autoscaler", version, about, long_about)]
 pub struct Cli {
@@ -98,7 +100,8 @@ pub struct ConfigArg {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: evaluate every cluster each interval and scale out.
+    /// Run the daemon: evaluate every cluster each interval, scale out and,
+    /// where enabled, scale in.
     ///
     /// Serves /metrics, /healthz, /readyz and /api/v1/status on daemon.listen.
     /// SIGHUP reloads the configuration (an invalid one is refused and the
