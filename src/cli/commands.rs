@@ -102,17 +102,14 @@ pub fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `scale-out`: one manual order through the daemon's client path.
-pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
-    let config = match config::load(&args.config.config) {
-        Ok(c) => c,
-        Err(e) => return report_config_error(&e),
-    };
-    let Some(cluster) = config.cluster(&args.instance_id) else {
+/// The configuration at `path`, when it is valid and names `instance_id`;
+/// otherwise the error is printed and the exit code returned.
+fn configured(path: &std::path::Path, instance_id: &str) -> Result<config::Config, ExitCode> {
+    let config = config::load(path).map_err(|e| report_config_error(&e))?;
+    if config.cluster(instance_id).is_none() {
         eprintln!(
-            "error: {} is not configured in {}; configured: {}",
-            args.instance_id,
-            args.config.config.display(),
+            "error: {instance_id} is not configured in {}; configured: {}",
+            path.display(),
             config
                 .clusters
                 .iter()
@@ -120,6 +117,18 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        return Err(ExitCode::from(EX_CONFIG));
+    }
+    Ok(config)
+}
+
+/// `scale-out`: one manual order through the daemon's client path.
+pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
+    let config = match configured(&args.config.config, &args.instance_id) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(cluster) = config.cluster(&args.instance_id) else {
         return ExitCode::from(EX_CONFIG);
     };
     for (flag, value) in [
@@ -306,16 +315,11 @@ fn print_reply(reply: &Reply) -> ExitCode {
 
 /// `scale-in`: one manual graceful removal through the daemon's path.
 pub async fn scale_in(args: ScaleInArgs) -> ExitCode {
-    let config = match config::load(&args.config.config) {
+    let config = match configured(&args.config.config, &args.instance_id) {
         Ok(c) => c,
-        Err(e) => return report_config_error(&e),
+        Err(code) => return code,
     };
     let Some(cluster) = config.cluster(&args.instance_id) else {
-        eprintln!(
-            "error: {} is not configured in {}",
-            args.instance_id,
-            args.config.config.display()
-        );
         return ExitCode::from(EX_CONFIG);
     };
     let max = crate::daemon::admin::MAX_MANUAL_REMOVAL;

@@ -173,6 +173,33 @@ async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
     }
 }
 
+/// Refuses a manual order while the cluster is paused or has an operation
+/// running; otherwise the running task nodes, when the last snapshot knows.
+fn manual_gate(shared: &Shared, id: &str, what: &str) -> Result<Option<u32>, Reply> {
+    let (paused, running_op) = shared.state.with(|s| {
+        let c = s.cluster_mut(id);
+        (c.paused, c.operation.as_ref().map(|o| o.id.clone()))
+    });
+    if paused {
+        return Err(Reply::error(
+            409,
+            format!("{id} is paused; resume it before {what}"),
+        ));
+    }
+    if let Some(op) = running_op {
+        return Err(Reply::error(
+            409,
+            format!("{id} has an operation running ({op}); wait for it to end"),
+        ));
+    }
+    Ok(shared
+        .capacity
+        .borrow()
+        .clusters
+        .get(id)
+        .and_then(|i| i.task_nodes()))
+}
+
 /// One manual order through this owner's operation, limiter and state. It
 /// skips cooldowns, `for` windows and dry-run, and counts in cooldowns and
 /// budgets afterwards; it is refused while the cluster is paused or has an
@@ -184,25 +211,10 @@ pub async fn manual_order(
     count: u32,
 ) -> Reply {
     let id = cluster.instance_id.as_str();
-    let (paused, running_op) = shared.state.with(|s| {
-        let c = s.cluster_mut(id);
-        (c.paused, c.operation.as_ref().map(|o| o.id.clone()))
-    });
-    if paused {
-        return Reply::error(409, format!("{id} is paused; resume it before ordering"));
-    }
-    if let Some(op) = running_op {
-        return Reply::error(
-            409,
-            format!("{id} has an operation running ({op}); wait for it to end"),
-        );
-    }
-    let running = shared
-        .capacity
-        .borrow()
-        .clusters
-        .get(id)
-        .and_then(|i| i.task_nodes());
+    let running = match manual_gate(shared, id, "ordering") {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     let plan = Plan {
         id: uuid::Uuid::new_v4().to_string(),
         reason: format!("manual scale-out of {count} {kind:?} node(s)"),
@@ -751,28 +763,10 @@ async fn remove(shared: &Shared, cluster: &ClusterConfig, count: u32, running: u
 /// operation running. It skips the stabilization window and the cooldowns.
 pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32) -> Reply {
     let id = cluster.instance_id.as_str();
-    let (paused, running_op) = shared.state.with(|s| {
-        let c = s.cluster_mut(id);
-        (c.paused, c.operation.as_ref().map(|o| o.id.clone()))
-    });
-    if paused {
-        return Reply::error(
-            409,
-            format!("{id} is paused; resume it before removing nodes"),
-        );
-    }
-    if let Some(op) = running_op {
-        return Reply::error(
-            409,
-            format!("{id} has an operation running ({op}); wait for it to end"),
-        );
-    }
-    let running = shared
-        .capacity
-        .borrow()
-        .clusters
-        .get(id)
-        .and_then(|i| i.task_nodes());
+    let running = match manual_gate(shared, id, "removing nodes") {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     let Some(running) = running else {
         return Reply::error(
             503,
