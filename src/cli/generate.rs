@@ -150,7 +150,7 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names[0], "emr-autoscaler.1");
-        for sub in ["run", "check", "scale-out", "sim"] {
+        for sub in ["run", "check", "scale-out", "scale-in", "sim"] {
             assert!(
                 names.contains(&format!("emr-autoscaler-{sub}.1")),
                 "{names:?}"
