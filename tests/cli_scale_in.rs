@@ -182,6 +182,22 @@ async fn scale_in_below_the_floor_is_refused_before_anything_is_sent() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("below min_task_nodes 2"), "{err}");
+    // With nodes = "ours" but no owner_tag, no node is known to be ours.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            "owner_tag = { key = \"managed-by\", value = \"emr-autoscaler\" }\n",
+            "",
+        )
+        .replace("enabled = true\n", "");
+    let untagged = dir.path().join("untagged.toml");
+    std::fs::write(&untagged, text).unwrap();
+    let sim_nodes = sim.nodes(CLUSTER).unwrap().len();
+    let o = run(scale_in(&untagged, 1, false), dir.path()).await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no owner_tag"), "{err}");
+    assert_eq!(sim.nodes(CLUSTER).unwrap().len(), sim_nodes);
     // An unknown count is refused by the command line itself.
     let o = run(scale_in(&cfg, 0, false), dir.path()).await;
     assert!(!o.status.success());

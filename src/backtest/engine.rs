@@ -499,10 +499,17 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             policy::scale_in::prune(&mut removal_history, now, scale_in.stabilization, max_gap);
         }
         let acted = decision.orders() && !busy_with_operation;
+        // With nodes = "ours", only nodes this replay ordered can go (the
+        // initial ones carry no owner tag).
+        let removable = match scale_in.scope {
+            policy::NodeScope::Ours { .. } => served_nodes.saturating_sub(removed_nodes),
+            policy::NodeScope::AnyTask => running,
+        }
+        .min(running);
         let removed = if busy_with_operation {
             0
         } else {
-            decision.removes().min(running)
+            decision.removes().min(removable)
         };
         if removed > 0 {
             // Out of service at once; billed until drained.

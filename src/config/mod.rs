@@ -712,6 +712,11 @@ impl Validator<'_> {
         }
         let stabilization = self.duration(&p("stabilization"), raw.stabilization, "10m");
         let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m");
+        for (key, d) in [("stabilization", stabilization), ("cooldown", cooldown)] {
+            if d > Duration::from_secs(7 * 24 * 3600) {
+                self.issue(&p(key), "must be at most 7d");
+            }
+        }
         let max_step = self.get(&p("max_step"), raw.max_step, Some(5)).unwrap_or(5);
         if max_step == 0 {
             self.issue(&p("max_step"), "must be at least 1 (default 5)");
@@ -743,7 +748,11 @@ impl Validator<'_> {
                              exist in the account's tag service), or nodes = \"any_task\"",
                         );
                     }
-                    NodeScope::AnyTask
+                    // No tag to recognise our nodes by: none is ours.
+                    NodeScope::Ours {
+                        key: String::new(),
+                        value: String::new(),
+                    }
                 }
             },
             "any_task" => NodeScope::AnyTask,
@@ -782,6 +791,11 @@ impl Validator<'_> {
         let mut urls = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
             match Url::parse(text) {
+                Ok(u) if !u.username().is_empty() || u.password().is_some() => self.issue(
+                    &format!("{key}[{i}]"),
+                    "must not carry a user or password (they would show in logs); \
+                     the ResourceManager REST API is read without credentials",
+                ),
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
                     urls.push(u)
                 }

@@ -429,6 +429,8 @@ fn scale_in_settings_load_and_the_owner_tag_joins_every_scale_out() {
         )
     );
     assert!(!c.clusters[0].coexist_with_builtin);
+    // "ours" with no owner_tag: no node is ours, so nothing can be removed.
+    assert!(!si.scope.is_usable(), "{:?}", si.scope);
     assert_eq!(c.clusters[0].scale_out.tags.as_ref().unwrap().len(), 1);
 }
 

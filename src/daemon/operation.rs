@@ -687,13 +687,14 @@ fn flow_unreadable(mut op: Operation, error: String, env: &Env) -> Step {
 fn timed_out(op: &mut Operation, env: &Env, why: impl FnOnce() -> String) -> Option<Effect> {
     // A scale-in's flow drains its nodes first: its deadline is
     // grace_period + flow_timeout.
-    let grace = op
-        .removal
-        .as_ref()
-        .map_or(Duration::zero(), |r| Duration::seconds(r.grace_secs as i64));
+    let grace = op.removal.as_ref().map_or(Duration::zero(), grace_of);
     let c = op.current.as_mut()?;
     let since = c.first_sent_at.or(c.sent_at).unwrap_or(op.created_at);
-    if c.stuck || env.now - since <= env.flow_timeout + grace {
+    let deadline = env
+        .flow_timeout
+        .checked_add(&grace)
+        .unwrap_or(Duration::MAX);
+    if c.stuck || env.now - since <= deadline {
         return None;
     }
     c.stuck = true;
@@ -851,6 +852,15 @@ fn judge(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
     close(op, outcome, effects)
 }
 
+/// A removal's grace period; an absurd value from a damaged state file
+/// saturates instead of overflowing.
+fn grace_of(r: &RemovalIntent) -> Duration {
+    i64::try_from(r.grace_secs)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .unwrap_or(Duration::MAX)
+}
+
 fn start_removal(
     id: String,
     reason: String,
@@ -934,10 +944,15 @@ fn answered_removal(mut op: Operation, answer: Answer, env: &Env) -> Step {
         Verdict::Unknown => {
             if let Some(c) = op.current.as_mut() {
                 c.unknown_since = Some(env.now);
+                // A re-send refused outright tells nothing about the first
+                // send: read the list once more and close, never re-send.
                 if let Answer::Failed { class, .. } = &answer
                     && matches!(
                         class,
-                        ErrorClass::SoldOut | ErrorClass::Invalid | ErrorClass::Auth
+                        ErrorClass::SoldOut
+                            | ErrorClass::Invalid
+                            | ErrorClass::Auth
+                            | ErrorClass::NotFound
                     )
                 {
                     c.judge_only = true;
@@ -958,20 +973,19 @@ fn answered_removal(mut op: Operation, answer: Answer, env: &Env) -> Step {
                 }
                 return keep(op, vec![Effect::Save]);
             }
+            // No backoff: a refused scale-in must never delay a scale-out;
+            // the scale-in cooldown spaces the next attempt.
             op.current = None;
-            let mut effects = Vec::new();
-            if !matches!(class, ErrorClass::Busy | ErrorClass::Throttled) {
-                effects.push(Effect::Backoff(class));
-            }
-            close(op, Outcome::Refused(class), effects)
+            close(op, Outcome::Refused(class), vec![])
         }
     }
 }
 
 fn tick_removal(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
-    let running_after = |t: Option<DateTime<Utc>>| {
-        capacity
-            .is_some_and(|cap| cap.status == Some(status::RUNNING) && t.is_none_or(|t| cap.at > t))
+    // Out of any flow (running, or its last scale-out failed), in a
+    // snapshot taken after `t`.
+    let idle_after = |t: Option<DateTime<Utc>>| {
+        capacity.is_some_and(|cap| cap.idle() && t.is_none_or(|t| cap.at > t))
     };
     match phase(&op) {
         Phase::BetweenChunks => close(op, Outcome::Completed, vec![]),
@@ -994,10 +1008,7 @@ fn tick_removal(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Ste
         }
         Phase::AcceptedNoFlow => {
             let why = || "accepted removal without FlowId not yet seen to end".to_string();
-            let grace = op
-                .removal
-                .as_ref()
-                .map_or(Duration::zero(), |r| Duration::seconds(r.grace_secs as i64));
+            let grace = op.removal.as_ref().map_or(Duration::zero(), grace_of);
             let mut changed = false;
             let (sent_at, seen_busy) = op
                 .current
@@ -1020,19 +1031,20 @@ fn tick_removal(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Ste
             if changed {
                 effects.push(Effect::Save);
             }
-            if running_after(sent_at) && (seen_busy || drained || op.resolve) {
+            if op.resolve || (idle_after(sent_at) && (seen_busy || drained)) {
                 effects.push(Effect::ListNodes);
             }
             keep(op, effects)
         }
         Phase::Unknown => {
             let since = op.current.as_ref().and_then(|c| c.unknown_since);
-            if running_after(since) {
-                return keep(op, vec![Effect::ListNodes]);
-            }
-            let effects = timeout_effects(&mut op, env, || {
-                "removal outcome unknown; the cluster is not running again".to_string()
+            let mut effects = timeout_effects(&mut op, env, || {
+                "removal outcome unknown and not yet settled".to_string()
             });
+            // Resume settles a stuck removal whatever the status.
+            if op.resolve || idle_after(since) {
+                effects.push(Effect::ListNodes);
+            }
             keep(op, effects)
         }
     }
@@ -1059,7 +1071,9 @@ fn nodes_listed(mut op: Operation, listed: Vec<String>, env: &Env) -> Step {
         // next decision.
         return chunk_done(op, env, vec![]);
     }
-    let judge_only = op.current.as_ref().is_some_and(|c| c.judge_only);
+    // Never re-send once refused outright or past its deadline (the breaker
+    // is open): the list read decides, and the operation closes.
+    let judge_only = op.current.as_ref().is_some_and(|c| c.judge_only || c.stuck);
     if still.is_empty() {
         return chunk_done(op, env, vec![]);
     }

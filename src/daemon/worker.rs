@@ -459,12 +459,20 @@ async fn tick(
         orders,
         rule_last_fired: &inputs.last_fired,
         schedule_done: &inputs.schedule_done,
-        operation_open: op.is_some(),
+        // A removal (or scale-out) that just ended: its nodes may still be
+        // counted by a snapshot taken before the end; decide no removal
+        // until a snapshot after it.
+        operation_open: op.is_some()
+            || last_op_end.is_some_and(|t| snapshot.at.is_none_or(|at| at <= t)),
         conflict,
         builtin_unknown,
         leaving: inputs.leaving,
-        scale_in_cooldown_until: last_op_end
-            .map(|t| t + chrono::Duration::from_std(cluster.scale_in.cooldown).unwrap_or_default()),
+        scale_in_cooldown_until: last_op_end.map(|t| {
+            chrono::Duration::from_std(cluster.scale_in.cooldown)
+                .ok()
+                .and_then(|d| t.checked_add_signed(d))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        }),
         removal_history: memory.removals,
     };
     let max_gap = interval * 2 + interval / 2;
@@ -670,13 +678,26 @@ async fn pick(
         }
     };
     let nodes: Vec<Node> = listed.iter().map(Node::from).collect();
-    let selection = select(
+    let mut selection = select(
         &nodes,
         &cluster.scale_in.scope,
         yarn_state.as_ref(),
         &[],
         count,
     );
+    // The floor once more, against the node list just read: a capacity
+    // snapshot can be older than the last removal.
+    let task_nodes = nodes.iter().filter(|n| n.flag == Some(3)).count();
+    let allowed = task_nodes.saturating_sub(cluster.min_task_nodes as usize);
+    if selection.chosen.len() > allowed {
+        let extra = selection.chosen.split_off(allowed);
+        selection.shortfall += extra.len() as u32;
+        selection.passed_over.extend(
+            extra
+                .into_iter()
+                .map(|c| (c.id, crate::policy::scale_in::Ineligible::Floor)),
+        );
+    }
     let passed: Vec<serde_json::Value> = selection
         .passed_over
         .iter()
@@ -763,6 +784,15 @@ async fn remove(shared: &Shared, cluster: &ClusterConfig, count: u32, running: u
 /// operation running. It skips the stabilization window and the cooldowns.
 pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32) -> Reply {
     let id = cluster.instance_id.as_str();
+    if !cluster.scale_in.scope.is_usable() {
+        return Reply::error(
+            409,
+            format!(
+                "{id} has nodes = \"ours\" but no owner_tag, so no node is known to be ours; \
+                 set [clusters.scale_in] owner_tag, or nodes = \"any_task\"; nothing was sent"
+            ),
+        );
+    }
     let running = match manual_gate(shared, id, "removing nodes") {
         Ok(r) => r,
         Err(refused) => return refused,

@@ -167,6 +167,7 @@ impl fmt::Display for Removal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeScope {
     /// Only nodes carrying this tag (the product adds it to every scale-out).
+    /// An empty key means no tag is configured: then no node is ours.
     Ours {
         /// Tag key.
         key: String,
@@ -175,6 +176,13 @@ pub enum NodeScope {
     },
     /// Any eligible task node.
     AnyTask,
+}
+
+impl NodeScope {
+    /// Whether the scope can recognise any node: "ours" needs its tag.
+    pub fn is_usable(&self) -> bool {
+        !matches!(self, NodeScope::Ours { key, .. } if key.is_empty())
+    }
 }
 
 /// One node as `DescribeClusterNodes` lists it: the fields eligibility reads.
@@ -226,6 +234,9 @@ pub struct YarnState {
 
 impl YarnState {
     fn find(&self, ip: &str) -> Option<&YarnNode> {
+        if ip.trim().is_empty() {
+            return None;
+        }
         self.nodes
             .iter()
             .find(|n| n.http_host == ip || n.host_name == ip)
@@ -280,6 +291,8 @@ pub enum Ineligible {
     AlreadyLeaving,
     /// Eligible, but the removal needed fewer nodes.
     NotNeeded,
+    /// Eligible, but removing it would go below `min_task_nodes`.
+    Floor,
 }
 
 impl fmt::Display for Ineligible {
@@ -299,6 +312,7 @@ impl fmt::Display for Ineligible {
             Ineligible::NotInYarn => "not matched to a YARN node by its Ip",
             Ineligible::AlreadyLeaving => "already being removed",
             Ineligible::NotNeeded => "eligible, not needed",
+            Ineligible::Floor => "eligible, kept for min_task_nodes",
         })
     }
 }
@@ -366,6 +380,9 @@ pub fn ineligibility(
         return Some(Ineligible::BuiltinAutoScaling);
     }
     if let NodeScope::Ours { key, value } = scope {
+        if key.is_empty() {
+            return Some(Ineligible::NotOurs);
+        }
         match &node.tags {
             None => return Some(Ineligible::TagsUnknown),
             Some(tags) if !tags.iter().any(|(k, v)| k == key && v == value) => {
@@ -495,7 +512,9 @@ pub fn stabilize(
         return Stabilized::Observing { since: None };
     };
     let max_gap = chrono::Duration::from_std(max_gap).unwrap_or(chrono::Duration::MAX);
-    let start = now - window;
+    let Some(start) = now.checked_sub_signed(window) else {
+        return Stabilized::Observing { since: None };
+    };
     let seen: Vec<&Proposal> = history.iter().filter(|p| p.at <= now).collect();
     let Some(last) = seen.last() else {
         return Stabilized::Observing { since: None };
@@ -526,7 +545,8 @@ pub fn stabilize(
 /// Drops proposals older than `window` plus `max_gap` before `now`; what
 /// [`stabilize`] no longer reads.
 pub fn prune(history: &mut Vec<Proposal>, now: DateTime<Utc>, window: Duration, max_gap: Duration) {
-    let keep = chrono::Duration::from_std(window + max_gap).unwrap_or(chrono::Duration::MAX);
+    let keep =
+        chrono::Duration::from_std(window.saturating_add(max_gap)).unwrap_or(chrono::Duration::MAX);
     history.retain(|p| now - p.at <= keep);
 }
 

@@ -1082,9 +1082,9 @@ fn every_removal_state_and_event() {
         accepted(flow 88)  -> InFlow #1                    removed(3) save
         in-process x1      -> -                            save CLOSE(refused)
         not found x1       -> Unknown #1                   save
-        invalid x1         -> -                            backoff(invalid) save CLOSE(refused)
+        invalid x1         -> -                            save CLOSE(refused)
         transport x1       -> Unknown #1                   save
-        not sent           -> -                            backoff(auth) save CLOSE(refused)
+        not sent           -> -                            save CLOSE(refused)
         flow running       -> Sending #1                   
         flow done          -> Sending #1                   
         flow failed        -> Sending #1                   
@@ -1101,7 +1101,7 @@ fn every_removal_state_and_event() {
         decided            -> Sending #2                   
         accepted(flow 88)  -> InFlow #2                    removed(3) save
         in-process x1      -> Unknown #2                   save
-        not found x1       -> Unknown #2                   save
+        not found x1       -> Unknown #2 judge-only        save
         invalid x1         -> Unknown #2 judge-only        save
         transport x1       -> Unknown #2                   save
         not sent           -> Unknown #2 judge-only        save

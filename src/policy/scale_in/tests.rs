@@ -136,6 +136,30 @@ fn every_ineligibility_has_its_reason() {
         assert_eq!(ineligibility(&node, &ours(), None), Some(why), "{node:?}");
     }
     assert_eq!(ineligibility(&ok, &ours(), None), None);
+    // "ours" with no tag configured: nothing is ours, not even tagged nodes.
+    let no_tag = NodeScope::Ours {
+        key: String::new(),
+        value: String::new(),
+    };
+    assert!(!no_tag.is_usable());
+    assert_eq!(ineligibility(&ok, &no_tag, None), Some(Ineligible::NotOurs));
+    // An empty Ip never matches a YARN node without an address.
+    let blank = YarnState {
+        nodes: vec![YarnNode {
+            http_host: String::new(),
+            host_name: String::new(),
+            containers: 0,
+        }],
+        am_hosts: BTreeSet::new(),
+    };
+    let no_ip = Node {
+        ip: Some(String::new()),
+        ..ok.clone()
+    };
+    assert_eq!(
+        ineligibility(&no_ip, &NodeScope::AnyTask, Some(&blank)),
+        Some(Ineligible::NotInYarn)
+    );
     // Any task node: tags do not matter, null included.
     let untagged = Node {
         tags: None,
