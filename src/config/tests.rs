@@ -461,6 +461,15 @@ fn scale_in_problems_are_reported_with_their_key_paths() {
     assert!(find(&bad, "clusters[0].scale_in.owner_tag").contains("already in scale_out.tags"));
     assert!(find(&bad, "clusters[0].yarn.resourcemanager_urls[0]").contains("http(s)"));
     assert!(find(&bad, "clusters[0].yarn.resourcemanager_urls[1]").contains("not a URL"));
+    let secret = with_scale_in(
+        "[clusters.yarn]\nresourcemanager_urls = [\"http://admin:s3cret@rm1:8088\"]\n",
+    );
+    let message = find(&secret, "clusters[0].yarn.resourcemanager_urls[0]");
+    assert!(
+        message.contains("must not carry a user or password"),
+        "{message}"
+    );
+    assert!(!message.contains("s3cret"), "{message}");
     let empty = with_scale_in("[clusters.yarn]\nresourcemanager_urls = []\n");
     assert!(find(&empty, "clusters[0].yarn.resourcemanager_urls").contains("at least one"));
     let unknown = with_scale_in("[clusters.scale_in]\nenable = true\n");

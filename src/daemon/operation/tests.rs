@@ -1002,6 +1002,7 @@ fn removal_events() -> Vec<(&'static str, Event)> {
         ("flow failed", Event::FlowRead(Flow::Failed)),
         ("tick, running", Event::Tick(cap(590, 2, 10))),
         ("tick, scaling in", Event::Tick(cap(590, 24, 10))),
+        ("tick, 302", Event::Tick(cap(590, 302, 10))),
         ("tick, stale", Event::Tick(cap(500, 2, 10))),
         (
             "listed a b c",
@@ -1070,6 +1071,7 @@ fn every_removal_state_and_event() {
         flow failed        -> -                            
         tick, running      -> -                            
         tick, scaling in   -> -                            
+        tick, 302          -> -                            
         tick, stale        -> -                            
         listed a b c       -> -                            
         listed c           -> -                            
@@ -1090,6 +1092,7 @@ fn every_removal_state_and_event() {
         flow failed        -> Sending #1                   
         tick, running      -> Unknown #1                   save
         tick, scaling in   -> Unknown #1                   save
+        tick, 302          -> Unknown #1                   save
         tick, stale        -> Unknown #1                   save
         listed a b c       -> Sending #1                   
         listed c           -> Sending #1                   
@@ -1110,6 +1113,7 @@ fn every_removal_state_and_event() {
         flow failed        -> Sending #2                   
         tick, running      -> Unknown #2                   save
         tick, scaling in   -> Unknown #2                   save
+        tick, 302          -> Unknown #2                   save
         tick, stale        -> Unknown #2                   save
         listed a b c       -> Sending #2                   
         listed c           -> Sending #2                   
@@ -1130,6 +1134,7 @@ fn every_removal_state_and_event() {
         flow failed        -> -                            ended(88) failed(88) save CLOSE(flow_failed)
         tick, running      -> InFlow #1                    read(88)
         tick, scaling in   -> InFlow #1                    read(88)
+        tick, 302          -> InFlow #1                    read(88)
         tick, stale        -> InFlow #1                    read(88)
         listed a b c       -> InFlow #1                    
         listed c           -> InFlow #1                    
@@ -1150,6 +1155,7 @@ fn every_removal_state_and_event() {
         flow failed        -> -                            ended(88) failed(88) save CLOSE(flow_failed)
         tick, running      -> InFlow #1 stuck              breaker(Some(88)) save read(88)
         tick, scaling in   -> InFlow #1 stuck              breaker(Some(88)) save read(88)
+        tick, 302          -> InFlow #1 stuck              breaker(Some(88)) save read(88)
         tick, stale        -> InFlow #1 stuck              breaker(Some(88)) save read(88)
         listed a b c       -> InFlow #1                    
         listed c           -> InFlow #1                    
@@ -1170,6 +1176,7 @@ fn every_removal_state_and_event() {
         flow failed        -> AcceptedNoFlow #1            
         tick, running      -> AcceptedNoFlow #1            
         tick, scaling in   -> AcceptedNoFlow #1            save
+        tick, 302          -> AcceptedNoFlow #1            save
         tick, stale        -> AcceptedNoFlow #1            
         listed a b c       -> -                            save CLOSE(completed)
         listed c           -> -                            save CLOSE(completed)
@@ -1190,6 +1197,7 @@ fn every_removal_state_and_event() {
         flow failed        -> Unknown #1                   
         tick, running      -> Unknown #1                   list-nodes
         tick, scaling in   -> Unknown #1                   
+        tick, 302          -> Unknown #1                   list-nodes
         tick, stale        -> Unknown #1                   
         listed a b c       -> Sending #2                   save RE-TERMINATE(ins-a+ins-b+ins-c)
         listed c           -> Sending #2 gone:ins-a+ins-b  save RE-TERMINATE(ins-c)
@@ -1210,6 +1218,7 @@ fn every_removal_state_and_event() {
         flow failed        -> Unknown #1 stopping          
         tick, running      -> Unknown #1 stopping          list-nodes
         tick, scaling in   -> Unknown #1 stopping          
+        tick, 302          -> Unknown #1 stopping          list-nodes
         tick, stale        -> Unknown #1 stopping          
         listed a b c       -> -                            save CLOSE(stopped)
         listed c           -> -                            save CLOSE(stopped)
@@ -1230,6 +1239,7 @@ fn every_removal_state_and_event() {
         flow failed        -> -                            ended(88) failed(88) save CLOSE(flow_failed)
         tick, running      -> InFlow #1 stuck resolve      list-nodes
         tick, scaling in   -> InFlow #1 stuck resolve      list-nodes
+        tick, 302          -> InFlow #1 stuck resolve      list-nodes
         tick, stale        -> InFlow #1 stuck resolve      list-nodes
         listed a b c       -> -                            ended(88) save CLOSE(resolved)
         listed c           -> -                            ended(88) save CLOSE(resolved)
