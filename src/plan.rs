@@ -222,7 +222,6 @@ async fn removal_plan(
     cluster: &crate::config::ClusterConfig,
     decision: &Decision,
 ) -> RemovalPlan {
-    use crate::policy::scale_in::{Node, select};
     let schedule_floor = decision
         .votes
         .iter()
@@ -244,32 +243,21 @@ async fn removal_plan(
         chosen: Ok(Vec::new()),
         passed_over: Vec::new(),
     };
-    let listed = match emr.task_nodes(&cluster.instance_id).await {
-        Ok(l) => l,
+    let selection = match crate::daemon::choose::choose(
+        emr,
+        &connections.http,
+        cluster,
+        bounded,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(s) => s,
         Err(e) => {
-            plan.chosen = Err(format!("cannot read the node list: {e}"));
+            plan.chosen = Err(format!("{e} (the daemon removes nothing then)"));
             return plan;
         }
     };
-    let yarn = match &cluster.yarn {
-        None => None,
-        Some(y) => {
-            let reader = crate::yarn::Yarn::new(
-                connections.http.clone(),
-                y.resourcemanager_urls.clone(),
-                std::time::Duration::from_secs(10),
-            );
-            match reader.state().await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    plan.chosen = Err(format!("{e} (the daemon removes nothing then)"));
-                    return plan;
-                }
-            }
-        }
-    };
-    let nodes: Vec<Node> = listed.iter().map(Node::from).collect();
-    let selection = select(&nodes, &cluster.scale_in.scope, yarn.as_ref(), &[], bounded);
     plan.chosen = Ok(selection.ids());
     plan.passed_over = selection
         .passed_over

@@ -8,6 +8,7 @@
 pub mod actuator;
 pub mod admin;
 pub mod capacity;
+pub mod choose;
 pub mod manual;
 pub mod operation;
 pub mod owners;

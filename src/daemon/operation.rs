@@ -560,22 +560,7 @@ fn answered(mut op: Operation, answer: Answer, env: &Env) -> Step {
         }
         Verdict::Unknown => {
             count(&mut op, &mut effects);
-            if let Some(c) = op.current.as_mut() {
-                c.unknown_since = Some(env.now);
-                // A re-send refused outright tells nothing about the first
-                // send; stop re-sending and judge from the cluster.
-                if let Answer::Failed { class, .. } = &answer
-                    && matches!(
-                        class,
-                        ErrorClass::SoldOut
-                            | ErrorClass::Invalid
-                            | ErrorClass::Auth
-                            | ErrorClass::NotFound
-                    )
-                {
-                    c.judge_only = true;
-                }
-            }
+            mark_unknown(&mut op, &answer, env);
             effects.push(Effect::Save);
             keep(op, effects)
         }
@@ -590,6 +575,24 @@ fn answered(mut op: Operation, answer: Answer, env: &Env) -> Step {
             }
             close(op, Outcome::Refused(class), effects)
         }
+    }
+}
+
+/// Marks the current chunk (or removal) of unknown outcome. A re-send
+/// refused outright tells nothing about the first send: it is never re-sent,
+/// only judged from the cluster (or, for a removal, its node list).
+fn mark_unknown(op: &mut Operation, answer: &Answer, env: &Env) {
+    let Some(c) = op.current.as_mut() else {
+        return;
+    };
+    c.unknown_since = Some(env.now);
+    if let Answer::Failed { class, .. } = answer
+        && matches!(
+            class,
+            ErrorClass::SoldOut | ErrorClass::Invalid | ErrorClass::Auth | ErrorClass::NotFound
+        )
+    {
+        c.judge_only = true;
     }
 }
 
@@ -942,22 +945,7 @@ fn answered_removal(mut op: Operation, answer: Answer, env: &Env) -> Step {
             keep(op, effects)
         }
         Verdict::Unknown => {
-            if let Some(c) = op.current.as_mut() {
-                c.unknown_since = Some(env.now);
-                // A re-send refused outright tells nothing about the first
-                // send: read the list once more and close, never re-send.
-                if let Answer::Failed { class, .. } = &answer
-                    && matches!(
-                        class,
-                        ErrorClass::SoldOut
-                            | ErrorClass::Invalid
-                            | ErrorClass::Auth
-                            | ErrorClass::NotFound
-                    )
-                {
-                    c.judge_only = true;
-                }
-            }
+            mark_unknown(&mut op, &answer, env);
             keep(op, vec![Effect::Save])
         }
         Verdict::NotExecuted => {

@@ -650,54 +650,21 @@ async fn pick(
     count: u32,
     reason: &str,
 ) -> Result<crate::policy::scale_in::Selection, String> {
-    use crate::policy::scale_in::{Node, select};
     let id = cluster.instance_id.as_str();
-    let listed = {
-        let _call = shared
-            .board
-            .in_call(id, shared.config.tencent.call_within() * 4);
-        shared.emr.task_nodes(id).await
-    };
-    let listed = listed.map_err(|e| format!("cannot read the node list: {e}"))?;
-    let yarn_state = match &cluster.yarn {
-        None => None,
-        Some(y) => {
-            let yarn = crate::yarn::Yarn::new(
-                shared.http.clone(),
-                y.resourcemanager_urls.clone(),
-                shared.config.prometheus.timeout,
-            );
-            let _call = shared
-                .board
-                .in_call(id, shared.config.prometheus.timeout * 4);
-            Some(
-                yarn.state()
-                    .await
-                    .map_err(|e| format!("cannot read the YARN ResourceManager: {e}"))?,
-            )
-        }
-    };
-    let nodes: Vec<Node> = listed.iter().map(Node::from).collect();
-    let mut selection = select(
-        &nodes,
-        &cluster.scale_in.scope,
-        yarn_state.as_ref(),
-        &[],
-        count,
-    );
-    // The floor once more, against the node list just read: a capacity
-    // snapshot can be older than the last removal.
-    let task_nodes = nodes.iter().filter(|n| n.flag == Some(3)).count();
-    let allowed = task_nodes.saturating_sub(cluster.min_task_nodes as usize);
-    if selection.chosen.len() > allowed {
-        let extra = selection.chosen.split_off(allowed);
-        selection.shortfall += extra.len() as u32;
-        selection.passed_over.extend(
-            extra
-                .into_iter()
-                .map(|c| (c.id, crate::policy::scale_in::Ineligible::Floor)),
+    let selection = {
+        let _call = shared.board.in_call(
+            id,
+            shared.config.tencent.call_within() * 4 + shared.config.prometheus.timeout * 4,
         );
-    }
+        super::choose::choose(
+            &shared.emr,
+            &shared.http,
+            cluster,
+            count,
+            shared.config.prometheus.timeout,
+        )
+        .await?
+    };
     let passed: Vec<serde_json::Value> = selection
         .passed_over
         .iter()
