@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks what operators install next to the binary:
-#   1. config/alerts.yml: `promtool check rules` and its unit tests,
-#      `promtool test rules tests/alerts_test.yml`;
+#   1. config/alerts.yml and config/alerts-ha.yml: `promtool check rules`
+#      and their unit tests, tests/alerts_test.yml and tests/alerts_ha_test.yml;
 #   2. the Debian package: built with scripts/package.sh, listed, extracted
 #      into a scratch root, and the extracted binary's `check` run on the
 #      packaged configuration;
@@ -18,7 +18,8 @@ cd "$(dirname "$0")/.."
 MAX_EXPOSURE=1.5
 
 . scripts/packages.sh
-ensure_packages "promtool:prometheus" "systemd-analyze:systemd" "dpkg-deb:dpkg" "dpkg-shlibdeps:dpkg-dev"
+ensure_packages "promtool:prometheus" "systemd-analyze:systemd" "dpkg-deb:dpkg" "dpkg-shlibdeps:dpkg-dev" \
+    "protoc:protobuf-compiler"
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
@@ -28,6 +29,10 @@ echo "==> promtool check rules config/alerts.yml" >&2
 promtool check rules config/alerts.yml
 echo "==> promtool test rules tests/alerts_test.yml" >&2
 promtool test rules tests/alerts_test.yml
+echo "==> promtool check rules config/alerts-ha.yml" >&2
+promtool check rules config/alerts-ha.yml
+echo "==> promtool test rules tests/alerts_ha_test.yml" >&2
+promtool test rules tests/alerts_ha_test.yml
 
 # ---- 2. The Debian package ----
 # shellcheck source=package.sh

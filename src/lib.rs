@@ -9,6 +9,7 @@ pub mod config;
 pub mod connect;
 pub mod daemon;
 pub mod demo;
+pub mod etcd;
 pub mod plan;
 pub mod policy;
 pub mod prom;

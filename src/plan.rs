@@ -119,7 +119,22 @@ pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>
     let prom = connections.prometheus(config)?;
     let now = crate::clock::wall_now();
     let interval = config.daemon.evaluation_interval;
-    let state = match crate::state::read_only(&config.daemon.state_dir) {
+    let read = match &config.ha {
+        // With [ha] the state is the leader's, in etcd.
+        Some(ha) => match crate::etcd::Etcd::new(ha, std::time::Duration::from_secs(3)) {
+            Ok(etcd) => crate::state::etcd::EtcdStore::new(
+                etcd,
+                &ha.prefix,
+                std::sync::Arc::new(std::sync::Mutex::new(None)),
+            )
+            .load()
+            .await
+            .map(Option::unwrap_or_default),
+            Err(e) => Err(crate::state::StateError::Etcd(e.to_string())),
+        },
+        None => crate::state::read_only(&config.daemon.state_dir),
+    };
+    let state = match read {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(message = "Cannot read the daemon's state; planning without cooldowns or orders.", error = %e);

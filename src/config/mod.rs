@@ -5,6 +5,7 @@
 //! `serde_ignored`), wrong types and semantic errors are all returned
 //! together, each with its key path, so `check` can print them at once.
 
+pub mod ha;
 pub mod raw;
 mod rules;
 
@@ -73,6 +74,8 @@ pub struct Config {
     pub tencent: TencentConfig,
     /// `[[clusters]]`
     pub clusters: Vec<ClusterConfig>,
+    /// `[ha]`; `None` for a single-host daemon.
+    pub ha: Option<ha::HaConfig>,
 }
 
 /// `[daemon]`
@@ -420,11 +423,13 @@ impl Validator<'_> {
                 );
             }
         }
+        let ha = raw.ha.map(|h| self.ha(h));
         Config {
             daemon,
             prometheus,
             tencent,
             clusters,
+            ha,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub tencent: RawTencent,
     /// `[[clusters]]`
     pub clusters: Vec<RawCluster>,
+    /// `[ha]`, when several daemons share the work.
+    pub ha: Option<super::ha::RawHa>,
 }
 
 /// `[daemon]`

@@ -509,3 +509,86 @@ fn the_readme_comparison_differs_only_in_scale_in() {
     b.clusters[0].scale_in.enabled = true;
     assert_eq!(a.clusters, b.clusters);
 }
+
+#[test]
+#[cfg(feature = "ha")]
+fn ha_section_defaults_and_every_problem_at_once() {
+    let base = data("minimal.toml");
+    let c = load_str(
+        &format!("{base}\n[ha]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\n"),
+        None,
+    )
+    .unwrap();
+    let ha = c.ha.as_ref().unwrap();
+    assert_eq!(ha.lease_ttl, Duration::from_secs(10));
+    assert_eq!(ha.prefix, "/emr-autoscaler/");
+    assert_eq!(ha.node_name, ha::host_name());
+    assert_eq!((ha.advertise_url.as_ref(), ha.user.as_ref()), (None, None));
+    assert!(
+        load_str(&base, None).unwrap().ha.is_none(),
+        "no [ha], single host"
+    );
+
+    let bad = issues(&format!(
+        "{base}\n[ha]\netcd_endpoints = [\"http://10.0.0.5\", \"ftp://x:1\", \"https://10.0.0.6:2379\"]\n\
+         lease_ttl = \"1s\"\nprefix = \"/no-slash\"\nnode_name = \"ops 1\"\nadvertise_url = \"nope\"\n\
+         cert_file = \"/c.pem\"\nusername = \"u\"\nleader_key = \"x\"\n"
+    ));
+    let paths: Vec<&str> = bad.iter().map(|i| i.path.as_str()).collect();
+    for want in [
+        "ha.etcd_endpoints",
+        "ha.etcd_endpoints[0]",
+        "ha.etcd_endpoints[1]",
+        "ha.lease_ttl",
+        "ha.prefix",
+        "ha.node_name",
+        "ha.advertise_url",
+        "ha.cert_file",
+        "ha.username",
+        "ha.leader_key",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {bad:#?}");
+    }
+    let ttl = issues(&format!(
+        "{base}\n[ha]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"2500ms\"\n"
+    ));
+    assert!(ttl[0].message.contains("whole seconds"), "{ttl:?}");
+    let tls = issues(&format!(
+        "{base}\n[ha]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\nca_file = \"/ca.pem\"\n"
+    ));
+    assert!(tls[0].message.contains("https://"), "{tls:?}");
+}
+
+#[test]
+#[cfg(feature = "ha")]
+fn the_digest_ignores_per_host_keys_and_sees_the_policy() {
+    let base = data("minimal.toml");
+    let with = |extra: &str| {
+        load_str(
+            &format!("{base}\n[ha]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\n{extra}"),
+            None,
+        )
+        .unwrap()
+        .digest()
+    };
+    let a = with("node_name = \"ops-1\"\n");
+    assert_eq!(
+        a,
+        with("node_name = \"ops-2\"\nadvertise_url = \"http://10.0.0.6:9464\"\n")
+    );
+    assert_ne!(a, with("lease_ttl = \"20s\"\n"));
+    let mut other = load_str(&base, None).unwrap();
+    other.clusters[0].max_task_nodes += 1;
+    assert_ne!(load_str(&base, None).unwrap().digest(), other.digest());
+}
+
+#[test]
+#[cfg(not(feature = "ha"))]
+fn a_build_without_ha_refuses_the_section() {
+    let base = data("minimal.toml");
+    let bad = issues(&format!(
+        "{base}\n[ha]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\n"
+    ));
+    assert_eq!(bad[0].path, "ha");
+    assert!(bad[0].message.contains("--features ha"), "{bad:?}");
+}

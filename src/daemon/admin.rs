@@ -6,6 +6,12 @@
 //! daemon); without a token file they accept loopback clients only. They
 //! never touch durable state: each is a command to the cluster's owner,
 //! which answers once it has acted.
+//!
+//! With `[ha]`, a daemon that does not lead forwards those commands to the
+//! leader's `advertise_url` (once: a forwarded command is never forwarded
+//! again), `/api/v1/status` has an `ha` object (role, leader, etcd error,
+//! config digest match), and `/readyz` adds `etcd_unreachable` and
+//! `no_leader`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +44,11 @@ pub struct AdminState {
     pub token_file: Option<PathBuf>,
     /// For timestamps.
     pub clock: SharedClock,
+    /// Leadership, with `[ha]`: a standby forwards operator commands to
+    /// the leader.
+    pub ha: Option<Arc<super::ha::Ha>>,
+    /// The one HTTP client, for forwarding.
+    pub http: reqwest::Client,
 }
 
 /// The router, for tests and `serve`.
@@ -96,8 +107,34 @@ async fn healthz(State(s): State<AdminState>) -> Response {
     }
 }
 
+/// With `[ha]`: the process-wide reasons, `etcd_unreachable` and
+/// `no_leader`. A standby with etcd reachable and a leader known is ready.
+fn ha_reasons(s: &AdminState) -> Vec<super::status::ReadinessReason> {
+    let Some(ha) = &s.ha else {
+        return Vec::new();
+    };
+    let view = ha.view();
+    let mut out = Vec::new();
+    if let Some(e) = &view.etcd_error {
+        out.push(super::status::ReadinessReason {
+            cluster: None,
+            reason: "etcd_unreachable",
+            detail: format!("{e}; every daemon holds until etcd answers"),
+        });
+    }
+    if view.leader.is_none() {
+        out.push(super::status::ReadinessReason {
+            cluster: None,
+            reason: "no_leader",
+            detail: "no daemon holds the leader lease; nothing is scaled".into(),
+        });
+    }
+    out
+}
+
 async fn readyz(State(s): State<AdminState>) -> Response {
-    let reasons = s.board.not_ready();
+    let mut reasons = ha_reasons(&s);
+    reasons.extend(s.board.not_ready());
     if reasons.is_empty() {
         Json(json!({"ready": true, "reasons": []})).into_response()
     } else {
@@ -110,7 +147,11 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn status(State(s): State<AdminState>) -> Response {
-    Json(json!({"now": s.board.now(), "clusters": s.board.snapshot()})).into_response()
+    let mut body = json!({"now": s.board.now(), "clusters": s.board.snapshot()});
+    if let Some(ha) = &s.ha {
+        body["ha"] = json!(ha.view());
+    }
+    Json(body).into_response()
 }
 
 fn authorize(
@@ -159,15 +200,91 @@ fn authorize(
 /// API calls with retries) and then the command itself.
 const OWNER_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Marks a command a standby forwarded, so it is never forwarded twice.
+const FORWARDED: &str = "x-emr-autoscaler-forwarded-by";
+
+/// With `[ha]`, a standby sends the command on to the leader and answers
+/// with the leader's answer.
+async fn forward(
+    s: &AdminState,
+    ha: &super::ha::Ha,
+    headers: &HeaderMap,
+    id: &str,
+    verb: &str,
+    body: axum::body::Bytes,
+) -> Response {
+    let view = ha.view();
+    let unavailable = |why: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": why, "role": view.role, "leader": view.leader})),
+        )
+            .into_response()
+    };
+    if headers.contains_key(FORWARDED) {
+        return unavailable(
+            "this daemon is not the leader either; the leadership is changing, try again".into(),
+        );
+    }
+    let Some(leader) = view.leader.clone() else {
+        return unavailable(format!(
+            "no leader is known ({}); nothing was sent",
+            view.etcd_error
+                .as_deref()
+                .unwrap_or("no daemon holds the lease")
+        ));
+    };
+    let url = format!(
+        "{}/api/v1/clusters/{id}/{verb}",
+        leader.advertise_url.trim_end_matches('/')
+    );
+    tracing::info!(message = "Forwarding an operator command to the leader.", leader = %leader.node_name, url = %url);
+    let mut request = s
+        .http
+        .post(&url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(FORWARDED, view.node_name.as_str())
+        .timeout(OWNER_ANSWER_WITHIN)
+        .body(body);
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        request = request.header(header::AUTHORIZATION, auth.clone());
+    }
+    match request.send().await {
+        Ok(resp) => {
+            let status = StatusCode::from_u16(resp.status().as_u16())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = resp.json::<serde_json::Value>().await.unwrap_or_default();
+            (status, Json(body)).into_response()
+        }
+        Err(e) if e.is_connect() => unavailable(format!(
+            "the leader {} at {} does not answer ({e}); nothing was sent",
+            leader.node_name, leader.advertise_url
+        )),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({"error": format!(
+                "the leader {} at {} did not answer ({e}); the command may have been served: check its status",
+                leader.node_name, leader.advertise_url
+            )})),
+        )
+            .into_response(),
+    }
+}
+
 async fn ask_owner(
     s: &AdminState,
     peer: SocketAddr,
     headers: &HeaderMap,
-    id: &str,
+    (id, verb, body): (&str, &str, axum::body::Bytes),
     make: impl FnOnce(tokio::sync::oneshot::Sender<Reply>) -> Command,
 ) -> Response {
     if let Err((code, why)) = authorize(s, peer, headers) {
         return (code, Json(json!({"error": why}))).into_response();
+    }
+    if let Some(ha) = &s.ha
+        && ha.view().role != super::ha::Role::Leader
+    {
+        return forward(s, ha, headers, id, verb, body).await;
     }
     let Some(mailbox) = s.owners.get(id) else {
         return (
@@ -242,10 +359,8 @@ async fn scale_out(
         ));
     }
     tracing::info!(message = "Manual scale-out asked.", cluster = %id, count, kind = ?kind, peer = %peer);
-    ask_owner(&s, peer, &headers, &id, |reply| Command::ScaleOut {
-        kind,
-        count,
-        reply,
+    ask_owner(&s, peer, &headers, (&id, "scale-out", body), |reply| {
+        Command::ScaleOut { kind, count, reply }
     })
     .await
 }
@@ -277,9 +392,8 @@ async fn scale_in(
         return bad(format!("{count} is outside 1..={MAX_MANUAL_REMOVAL}"));
     }
     tracing::info!(message = "Manual scale-in asked.", cluster = %id, count, peer = %peer);
-    ask_owner(&s, peer, &headers, &id, |reply| Command::ScaleIn {
-        count,
-        reply,
+    ask_owner(&s, peer, &headers, (&id, "scale-in", body), |reply| {
+        Command::ScaleIn { count, reply }
     })
     .await
 }
@@ -289,8 +403,9 @@ async fn pause(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Response {
-    ask_owner(&s, peer, &headers, &id, Command::Pause).await
+    ask_owner(&s, peer, &headers, (&id, "pause", body), Command::Pause).await
 }
 
 async fn resume(
@@ -298,6 +413,7 @@ async fn resume(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Response {
-    ask_owner(&s, peer, &headers, &id, Command::Resume).await
+    ask_owner(&s, peer, &headers, (&id, "resume", body), Command::Resume).await
 }

@@ -67,12 +67,19 @@ impl Snapshot {
     }
 }
 
-/// Polls until cancelled.
+/// Polls until cancelled: `DescribeInstances` on a single host or a
+/// leader (which also publishes each answer in etcd), the leader's published
+/// snapshot on a standby.
 pub async fn poll(
     shared: Arc<Shared>,
     tx: Arc<watch::Sender<Snapshot>>,
     cancel: CancellationToken,
 ) {
+    if shared.role == super::ha::Role::Standby
+        && let Some(ha) = shared.ha.clone()
+    {
+        return follow(shared, ha, tx, cancel).await;
+    }
     let ids: Vec<String> = shared
         .config
         .clusters
@@ -107,7 +114,83 @@ pub async fn poll(
                 auth = snap.auth_failed,
             );
         }
+        if ok
+            && shared.role == super::ha::Role::Leader
+            && let (Some(ha), Some(at)) = (&shared.ha, snap.at)
+        {
+            let published = super::ha::PublishedCapacity {
+                wall: crate::clock::wall_now(),
+                at,
+                clusters: snap.clusters.values().cloned().collect(),
+            };
+            if let Err(e) = ha.publish_capacity(&published).await {
+                tracing::warn!(message = "Cannot publish the capacity snapshot in etcd.", error = %e);
+            }
+        }
         tx.send_replace(snap);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// A standby's poller: every evaluation interval, the leader's capacity
+/// snapshot and the state, both read from etcd. It calls no EMR action.
+async fn follow(
+    shared: Arc<Shared>,
+    ha: Arc<super::ha::Ha>,
+    tx: Arc<watch::Sender<Snapshot>>,
+    cancel: CancellationToken,
+) {
+    let interval = shared.clock.real(shared.config.daemon.evaluation_interval);
+    let allowance = interval * 3 + std::time::Duration::from_secs(10);
+    loop {
+        shared.board.progressed(POLLER, allowance);
+        let read = {
+            let _call = shared
+                .board
+                .in_call(POLLER, std::time::Duration::from_secs(10));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = ha.read_capacity() => r,
+            }
+        };
+        let mut snap = tx.borrow().clone();
+        match read {
+            Ok(Some(p)) => {
+                // Fresh from when this standby first saw it: the leader
+                // publishes every interval, so a live leader keeps it fresh
+                // and a dead one lets it age out.
+                if snap.at != Some(p.at) {
+                    snap.taken = Some(tokio::time::Instant::now());
+                }
+                snap.at = Some(p.at);
+                snap.clusters = p
+                    .clusters
+                    .into_iter()
+                    .map(|c| (c.cluster_id.clone(), c))
+                    .collect();
+                snap.error = None;
+                snap.auth_failed = false;
+            }
+            Ok(None) => snap.error = Some("no leader has published a capacity snapshot yet".into()),
+            Err(e) => {
+                snap.error = Some(format!(
+                    "the leader's snapshot cannot be read from etcd: {e}"
+                ))
+            }
+        }
+        tx.send_replace(snap);
+        // The leader's cooldowns, budgets and operations, for the decisions
+        // and the status this standby shows.
+        if let crate::state::Store::Etcd(store) = shared.state.store()
+            && let Ok(Some(state)) = store.load().await
+            && shared.role == super::ha::Role::Standby
+        {
+            shared.state.replace(state).await;
+        }
+        shared.board.progressed(POLLER, allowance);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}

@@ -8,6 +8,9 @@
 //! limiter and operation serve the order. With no daemon, the command takes
 //! the state lock itself (waiting up to 30 s for it), follows any operation
 //! left open one step, and acts alone through the same operation machine.
+//!
+//! With `[ha]` the order goes to the leader's `advertise_url`, read from
+//! etcd's leader key, and never acts alone: no leader, no order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +39,10 @@ pub async fn order(
     ask: Ask,
     clock: SharedClock,
 ) -> Result<Reply, String> {
+    if config.ha.is_some() {
+        // With [ha] only the leader acts: never alone, never a standby.
+        return via_leader(config, instance_id, ask).await;
+    }
     if let Some(reply) = via_daemon(config, instance_id, ask).await? {
         return Ok(reply);
     }
@@ -59,11 +66,34 @@ async fn via_daemon(config: &Config, instance_id: &str, ask: Ask) -> Result<Opti
     } else {
         addr
     };
+    tracing::info!(message = "Sending the order to the running daemon.", addr = %addr, cluster = %instance_id);
+    match post(config, &format!("http://{addr}"), instance_id, ask).await? {
+        Ok(reply) => Ok(Some(reply)),
+        Err(e) if e.is_connect() => {
+            tracing::info!(message = "No daemon answers at the recorded address; acting alone.", addr = %addr);
+            Ok(None)
+        }
+        Err(e) => Err(format!(
+            "the daemon at {addr} did not answer ({e}); the order may have been placed: \
+             check GET /api/v1/status before trying again"
+        )),
+    }
+}
+
+/// POSTs the order to the admin server at `base`, with the bearer token when
+/// one is configured. The outer `Err` is a local problem (the token file).
+async fn post(
+    config: &Config,
+    base: &str,
+    instance_id: &str,
+    ask: Ask,
+) -> Result<Result<Reply, reqwest::Error>, String> {
     let http = crate::tencent::client::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
     let (path, body) = ask.request();
     let mut request = http
         .post(format!(
-            "http://{addr}/api/v1/clusters/{instance_id}/{path}"
+            "{}/api/v1/clusters/{instance_id}/{path}",
+            base.trim_end_matches('/')
         ))
         .json(&body);
     if let Some(file) = &config.daemon.admin_token_file {
@@ -75,20 +105,45 @@ async fn via_daemon(config: &Config, instance_id: &str, ask: Ask) -> Result<Opti
         })?;
         request = request.bearer_auth(token.trim());
     }
-    tracing::info!(message = "Sending the order to the running daemon.", addr = %addr, cluster = %instance_id);
-    match request.send().await {
+    Ok(match request.send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
             let body = resp.json::<serde_json::Value>().await.unwrap_or_default();
-            Ok(Some(Reply { status, body }))
+            Ok(Reply { status, body })
         }
-        Err(e) if e.is_connect() => {
-            tracing::info!(message = "No daemon answers at the recorded address; acting alone.", addr = %addr);
-            Ok(None)
-        }
+        Err(e) => Err(e),
+    })
+}
+
+/// With `[ha]`: sends the order to the leader named in etcd, whichever host
+/// this command runs on.
+async fn via_leader(config: &Config, instance_id: &str, ask: Ask) -> Result<Reply, String> {
+    let Some(ha) = &config.ha else {
+        return Err("no [ha] section".into());
+    };
+    let etcd = crate::etcd::Etcd::new(ha, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+    let key = format!("{}{}", ha.prefix, super::ha::LEADER_KEY);
+    let value = etcd.get(&key).await.map_err(|e| {
+        format!("cannot read the leader from etcd ({e}); with [ha] an order goes only to the leader, so nothing was sent")
+    })?;
+    let Some(value) = value else {
+        return Err(format!(
+            "no daemon leads ({key} is empty in etcd); start a daemon or wait for a standby to take over. Nothing was sent"
+        ));
+    };
+    let leader: super::ha::LeaderInfo = serde_json::from_slice(&value.bytes)
+        .map_err(|e| format!("the leader key {key} cannot be read ({e}); nothing was sent"))?;
+    tracing::info!(message = "Sending the order to the leader.", leader = %leader.node_name, url = %leader.advertise_url, cluster = %instance_id);
+    match post(config, &leader.advertise_url, instance_id, ask).await? {
+        Ok(reply) => Ok(reply),
+        Err(e) if e.is_connect() => Err(format!(
+            "the leader {} at {} does not answer ({e}); nothing was sent. Check that ha.advertise_url is reachable from this host",
+            leader.node_name, leader.advertise_url
+        )),
         Err(e) => Err(format!(
-            "the daemon at {addr} did not answer ({e}); the order may have been placed: \
-             check GET /api/v1/status before trying again"
+            "the leader {} at {} did not answer ({e}); the order may have been placed: \
+             check GET /api/v1/status before trying again",
+            leader.node_name, leader.advertise_url
         )),
     }
 }
@@ -136,6 +191,8 @@ async fn alone(
         state: Arc::new(StateHandle::new(store, state)),
         board: Arc::new(StatusBoard::new(clock.clone())),
         capacity: rx,
+        role: super::ha::Role::Single,
+        ha: None,
     };
     // Where the cluster stands, and any operation a daemon left open.
     let ids = vec![instance_id.to_string()];

@@ -9,6 +9,7 @@ pub mod actuator;
 pub mod admin;
 pub mod capacity;
 pub mod choose;
+pub mod ha;
 pub mod manual;
 pub mod operation;
 pub mod owners;
@@ -27,7 +28,7 @@ use crate::clock::SharedClock;
 use crate::config::{self, ClusterConfig, Config, ConfigError};
 use crate::connect::Connections;
 use crate::prom::Prometheus;
-use crate::state::{State, StateError, StateStore};
+use crate::state::{State, StateError, StateStore, Store};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::notify;
 use crate::tencent::EmrClient;
@@ -68,22 +69,39 @@ pub enum DaemonError {
     },
 }
 
-/// The durable state and the one writer of its file.
+/// The durable state and the one writer of its store.
 #[derive(Debug)]
 pub struct StateHandle {
-    store: StateStore,
+    store: Store,
     state: std::sync::Mutex<State>,
     save_lock: tokio::sync::Mutex<()>,
 }
 
 impl StateHandle {
-    /// Wraps an opened store and its loaded state.
+    /// Wraps an opened file store and its loaded state.
     pub fn new(store: StateStore, state: State) -> Self {
+        Self::over(Store::File(store), state)
+    }
+
+    /// Wraps any store and the state loaded from it.
+    pub fn over(store: Store, state: State) -> Self {
         Self {
             store,
             state: std::sync::Mutex::new(state),
             save_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The store (the file, or etcd with `[ha]`).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Replaces the state in memory (a new leader's load, a standby's
+    /// refresh); nothing is written.
+    pub async fn replace(&self, state: State) {
+        let _turn = self.save_lock.lock().await;
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
     /// Reads or changes the state in memory.
@@ -96,7 +114,7 @@ impl StateHandle {
     pub async fn save(&self) -> Result<(), StateError> {
         let _turn = self.save_lock.lock().await;
         let snapshot = self.with(|s| s.clone());
-        tokio::task::block_in_place(|| self.store.save(&snapshot))
+        self.store.save(&snapshot).await
     }
 
     /// Changes the state and writes it before returning.
@@ -128,6 +146,10 @@ pub struct Shared {
     pub board: Arc<StatusBoard>,
     /// Latest capacity snapshot.
     pub capacity: watch::Receiver<capacity::Snapshot>,
+    /// This generation's role: single host, leader or standby.
+    pub role: ha::Role,
+    /// Leadership, with `[ha]`.
+    pub ha: Option<Arc<ha::Ha>>,
 }
 
 /// Options of `run`.
@@ -175,6 +197,7 @@ struct Generation {
     capacity_tx: Arc<watch::Sender<capacity::Snapshot>>,
     workers: BTreeMap<String, Worker>,
     shared: Arc<Shared>,
+    role: ha::Role,
 }
 
 /// What every generation of workers shares and outlives reloads.
@@ -185,6 +208,7 @@ struct Base {
     state: Arc<StateHandle>,
     board: Arc<StatusBoard>,
     owners: Arc<Owners>,
+    ha: Option<Arc<ha::Ha>>,
 }
 
 fn cluster_labels(config: &Config) -> Vec<(String, Vec<String>)> {
@@ -208,18 +232,46 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     mut control: tokio::sync::mpsc::Receiver<Control>,
 ) -> Result<(), DaemonError> {
-    let (store, state) = StateStore::open(&config.daemon.state_dir, options.reset_state)?;
-    tracing::info!(message = "State loaded.", dir = %config.daemon.state_dir.display(), clusters = state.clusters.len());
-    let state = Arc::new(StateHandle::new(store, state));
-    let metrics = Arc::new(Metrics::new());
-    metrics.register_clusters(&cluster_labels(&config));
-    metrics.config_reloaded(true, clock.now());
-    let board = Arc::new(StatusBoard::new(clock.clone()));
-
     let admin_addr = listener.local_addr().map_err(|e| DaemonError::Listen {
         addr: config.daemon.listen,
         reason: e.to_string(),
     })?;
+    let metrics = Arc::new(Metrics::new());
+    let ha = match &config.ha {
+        None => None,
+        Some(_) => Some(
+            ha::Ha::new(&config, format!("http://{admin_addr}"), metrics.clone())
+                .map_err(DaemonError::Setup)?,
+        ),
+    };
+    let state = match &ha {
+        None => {
+            let (store, state) = StateStore::open(&config.daemon.state_dir, options.reset_state)?;
+            tracing::info!(message = "State loaded.", dir = %config.daemon.state_dir.display(), clusters = state.clusters.len());
+            Arc::new(StateHandle::new(store, state))
+        }
+        Some(h) => {
+            // The state is loaded from etcd on taking the lead; the
+            // directory keeps only admin.addr (and an import source).
+            std::fs::create_dir_all(&config.daemon.state_dir).map_err(|e| {
+                DaemonError::Setup(format!(
+                    "cannot create daemon.state_dir {}: {e}",
+                    config.daemon.state_dir.display()
+                ))
+            })?;
+            let prefix = config.ha.as_ref().map_or("", |c| c.prefix.as_str());
+            let store =
+                crate::state::etcd::EtcdStore::new(h.etcd().clone(), prefix, h.fence_cell());
+            Arc::new(StateHandle::over(
+                Store::Etcd(Box::new(store)),
+                State::default(),
+            ))
+        }
+    };
+    metrics.register_clusters(&cluster_labels(&config));
+    metrics.config_reloaded(true, clock.now());
+    let board = Arc::new(StatusBoard::new(clock.clone()));
+
     tracing::info!(message = "Admin server listening.", addr = %admin_addr);
     let owners = Arc::new(Owners::new());
     let connections =
@@ -233,6 +285,8 @@ pub async fn run(
             owners: owners.clone(),
             token_file: config.daemon.admin_token_file.clone(),
             clock: clock.clone(),
+            ha: ha.clone(),
+            http: connections.http.clone(),
         },
         admin_cancel.clone(),
     ));
@@ -256,13 +310,26 @@ pub async fn run(
         state: state.clone(),
         board: board.clone(),
         owners,
+        ha: ha.clone(),
     };
-    let mut generation = start_generation(&base, config, None).await?;
+    let mut role = if ha.is_some() {
+        ha::Role::Standby
+    } else {
+        ha::Role::Single
+    };
+    let mut generation = start_generation(&base, config, None, role).await?;
+    // READY=1 never waits for etcd or leadership.
     notify::ready();
     tracing::info!(
         message = "Daemon ready.",
-        clusters = generation.workers.len()
+        clusters = generation.workers.len(),
+        role = role.label(),
     );
+    let elector = ha.as_ref().map(|h| {
+        let cancel = CancellationToken::new();
+        (cancel.clone(), tokio::spawn(h.clone().run(cancel)))
+    });
+    let mut roles = ha.as_ref().map(|h| h.watch());
 
     let watchdog = notify::watchdog_period().map(|period| {
         let board = board.clone();
@@ -277,7 +344,20 @@ pub async fn run(
         })
     });
 
-    while let Some(event) = control.recv().await {
+    loop {
+        let event = tokio::select! {
+            e = control.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+            r = role_change(&mut roles, role) => {
+                tracing::info!(message = "Role changed.", from = role.label(), to = r.label());
+                role = r;
+                let config = generation.config.clone();
+                generation = start_generation(&base, config, Some(generation), role).await?;
+                continue;
+            }
+        };
         match event {
             Control::Stop => break,
             Control::Reload => {
@@ -294,6 +374,12 @@ pub async fn run(
                                 message = "daemon.state_dir changed; the new directory takes effect after a restart."
                             );
                         }
+                        if new.ha != generation.config.ha {
+                            tracing::warn!(
+                                message =
+                                    "[ha] changed; the new settings take effect after a restart."
+                            );
+                        }
                         metrics.register_clusters(&cluster_labels(&new));
                         let gone: Vec<String> = generation
                             .workers
@@ -301,7 +387,7 @@ pub async fn run(
                             .filter(|id| new.cluster(id).is_none())
                             .cloned()
                             .collect();
-                        generation = start_generation(&base, new, Some(generation)).await?;
+                        generation = start_generation(&base, new, Some(generation), role).await?;
                         for id in &gone {
                             metrics.forget_cluster(id);
                             board.forget(id);
@@ -333,6 +419,12 @@ pub async fn run(
 
     notify::stopping();
     tracing::info!(message = "Stopping: finishing in-flight work.");
+    // The elector stops first (no new campaign); the fence stays until the
+    // last state is written, then the lease is revoked.
+    if let Some((cancel, task)) = elector {
+        cancel.cancel();
+        let _ = task.await;
+    }
     let Generation {
         poller, workers, ..
     } = generation;
@@ -360,9 +452,86 @@ pub async fn run(
     }
     admin_cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_millis(500), admin_task).await;
-    state.save().await?;
+    match (&ha, role) {
+        (None, _) => state.save().await?,
+        (Some(h), ha::Role::Leader) => {
+            if let Err(e) = state.save().await {
+                tracing::warn!(message = "Cannot write the last state to etcd.", error = %e);
+            }
+            h.resign().await;
+        }
+        (Some(h), _) => h.resign().await,
+    }
     tracing::info!(message = "Stopped.");
     Ok(())
+}
+
+/// Waits until the elector reports a role other than `current`.
+async fn role_change(
+    roles: &mut Option<watch::Receiver<ha::HaView>>,
+    current: ha::Role,
+) -> ha::Role {
+    let Some(rx) = roles else {
+        return std::future::pending().await;
+    };
+    loop {
+        let now = rx.borrow_and_update().role;
+        if now != current {
+            return now;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// A new leader loads the state from etcd, importing `state_dir` once when
+/// etcd holds none. Returns false if it stopped leading before it could.
+async fn take_over(h: &ha::Ha, state: &StateHandle, config: &Config) -> bool {
+    let Store::Etcd(store) = state.store() else {
+        return true;
+    };
+    loop {
+        if !h.leads() {
+            return false;
+        }
+        match store.load().await {
+            Ok(Some(loaded)) => {
+                tracing::info!(
+                    message = "Leader: state loaded from etcd.",
+                    clusters = loaded.clusters.len()
+                );
+                state.replace(loaded).await;
+                return true;
+            }
+            Ok(None) => {
+                let local = match crate::state::read_only(&config.daemon.state_dir) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(message = "etcd holds no state and state_dir cannot be imported; starting empty.", error = %e);
+                        State::default()
+                    }
+                };
+                match store.create(&local).await {
+                    Ok(true) => {
+                        if !local.clusters.is_empty() {
+                            tracing::info!(message = "Imported state_dir into etcd (first start with [ha]).", dir = %config.daemon.state_dir.display(), clusters = local.clusters.len());
+                        }
+                        state.replace(local).await;
+                        return true;
+                    }
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(message = "Cannot write the first state to etcd; retrying.", error = %e)
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(message = "Cannot load the state from etcd; nothing is done until it can be.", error = %e)
+            }
+        }
+        tokio::time::sleep(h.round()).await;
+    }
 }
 
 /// Writes `addr` to `path` as one line, atomically: `PATH.tmp` in the same
@@ -396,9 +565,12 @@ async fn start_generation(
     base: &Base,
     config: Config,
     previous: Option<Generation>,
+    role: ha::Role,
 ) -> Result<Generation, DaemonError> {
+    let old_role = previous.as_ref().map(|p| p.role);
     let globals_same = previous.as_ref().is_some_and(|p| {
-        p.config.daemon == config.daemon
+        p.role == role
+            && p.config.daemon == config.daemon
             && p.config.prometheus == config.prometheus
             && p.config.tencent == config.tencent
     });
@@ -407,10 +579,14 @@ async fn start_generation(
         None
     } else {
         let observer: Arc<dyn crate::tencent::ApiObserver> = base.metrics.clone();
-        let emr = base
+        let mut emr = base
             .connections
             .emr(&config, observer)
             .map_err(DaemonError::Setup)?;
+        if let Some(h) = &base.ha {
+            let gate: Arc<dyn crate::tencent::SendGate> = h.clone();
+            emr = emr.with_gate(gate);
+        }
         let prom = base
             .connections
             .prometheus(&config)
@@ -446,6 +622,15 @@ async fn start_generation(
             (Arc::new(tx), BTreeMap::new(), None)
         }
     };
+    // Every owner and the poller of the last generation have stopped: a
+    // new leader now loads the state (nothing else writes it in memory).
+    if role == ha::Role::Leader
+        && old_role != Some(ha::Role::Leader)
+        && let Some(h) = &base.ha
+        && !take_over(h, &base.state, &config).await
+    {
+        tracing::warn!(message = "Lost the lead while loading the state; the owners stay fenced.");
+    }
     let (emr, prom) = match (fresh, &old_shared) {
         (Some(clients), _) => clients,
         (None, Some(old)) => (old.emr.clone(), old.prom.clone()),
@@ -461,6 +646,8 @@ async fn start_generation(
         state: base.state.clone(),
         board: base.board.clone(),
         capacity: capacity_tx.subscribe(),
+        role,
+        ha: base.ha.clone(),
     });
     let poller_cancel = CancellationToken::new();
     let poller_task = tokio::spawn(capacity::poll(
@@ -498,6 +685,7 @@ async fn start_generation(
         capacity_tx,
         workers: kept,
         shared,
+        role,
     })
 }
 

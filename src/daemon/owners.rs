@@ -37,6 +37,17 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Answers the command with `reply` without serving it.
+    pub fn refuse(self, answer: Reply) {
+        let tx = match self {
+            Command::Pause(tx) | Command::Resume(tx) => tx,
+            Command::ScaleOut { reply, .. } | Command::ScaleIn { reply, .. } => reply,
+        };
+        let _ = tx.send(answer);
+    }
+}
+
 /// A manual order, as the command line and the admin API ask for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ask {

@@ -70,8 +70,11 @@ pub async fn run(
         _ = cancel.cancelled() => return,
         _ = tokio::time::sleep(first) => {}
     }
-    // An intent left by an earlier process may have been sent.
-    actuator::drive(&shared, &cluster, Event::Restart).await;
+    // An intent left by an earlier process (or, with [ha], an earlier
+    // leader) may have been sent. A standby leaves it to the leader.
+    if shared.role != super::ha::Role::Standby {
+        actuator::drive(&shared, &cluster, Event::Restart).await;
+    }
     'owner: loop {
         stall_for_tests(&id).await;
         let mut memory = Memory {
@@ -130,6 +133,15 @@ fn builtin_every_for_tests() -> Option<chrono::Duration> {
 async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
     let id = cluster.instance_id.as_str();
     let now = shared.clock.now();
+    if shared.role == super::ha::Role::Standby {
+        // The admin server forwards to the leader; this is the race where
+        // the role changed in between.
+        command.refuse(Reply::error(
+            503,
+            "this daemon stands by; send the command to the leader (see /api/v1/status)",
+        ));
+        return;
+    }
     match command {
         Command::Pause(reply) => {
             let saved = shared
@@ -276,6 +288,9 @@ async fn tick(
         .cloned();
     let mut not_ready = Vec::new();
     match (&snapshot.error, info.is_some()) {
+        (Some(e), _) if shared.role == super::ha::Role::Standby => {
+            not_ready.push(NotReady::new("capacity_unknown", e.clone()))
+        }
         (Some(e), _) => not_ready.push(NotReady::new(
             "capacity_unknown",
             format!("EMR DescribeInstances failed: {e}"),
@@ -297,12 +312,17 @@ async fn tick(
         status: i.status,
         task_nodes: i.task_nodes(),
     });
-    actuator::drive(shared, cluster, Event::Tick(capacity)).await;
+    // A standby calls no EMR action at all: the leader follows operations
+    // and reads Tencent's strategies.
+    let standby = shared.role == super::ha::Role::Standby;
+    if !standby {
+        actuator::drive(shared, cluster, Event::Tick(capacity)).await;
+    }
 
     // Tencent's own auto-scaling, before the first decision and then every
     // 10 minutes: an enabled strategy holds everything (unless
     // coexist_with_builtin); unreadable strategies hold scale-in only.
-    if builtin.next_read.is_none_or(|t| now >= t) {
+    if !standby && builtin.next_read.is_none_or(|t| now >= t) {
         let call = shared
             .board
             .in_call(id, shared.config.tencent.call_within() * 4);
@@ -344,7 +364,7 @@ async fn tick(
                 b.enabled.join(", ")
             ),
         )),
-        Some(Err(e)) => not_ready.push(NotReady::new(
+        Some(Err(e)) if !standby => not_ready.push(NotReady::new(
             "conflict",
             format!(
                 "Tencent's auto-scaling strategies cannot be read ({e}); scale-in holds, \
@@ -474,6 +494,7 @@ async fn tick(
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
         }),
         removal_history: memory.removals,
+        standby,
     };
     let max_gap = interval * 2 + interval / 2;
     let decision = policy::decide(policy, &view, &refs, now, max_gap);

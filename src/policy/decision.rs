@@ -34,11 +34,13 @@ pub enum Outcome {
     ScaleIn,
     /// Tencent's own auto-scaling is on for this cluster: hold everything.
     Conflict,
+    /// With `[ha]`: this daemon stands by; the leader acts.
+    Standby,
 }
 
 impl Outcome {
     /// Every outcome, in label order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::ScaleOut,
         Outcome::Hold,
         Outcome::Cooldown,
@@ -50,6 +52,7 @@ impl Outcome {
         Outcome::Breaker,
         Outcome::ScaleIn,
         Outcome::Conflict,
+        Outcome::Standby,
     ];
 
     /// The `outcome` label value.
@@ -66,6 +69,7 @@ impl Outcome {
             Outcome::Breaker => "breaker",
             Outcome::ScaleIn => "scale_in",
             Outcome::Conflict => "conflict",
+            Outcome::Standby => "standby",
         }
     }
 }
@@ -498,6 +502,7 @@ impl Decision {
         }
         match self.outcome {
             Outcome::DryRun => s.push_str(" (dry run: not sent)"),
+            Outcome::Standby => s.push_str(" (standby: the leader acts)"),
             Outcome::Hold => s.push_str(" -> hold"),
             Outcome::DataError => s.push_str(" -> hold"),
             _ => {}

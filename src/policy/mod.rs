@@ -337,6 +337,9 @@ pub struct ClusterView<'a> {
     pub conflict: bool,
     /// Tencent's auto-scaling strategies could not be read: scale-in holds.
     pub builtin_unknown: bool,
+    /// With `[ha]`, this daemon stands by: it decides what the leader would,
+    /// and the outcome is always `standby`.
+    pub standby: bool,
 }
 
 /// Per rule (same order as the policy's rules): recent samples, newest last.
@@ -797,10 +800,16 @@ pub fn decide(
         None if any_issue => Outcome::DataError,
         None => Outcome::Hold,
     };
+    // A standby works out what the leader would decide, and only reports it.
+    let outcome = if view.standby {
+        Outcome::Standby
+    } else {
+        outcome
+    };
     for v in &mut votes {
         v.outcome = if matches!(
             outcome,
-            Outcome::Paused | Outcome::Breaker | Outcome::Conflict
+            Outcome::Paused | Outcome::Breaker | Outcome::Conflict | Outcome::Standby
         ) || view.busy
         {
             outcome

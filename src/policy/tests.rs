@@ -124,6 +124,7 @@ struct Fixture {
     removal_history: Vec<Proposal>,
     conflict: bool,
     builtin_unknown: bool,
+    standby: bool,
 }
 
 impl Fixture {
@@ -153,6 +154,7 @@ impl Fixture {
             removal_history: &self.removal_history,
             conflict: self.conflict,
             builtin_unknown: self.builtin_unknown,
+            standby: self.standby,
         }
     }
 }
@@ -799,6 +801,20 @@ proptest! {
         }).max().unwrap_or(0);
         let floor = w.policy.min_task_nodes.max(schedule_floor);
         prop_assert!(d.increment == 0 || d.effective + d.increment <= floor, "{d:?}");
+    }
+
+    #[test]
+    fn a_standby_never_acts_and_says_so(w in arb_world()) {
+        let acting = run(&w.policy, &w.fixture, &w.obs, w.now);
+        let mut standby = w.fixture.clone();
+        standby.standby = true;
+        let d = run(&w.policy, &standby, &w.obs, w.now);
+        prop_assert_eq!(d.outcome, Outcome::Standby);
+        prop_assert!(d.votes.iter().all(|v| v.outcome == Outcome::Standby), "{d:?}");
+        prop_assert!(!d.orders() && d.removes() == 0, "{d:?}");
+        // It still works out what the leader would do.
+        prop_assert_eq!(d.increment, acting.increment);
+        prop_assert!(d.to_string().contains("standby"), "{}", d);
     }
 
     #[test]

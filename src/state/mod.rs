@@ -24,14 +24,38 @@
 //!
 //! All file contents are untrusted input: nothing on the read path panics.
 //!
+//! With `[ha]` the same [`State`] lives in etcd instead ([`etcd`]), and every
+//! write is fenced on holding the leader lease; [`Store`] is the one
+//! interface the daemon writes through.
+//!
 //! The records (what is remembered) are in [`records`]; the file store (how
 //! it is kept: lock, atomic writes, schema migration) in [`store`].
 
+pub mod etcd;
 pub mod records;
 pub mod store;
 
 pub use records::*;
 pub use store::*;
+
+/// Where the state is kept: the file in `state_dir`, or (with `[ha]`) etcd.
+#[derive(Debug)]
+pub enum Store {
+    /// Single host: `state_dir/state.json` under its lock.
+    File(StateStore),
+    /// High availability: `<prefix>state` in etcd, fenced on leadership.
+    Etcd(Box<etcd::EtcdStore>),
+}
+
+impl Store {
+    /// Writes `state` durably: atomically to the file, or fenced to etcd.
+    pub async fn save(&self, state: &State) -> Result<(), StateError> {
+        match self {
+            Store::File(f) => tokio::task::block_in_place(|| f.save(state)),
+            Store::Etcd(e) => e.save(state).await,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests;

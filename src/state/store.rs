@@ -64,6 +64,13 @@ pub enum StateError {
         /// The underlying error.
         source: io::Error,
     },
+    /// With `[ha]`: this daemon is not the leader (or no longer), so the
+    /// write was refused.
+    #[error("not written: this daemon does not hold the leader lease")]
+    Fenced,
+    /// With `[ha]`: etcd could not be reached.
+    #[error("cannot write the state to etcd: {0}")]
+    Etcd(String),
     /// The state could not be turned into JSON.
     #[error("cannot serialize the state for {path}: {source}")]
     Serialize {

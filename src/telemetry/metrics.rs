@@ -120,6 +120,42 @@ pub struct Metrics {
     reconcile_doubts: IntCounterVec,
     /// The clusters with series, and the rules of each.
     known: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// The `[ha]` families, registered only when `[ha]` is configured.
+    ha: std::sync::OnceLock<HaMetrics>,
+}
+
+/// The leadership families (only with `[ha]`).
+#[derive(Debug, Clone)]
+pub struct HaMetrics {
+    leader: IntGauge,
+    leader_changes: prometheus::IntCounter,
+    lease_errors: prometheus::IntCounter,
+    config_differs: IntGauge,
+}
+
+impl HaMetrics {
+    /// `emr_autoscaler_leader`: 1 while this daemon leads.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// `emr_autoscaler_leader_changes_total`: this daemon became or stopped
+    /// being the leader.
+    pub fn leader_changed(&self) {
+        self.leader_changes.inc();
+    }
+
+    /// `emr_autoscaler_ha_lease_errors_total`: a grant, renewal or campaign
+    /// failed.
+    pub fn lease_error(&self) {
+        self.lease_errors.inc();
+    }
+
+    /// `emr_autoscaler_ha_config_differs`: 1 while this daemon's config
+    /// digest differs from the leader's.
+    pub fn set_config_differs(&self, differs: bool) {
+        self.config_differs.set(i64::from(differs));
+    }
 }
 
 impl fmt::Debug for Metrics {
@@ -433,6 +469,7 @@ impl Metrics {
             )?,
             registry: r,
             known: Mutex::new(BTreeMap::new()),
+            ha: std::sync::OnceLock::new(),
         };
         if let Some(g) = series(&m.build_info, &[env!("CARGO_PKG_VERSION")]) {
             g.set(1);
@@ -447,6 +484,51 @@ impl Metrics {
             let _ = series(&m.api_duration, &[name]);
         }
         Ok(m)
+    }
+
+    /// Registers the `[ha]` families (once; later calls return the same).
+    /// Without `[ha]` they are never registered, so they are absent.
+    pub fn enable_ha(&self) -> prometheus::Result<&HaMetrics> {
+        if let Some(h) = self.ha.get() {
+            return Ok(h);
+        }
+        let r = &self.registry;
+        let made = HaMetrics {
+            leader: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "leader",
+                    "1 while this daemon holds the etcd leader lease and acts; 0 while it stands by.",
+                )),
+            )?,
+            leader_changes: register(
+                r,
+                prometheus::IntCounter::with_opts(opts(
+                    "leader_changes_total",
+                    "Times this daemon became the leader or stopped being it.",
+                )),
+            )?,
+            lease_errors: register(
+                r,
+                prometheus::IntCounter::with_opts(opts(
+                    "ha_lease_errors_total",
+                    "Failed etcd lease grants, renewals and leader campaigns.",
+                )),
+            )?,
+            config_differs: register(
+                r,
+                IntGauge::with_opts(opts(
+                    "ha_config_differs",
+                    "1 while this daemon's config digest differs from the leader's.",
+                )),
+            )?,
+        };
+        Ok(self.ha.get_or_init(|| made))
+    }
+
+    /// The `[ha]` families, when enabled.
+    pub fn ha(&self) -> Option<&HaMetrics> {
+        self.ha.get()
     }
 
     /// The registry holding every family, for serving or for tests.

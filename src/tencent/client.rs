@@ -188,6 +188,23 @@ pub trait ApiObserver: Send + Sync + std::fmt::Debug {
     fn limiter_waited(&self, action: Action, waited: Duration);
 }
 
+/// Asked before every attempt and again just before a request leaves. With
+/// `[ha]` the daemon's gate fences every call on holding the leader lease;
+/// without a gate every call may leave.
+pub trait SendGate: Send + Sync + std::fmt::Debug {
+    /// Before each attempt of a mutating call, retries included: a durable,
+    /// fenced record of the attempt. An `Err` sends nothing.
+    fn record_attempt<'a>(
+        &'a self,
+        action: Action,
+        body: &'a [u8],
+        attempt: u32,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
+    /// Immediately before any request leaves (after the limiter): an `Err`
+    /// sends nothing.
+    fn may_send(&self, action: Action) -> Result<(), String>;
+}
+
 /// Ignores everything.
 #[derive(Debug, Default)]
 pub struct NoObserver;
@@ -230,6 +247,7 @@ pub struct EmrClient {
     credentials: Arc<CredentialChain>,
     limiters: Arc<Limiters>,
     observer: Arc<dyn ApiObserver>,
+    gate: Option<Arc<dyn SendGate>>,
 }
 
 impl EmrClient {
@@ -251,7 +269,14 @@ impl EmrClient {
             credentials,
             limiters,
             observer,
+            gate: None,
         })
+    }
+
+    /// The same client, asking `gate` before every attempt.
+    pub fn with_gate(mut self, gate: Arc<dyn SendGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The limiters every call passes through.
@@ -307,16 +332,32 @@ impl EmrClient {
         &self,
         action: Action,
         body: &[u8],
+        attempt: u32,
         sent: &mut u32,
     ) -> (Result<serde_json::Value, ApiError>, Duration) {
         let creds = match self.credentials.get().await {
             Ok(c) => c,
             Err(e) => return (Err(e.into()), Duration::ZERO),
         };
+        let fenced = |reason: String| ApiError::Fenced {
+            action: action.name(),
+            reason,
+        };
+        if let Some(gate) = &self.gate
+            && action.is_mutating()
+            && let Err(reason) = gate.record_attempt(action, body, attempt).await
+        {
+            return (Err(fenced(reason)), Duration::ZERO);
+        }
         // Wait for the limiter as late as possible: the time between the
         // grant and the request leaving is jitter the server sees.
         let waited = self.limiters.get(action).acquire().await;
         self.observer.limiter_waited(action, waited);
+        if let Some(gate) = &self.gate
+            && let Err(reason) = gate.may_send(action)
+        {
+            return (Err(fenced(reason)), waited);
+        }
         *sent += 1;
         (self.send_signed(action, &creds, body).await, waited)
     }
@@ -402,7 +443,7 @@ impl EmrClient {
                 });
             }
             let started = tokio::time::Instant::now();
-            let (result, waited) = self.attempt(action, &body, sent).await;
+            let (result, waited) = self.attempt(action, &body, attempt, sent).await;
             let result = result.and_then(|v| {
                 serde_json::from_value::<Resp>(v.clone()).map_err(|e| ApiError::Malformed {
                     action: action.name(),

@@ -388,7 +388,7 @@ impl DescribeInstancesRequest {
 }
 
 /// The part of `Config` the autoscaler reads.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ClusterConfigInfo {
     /// Running task nodes.
@@ -400,7 +400,7 @@ pub struct ClusterConfigInfo {
 }
 
 /// One `ClusterList` item.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ClusterInfo {
     /// The `emr-…` id.

@@ -200,6 +200,15 @@ pub enum ApiError {
     /// No credentials could be found or refreshed.
     #[error(transparent)]
     Credentials(#[from] CredentialError),
+    /// With `[ha]`: this daemon does not (or no longer) hold the leader
+    /// lease, so the attempt was not sent.
+    #[error("{action}: not sent: {reason}")]
+    Fenced {
+        /// The action called.
+        action: &'static str,
+        /// Why leadership was not good enough.
+        reason: String,
+    },
     /// A retry would have used a ClientToken older than the server's dedup window
     /// allows; the outcome of the earlier attempts must be reconciled instead.
     #[error(
@@ -235,6 +244,7 @@ impl ApiError {
             ApiError::Timeout { .. } => ErrorClass::Timeout,
             ApiError::Preflight(_) => ErrorClass::Invalid,
             ApiError::Credentials(_) => ErrorClass::Auth,
+            ApiError::Fenced { .. } => ErrorClass::Transport,
             ApiError::TokenExpired { last, .. } => {
                 last.as_ref().map_or(ErrorClass::Invalid, |l| l.class())
             }
@@ -262,7 +272,10 @@ impl ApiError {
 
     /// Whether nothing was sent at all, so the server cannot have acted.
     pub fn never_sent(&self) -> bool {
-        matches!(self, ApiError::Preflight(_) | ApiError::Credentials(_))
+        matches!(
+            self,
+            ApiError::Preflight(_) | ApiError::Credentials(_) | ApiError::Fenced { .. }
+        )
     }
 }
 

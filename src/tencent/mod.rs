@@ -10,7 +10,9 @@ pub mod error;
 pub mod limiter;
 pub mod sign;
 
-pub use client::{ApiObserver, ClientSettings, ClientToken, EmrClient, NoObserver, RetryPolicy};
+pub use client::{
+    ApiObserver, ClientSettings, ClientToken, EmrClient, NoObserver, RetryPolicy, SendGate,
+};
 pub use credentials::{CredentialChain, CredentialSources, Credentials};
 pub use emr::Action;
 pub use error::{ApiError, ErrorClass, PreflightError};

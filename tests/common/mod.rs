@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod daemon_proc;
+pub mod etcd;
 pub mod fake_prom;
 pub mod real_prom;
 

@@ -1,0 +1,94 @@
+//! etcd, the coordination service of high availability (`[ha]`), through
+//! the `etcd-client` crate: leases, the leader key, and writes fenced on
+//! holding it.
+//!
+//! - **Bounded.** Every call carries a timeout; an unreachable etcd is an
+//!   error in bounded time, never a hang.
+//! - **Fencing.** A [`Fence`] is the leader key and the revision at which this
+//!   daemon created it. [`Etcd::fenced_put`] is one transaction that writes
+//!   only while the leader key still has that create revision: once the lease
+//!   expires (the key is deleted) or another daemon holds the key, every
+//!   write fails with [`EtcdError::Fenced`].
+//! - **No consensus here.** The election is one etcd transaction (create the
+//!   leader key with this daemon's lease if nobody holds it); etcd's own Raft
+//!   decides which transaction wins.
+//! - **Secrets.** The password is read from its file at connect and kept only
+//!   inside the client; nothing here prints it.
+//! - **Build.** The client (`etcd-client`, whose build needs `protoc`) is
+//!   compiled with the `ha` cargo feature. Without it, [`Etcd`] refuses
+//!   every call with [`EtcdError::Setup`], and `check` rejects `[ha]`.
+
+use std::time::Duration;
+
+#[cfg(not(feature = "ha"))]
+mod absent;
+#[cfg(feature = "ha")]
+mod client;
+
+#[cfg(not(feature = "ha"))]
+pub use absent::Etcd;
+#[cfg(feature = "ha")]
+pub use client::Etcd;
+
+/// Whether this build can reach etcd (the `ha` cargo feature).
+pub const AVAILABLE: bool = cfg!(feature = "ha");
+
+/// Why an etcd call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    /// etcd could not be reached or answered with an error.
+    #[error("etcd: {0}")]
+    Unreachable(String),
+    /// No answer within the call's timeout.
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The write was refused: this daemon no longer holds the leader key.
+    #[error("fenced: this daemon no longer holds the leader key")]
+    Fenced,
+    /// The client could not be set up (a TLS or password file).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The leader key and the revision this daemon created it at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The full leader key.
+    pub key: String,
+    /// Its create revision.
+    pub revision: i64,
+}
+
+/// A granted lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease id.
+    pub id: i64,
+    /// The TTL etcd granted, in seconds.
+    pub ttl: i64,
+}
+
+/// What a campaign found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Campaign {
+    /// This daemon holds the leader key (just created, or already its own).
+    Won(Fence),
+    /// Another lease holds it, with this value.
+    Held {
+        /// The leader's published value.
+        value: Vec<u8>,
+        /// The lease holding it.
+        lease: i64,
+    },
+}
+
+/// One key's value and its create revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The bytes stored.
+    pub bytes: Vec<u8>,
+    /// The key's create revision.
+    pub create_revision: i64,
+    /// The lease attached to the key (0 for none).
+    pub lease: i64,
+}
