@@ -21,5 +21,8 @@ cargo clippy --all-targets --locked --features ha -- -D warnings
 # tests start Debian's etcd themselves.
 echo "==> cargo test --features ha" >&2
 cargo test --all-targets --locked --features ha
+# The default build (no etcd client) refuses [ha] with the fix.
+echo "==> cargo test --lib (the default build): a_build_without_ha" >&2
+cargo test --lib --locked a_build_without_ha_refuses_the_section
 echo "==> ops checks: alerts, .deb, systemd unit" >&2
 ./scripts/ops-checks.sh
