@@ -333,6 +333,17 @@ add = 1
         serde_json::from_slice(&v.bytes).unwrap()
     }
 
+    /// Waits until the state in etcd has no operation open.
+    async fn wait_no_operation(&self, limit: Duration) {
+        eventually(
+            limit,
+            "no operation open",
+            || self.logs(),
+            || async { self.etcd_state().await["clusters"][CLUSTER]["operation"].is_null() },
+        )
+        .await;
+    }
+
     /// Every flow the simulator started was recorded by the daemons as an
     /// order under the same ClientToken, and every recorded order started a
     /// flow: no order ever executed without the daemons knowing, which is
@@ -558,13 +569,7 @@ async fn one_leader_sends_and_standbys_forward_manual_orders() {
 
     // A manual scale-out typed with a standby's config goes to the leader.
     let before = rig.sim.ledger().flows_started(CLUSTER);
-    eventually(
-        Duration::from_secs(20),
-        "no operation open",
-        || rig.logs(),
-        || async { rig.etcd_state().await["clusters"][CLUSTER]["operation"].is_null() },
-    )
-    .await;
+    rig.wait_no_operation(Duration::from_secs(20)).await;
     let out = tokio::task::block_in_place(|| {
         Command::new(BIN)
             .args([
@@ -660,13 +665,7 @@ async fn kill_9_of_the_leader_20_times_never_orders_twice() {
     }
     // Let the last operation finish, then compare.
     rig.prom.set(Q, Answer::Value(0.0));
-    eventually(
-        Duration::from_secs(30),
-        "no operation open",
-        || rig.logs(),
-        || async { rig.etcd_state().await["clusters"][CLUSTER]["operation"].is_null() },
-    )
-    .await;
+    rig.wait_no_operation(Duration::from_secs(30)).await;
     rig.assert_no_unknown_orders().await;
     rig.assert_senders_never_interleave();
     let flows = rig.sim.ledger().flows_started(CLUSTER);
@@ -733,13 +732,7 @@ async fn a_paused_leader_sends_nothing_after_it_wakes() {
         "the new leader keeps ordering"
     );
     rig.prom.set(Q, Answer::Value(0.0));
-    eventually(
-        Duration::from_secs(30),
-        "no operation open",
-        || rig.logs(),
-        || async { rig.etcd_state().await["clusters"][CLUSTER]["operation"].is_null() },
-    )
-    .await;
+    rig.wait_no_operation(Duration::from_secs(30)).await;
     rig.assert_no_unknown_orders().await;
     rig.assert_senders_never_interleave();
 }
@@ -810,13 +803,7 @@ async fn etcd_stopped_everyone_holds_and_scaling_resumes_when_it_returns() {
     )
     .await;
     rig.prom.set(Q, Answer::Value(0.0));
-    eventually(
-        Duration::from_secs(30),
-        "no operation open",
-        || rig.logs(),
-        || async { rig.etcd_state().await["clusters"][CLUSTER]["operation"].is_null() },
-    )
-    .await;
+    rig.wait_no_operation(Duration::from_secs(30)).await;
     rig.assert_no_unknown_orders().await;
 }
 
@@ -888,13 +875,7 @@ async fn three_member_etcd_survives_one_loss_and_holds_on_two() {
     )
     .await;
     rig.prom.set(Q, Answer::Value(0.0));
-    eventually(
-        Duration::from_secs(30),
-        "no operation open",
-        || rig.logs(),
-        || async { rig.etcd_state().await["clusters"][CLUSTER]["operation"].is_null() },
-    )
-    .await;
+    rig.wait_no_operation(Duration::from_secs(30)).await;
     rig.assert_no_unknown_orders().await;
     rig.assert_senders_never_interleave();
 }

@@ -119,7 +119,6 @@ pub async fn poll(
             && let (Some(ha), Some(at)) = (&shared.ha, snap.at)
         {
             let published = super::ha::PublishedCapacity {
-                wall: crate::clock::wall_now(),
                 at,
                 clusters: snap.clusters.values().cloned().collect(),
             };

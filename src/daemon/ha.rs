@@ -85,9 +85,8 @@ pub struct LeaderInfo {
 /// The capacity snapshot the leader publishes for the standbys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublishedCapacity {
-    /// Wall time of the `DescribeInstances` answer.
-    pub wall: DateTime<Utc>,
-    /// The same instant on the leader's decision clock.
+    /// When the `DescribeInstances` answer came, on the leader's decision
+    /// clock; a standby treats a new value as a fresh snapshot.
     pub at: DateTime<Utc>,
     /// The clusters it described.
     pub clusters: Vec<ClusterInfo>,

@@ -138,6 +138,15 @@ impl Etcd {
         Err(last)
     }
 
+    /// One transaction, on whichever member answers.
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, EtcdError> {
+        self.bounded(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
     /// Grants a lease of `ttl` seconds.
     pub async fn grant(&self, ttl: i64) -> Result<Lease, EtcdError> {
         let r = self
@@ -188,12 +197,7 @@ impl Etcd {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let r = self
-            .bounded(|mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
+        let r = self.txn(txn).await?;
         if r.succeeded() {
             let revision = r.header().map_or(0, |h| h.revision());
             return Ok(Campaign::Won(Fence {
@@ -249,12 +253,7 @@ impl Etcd {
                 fence.revision,
             )])
             .and_then([TxnOp::put(key, value, None)]);
-        let r = self
-            .bounded(|mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
+        let r = self.txn(txn).await?;
         if r.succeeded() {
             Ok(())
         } else {
@@ -277,12 +276,7 @@ impl Etcd {
             ])
             .and_then([TxnOp::put(key, value, None)])
             .or_else([TxnOp::get(fence.key.as_str(), None)]);
-        let r = self
-            .bounded(|mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
+        let r = self.txn(txn).await?;
         if r.succeeded() {
             return Ok(true);
         }

@@ -30,9 +30,6 @@ pub use absent::Etcd;
 #[cfg(feature = "ha")]
 pub use client::Etcd;
 
-/// Whether this build can reach etcd (the `ha` cargo feature).
-pub const AVAILABLE: bool = cfg!(feature = "ha");
-
 /// Why an etcd call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {

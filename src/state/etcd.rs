@@ -50,6 +50,16 @@ impl EtcdStore {
         }
     }
 
+    /// The fence to write under and the state's JSON.
+    fn prepare(&self, state: &State) -> Result<(Fence, Vec<u8>), StateError> {
+        let fence = self.fence()?;
+        let bytes = serde_json::to_vec(state).map_err(|source| StateError::Serialize {
+            path: self.key.clone().into(),
+            source,
+        })?;
+        Ok((fence, bytes))
+    }
+
     /// Reads the state; `None` when the key does not exist yet.
     pub async fn load(&self) -> Result<Option<State>, StateError> {
         let value = self.etcd.get(&self.key).await.map_err(Self::err)?;
@@ -61,11 +71,7 @@ impl EtcdStore {
 
     /// Writes `state`, fenced.
     pub async fn save(&self, state: &State) -> Result<(), StateError> {
-        let fence = self.fence()?;
-        let bytes = serde_json::to_vec(state).map_err(|source| StateError::Serialize {
-            path: self.key.clone().into(),
-            source,
-        })?;
+        let (fence, bytes) = self.prepare(state)?;
         self.etcd
             .fenced_put(&fence, &self.key, bytes)
             .await
@@ -75,11 +81,7 @@ impl EtcdStore {
     /// Writes `state` only if no state exists yet (the one-time import of
     /// a `state_dir`); `Ok(false)` when one did.
     pub async fn create(&self, state: &State) -> Result<bool, StateError> {
-        let fence = self.fence()?;
-        let bytes = serde_json::to_vec(state).map_err(|source| StateError::Serialize {
-            path: self.key.clone().into(),
-            source,
-        })?;
+        let (fence, bytes) = self.prepare(state)?;
         self.etcd
             .fenced_create(&fence, &self.key, bytes)
             .await
