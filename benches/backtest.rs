@@ -41,6 +41,7 @@ fn rule(name: &str, signal: Option<ReplaySignal>, kind: RuleKind) -> Rule {
         on_missing: OnMissing::Hold,
         unit: Unit::Megabytes,
         replay_signal: signal,
+        max_value: emr_autoscaler::policy::DEFAULT_MAX_VALUE,
     }
 }
 

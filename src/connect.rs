@@ -67,6 +67,7 @@ impl Connections {
                     max_attempts: config.tencent.max_attempts,
                     ..RetryPolicy::default()
                 },
+                request_timeout: config.tencent.request_timeout,
             },
             self.credentials.clone(),
             self.limiters.clone(),

@@ -10,6 +10,7 @@ pub mod connect;
 pub mod daemon;
 pub mod demo;
 pub mod etcd;
+pub mod files;
 pub mod plan;
 pub mod policy;
 pub mod prom;

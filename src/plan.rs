@@ -85,7 +85,7 @@ async fn samples(
 ) -> Result<Vec<Sample>, String> {
     match window(&rule.kind, interval) {
         Some(w) => {
-            let start = now - chrono::Duration::from_std(w).unwrap_or_default();
+            let start = policy::time::before(now, w);
             let mut s = prom
                 .range(query, start, now, interval, |_, _| {})
                 .await
@@ -96,6 +96,9 @@ async fn samples(
                     value: Reading::Missing(DataIssue::Empty),
                 });
             }
+            for sample in &mut s {
+                sample.value = sample.value.bounded(rule.max_value);
+            }
             Ok(s)
         }
         None => {
@@ -104,7 +107,7 @@ async fn samples(
                 (Reading::Missing(DataIssue::Error), Some(e)) => Err(e.to_string()),
                 (reading, _) => Ok(vec![Sample {
                     at: now,
-                    value: reading,
+                    value: reading.bounded(rule.max_value),
                 }]),
             }
         }

@@ -136,13 +136,11 @@ pub fn classify(data: &Data) -> Reading {
     }
 }
 
-fn read_secret(path: &PathBuf) -> Result<String, PromError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| PromError::Credentials {
-            path: path.clone(),
-            reason: e.to_string(),
-        })
+fn read_secret(path: &std::path::Path) -> Result<String, PromError> {
+    crate::files::read_secret(path).map_err(|e| PromError::Credentials {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 impl Prometheus {

@@ -5,9 +5,12 @@
 //! `GET /ws/v1/cluster/nodes` (`nodes.node[]`: `nodeHostName`,
 //! `nodeHTTPAddress`, `state`, `numContainers`) and
 //! `GET /ws/v1/cluster/apps?states=RUNNING` (`apps.app[]`:
-//! `amHostHttpAddress`). The URLs are tried in order; a standby
-//! ResourceManager's redirect to the active one is followed by the HTTP
-//! client. Answers are read up to [`MAX_ANSWER_BYTES`].
+//! `amHostHttpAddress`). The URLs are tried in order. A standby
+//! ResourceManager's redirect to the active one is followed here, not by the
+//! HTTP client (which follows none), and only to the same origin or to the
+//! origin of a configured ResourceManager: an answer cannot send the reader
+//! to a host the configuration does not name. Answers are read up to
+//! [`MAX_ANSWER_BYTES`].
 
 use std::time::Duration;
 
@@ -18,6 +21,9 @@ use crate::policy::scale_in::{YarnNode, YarnState, host_of};
 
 /// The largest answer read (a cluster of thousands of nodes fits easily).
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most redirects one read follows (standby to active is one).
+const MAX_REDIRECTS: usize = 3;
 
 /// Why the ResourceManager could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -89,17 +95,47 @@ impl Yarn {
         base: &Url,
         path: &str,
     ) -> Result<T, String> {
-        let url = base.join(path).map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(
-            self.timeout,
-            self.http
-                .get(url.clone())
-                .header("Accept", "application/json")
-                .send(),
-        )
-        .await
-        .map_err(|_| format!("{url}: no answer within {:?}", self.timeout))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        let mut url = base.join(path).map_err(|e| e.to_string())?;
+        let mut hops = 0;
+        let resp = loop {
+            let resp = tokio::time::timeout(
+                self.timeout,
+                self.http
+                    .get(url.clone())
+                    .header("Accept", "application/json")
+                    .send(),
+            )
+            .await
+            .map_err(|_| {
+                format!(
+                    "{url}: no answer within prometheus.timeout ({})",
+                    humantime::format_duration(self.timeout)
+                )
+            })?
+            .map_err(|e| format!("{url}: {e}"))?;
+            if !resp.status().is_redirection() {
+                break resp;
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+                .ok_or_else(|| {
+                    format!("{url}: HTTP {} without a usable Location", resp.status())
+                })?;
+            if !self.may_follow(&url, &next) {
+                return Err(format!(
+                    "{url}: redirect to {:?} refused: it is not one of resourcemanager_urls",
+                    next.host_str().unwrap_or_default()
+                ));
+            }
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(format!("{url}: more than {MAX_REDIRECTS} redirects"));
+            }
+            url = next;
+        };
         let status = resp.status();
         if !status.is_success() {
             return Err(format!("{url}: HTTP {status}"));
@@ -108,6 +144,13 @@ impl Yarn {
             .await
             .map_err(|e| format!("{url}: {e}"))?;
         serde_json::from_slice(&body).map_err(|e| format!("{url}: not the expected JSON ({e})"))
+    }
+
+    /// A redirect from `from` may go to the same origin, or to the origin of
+    /// a configured ResourceManager (a standby naming the active one).
+    fn may_follow(&self, from: &Url, to: &Url) -> bool {
+        let origin = to.origin();
+        origin == from.origin() || self.urls.iter().any(|u| u.origin() == origin)
     }
 
     /// The nodes and the ApplicationMaster hosts, from the first

@@ -79,7 +79,12 @@ async fn scale_out_prints_only_the_response_json_on_stdout() {
     let fake = FakeEmr::start().await;
     // With no daemon, the command reads the cluster first, then orders; the
     // order's first answer is lost.
-    fake.script([Reply::Ok(json!({"ClusterList": []})), Reply::Drop]);
+    fake.script([
+        Reply::Ok(
+            json!({"ClusterList": [{"ClusterId": "emr-abc12345", "Status": 2, "Config": {"TaskNodeSize": 1}}]}),
+        ),
+        Reply::Drop,
+    ]);
     fake.set_default(Reply::Ok(json!({"InstanceId": "emr-abc12345", "FlowId": 31, "DealNames": ["d1"], "ClientToken": null, "BillId": "b"})));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &fake.endpoint());

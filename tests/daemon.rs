@@ -511,7 +511,8 @@ async fn an_unreadable_flow_fails_readiness_then_opens_the_breaker() {
     rig.write_config("", &threshold(2, "0s"));
     let text = std::fs::read_to_string(rig.config_path())
         .unwrap()
-        .replace("flow_timeout = \"60s\"", "flow_timeout = \"5s\"");
+        // The shortest flow_timeout `check` accepts.
+        .replace("flow_timeout = \"60s\"", "flow_timeout = \"1m\"");
     std::fs::write(rig.config_path(), text).unwrap();
     rig.sim.set_standing_fault(
         "DescribeClusterFlowStatusDetail",
@@ -530,7 +531,7 @@ async fn an_unreadable_flow_fails_readiness_then_opens_the_breaker() {
         code == 503 && body.contains(CLUSTER) && body.contains("flow_unreadable")
     })
     .await;
-    eventually(Duration::from_secs(10), "the breaker", || {
+    eventually(Duration::from_secs(90), "the breaker", || {
         metric(
             &futures_block(rig.get("/metrics")).1,
             &format!("emr_autoscaler_breaker_open{{cluster=\"{CLUSTER}\"}}"),
@@ -551,7 +552,7 @@ async fn an_unreadable_flow_fails_readiness_then_opens_the_breaker() {
         .first_sent_at
         .unwrap();
     assert!(
-        opened - sent > chrono::Duration::seconds(5),
+        opened - sent > chrono::Duration::seconds(60),
         "breaker at {opened}, order at {sent}"
     );
     let (_, body) = rig.get("/readyz").await;
@@ -1039,7 +1040,8 @@ async fn a_failed_flow_releases_its_nodes_and_a_slow_one_trips_the_breaker() {
     rig.write_config("cooldown = \"0s\"", &threshold(2, "0s"));
     let text = std::fs::read_to_string(rig.config_path())
         .unwrap()
-        .replace("flow_timeout = \"60s\"", "flow_timeout = \"2s\"");
+        // The shortest flow_timeout `check` accepts.
+        .replace("flow_timeout = \"60s\"", "flow_timeout = \"1m\"");
     std::fs::write(rig.config_path(), text).unwrap();
     rig.sim.inject(SCALE_OUT, Some(CLUSTER), Fault::FailFlow);
     rig.start();
@@ -1055,8 +1057,8 @@ async fn a_failed_flow_releases_its_nodes_and_a_slow_one_trips_the_breaker() {
     // The failed flow added nothing; the next order is a new one, and this
     // time its flow hangs past flow_timeout.
     rig.sim
-        .set_flow_duration(CLUSTER, Some(Duration::from_secs(60)));
-    eventually(Duration::from_secs(20), "the breaker", || {
+        .set_flow_duration(CLUSTER, Some(Duration::from_secs(600)));
+    eventually(Duration::from_secs(100), "the breaker", || {
         metric(
             &futures_block(rig.get("/metrics")).1,
             &format!("emr_autoscaler_breaker_open{{cluster=\"{CLUSTER}\"}}"),

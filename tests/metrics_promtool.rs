@@ -62,6 +62,7 @@ fn rule(name: &str) -> Rule {
         on_missing: OnMissing::Hold,
         unit: Unit::Plain,
         replay_signal: None,
+        max_value: emr_autoscaler::policy::DEFAULT_MAX_VALUE,
     }
 }
 

@@ -52,6 +52,7 @@ fn client_for(sim: &SimHandle, key: &str, timeout: Duration) -> EmrClient {
             endpoint: sim.endpoint().parse().unwrap(),
             region: "ap-guangzhou".into(),
             language: None,
+            request_timeout: timeout,
             retry: RetryPolicy {
                 max_attempts: 4,
                 base_delay: Duration::from_millis(20),

@@ -66,6 +66,7 @@ fn client_limited(sim: &SimHandle, per_second: u32) -> EmrClient {
             endpoint: sim.endpoint().parse().expect("endpoint"),
             region: "ap-guangzhou".into(),
             language: None,
+            request_timeout: Duration::from_secs(5),
             retry: RetryPolicy {
                 max_attempts: 3,
                 base_delay: Duration::from_millis(20),
@@ -716,6 +717,7 @@ async fn request_faults_rate_limit_and_signature_apply_to_the_new_actions() {
             endpoint: sim.endpoint().parse().expect("endpoint"),
             region: "ap-guangzhou".into(),
             language: None,
+            request_timeout: Duration::from_secs(5),
             retry: RetryPolicy {
                 max_attempts: 1,
                 base_delay: Duration::from_millis(10),

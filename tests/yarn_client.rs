@@ -41,9 +41,28 @@ async fn the_standby_redirects_and_selection_follows_yarn() {
     let standby = YarnRm::start().await.unwrap();
     standby.set_redirect(Some(active.url()));
     let down = "http://127.0.0.1:9".parse().unwrap();
+    // A standby's redirect is followed only to a configured ResourceManager.
+    let unlisted = Yarn::new(
+        http(),
+        vec![standby.url().parse().unwrap()],
+        Duration::from_secs(2),
+    );
+    let refused = unlisted.state().await.unwrap_err().to_string();
+    assert!(
+        refused.contains("not one of resourcemanager_urls"),
+        "{refused}"
+    );
+    assert!(
+        active.requests().is_empty(),
+        "nothing went to an unlisted host"
+    );
     let yarn = Yarn::new(
         http(),
-        vec![down, standby.url().parse().unwrap()],
+        vec![
+            down,
+            standby.url().parse().unwrap(),
+            active.url().parse().unwrap(),
+        ],
         Duration::from_secs(2),
     );
     let state = yarn.state().await.unwrap();

@@ -678,6 +678,7 @@ mod tests {
             on_missing: OnMissing::Hold,
             unit: Unit::Megabytes,
             replay_signal: Some(ReplaySignal::PendingMb),
+            max_value: crate::policy::DEFAULT_MAX_VALUE,
         }
     }
 
@@ -784,6 +785,7 @@ mod tests {
             on_missing: OnMissing::Hold,
             unit: Unit::Plain,
             replay_signal: None,
+            max_value: crate::policy::DEFAULT_MAX_VALUE,
         };
         let p = policy(vec![sized(100.0), floor], 30);
         let r = run(&p, model(4), &[(t(0), 2500.0)], 12);
@@ -918,6 +920,7 @@ mod tests {
         let util = Rule {
             unit: Unit::Ratio,
             replay_signal: Some(ReplaySignal::Utilisation),
+            max_value: crate::policy::DEFAULT_MAX_VALUE,
             ..rule(
                 "util",
                 RuleKind::Target {

@@ -295,6 +295,10 @@ fn print_reply(reply: &Reply) -> ExitCode {
                     .unwrap_or_else(|| "-".into())
             };
             eprintln!("error: {}", field("error"));
+            // Under dry_run the answer carries the request that was not sent.
+            if let Some(request) = reply.body.get("Request") {
+                let _ = print_json(request);
+            }
             if reply.body.get("class").is_some() {
                 eprintln!(
                     "  class: {}  code: {}  request id: {}  client token: {}",

@@ -112,21 +112,18 @@ impl Validator<'_> {
                 "mixes http:// and https://; every member is reached the same way",
             );
         }
-        let lease_ttl = self.duration("ha.lease_ttl", raw.lease_ttl, "10s");
-        if lease_ttl < Duration::from_secs(2) {
-            self.issue(
-                "ha.lease_ttl",
-                "must be at least 2s (etcd raises shorter leases, and the leader renews at a third of it)",
-            );
-        } else if lease_ttl.subsec_nanos() != 0 {
+        // At least 2 s: etcd raises shorter leases. At most 5 m: a dead
+        // leader holds every cluster for this long.
+        let lease_ttl = self.duration(
+            "ha.lease_ttl",
+            raw.lease_ttl,
+            "10s",
+            super::spans::LEASE_TTL,
+        );
+        if lease_ttl.subsec_nanos() != 0 {
             self.issue(
                 "ha.lease_ttl",
                 "etcd leases are whole seconds; write e.g. \"10s\"",
-            );
-        } else if lease_ttl > Duration::from_secs(300) {
-            self.issue(
-                "ha.lease_ttl",
-                "must be at most 5m: a dead leader holds every cluster for this long",
             );
         }
         let prefix = self

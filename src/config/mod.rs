@@ -27,6 +27,85 @@ pub const DEFAULT_PATH: &str = "/etc/emr-autoscaler/config.toml";
 /// Environment override prefix; `__` separates the levels.
 pub const ENV_PREFIX: &str = "EMR_AUTOSCALER";
 
+/// The largest config file read (a config of hundreds of clusters is far
+/// smaller); a bigger file is refused before it is parsed.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The largest `max_task_nodes` accepted.
+pub const MAX_TASK_NODES: u32 = 10_000;
+
+/// The documented range of a duration key. Every duration key is read
+/// through one validator that needs its span, so no key can forget its
+/// bounds, and every duration the daemon computes with is small enough that
+/// its time arithmetic cannot overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The shortest value accepted.
+    pub min: Duration,
+    /// The longest value accepted.
+    pub max: Duration,
+}
+
+impl Span {
+    const fn secs(min: u64, max: u64) -> Span {
+        Span {
+            min: Duration::from_secs(min),
+            max: Duration::from_secs(max),
+        }
+    }
+
+    /// Whether `d` lies within the span, ends included.
+    pub fn contains(&self, d: Duration) -> bool {
+        self.min <= d && d <= self.max
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |d: Duration| {
+            if d.is_zero() {
+                "0s".to_string()
+            } else {
+                humantime::format_duration(d).to_string()
+            }
+        };
+        write!(f, "{} to {}", show(self.min), show(self.max))
+    }
+}
+
+/// The span of every duration key, as `config/example.toml` documents it.
+pub mod spans {
+    use super::Span;
+
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 24 * HOUR;
+
+    /// `daemon.evaluation_interval`.
+    pub const EVALUATION_INTERVAL: Span = Span::secs(1, HOUR);
+    /// Every timeout of a call (`prometheus.timeout`, `tencent.connect_timeout`,
+    /// `tencent.request_timeout`).
+    pub const TIMEOUT: Span = Span::secs(1, 10 * MINUTE);
+    /// `daemon.flow_timeout`.
+    pub const FLOW_TIMEOUT: Span = Span::secs(MINUTE, DAY);
+    /// `daemon.sold_out_backoff`.
+    pub const SOLD_OUT_BACKOFF: Span = Span::secs(0, DAY);
+    /// Every cooldown (cluster, rule, scale-in).
+    pub const COOLDOWN: Span = Span::secs(0, 7 * DAY);
+    /// `clusters.scale_in.stabilization`.
+    pub const STABILIZATION: Span = Span::secs(0, 7 * DAY);
+    /// `clusters.settle`.
+    pub const SETTLE: Span = Span::secs(0, DAY);
+    /// `clusters.scale_in.grace_period`: the API's GraceDownTime range.
+    pub const GRACE_PERIOD: Span = Span::secs(60, 30 * MINUTE);
+    /// A threshold rule's `for`.
+    pub const SUSTAIN: Span = Span::secs(0, DAY);
+    /// A schedule rule's `duration`.
+    pub const WINDOW: Span = Span::secs(1, 7 * DAY);
+    /// `ha.lease_ttl` (etcd raises anything under 2 s).
+    pub const LEASE_TTL: Span = Span::secs(2, 5 * MINUTE);
+}
+
 /// One problem, with the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Issue {
@@ -219,9 +298,12 @@ impl Config {
 
 /// Loads `path` with the process environment's overrides.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let file = config::File::from(path)
-        .format(config::FileFormat::Toml)
-        .required(true);
+    let text =
+        crate::files::read_text_capped(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError::Load {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let file = config::File::from_str(&text, config::FileFormat::Toml);
     build(path, file, None)
 }
 
@@ -368,19 +450,45 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(&mut self, path: &str, field: Field<String>, default: &str) -> Duration {
+    /// A duration key: the value, the default when missing, or (with an
+    /// issue naming the key and its span) the default when it is not a
+    /// duration or lies outside `span`.
+    fn duration(
+        &mut self,
+        path: &str,
+        field: Field<String>,
+        default: &str,
+        span: Span,
+    ) -> Duration {
         let fallback = humantime::parse_duration(default).expect("defaults parse");
+        debug_assert!(span.contains(fallback), "{path}: default outside its span");
         let Some(text) = self.get(path, field, Some(default.to_string())) else {
             return fallback;
         };
-        match humantime::parse_duration(&text) {
-            Ok(d) => d,
+        self.in_span(path, &text, span).unwrap_or(fallback)
+    }
+
+    /// An optional duration key, bounded like [`duration`](Self::duration).
+    fn opt_duration(&mut self, path: &str, field: Field<String>, span: Span) -> Option<Duration> {
+        let text = self.optional(path, field)?;
+        self.in_span(path, &text, span)
+    }
+
+    fn in_span(&mut self, path: &str, text: &str, span: Span) -> Option<Duration> {
+        match humantime::parse_duration(text) {
+            Ok(d) if span.contains(d) => Some(d),
+            Ok(_) => {
+                self.issue(path, format!("{text:?} is outside {span}"));
+                None
+            }
             Err(e) => {
                 self.issue(
                     path,
-                    format!("{text:?} is not a duration ({e}); write e.g. \"15s\" or \"5m\""),
+                    format!(
+                        "{text:?} is not a duration ({e}); write e.g. \"15s\" or \"5m\" ({span})"
+                    ),
                 );
-                fallback
+                None
             }
         }
     }
@@ -438,10 +546,7 @@ impl Validator<'_> {
         if !matches!(url.scheme(), "http" | "https") {
             self.issue("prometheus.url", format!("{url} is not an http(s) URL"));
         }
-        let timeout = self.duration("prometheus.timeout", raw.timeout, "10s");
-        if timeout.is_zero() {
-            self.issue("prometheus.timeout", "must be more than 0s");
-        }
+        let timeout = self.duration("prometheus.timeout", raw.timeout, "10s", spans::TIMEOUT);
         let bearer = self.optional("prometheus.bearer_token_file", raw.bearer_token_file);
         let user = self.optional("prometheus.basic_auth_user", raw.basic_auth_user);
         let password = self.optional(
@@ -474,11 +579,12 @@ impl Validator<'_> {
     }
 
     fn daemon(&mut self, raw: raw::RawDaemon) -> DaemonConfig {
-        let evaluation_interval =
-            self.duration("daemon.evaluation_interval", raw.evaluation_interval, "15s");
-        if evaluation_interval < Duration::from_secs(1) {
-            self.issue("daemon.evaluation_interval", "must be at least 1s");
-        }
+        let evaluation_interval = self.duration(
+            "daemon.evaluation_interval",
+            raw.evaluation_interval,
+            "15s",
+            spans::EVALUATION_INTERVAL,
+        );
         let listen_text = self.get("daemon.listen", raw.listen, Some("127.0.0.1:9464".into()));
         let listen = match listen_text.as_deref().map(str::parse::<SocketAddr>) {
             Some(Ok(a)) => a,
@@ -513,9 +619,18 @@ impl Validator<'_> {
         if state_dir.is_empty() {
             self.issue("daemon.state_dir", "must not be empty");
         }
-        let flow_timeout = self.duration("daemon.flow_timeout", raw.flow_timeout, "30m");
-        let sold_out_backoff =
-            self.duration("daemon.sold_out_backoff", raw.sold_out_backoff, "10m");
+        let flow_timeout = self.duration(
+            "daemon.flow_timeout",
+            raw.flow_timeout,
+            "30m",
+            spans::FLOW_TIMEOUT,
+        );
+        let sold_out_backoff = self.duration(
+            "daemon.sold_out_backoff",
+            raw.sold_out_backoff,
+            "10m",
+            spans::SOLD_OUT_BACKOFF,
+        );
         DaemonConfig {
             flow_timeout,
             sold_out_backoff,
@@ -580,16 +695,18 @@ impl Validator<'_> {
                 format!("{l:?} is not \"zh-CN\" or \"en-US\""),
             );
         }
-        let connect_timeout = self.duration("tencent.connect_timeout", raw.connect_timeout, "5s");
-        let request_timeout = self.duration("tencent.request_timeout", raw.request_timeout, "30s");
-        for (path, d) in [
-            ("tencent.connect_timeout", connect_timeout),
-            ("tencent.request_timeout", request_timeout),
-        ] {
-            if d.is_zero() {
-                self.issue(path, "must be more than 0s");
-            }
-        }
+        let connect_timeout = self.duration(
+            "tencent.connect_timeout",
+            raw.connect_timeout,
+            "5s",
+            spans::TIMEOUT,
+        );
+        let request_timeout = self.duration(
+            "tencent.request_timeout",
+            raw.request_timeout,
+            "30s",
+            spans::TIMEOUT,
+        );
         TencentConfig {
             region,
             endpoint,
@@ -623,6 +740,14 @@ impl Validator<'_> {
         let max_task_nodes = self
             .get(&p("max_task_nodes"), raw.max_task_nodes, None)
             .unwrap_or(0);
+        if max_task_nodes > MAX_TASK_NODES {
+            self.issue(
+                &p("max_task_nodes"),
+                format!(
+                    "{max_task_nodes} is above {MAX_TASK_NODES}, the most this product manages"
+                ),
+            );
+        }
         if min_task_nodes > max_task_nodes {
             self.issue(
                 &p("min_task_nodes"),
@@ -639,11 +764,8 @@ impl Validator<'_> {
         let max_step = positive(self, "max_step", raw.max_step);
         let max_nodes_per_hour = positive(self, "max_nodes_per_hour", raw.max_nodes_per_hour);
         let max_nodes_per_day = positive(self, "max_nodes_per_day", raw.max_nodes_per_day);
-        let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m");
-        let settle = match raw.settle {
-            raw::Field::Missing => None,
-            field => Some(self.duration(&p("settle"), field, "1m")),
-        };
+        let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m", spans::COOLDOWN);
+        let settle = self.opt_duration(&p("settle"), raw.settle, spans::SETTLE);
         let mut scale_out = match raw.scale_out {
             Some(s) => self.scale_out(&p("scale_out"), s, &instance_id),
             None => {
@@ -703,7 +825,12 @@ impl Validator<'_> {
         let enabled = self
             .get(&p("enabled"), raw.enabled, Some(false))
             .unwrap_or(false);
-        let grace_period = self.duration(&p("grace_period"), raw.grace_period, "10m");
+        let grace_period = self.duration(
+            &p("grace_period"),
+            raw.grace_period,
+            "10m",
+            spans::GRACE_PERIOD,
+        );
         if !emr::GRACE_DOWN_SECONDS.contains(&grace_period.as_secs())
             || grace_period.subsec_nanos() != 0
         {
@@ -715,13 +842,13 @@ impl Validator<'_> {
                 ),
             );
         }
-        let stabilization = self.duration(&p("stabilization"), raw.stabilization, "10m");
-        let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m");
-        for (key, d) in [("stabilization", stabilization), ("cooldown", cooldown)] {
-            if d > Duration::from_secs(7 * 24 * 3600) {
-                self.issue(&p(key), "must be at most 7d");
-            }
-        }
+        let stabilization = self.duration(
+            &p("stabilization"),
+            raw.stabilization,
+            "10m",
+            spans::STABILIZATION,
+        );
+        let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m", spans::COOLDOWN);
         let max_step = self.get(&p("max_step"), raw.max_step, Some(5)).unwrap_or(5);
         if max_step == 0 {
             self.issue(&p("max_step"), "must be at least 1 (default 5)");

@@ -288,6 +288,8 @@ pub struct RawRule {
     pub end: Field<String>,
     /// Schedule: task nodes held while open.
     pub floor_task_nodes: Field<u32>,
+    /// The largest plausible magnitude of the query's value (default 1e12).
+    pub max_value: Field<f64>,
     /// `hold`, `fail_open` or `floor`.
     pub on_missing: Field<String>,
     /// Samples older than this are stale.
@@ -327,6 +329,7 @@ impl RawRule {
             ("end", set(&self.end)),
             ("floor_task_nodes", set(&self.floor_task_nodes)),
             ("on_missing", set(&self.on_missing)),
+            ("max_value", set(&self.max_value)),
             ("max_age", set(&self.max_age)),
             ("unit", set(&self.unit)),
             ("replay_signal", set(&self.replay_signal)),

@@ -16,6 +16,7 @@ const COMMON: &[&str] = &[
     "name",
     "type",
     "cooldown",
+    "max_value",
     "on_missing",
     "max_age",
     "unit",
@@ -49,20 +50,6 @@ const SCHEDULE: &[&str] = &[
 ];
 
 impl Validator<'_> {
-    fn opt_duration(&mut self, path: &str, field: Field<String>) -> Option<Duration> {
-        let text = self.optional(path, field)?;
-        match humantime::parse_duration(&text) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.issue(
-                    path,
-                    format!("{text:?} is not a duration ({e}); write e.g. \"1m\""),
-                );
-                None
-            }
-        }
-    }
-
     fn positive_f64(&mut self, path: &str, field: Field<f64>) -> Option<f64> {
         let v = self.optional(path, field)?;
         if v.is_finite() && v > 0.0 {
@@ -135,7 +122,7 @@ impl Validator<'_> {
                 self.issue(&p(key), format!("does not apply to a {kind} rule"));
             }
         }
-        let cooldown = self.opt_duration(&p("cooldown"), r.cooldown);
+        let cooldown = self.opt_duration(&p("cooldown"), r.cooldown, super::spans::COOLDOWN);
         if !matches!(r.max_age, Field::Missing) {
             self.issue(
                 &p("max_age"),
@@ -212,7 +199,8 @@ impl Validator<'_> {
                         None
                     }
                 };
-                let sustain_for = self.opt_duration(&p("for"), r.sustain_for);
+                let sustain_for =
+                    self.opt_duration(&p("for"), r.sustain_for, super::spans::SUSTAIN);
                 let evaluations = self.optional(&p("evaluations"), r.evaluations);
                 let sustain = match (sustain_for, evaluations) {
                     (Some(d), None) => Some(Sustain::For(d)),
@@ -343,7 +331,7 @@ impl Validator<'_> {
                         )
                     })
                     .ok();
-                let duration = self.opt_duration(&p("duration"), r.duration);
+                let duration = self.opt_duration(&p("duration"), r.duration, super::spans::WINDOW);
                 let end = self.optional(&p("end"), r.end).and_then(|e| {
                     parse_cron(&e)
                         .map_err(|msg| self.issue(&p("end"), msg))
@@ -396,6 +384,9 @@ impl Validator<'_> {
                 }
             }
         };
+        let max_value = self
+            .positive_f64(&p("max_value"), r.max_value)
+            .unwrap_or(crate::policy::DEFAULT_MAX_VALUE);
         Some(Rule {
             name: Arc::from(name?.as_str()),
             query,
@@ -404,6 +395,7 @@ impl Validator<'_> {
             on_missing,
             unit,
             replay_signal,
+            max_value,
         })
     }
 }

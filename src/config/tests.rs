@@ -351,6 +351,116 @@ mod fuzz {
             cur.as_table_mut().unwrap().insert(parts[parts.len() - 1].to_string(), parsed);
             let _ = load_str(&toml::to_string(&doc).unwrap(), None);
         }
+
+        /// Every duration key with values drawn from the whole range of
+        /// humantime (the extremes included): the config loads exactly when
+        /// the value lies in the key's documented span, a refusal names the
+        /// key path, and nothing panics, neither loading nor the arithmetic
+        /// a (re)loaded daemon does with the values.
+        #[test]
+        fn durations_pass_only_inside_their_span(
+            key in prop::sample::select(DURATION_KEYS.to_vec()),
+            n in prop_oneof![any::<u64>(), 0u64..100_000, Just(0u64), Just(u64::MAX)],
+            unit in prop::sample::select(vec!["ns", "ms", "s", "m", "h", "d", "w", "M", "y"]),
+        ) {
+            let (key, span) = key;
+            let text = format!("{n}{unit}");
+            let doc = with_key(key, toml::Value::String(text.clone()));
+            let parsed = humantime::parse_duration(&text).ok();
+            let whole = !key.ends_with("grace_period") || parsed.is_some_and(|d| d.subsec_nanos() == 0);
+            let fits = parsed.is_some_and(|d| span.contains(d)) && whole;
+            match load_str(&doc, None) {
+                Ok(c) => {
+                    prop_assert!(fits, "{key} = {text} was accepted outside {span}");
+                    exercise(&c);
+                }
+                Err(ConfigError::Invalid { issues, .. }) => {
+                    prop_assert!(!fits, "{key} = {text} lies in {span} but was refused: {issues:?}");
+                    let path = key_path(key);
+                    prop_assert!(issues.iter().any(|i| i.path == path), "{path} not named: {issues:?}");
+                }
+                Err(other) => prop_assert!(false, "{other}"),
+            }
+        }
+
+        /// Node counts from the whole i64 range: `max_task_nodes` passes only
+        /// from `min_task_nodes` (0) to MAX_TASK_NODES.
+        #[test]
+        fn max_task_nodes_is_bounded(n in prop_oneof![any::<i64>(), 0i64..20_000, Just(i64::MAX), Just(i64::MIN)]) {
+            let doc = with_key("clusters.0.max_task_nodes", toml::Value::Integer(n));
+            let fits = (0..=i64::from(MAX_TASK_NODES)).contains(&n);
+            match load_str(&doc, None) {
+                Ok(c) => {
+                    prop_assert!(fits, "{n} accepted");
+                    exercise(&c);
+                }
+                Err(ConfigError::Invalid { issues, .. }) => {
+                    prop_assert!(!fits, "{n} refused: {issues:?}");
+                    prop_assert!(issues.iter().any(|i| i.path == "clusters[0].max_task_nodes"), "{issues:?}");
+                }
+                Err(other) => prop_assert!(false, "{other}"),
+            }
+        }
+    }
+
+    /// Every duration key (dotted, in `minimal.toml` terms) and its span.
+    const DURATION_KEYS: &[(&str, Span)] = &[
+        ("daemon.evaluation_interval", spans::EVALUATION_INTERVAL),
+        ("daemon.flow_timeout", spans::FLOW_TIMEOUT),
+        ("daemon.sold_out_backoff", spans::SOLD_OUT_BACKOFF),
+        ("prometheus.timeout", spans::TIMEOUT),
+        ("tencent.connect_timeout", spans::TIMEOUT),
+        ("tencent.request_timeout", spans::TIMEOUT),
+        ("clusters.0.cooldown", spans::COOLDOWN),
+        ("clusters.0.settle", spans::SETTLE),
+        ("clusters.0.scale_in.grace_period", spans::GRACE_PERIOD),
+        ("clusters.0.scale_in.stabilization", spans::STABILIZATION),
+        ("clusters.0.scale_in.cooldown", spans::COOLDOWN),
+        ("clusters.0.rules.0.for", spans::SUSTAIN),
+        ("clusters.0.rules.0.cooldown", spans::COOLDOWN),
+    ];
+
+    /// `minimal.toml` with `key` set to `value` (tables made as needed).
+    fn with_key(key: &str, value: toml::Value) -> String {
+        let mut doc: toml::Value = toml::Value::Table(data("minimal.toml").parse().unwrap());
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut cur = &mut doc;
+        for p in &parts[..parts.len() - 1] {
+            cur = match p.parse::<usize>() {
+                Ok(i) => &mut cur.as_array_mut().unwrap()[i],
+                Err(_) => cur
+                    .as_table_mut()
+                    .unwrap()
+                    .entry(p.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+            };
+        }
+        cur.as_table_mut()
+            .unwrap()
+            .insert(parts[parts.len() - 1].to_string(), value);
+        toml::to_string(&doc).unwrap()
+    }
+
+    /// `clusters.0.cooldown` -> `clusters[0].cooldown`.
+    fn key_path(key: &str) -> String {
+        key.replace(".0.", "[0].")
+    }
+
+    /// What a (re)loaded daemon computes from the durations, which must
+    /// not panic for any accepted config.
+    fn exercise(c: &Config) {
+        let now = crate::clock::wall_now();
+        let interval = c.daemon.evaluation_interval;
+        let _ = interval * 3 + Duration::from_secs(10);
+        let _ = interval * 2 + interval / 2;
+        let _ = c.tencent.call_within() * 4 + c.prometheus.timeout * 4;
+        let _ = c.prometheus.timeout * 2 + Duration::from_secs(5);
+        for cluster in &c.clusters {
+            let _ = crate::policy::time::after(now, cluster.settle(interval));
+            let _ = crate::policy::time::after(now, cluster.cooldown);
+            let _ = crate::policy::time::after(now, cluster.scale_in.stabilization);
+            let _ = cluster.scale_in.grace_period + c.daemon.flow_timeout;
+        }
     }
 }
 
@@ -455,7 +565,7 @@ fn scale_in_problems_are_reported_with_their_key_paths() {
     let bad = with_scale_in(
         "[clusters.scale_in]\nenabled = true\ngrace_period = \"30s\"\nmax_step = 0\nnodes = \"all\"\nowner_tag = { key = \"owner\", value = \"someone-else\" }\n[clusters.yarn]\nresourcemanager_urls = [\"ftp://rm\", \"not a url\"]\n",
     );
-    assert!(find(&bad, "clusters[0].scale_in.grace_period").contains("60s to 30m"));
+    assert!(find(&bad, "clusters[0].scale_in.grace_period").contains("outside 1m to 30m"));
     assert!(find(&bad, "clusters[0].scale_in.max_step").contains("at least 1"));
     assert!(find(&bad, "clusters[0].scale_in.nodes").contains("any_task"));
     assert!(find(&bad, "clusters[0].scale_in.owner_tag").contains("already in scale_out.tags"));

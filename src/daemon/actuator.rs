@@ -94,7 +94,7 @@ fn apply(
             }
         }
         Effect::StartCooldown if !cluster.cooldown.is_zero() => {
-            let until = now + chrono_dur(cluster.cooldown);
+            let until = crate::policy::time::after(now, cluster.cooldown);
             if c.cooldown_until.is_none_or(|u| u < until) {
                 c.cooldown_until = Some(until);
             }
@@ -109,7 +109,7 @@ fn apply(
                     .cooldown
                     .max(shared.config.daemon.evaluation_interval),
             };
-            c.sold_out_until = Some(now + chrono_dur(d));
+            c.sold_out_until = Some(crate::policy::time::after(now, d));
         }
         Effect::OpenBreaker { reason, flow_id } if c.breaker_open.is_none() => {
             tracing::error!(message = "Operation outlived flow_timeout; breaker open.", cluster = %id, reason = %reason);

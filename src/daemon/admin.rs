@@ -1,11 +1,23 @@
 //! The admin HTTP server: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`,
 //! and `POST /api/v1/clusters/{id}/pause|resume|scale-out|scale-in`.
 //!
-//! The POST endpoints need the bearer token from `admin_token_file` when one
-//! is configured (a missing file refuses the request, it never stops the
-//! daemon); without a token file they accept loopback clients only. They
-//! never touch durable state: each is a command to the cluster's owner,
-//! which answers once it has acted.
+//! Authentication comes first: a layer in front of every route decides on
+//! the method alone. Every request other than GET or HEAD needs the bearer
+//! token from `admin_token_file` when one is configured (401 otherwise; a
+//! missing file refuses the request, it never stops the daemon), and without
+//! a token file it must come from loopback (403 otherwise). Nothing of a
+//! refused request (its path, cluster id, query or body) is parsed or
+//! logged. The token file is the one the latest (re)load named: a reload
+//! that adds, changes or removes it applies at once. Accepted requests are
+//! logged only after their cluster id is validated, and bodies are capped
+//! at [`MAX_BODY_BYTES`]. The POST endpoints never touch durable state: each
+//! is a command to the cluster's owner, which answers once it has acted.
+//!
+//! `GET /api/v1/whoami?nonce=N` answers `{"proof": hex(HMAC-SHA256(token,
+//! N))}`: the CLI sends the token only to an address that proves it knows
+//! it (see `manual.rs`). A nonce ending in `@HOST:PORT` that names another
+//! address than this daemon's is refused, so a stranger cannot relay the
+//! question to the real daemon.
 //!
 //! With `[ha]`, a daemon that does not lead forwards those commands to the
 //! leader's `advertise_url` (once: a forwarded command is never forwarded
@@ -17,8 +29,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,6 +44,32 @@ use crate::clock::SharedClock;
 use crate::state::NodeKind;
 use crate::telemetry::metrics::Metrics;
 
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The admin token file, as the latest (re)load names it: shared between
+/// the daemon (which changes it on reload) and the server (which reads the
+/// file on every mutating request, so a rotated token applies at once).
+#[derive(Debug, Clone, Default)]
+pub struct TokenSource(Arc<std::sync::RwLock<Option<PathBuf>>>);
+
+impl TokenSource {
+    /// A source naming `file` (or no token).
+    pub fn new(file: Option<PathBuf>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(file)))
+    }
+
+    /// Names another file (or none) from now on.
+    pub fn set(&self, file: Option<PathBuf>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = file;
+    }
+
+    /// The file named now.
+    pub fn file(&self) -> Option<PathBuf> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// What the handlers need.
 #[derive(Debug, Clone)]
 pub struct AdminState {
@@ -40,8 +79,8 @@ pub struct AdminState {
     pub board: Arc<StatusBoard>,
     /// The cluster owners' mailboxes, for pause, resume and manual orders.
     pub owners: Arc<Owners>,
-    /// Bearer token file for pause/resume.
-    pub token_file: Option<PathBuf>,
+    /// The bearer token file, as the latest (re)load names it.
+    pub token: TokenSource,
     /// For timestamps.
     pub clock: SharedClock,
     /// Leadership, with `[ha]`: a standby forwards operator commands to
@@ -49,6 +88,10 @@ pub struct AdminState {
     pub ha: Option<Arc<super::ha::Ha>>,
     /// The one HTTP client, for forwarding.
     pub http: reqwest::Client,
+    /// The durable state, for readiness (`state_lost`).
+    pub state: Option<Arc<super::StateHandle>>,
+    /// The address the admin server is bound to (whoami's relay check).
+    pub bound: Option<SocketAddr>,
 }
 
 /// The router, for tests and `serve`.
@@ -58,11 +101,95 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/clusters/{id}/pause", post(pause))
         .route("/api/v1/clusters/{id}/resume", post(resume))
         .route("/api/v1/clusters/{id}/scale-out", post(scale_out))
         .route("/api/v1/clusters/{id}/scale-in", post(scale_in))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost: runs before routing and before any extractor.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .with_state(state)
+}
+
+/// Authentication before anything else: every request but GET and HEAD
+/// needs the token (or, without one, a loopback peer). A refusal says why
+/// and nothing of the request is read or logged.
+async fn authenticate(State(s): State<AdminState>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    match authorize(&s, peer, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err((code, why)) => (code, Json(json!({"error": why}))).into_response(),
+    }
+}
+
+/// `GET /api/v1/whoami?nonce=N`.
+#[derive(Debug, serde::Deserialize)]
+pub struct WhoamiQuery {
+    /// A fresh random value from the caller, at most 256 bytes.
+    pub nonce: String,
+}
+
+/// Proves that this daemon knows the admin token, without revealing it.
+async fn whoami(State(s): State<AdminState>, Query(q): Query<WhoamiQuery>) -> Response {
+    if q.nonce.is_empty() || q.nonce.len() > 256 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "nonce must be 1 to 256 bytes"})),
+        )
+            .into_response();
+    }
+    if let Some((_, named)) = q.nonce.rsplit_once('@')
+        && !s.answers_at(named)
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "the nonce names another daemon's address"})),
+        )
+            .into_response();
+    }
+    let proof = s
+        .token
+        .file()
+        .and_then(|f| crate::files::read_secret(&f).ok())
+        .filter(|t| !t.is_empty())
+        .map(|token| {
+            hex::encode(crate::tencent::sign::hmac(
+                token.as_bytes(),
+                q.nonce.as_bytes(),
+            ))
+        });
+    Json(json!({"proof": proof})).into_response()
+}
+
+impl AdminState {
+    /// Whether `authority` (`HOST:PORT` as a client dialled it) names this
+    /// daemon: its bound address, or with `[ha]` its advertise URL.
+    fn answers_at(&self, authority: &str) -> bool {
+        if let Ok(addr) = authority.parse::<SocketAddr>()
+            && let Some(bound) = self.bound
+            && addr.port() == bound.port()
+            && (addr.ip() == bound.ip() || bound.ip().is_unspecified())
+        {
+            return true;
+        }
+        self.ha.as_ref().is_some_and(|h| {
+            url::Url::parse(&h.advertise_url()).ok().is_some_and(|u| {
+                let host = u.host_str().unwrap_or_default();
+                u.port_or_known_default()
+                    .is_some_and(|p| authority == format!("{host}:{p}"))
+            })
+        })
+    }
 }
 
 /// Serves on `listener` until `cancel`.
@@ -132,8 +259,35 @@ fn ha_reasons(s: &AdminState) -> Vec<super::status::ReadinessReason> {
     out
 }
 
+/// `state_lost`: the state directory was deleted or replaced, or the state
+/// cannot be written (orders wait until it can).
+fn state_reasons(s: &AdminState) -> Vec<super::status::ReadinessReason> {
+    let Some(state) = &s.state else {
+        return Vec::new();
+    };
+    let detail = if state.lost().is_cancelled() {
+        Some(
+            "the state directory was deleted or replaced; the daemon sends nothing more and exits"
+                .to_string(),
+        )
+    } else {
+        state
+            .write_error()
+            .map(|e| format!("{e}; nothing is ordered or removed until the state can be written"))
+    };
+    detail
+        .map(|detail| super::status::ReadinessReason {
+            cluster: None,
+            reason: "state_lost",
+            detail,
+        })
+        .into_iter()
+        .collect()
+}
+
 async fn readyz(State(s): State<AdminState>) -> Response {
     let mut reasons = ha_reasons(&s);
+    reasons.extend(state_reasons(&s));
     reasons.extend(s.board.not_ready());
     if reasons.is_empty() {
         Json(json!({"ready": true, "reasons": []})).into_response()
@@ -156,25 +310,24 @@ async fn status(State(s): State<AdminState>) -> Response {
 
 fn authorize(
     s: &AdminState,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     headers: &HeaderMap,
 ) -> Result<(), (StatusCode, &'static str)> {
     let deny = |code: StatusCode, why: &'static str| Err((code, why));
-    match &s.token_file {
-        None if peer.ip().is_loopback() => Ok(()),
+    match s.token.file() {
+        None if peer.is_some_and(|p| p.ip().is_loopback()) => Ok(()),
         None => deny(
             StatusCode::FORBIDDEN,
             "no admin_token_file is configured, so only loopback clients may do this",
         ),
         Some(path) => {
-            let Ok(expected) = std::fs::read_to_string(path) else {
-                tracing::warn!(message = "Admin token file unreadable; refusing pause/resume.", path = %path.display());
+            let Ok(expected) = crate::files::read_secret(&path) else {
+                tracing::warn!(message = "Admin token file unreadable; refusing the request.", path = %path.display());
                 return deny(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the admin token file cannot be read",
                 );
             };
-            let expected = expected.trim();
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
@@ -271,16 +424,27 @@ async fn forward(
     }
 }
 
+/// A cluster id from the URL, checked before it is used or logged.
+fn checked_id(id: &str) -> Result<(), Box<Response>> {
+    if crate::tencent::emr::is_valid_instance_id(id) {
+        Ok(())
+    } else {
+        Err(Box::new(
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "not a cluster id like emr-abc12345"})),
+            )
+                .into_response(),
+        ))
+    }
+}
+
 async fn ask_owner(
     s: &AdminState,
-    peer: SocketAddr,
     headers: &HeaderMap,
     (id, verb, body): (&str, &str, axum::body::Bytes),
     make: impl FnOnce(tokio::sync::oneshot::Sender<Reply>) -> Command,
 ) -> Response {
-    if let Err((code, why)) = authorize(s, peer, headers) {
-        return (code, Json(json!({"error": why}))).into_response();
-    }
     if let Some(ha) = &s.ha
         && ha.view().role != super::ha::Role::Leader
     {
@@ -334,11 +498,13 @@ pub struct ScaleOutBody {
 
 async fn scale_out(
     State(s): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Err(refused) = checked_id(&id) {
+        return *refused;
+    }
     let bad = |why: String| (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
     let parsed: ScaleOutBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -358,8 +524,8 @@ async fn scale_out(
             "{count} is outside 1..=20; one request adds 1 to 20 nodes"
         ));
     }
-    tracing::info!(message = "Manual scale-out asked.", cluster = %id, count, kind = ?kind, peer = %peer);
-    ask_owner(&s, peer, &headers, (&id, "scale-out", body), |reply| {
+    tracing::info!(message = "Manual scale-out asked.", cluster = %id, count, kind = ?kind);
+    ask_owner(&s, &headers, (&id, "scale-out", body), |reply| {
         Command::ScaleOut { kind, count, reply }
     })
     .await
@@ -378,11 +544,13 @@ pub const MAX_MANUAL_REMOVAL: u32 = 100;
 
 async fn scale_in(
     State(s): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Err(refused) = checked_id(&id) {
+        return *refused;
+    }
     let bad = |why: String| (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
     let count = match serde_json::from_slice::<ScaleInBody>(&body) {
         Ok(b) => b.count,
@@ -391,8 +559,8 @@ async fn scale_in(
     if !(1..=MAX_MANUAL_REMOVAL).contains(&count) {
         return bad(format!("{count} is outside 1..={MAX_MANUAL_REMOVAL}"));
     }
-    tracing::info!(message = "Manual scale-in asked.", cluster = %id, count, peer = %peer);
-    ask_owner(&s, peer, &headers, (&id, "scale-in", body), |reply| {
+    tracing::info!(message = "Manual scale-in asked.", cluster = %id, count);
+    ask_owner(&s, &headers, (&id, "scale-in", body), |reply| {
         Command::ScaleIn { count, reply }
     })
     .await
@@ -400,20 +568,24 @@ async fn scale_in(
 
 async fn pause(
     State(s): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    ask_owner(&s, peer, &headers, (&id, "pause", body), Command::Pause).await
+    if let Err(refused) = checked_id(&id) {
+        return *refused;
+    }
+    ask_owner(&s, &headers, (&id, "pause", body), Command::Pause).await
 }
 
 async fn resume(
     State(s): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    ask_owner(&s, peer, &headers, (&id, "resume", body), Command::Resume).await
+    if let Err(refused) = checked_id(&id) {
+        return *refused;
+    }
+    ask_owner(&s, &headers, (&id, "resume", body), Command::Resume).await
 }

@@ -129,6 +129,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Ha {
+    /// This daemon's own `advertise_url`.
+    pub fn advertise_url(&self) -> String {
+        lock(&self.me).advertise_url.clone()
+    }
+
     /// Sets up leadership for `config` (which has `[ha]`), advertising
     /// `advertise_url` unless the config names one. Registers the `[ha]`
     /// metrics. Reads the TLS and password files; dials nothing yet.
@@ -282,7 +287,10 @@ impl Ha {
         let sent = Instant::now();
         match self.etcd.keep_alive(lease.id).await {
             Ok(granted) if granted > 0 => {
-                let until = sent + Duration::from_secs(granted as u64);
+                // A hostile or broken answer cannot overflow the instant.
+                let until = sent
+                    .checked_add(Duration::from_secs(granted.min(i64::from(u32::MAX)) as u64))
+                    .unwrap_or(sent);
                 let deadline = until.checked_sub(self.margin()).unwrap_or(sent);
                 {
                     let mut d = lock(&self.deadline);

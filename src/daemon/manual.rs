@@ -1,16 +1,22 @@
 //! Manual orders (`scale-out`, `scale-in`): one limit per account, one owner
 //! per cluster.
 //!
-//! While a daemon runs on the same `state_dir`, the order goes to it
-//! (`state_dir/admin.addr`, `POST /api/v1/clusters/{id}/scale-out` or
-//! `/scale-in`, with the
-//! bearer token from `admin_token_file` when one is configured), so its owner,
-//! limiter and operation serve the order. With no daemon, the command takes
-//! the state lock itself (waiting up to 30 s for it), follows any operation
-//! left open one step, and acts alone through the same operation machine.
+//! The command first tries to take the state lock without waiting. If it
+//! gets it, no daemon runs and `state_dir/admin.addr` is stale: it acts
+//! alone under the lock, following any operation left open one step, through
+//! the same operation machine. Otherwise a daemon holds the directory, and the
+//! order goes to it (`admin.addr`, `POST /api/v1/clusters/{id}/scale-out` or
+//! `/scale-in`), so its owner, limiter and operation serve the order. With
+//! `admin_token_file` configured, the bearer token is sent only to an
+//! address that first proves it knows it (`GET /api/v1/whoami?nonce=N`
+//! answers HMAC-SHA256(token, N); the nonce names the address dialled, so
+//! the question cannot be relayed to the real daemon). When nobody answers
+//! at the recorded address (a daemon just stopping), the command waits up to
+//! 30 s for the lock and acts alone.
 //!
 //! With `[ha]` the order goes to the leader's `advertise_url`, read from
-//! etcd's leader key, and never acts alone: no leader, no order.
+//! etcd's leader key, under the same proof, and never acts alone: no leader,
+//! no order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,17 +49,84 @@ pub async fn order(
         // With [ha] only the leader acts: never alone, never a standby.
         return via_leader(config, instance_id, ask).await;
     }
+    // The lock taken at once: no daemon runs, whatever admin.addr says.
+    match StateStore::open(&config.daemon.state_dir, false) {
+        Ok(opened) => return alone(config, instance_id, ask, clock, opened).await,
+        Err(StateError::Locked { .. }) => {}
+        Err(e) => return Err(e.to_string()),
+    }
     if let Some(reply) = via_daemon(config, instance_id, ask).await? {
         return Ok(reply);
     }
-    alone(config, instance_id, ask, clock).await
+    let opened = open_waiting(config).await?;
+    alone(config, instance_id, ask, clock, opened).await
 }
 
-/// Sends the order to the daemon whose address is in `state_dir`, if one
-/// answers there; `None` when no daemon listens (a stale file, or none).
+/// The admin token, when one is configured.
+fn admin_token(config: &Config) -> Result<Option<String>, String> {
+    let Some(file) = &config.daemon.admin_token_file else {
+        return Ok(None);
+    };
+    crate::files::read_secret(file).map(Some).map_err(|e| {
+        format!(
+            "cannot read daemon.admin_token_file {}: {e}; the running daemon needs its token",
+            file.display()
+        )
+    })
+}
+
+/// Why an address did not prove it knows the token.
+enum Proof {
+    /// Nobody listens there.
+    NoAnswer,
+    /// Something answered without the proof.
+    Refused(String),
+}
+
+/// Asks the admin server at `base` to prove it knows `token`: a fresh
+/// nonce naming the address dialled, answered with HMAC-SHA256(token,
+/// nonce). Nothing secret is sent.
+async fn prove(http: &reqwest::Client, base: &url::Url, token: &str) -> Result<(), Proof> {
+    let authority = format!(
+        "{}:{}",
+        base.host_str().unwrap_or_default(),
+        base.port_or_known_default().unwrap_or(0)
+    );
+    let nonce = format!("{}@{authority}", uuid::Uuid::new_v4().simple());
+    let mut url = base.clone();
+    url.set_path("/api/v1/whoami");
+    url.query_pairs_mut().clear().append_pair("nonce", &nonce);
+    let resp = match http.get(url).timeout(Duration::from_secs(10)).send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Err(Proof::NoAnswer),
+        Err(e) => return Err(Proof::Refused(e.to_string())),
+    };
+    let body = crate::tencent::client::read_capped(resp, 4096)
+        .await
+        .map_err(Proof::Refused)?;
+    let given = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["proof"].as_str().and_then(|p| hex::decode(p).ok()))
+        .unwrap_or_default();
+    let expected = crate::tencent::sign::hmac(token.as_bytes(), nonce.as_bytes());
+    let same = given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(Proof::Refused("no valid proof".into()))
+    }
+}
+
+/// Sends the order to the daemon whose address is in `state_dir` (a daemon
+/// holds the lock); `None` when nobody answers there.
 async fn via_daemon(config: &Config, instance_id: &str, ask: Ask) -> Result<Option<Reply>, String> {
     let path = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(text) = crate::files::read_text_capped(&path, 256) else {
         return Ok(None);
     };
     let Ok(addr) = text.trim().parse::<std::net::SocketAddr>() else {
@@ -66,44 +139,60 @@ async fn via_daemon(config: &Config, instance_id: &str, ask: Ask) -> Result<Opti
     } else {
         addr
     };
+    let base = url::Url::parse(&format!("http://{addr}")).map_err(|e| e.to_string())?;
     tracing::info!(message = "Sending the order to the running daemon.", addr = %addr, cluster = %instance_id);
-    match post(config, &format!("http://{addr}"), instance_id, ask).await? {
+    match post(config, &base, instance_id, ask).await? {
         Ok(reply) => Ok(Some(reply)),
-        Err(e) if e.is_connect() => {
-            tracing::info!(message = "No daemon answers at the recorded address; acting alone.", addr = %addr);
+        Err(Sent::NoAnswer) => {
+            tracing::info!(message = "No daemon answers at the recorded address; waiting for the state lock.", addr = %addr);
             Ok(None)
         }
-        Err(e) => Err(format!(
+        Err(Sent::Unproven(why)) => Err(format!(
+            "the process at {addr} (from {}) does not know the admin token ({why}); \
+             the token was not sent and nothing was ordered",
+            path.display()
+        )),
+        Err(Sent::Lost(e)) => Err(format!(
             "the daemon at {addr} did not answer ({e}); the order may have been placed: \
              check GET /api/v1/status before trying again"
         )),
     }
 }
 
-/// POSTs the order to the admin server at `base`, with the bearer token when
-/// one is configured. The outer `Err` is a local problem (the token file).
+/// Why an order sent to an admin server has no answer.
+enum Sent {
+    /// Nobody listens there: nothing was sent.
+    NoAnswer,
+    /// It did not prove it knows the token: nothing was sent.
+    Unproven(String),
+    /// The request left, but no answer came back.
+    Lost(reqwest::Error),
+}
+
+/// POSTs the order to the admin server at `base`. With a token configured,
+/// the server first proves it knows the token, and only then gets it. The
+/// outer `Err` is a local problem (the token file).
 async fn post(
     config: &Config,
-    base: &str,
+    base: &url::Url,
     instance_id: &str,
     ask: Ask,
-) -> Result<Result<Reply, reqwest::Error>, String> {
+) -> Result<Result<Reply, Sent>, String> {
     let http = crate::tencent::client::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
+    let token = admin_token(config)?;
+    if let Some(token) = &token {
+        match prove(&http, base, token).await {
+            Ok(()) => {}
+            Err(Proof::NoAnswer) => return Ok(Err(Sent::NoAnswer)),
+            Err(Proof::Refused(why)) => return Ok(Err(Sent::Unproven(why))),
+        }
+    }
     let (path, body) = ask.request();
-    let mut request = http
-        .post(format!(
-            "{}/api/v1/clusters/{instance_id}/{path}",
-            base.trim_end_matches('/')
-        ))
-        .json(&body);
-    if let Some(file) = &config.daemon.admin_token_file {
-        let token = std::fs::read_to_string(file).map_err(|e| {
-            format!(
-                "cannot read daemon.admin_token_file {}: {e}; the running daemon needs its token",
-                file.display()
-            )
-        })?;
-        request = request.bearer_auth(token.trim());
+    let mut url = base.clone();
+    url.set_path(&format!("/api/v1/clusters/{instance_id}/{path}"));
+    let mut request = http.post(url).json(&body);
+    if let Some(token) = &token {
+        request = request.bearer_auth(token);
     }
     Ok(match request.send().await {
         Ok(resp) => {
@@ -111,7 +200,8 @@ async fn post(
             let body = resp.json::<serde_json::Value>().await.unwrap_or_default();
             Ok(Reply { status, body })
         }
-        Err(e) => Err(e),
+        Err(e) if e.is_connect() => Err(Sent::NoAnswer),
+        Err(e) => Err(Sent::Lost(e)),
     })
 }
 
@@ -134,13 +224,23 @@ async fn via_leader(config: &Config, instance_id: &str, ask: Ask) -> Result<Repl
     let leader: super::ha::LeaderInfo = serde_json::from_slice(&value.bytes)
         .map_err(|e| format!("the leader key {key} cannot be read ({e}); nothing was sent"))?;
     tracing::info!(message = "Sending the order to the leader.", leader = %leader.node_name, url = %leader.advertise_url, cluster = %instance_id);
-    match post(config, &leader.advertise_url, instance_id, ask).await? {
+    let base = url::Url::parse(&leader.advertise_url).map_err(|e| {
+        format!(
+            "the leader's advertise_url {:?} is not a URL ({e}); nothing was sent",
+            leader.advertise_url
+        )
+    })?;
+    match post(config, &base, instance_id, ask).await? {
         Ok(reply) => Ok(reply),
-        Err(e) if e.is_connect() => Err(format!(
-            "the leader {} at {} does not answer ({e}); nothing was sent. Check that ha.advertise_url is reachable from this host",
+        Err(Sent::NoAnswer) => Err(format!(
+            "the leader {} at {} does not answer; nothing was sent. Check that ha.advertise_url is reachable from this host",
             leader.node_name, leader.advertise_url
         )),
-        Err(e) => Err(format!(
+        Err(Sent::Unproven(why)) => Err(format!(
+            "the leader {} at {} does not know the admin token ({why}); the token was not sent and nothing was ordered",
+            leader.node_name, leader.advertise_url
+        )),
+        Err(Sent::Lost(e)) => Err(format!(
             "the leader {} at {} did not answer ({e}); the order may have been placed: \
              check GET /api/v1/status before trying again",
             leader.node_name, leader.advertise_url
@@ -169,6 +269,7 @@ async fn alone(
     instance_id: &str,
     ask: Ask,
     clock: SharedClock,
+    (store, state): (StateStore, crate::state::State),
 ) -> Result<Reply, String> {
     let Some(cluster) = config.cluster(instance_id) else {
         return Ok(Reply::error(
@@ -179,7 +280,6 @@ async fn alone(
     let connections = Connections::new(config, None)?;
     let emr = connections.emr_quiet(config)?;
     let prom = connections.prometheus(config)?;
-    let (store, state) = open_waiting(config).await?;
     let (tx, rx) = watch::channel(capacity::Snapshot::default());
     let shared = Shared {
         clock: clock.clone(),

@@ -75,6 +75,11 @@ pub struct StateHandle {
     store: Store,
     state: std::sync::Mutex<State>,
     save_lock: tokio::sync::Mutex<()>,
+    /// Why the last save of the file store failed, while it keeps failing.
+    write_error: std::sync::Mutex<Option<String>>,
+    /// Cancelled once the store is lost: `state_dir` was deleted or
+    /// replaced under the process ([`StateError::Lost`]).
+    lost: CancellationToken,
 }
 
 impl StateHandle {
@@ -89,6 +94,41 @@ impl StateHandle {
             store,
             state: std::sync::Mutex::new(state),
             save_lock: tokio::sync::Mutex::new(()),
+            write_error: std::sync::Mutex::new(None),
+            lost: CancellationToken::new(),
+        }
+    }
+
+    /// Why the state cannot be written now, when the last save of the file
+    /// store failed (etcd's failures show as `etcd_unreachable` instead).
+    pub fn write_error(&self) -> Option<String> {
+        self.write_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Cancelled once the store is lost (see [`StateError::Lost`]).
+    pub fn lost(&self) -> &CancellationToken {
+        &self.lost
+    }
+
+    /// Checks that this process still owns the store (the lock file is the
+    /// one it holds); a lost store cancels [`lost`](Self::lost).
+    pub fn check(&self) -> Result<(), StateError> {
+        let checked = self.store.check();
+        if let Err(e) = &checked {
+            self.note(e);
+        }
+        checked
+    }
+
+    fn note(&self, e: &StateError) {
+        if matches!(e, StateError::Lost { .. }) {
+            self.lost.cancel();
+        }
+        if matches!(self.store, Store::File(_)) {
+            *self.write_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
         }
     }
 
@@ -113,8 +153,18 @@ impl StateHandle {
     /// write newer state than earlier ones.
     pub async fn save(&self) -> Result<(), StateError> {
         let _turn = self.save_lock.lock().await;
+        if self.lost.is_cancelled() {
+            return Err(StateError::Lost {
+                dir: PathBuf::new(),
+            });
+        }
         let snapshot = self.with(|s| s.clone());
-        self.store.save(&snapshot).await
+        let saved = self.store.save(&snapshot).await;
+        match &saved {
+            Ok(()) => *self.write_error.lock().unwrap_or_else(|e| e.into_inner()) = None,
+            Err(e) => self.note(e),
+        }
+        saved
     }
 
     /// Changes the state and writes it before returning.
@@ -277,16 +327,20 @@ pub async fn run(
     let connections =
         Connections::new(&config, options.credentials.clone()).map_err(DaemonError::Setup)?;
     let admin_cancel = CancellationToken::new();
+    // Reloads change the token in place: it protects the next request.
+    let token = admin::TokenSource::new(config.daemon.admin_token_file.clone());
     let admin_task = tokio::spawn(admin::serve(
         listener,
         admin::AdminState {
             metrics: metrics.clone(),
             board: board.clone(),
             owners: owners.clone(),
-            token_file: config.daemon.admin_token_file.clone(),
+            token: token.clone(),
             clock: clock.clone(),
             ha: ha.clone(),
             http: connections.http.clone(),
+            state: Some(state.clone()),
+            bound: Some(admin_addr),
         },
         admin_cancel.clone(),
     ));
@@ -344,12 +398,27 @@ pub async fn run(
         })
     });
 
+    // The state lock is re-checked before every write and once a second:
+    // a state_dir deleted or replaced under the daemon stops it.
+    let mut lock_check = tokio::time::interval(Duration::from_secs(1));
+    lock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             e = control.recv() => match e {
                 Some(e) => e,
                 None => break,
             },
+            () = state.lost().cancelled() => {
+                tracing::error!(
+                    message = "The state directory was deleted or replaced; sending nothing more and exiting so systemd restarts the daemon under a fresh lock.",
+                    dir = %config_state_dir(&generation.config).display(),
+                );
+                break;
+            }
+            _ = lock_check.tick() => {
+                let _ = state.check();
+                continue;
+            }
             r = role_change(&mut roles, role) => {
                 tracing::info!(message = "Role changed.", from = role.label(), to = r.label());
                 role = r;
@@ -374,6 +443,13 @@ pub async fn run(
                                 message = "daemon.state_dir changed; the new directory takes effect after a restart."
                             );
                         }
+                        if new.daemon.admin_token_file != generation.config.daemon.admin_token_file
+                        {
+                            tracing::info!(
+                                message = "daemon.admin_token_file changed; the admin API uses it from now on."
+                            );
+                        }
+                        token.set(new.daemon.admin_token_file.clone());
                         if new.ha != generation.config.ha {
                             tracing::warn!(
                                 message =
@@ -425,6 +501,7 @@ pub async fn run(
         cancel.cancel();
         let _ = task.await;
     }
+    let generation_dir = generation.config.daemon.state_dir.clone();
     let Generation {
         poller, workers, ..
     } = generation;
@@ -446,12 +523,21 @@ pub async fn run(
     {
         tracing::warn!(message = "Workers did not finish in time; their intents are on disk.");
     }
-    let _ = std::fs::remove_file(&addr_file);
+    let lost = state.lost().is_cancelled();
+    if !lost {
+        let _ = std::fs::remove_file(&addr_file);
+    }
     if let Some(w) = watchdog {
         w.abort();
     }
     admin_cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_millis(500), admin_task).await;
+    if lost {
+        tracing::info!(message = "Stopped: the state directory was lost.");
+        return Err(DaemonError::State(StateError::Lost {
+            dir: generation_dir,
+        }));
+    }
     match (&ha, role) {
         (None, _) => state.save().await?,
         (Some(h), ha::Role::Leader) => {
@@ -740,7 +826,6 @@ async fn signals(tx: tokio::sync::mpsc::Sender<Control>) {
     }
 }
 
-/// The state directory a config names, for tools that only read.
-pub fn state_dir(config: &Config) -> &Path {
+fn config_state_dir(config: &Config) -> &Path {
     &config.daemon.state_dir
 }

@@ -115,7 +115,7 @@ pub struct NotReady {
 
 impl NotReady {
     /// The fixed set of reason labels `/readyz` uses.
-    pub const LABELS: [&'static str; 8] = [
+    pub const LABELS: [&'static str; 9] = [
         "data_error",
         "capacity_unknown",
         "auth",
@@ -124,6 +124,7 @@ impl NotReady {
         "conflict",
         "etcd_unreachable",
         "no_leader",
+        "state_lost",
     ];
 
     /// A reason; `reason` must be one of [`Self::LABELS`].

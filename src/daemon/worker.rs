@@ -212,10 +212,35 @@ fn manual_gate(shared: &Shared, id: &str, what: &str) -> Result<Option<u32>, Rep
         .and_then(|i| i.task_nodes()))
 }
 
+/// Whether the daemon or this cluster runs dry: nothing is sent, manual
+/// orders included.
+fn dry_run(shared: &Shared, cluster: &ClusterConfig) -> bool {
+    shared.config.daemon.dry_run || cluster.dry_run
+}
+
+/// The 409 a manual order gets under `dry_run`: the request it would have
+/// sent, with the signature and any token masked.
+async fn dry_run_reply<Req: serde::Serialize>(
+    shared: &Shared,
+    action: crate::tencent::emr::Action,
+    request: &Req,
+) -> Reply {
+    let rendered = shared.emr.render(action, request).await;
+    Reply {
+        status: 409,
+        body: json!({
+            "error": "dry_run is set (daemon.dry_run or the cluster's dry_run), so nothing is sent, manual orders included; this is the request that would have been sent",
+            "Request": rendered,
+        }),
+    }
+}
+
 /// One manual order through this owner's operation, limiter and state. It
-/// skips cooldowns, `for` windows and dry-run, and counts in cooldowns and
-/// budgets afterwards; it is refused while the cluster is paused or has an
-/// operation running.
+/// skips cooldowns and `for` windows, and counts in cooldowns and budgets
+/// afterwards. It keeps the guard rails: under `dry_run` it sends nothing
+/// (409 with the rendered request), and a task order never takes running
+/// plus in-flight task nodes above `max_task_nodes` (409 naming the bound).
+/// It is refused while the cluster is paused or has an operation running.
 pub async fn manual_order(
     shared: &Shared,
     cluster: &ClusterConfig,
@@ -227,6 +252,51 @@ pub async fn manual_order(
         Ok(r) => r,
         Err(refused) => return refused,
     };
+    if kind == NodeKind::Task {
+        // No operation is open (the gate says so), so nothing else is in
+        // flight: running plus this order is the count to bound.
+        let Some(now) = running else {
+            let why = shared
+                .capacity
+                .borrow()
+                .error
+                .clone()
+                .unwrap_or_else(|| "DescribeInstances did not list it".into());
+            return Reply::error(
+                503,
+                format!(
+                    "{id}: the task-node count is unknown ({why}), so max_task_nodes cannot be checked; nothing was sent"
+                ),
+            );
+        };
+        if now.saturating_add(count) > cluster.max_task_nodes {
+            return Reply::error(
+                409,
+                format!(
+                    "ordering {count} task node(s) with {now} running would pass max_task_nodes {}; nothing was sent \
+                     (to go past it, raise max_task_nodes and reload)",
+                    cluster.max_task_nodes
+                ),
+            );
+        }
+    }
+    if dry_run(shared, cluster) {
+        let (task_count, core_count) = match kind {
+            NodeKind::Task => (Some(count), None),
+            NodeKind::Core => (None, Some(count)),
+        };
+        let request = crate::tencent::emr::ScaleOutInstanceRequest {
+            task_count,
+            core_count,
+            ..cluster.scale_out.clone()
+        };
+        return dry_run_reply(
+            shared,
+            crate::tencent::emr::Action::ScaleOutInstance,
+            &request,
+        )
+        .await;
+    }
     let plan = Plan {
         id: uuid::Uuid::new_v4().to_string(),
         reason: format!("manual scale-out of {count} {kind:?} node(s)"),
@@ -404,7 +474,8 @@ async fn tick(
         .zip(observed)
         .zip(memory.histories.iter_mut())
     {
-        let Some(obs) = obs else { continue };
+        let Some(mut obs) = obs else { continue };
+        obs.reading = obs.reading.bounded(rule.max_value);
         if let Reading::Missing(issue) = obs.reading {
             shared.metrics.record_query_error(id, &rule.name, issue);
             let reason = obs
@@ -510,8 +581,28 @@ async fn tick(
             max_gap,
         );
     }
+    let mut decision = decision;
     let units: Vec<Unit> = cluster.rules.iter().map(|r| r.unit).collect();
-    let text = decision.explain(&units);
+    let mut text = decision.explain(&units);
+    // The intent is on disk before anything is sent: while the state cannot
+    // be written, nothing is ordered or removed, and no order is counted
+    // that was never sent. A save probes it before the decision is counted.
+    if (decision.orders() || decision.removes() > 0)
+        && op.is_none()
+        && let Err(e) = shared.state.save().await
+    {
+        decision.outcome = policy::Outcome::Hold;
+        for v in &mut decision.votes {
+            if matches!(
+                v.outcome,
+                policy::Outcome::ScaleOut | policy::Outcome::ScaleIn
+            ) {
+                v.outcome = policy::Outcome::Hold;
+            }
+        }
+        text.push_str(&format!("; held: the state cannot be written ({e})"));
+        tracing::error!(message = "The state cannot be written; holding.", cluster = %id, error = %e);
+    }
 
     // Report.
     shared.metrics.record_decision(id, &decision);
@@ -818,6 +909,19 @@ pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32
                 why.join("; ")
             ),
         );
+    }
+    if dry_run(shared, cluster) {
+        let request = crate::tencent::emr::TerminateClusterNodesRequest::graceful(
+            id,
+            selection.ids(),
+            cluster.scale_in.grace_period,
+        );
+        return dry_run_reply(
+            shared,
+            crate::tencent::emr::Action::TerminateClusterNodes,
+            &request,
+        )
+        .await;
     }
     let plan = removal_plan(
         cluster,

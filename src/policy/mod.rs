@@ -12,6 +12,7 @@ pub mod decision;
 pub mod scale_in;
 pub mod schedule;
 pub mod sustain;
+pub mod time;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,16 +40,20 @@ pub enum DataIssue {
     MultipleSeries,
     /// The query failed.
     Error,
+    /// The value is above the rule's `max_value` (or below its negative):
+    /// no plausible reading, so never demand.
+    OutOfRange,
 }
 
 impl DataIssue {
     /// Every issue, in label order.
-    pub const ALL: [DataIssue; 5] = [
+    pub const ALL: [DataIssue; 6] = [
         DataIssue::Empty,
         DataIssue::NaN,
         DataIssue::Stale,
         DataIssue::MultipleSeries,
         DataIssue::Error,
+        DataIssue::OutOfRange,
     ];
 
     /// The `kind` metric label.
@@ -59,6 +64,7 @@ impl DataIssue {
             DataIssue::Stale => "stale",
             DataIssue::MultipleSeries => "multiple_series",
             DataIssue::Error => "error",
+            DataIssue::OutOfRange => "out_of_range",
         }
     }
 }
@@ -79,6 +85,15 @@ impl Reading {
             Reading::Value(v)
         } else {
             Reading::Missing(DataIssue::NaN)
+        }
+    }
+
+    /// The reading, with a value whose magnitude is above `max_value` made
+    /// [`DataIssue::OutOfRange`].
+    pub fn bounded(self, max_value: f64) -> Self {
+        match self {
+            Reading::Value(v) if v.abs() > max_value => Reading::Missing(DataIssue::OutOfRange),
+            other => other,
         }
     }
 
@@ -254,6 +269,9 @@ impl RuleKind {
     }
 }
 
+/// A rule's `max_value` when unset: 1e12 in the rule's unit.
+pub const DEFAULT_MAX_VALUE: f64 = 1e12;
+
 /// One validated rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
@@ -271,6 +289,10 @@ pub struct Rule {
     pub unit: Unit,
     /// In replays, the simulated signal this query stands for.
     pub replay_signal: Option<ReplaySignal>,
+    /// The largest plausible magnitude of the query's value; anything
+    /// beyond it is data of kind `out_of_range`, never demand (default
+    /// [`DEFAULT_MAX_VALUE`]).
+    pub max_value: f64,
 }
 
 /// A cluster's guard rails and rules.
@@ -359,8 +381,8 @@ pub fn chunks(n: u32) -> Vec<u32> {
 }
 
 fn within(since: Option<DateTime<Utc>>, d: Option<Duration>, now: DateTime<Utc>) -> bool {
-    match (since, d.and_then(|d| chrono::Duration::from_std(d).ok())) {
-        (Some(t), Some(d)) => now < t + d,
+    match (since, d) {
+        (Some(t), Some(d)) => now < time::after(t, d),
         _ => false,
     }
 }

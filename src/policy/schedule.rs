@@ -125,7 +125,7 @@ impl Window {
             .ok()
             .filter(|s| local - *s <= MAX_LOOKBACK);
         let end = start.as_ref().and_then(|start| match &self.end {
-            WindowEnd::After(d) => Some(*start + chrono::Duration::from_std(*d).ok()?),
+            WindowEnd::After(d) => start.checked_add_signed(chrono::Duration::from_std(*d).ok()?),
             WindowEnd::At(cron) => cron.find_next_occurrence(start, false).ok(),
         });
         match (start, end) {

@@ -25,6 +25,7 @@ fn rule(name: &str, kind: RuleKind) -> Rule {
         on_missing: OnMissing::Hold,
         unit: Unit::Plain,
         replay_signal: None,
+        max_value: crate::policy::DEFAULT_MAX_VALUE,
     }
 }
 

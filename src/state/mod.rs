@@ -48,6 +48,16 @@ pub enum Store {
 }
 
 impl Store {
+    /// Checks that this process still owns the store: for the file, that its
+    /// lock is still the lock file at its path ([`StateError::Lost`] if not);
+    /// etcd writes are fenced on every save instead.
+    pub fn check(&self) -> Result<(), StateError> {
+        match self {
+            Store::File(f) => f.check_lock(),
+            Store::Etcd(_) => Ok(()),
+        }
+    }
+
     /// Writes `state` durably: atomically to the file, or fenced to etcd.
     pub async fn save(&self, state: &State) -> Result<(), StateError> {
         match self {

@@ -29,6 +29,10 @@ pub const LOCK_FILE: &str = "lock";
 
 pub(super) const TMP_FILE: &str = "state.json.tmp";
 
+/// The largest state file read; a bigger one is refused as corrupt (a real
+/// state of a hundred clusters is well under a megabyte).
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Why the state could not be opened, read or saved. Every variant names the
 /// file or directory involved.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,18 @@ pub enum StateError {
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
+    },
+    /// The lock file this store holds is no longer the one at its path: the
+    /// state directory was deleted or replaced under the daemon, so another
+    /// process may own the path now. Nothing more may be written or sent.
+    #[error(
+        "the state directory {dir} was deleted or replaced under this process \
+         (its lock file is gone or is another file); nothing more is written or sent. \
+         Restart the daemon so it takes a fresh lock, and keep state_dir out of cleanup jobs"
+    )]
+    Lost {
+        /// The state directory.
+        dir: PathBuf,
     },
     /// With `[ha]`: this daemon is not the leader (or no longer), so the
     /// write was refused.
@@ -146,8 +162,9 @@ pub struct StateStore {
     dir: PathBuf,
     state_path: PathBuf,
     tmp_path: PathBuf,
+    lock_path: PathBuf,
     /// Held for the store's lifetime; closing it on drop releases the `flock`.
-    _lock: File,
+    lock: File,
 }
 
 impl StateStore {
@@ -197,7 +214,8 @@ impl StateStore {
             dir: dir.to_path_buf(),
             state_path: dir.join(STATE_FILE),
             tmp_path: dir.join(TMP_FILE),
-            _lock: lock,
+            lock_path,
+            lock,
         };
 
         // A leftover temporary file is a save that crashed before its rename:
@@ -260,7 +278,11 @@ impl StateStore {
     /// Writes `state` atomically: `state.json.tmp`, fsync, rename over
     /// `state.json`, fsync of the directory. The file is pretty JSON with
     /// `schema_version` set to [`SCHEMA_VERSION`].
+    ///
+    /// First it checks that the lock it holds is still the lock file at its
+    /// path ([`check_lock`](Self::check_lock)); if not, nothing is written.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
+        self.check_lock()?;
         let mut bytes = if state.schema_version == SCHEMA_VERSION {
             serde_json::to_vec_pretty(state)
         } else {
@@ -299,6 +321,24 @@ impl StateStore {
         file.sync_all().map_err(io_err("fsync", path))
     }
 
+    /// Whether the lock file this store holds is still the file at
+    /// `state_dir/lock` (same device and inode). When the directory was
+    /// deleted or replaced, another process may lock the new one:
+    /// [`StateError::Lost`].
+    pub fn check_lock(&self) -> Result<(), StateError> {
+        use std::os::unix::fs::MetadataExt;
+        let lost = || StateError::Lost {
+            dir: self.dir.clone(),
+        };
+        let held = self.lock.metadata().map_err(|_| lost())?;
+        let there = fs::metadata(&self.lock_path).map_err(|_| lost())?;
+        if (held.dev(), held.ino()) == (there.dev(), there.ino()) {
+            Ok(())
+        } else {
+            Err(lost())
+        }
+    }
+
     /// The state file, `state_dir/state.json`.
     pub fn path(&self) -> &Path {
         &self.state_path
@@ -324,7 +364,7 @@ fn sync_dir(dir: &Path) -> Result<(), StateError> {
 }
 
 fn load(path: &Path) -> Result<State, StateError> {
-    match fs::read(path) {
+    match crate::files::read_capped(path, MAX_STATE_BYTES) {
         Ok(bytes) => parse(path, &bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
         Err(e) => Err(StateError::Corrupt {

@@ -916,6 +916,7 @@ mod tests {
             on_missing: OnMissing::Hold,
             unit: Unit::Plain,
             replay_signal: None,
+            max_value: crate::policy::DEFAULT_MAX_VALUE,
         }
     }
 

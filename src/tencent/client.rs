@@ -52,7 +52,15 @@ pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<
 /// A ClientToken is re-sent only while younger than this (the server keeps it 5 minutes).
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(270);
 
-/// Builds the one HTTP client shared by Prometheus queries and the EMR API.
+/// Builds an HTTP client: the one place every client of the process is made,
+/// so every one has the same redirect policy.
+///
+/// No client follows a redirect. A signed EMR request, a session token, a
+/// bearer token or a webhook's body therefore never travels to a host the
+/// configuration did not name. The EMR client reports a 3xx as
+/// [`ApiError::Redirected`]; the YARN reader follows a standby
+/// ResourceManager's redirect itself, only to a configured ResourceManager
+/// (see `yarn.rs`); a Prometheus behind a redirect is an error naming it.
 pub fn http_client(
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -60,6 +68,7 @@ pub fn http_client(
     // The ring provider keeps the build light; a second install is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .timeout(request_timeout)
         .user_agent(concat!("emr-autoscaler/", env!("CARGO_PKG_VERSION")))
@@ -225,6 +234,9 @@ pub struct ClientSettings {
     pub language: Option<String>,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// The whole-request timeout of the HTTP client (`tencent.request_timeout`),
+    /// named by timeout errors.
+    pub request_timeout: Duration,
 }
 
 /// A request as it would be sent, with the signature and token masked.
@@ -376,8 +388,22 @@ impl EmrClient {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| transport_error(action, &e))?;
+            .map_err(|e| transport_error(action, &e, self.settings.request_timeout))?;
         let status = resp.status();
+        if status.is_redirection() {
+            let location_host = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| self.settings.endpoint.join(l).ok())
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            return Err(ApiError::Redirected {
+                action: action.name(),
+                status: status.as_u16(),
+                location_host,
+            });
+        }
         let bytes =
             read_capped(resp, MAX_BODY_BYTES)
                 .await
@@ -498,7 +524,7 @@ impl EmrClient {
             .credentials
             .get()
             .await
-            .unwrap_or_else(|_| Credentials::new("<no credentials found>", "", None));
+            .unwrap_or_else(|e| Credentials::new(format!("<no credentials: {e}>"), "", None));
         let headers = self.headers(action, &creds, wall_now().timestamp(), &body);
         let mut shown = vec![("Host".to_string(), self.host.to_string())];
         for (name, value) in &headers {
@@ -540,11 +566,11 @@ fn mask_signature(authorization: &str) -> String {
     }
 }
 
-fn transport_error(action: Action, e: &reqwest::Error) -> ApiError {
+fn transport_error(action: Action, e: &reqwest::Error, timeout: Duration) -> ApiError {
     if e.is_timeout() {
         return ApiError::Timeout {
             action: action.name(),
-            after: Duration::ZERO,
+            after: timeout,
         };
     }
     let mut reason = e.to_string();

@@ -318,8 +318,8 @@ impl CredentialChain {
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, CredentialError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+    match crate::files::read_secret(path) {
+        Ok(s) => Ok(Some(s).filter(|s| !s.is_empty())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CredentialError::Unreadable {
             path: path.to_path_buf(),
@@ -357,6 +357,12 @@ fn from_profile(path: &Path) -> Result<Option<Credentials>, CredentialError> {
     let Some(text) = read_optional(path)? else {
         return Ok(None);
     };
+    if crate::files::readable_by_others(path) {
+        tracing::warn!(
+            message = "The credentials profile is readable by other users; run chmod 600 on it.",
+            path = %path.display(),
+        );
+    }
     let ini = ini::Ini::load_from_str(&text).map_err(|e| CredentialError::Unreadable {
         path: path.to_path_buf(),
         reason: format!("not an INI file: line {}", e.line),

@@ -187,12 +187,30 @@ pub enum ApiError {
         reason: String,
     },
     /// No full answer arrived within the request timeout.
-    #[error("{action}: timed out after {after:?}")]
+    #[error(
+        "{action}: no answer within tencent.request_timeout ({})",
+        humantime::format_duration(*after)
+    )]
     Timeout {
         /// The action called.
         action: &'static str,
-        /// The timeout that expired.
+        /// The timeout that expired (`tencent.request_timeout`).
         after: std::time::Duration,
+    },
+    /// The endpoint answered with a redirect. The EMR client follows none:
+    /// a signed request and its session token go to the configured endpoint
+    /// only.
+    #[error(
+        "{action}: the endpoint answered HTTP {status} redirecting to {location_host:?}; \
+         redirects are never followed (set tencent.endpoint to the real API address)"
+    )]
+    Redirected {
+        /// The action called.
+        action: &'static str,
+        /// The 3xx status.
+        status: u16,
+        /// The host the `Location` header named (empty when it had none).
+        location_host: String,
     },
     /// The request was refused before sending.
     #[error(transparent)]
@@ -242,6 +260,7 @@ impl ApiError {
             | ApiError::EmptyEnvelope { .. }
             | ApiError::Transport { .. } => ErrorClass::Transport,
             ApiError::Timeout { .. } => ErrorClass::Timeout,
+            ApiError::Redirected { .. } => ErrorClass::Internal,
             ApiError::Preflight(_) => ErrorClass::Invalid,
             ApiError::Credentials(_) => ErrorClass::Auth,
             ApiError::Fenced { .. } => ErrorClass::Transport,

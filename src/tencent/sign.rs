@@ -60,7 +60,8 @@ impl std::fmt::Debug for Signature {
     }
 }
 
-fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
+/// HMAC-SHA256 of `msg` under `key` (also the admin API's proof of the token).
+pub fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(msg);

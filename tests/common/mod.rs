@@ -243,6 +243,7 @@ pub fn client_with(
             endpoint: endpoint.parse().unwrap(),
             region: "ap-guangzhou".into(),
             language: None,
+            request_timeout: timeout,
             retry,
         },
         Arc::new(creds),
