@@ -166,6 +166,11 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
             driven.save_failed = true;
             return driven;
         }
+        // The status shows the operation at once, also while a call of it
+        // is still being retried.
+        shared.board.update(id, |b| {
+            b.operation = step.op.as_ref().map(super::status::operation_json);
+        });
         for e in step.effects {
             match e {
                 Effect::Send {

@@ -104,6 +104,18 @@ pub struct ClusterStatus {
     pub builtin: Option<serde_json::Value>,
 }
 
+/// An operation as `/api/v1/status` shows it: planned chunks, the next
+/// chunk, the nodes completed and the chunk being sent or followed.
+pub fn operation_json(o: &crate::state::Operation) -> serde_json::Value {
+    serde_json::json!({
+        "id": o.id, "chunks": o.chunks, "next_chunk": o.next_chunk,
+        "completed_nodes": o.completed_nodes,
+        "current": o.current.as_ref().map(|c| serde_json::json!({
+            "nodes": c.nodes, "flow_id": c.flow_id, "client_token": c.client_token, "sent_at": c.sent_at
+        })),
+    })
+}
+
 /// One readiness reason. `reason` is one of [`NotReady::LABELS`].
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NotReady {

@@ -652,15 +652,7 @@ async fn tick(
     if let Some(b) = &breaker {
         not_ready.push(NotReady::new("breaker", b.reason.clone()));
     }
-    let op_json = op.as_ref().map(|o| {
-        serde_json::json!({
-            "id": o.id, "chunks": o.chunks, "next_chunk": o.next_chunk,
-            "completed_nodes": o.completed_nodes,
-            "current": o.current.as_ref().map(|c| serde_json::json!({
-                "nodes": c.nodes, "flow_id": c.flow_id, "client_token": c.client_token, "sent_at": c.sent_at
-            })),
-        })
-    });
+    let op_json = op.as_ref().map(super::status::operation_json);
     shared.board.update(id, |s| {
         s.current = running;
         s.in_flight = planned;
