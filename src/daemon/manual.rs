@@ -109,13 +109,7 @@ async fn prove(http: &reqwest::Client, base: &url::Url, token: &str) -> Result<(
         .and_then(|v| v["proof"].as_str().and_then(|p| hex::decode(p).ok()))
         .unwrap_or_default();
     let expected = crate::tencent::sign::hmac(token.as_bytes(), nonce.as_bytes());
-    let same = given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if crate::tencent::sign::same_secret(&given, &expected) {
         Ok(())
     } else {
         Err(Proof::Refused("no valid proof".into()))

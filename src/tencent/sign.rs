@@ -60,6 +60,12 @@ impl std::fmt::Debug for Signature {
     }
 }
 
+/// Whether two secrets (tokens, proofs) are equal, in time that does not
+/// depend on where they first differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// HMAC-SHA256 of `msg` under `key` (also the admin API's proof of the token).
 pub fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
