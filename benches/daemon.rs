@@ -5,7 +5,7 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Measures real time.
 
-#[path = "../tests/common/fake_prom.rs"]
+#[path = "../tests/it/support/fake_prom.rs"]
 #[allow(dead_code)]
 mod fake_prom;
 

@@ -18,8 +18,7 @@ cd "$(dirname "$0")/.."
 MAX_EXPOSURE=1.5
 
 . scripts/packages.sh
-ensure_packages "promtool:prometheus" "systemd-analyze:systemd" "dpkg-deb:dpkg" "dpkg-shlibdeps:dpkg-dev" \
-    "protoc:protobuf-compiler"
+ensure_packages "promtool:prometheus" "systemd-analyze:systemd" "dpkg-deb:dpkg" "dpkg-shlibdeps:dpkg-dev"
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT

@@ -6,7 +6,7 @@
 #                                 `check` on the packaged configuration
 #   scripts/package.sh --no-check build the .deb only
 #
-# Steps: `cargo build --release --features ha`, the man pages and shell completions rendered
+# Steps: `cargo build --release`, the man pages and shell completions rendered
 # by the binary itself into target/assets/, then `cargo deb --no-build` with
 # the [package.metadata.deb] section of Cargo.toml. cargo-deb is installed
 # with `cargo install` when missing. The package lands in
@@ -42,9 +42,8 @@ build_deb() {
     TARGET_DIR="$(package_target_dir)"
     [ -n "$TARGET_DIR" ] || { echo "cannot find cargo's target directory" >&2; return 1; }
 
-    # The package is the full product: with the etcd client for [ha].
-    echo "==> cargo build --release --locked --features ha" >&2
-    cargo build --release --locked --features ha
+    echo "==> cargo build --release --locked" >&2
+    cargo build --release --locked
     local bin="$TARGET_DIR/release/emr-autoscaler"
 
     # cargo-deb reads these from the crate's own target/assets/, whatever the

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check of emr-autoscaler: formatting, lints and the whole test suite.
+# Runs every check of emr-autoscaler: formatting, lints, the whole test suite
+# and the operations checks, printing each step's time.
 #
 # Run as root on Debian, it first installs the packages the tests need that are
 # missing; run as another user, it says which are missing and stops.
@@ -9,20 +10,25 @@ cd "$(dirname "$0")/.."
 # Debian packages the test suite uses, as "command:package".
 . scripts/packages.sh
 ensure_packages "promtool:prometheus" "prometheus:prometheus" "systemd-analyze:systemd" \
-    "dpkg-deb:dpkg" "dpkg-shlibdeps:dpkg-dev" "protoc:protobuf-compiler" "etcd:etcd-server"
+    "dpkg-deb:dpkg" "dpkg-shlibdeps:dpkg-dev" "etcd:etcd-server" "openssl:openssl"
 
-echo "==> cargo fmt --check" >&2
-cargo fmt --all -- --check
-echo "==> cargo clippy --lib (the default build, without etcd)" >&2
-cargo clippy --lib --locked -- -D warnings
-echo "==> cargo clippy --all-targets --features ha -- -D warnings" >&2
-cargo clippy --all-targets --locked --features ha -- -D warnings
-# The `ha` feature adds the etcd client (its build needs protoc); the HA
-# tests start Debian's etcd themselves.
-echo "==> cargo test --features ha" >&2
-cargo test --all-targets --locked --features ha
-# The default build (no etcd client) refuses [ha] with the fix.
-echo "==> cargo test --lib (the default build): a_build_without_ha" >&2
-cargo test --lib --locked a_build_without_ha_refuses_the_section
-echo "==> ops checks: alerts, .deb, systemd unit" >&2
-./scripts/ops-checks.sh
+timings=()
+# step NAME COMMAND...: runs the command and records how long it took.
+step() {
+    local name="$1" start=$SECONDS
+    shift
+    echo "==> $name" >&2
+    "$@"
+    timings+=("$(printf '%5d s  %s' $((SECONDS - start)) "$name")")
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy --all-targets" cargo clippy --all-targets --locked -- -D warnings
+# One build of the tests, then the run: the two figures apart.
+step "cargo test --no-run (build)" cargo test --all-targets --locked --no-run
+step "cargo test (run)" cargo test --all-targets --locked
+step "ops checks: alerts, .deb (release build), systemd unit" ./scripts/ops-checks.sh
+
+echo "==> every check passed; time per step:" >&2
+printf '%s\n' "${timings[@]}" >&2
+echo "$(printf '%5d s' "$SECONDS")  in all" >&2

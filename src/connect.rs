@@ -32,7 +32,7 @@ impl Connections {
     /// Connections for `config`; `fixed` credentials (the demo) replace the
     /// process's credential chain.
     pub fn new(config: &Config, fixed: Option<Credentials>) -> Result<Self, String> {
-        let http = crate::tencent::client::http_client(
+        let http = crate::http::http_client(
             config.tencent.connect_timeout,
             config.tencent.request_timeout,
         )?;
@@ -96,7 +96,6 @@ impl Connections {
 /// No EMR client is built next to it, so there is nothing to share.
 pub fn history_prometheus(config: &Config) -> Result<Prometheus, String> {
     let p = &config.prometheus;
-    let http =
-        crate::tencent::client::http_client(std::time::Duration::from_secs(5), p.timeout * 4)?;
+    let http = crate::http::http_client(std::time::Duration::from_secs(5), p.timeout * 4)?;
     Prometheus::new(http, p.url.as_str(), p.timeout, p.auth.clone())
 }

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod etcd;
 pub mod files;
+pub mod http;
 pub mod plan;
 pub mod policy;
 pub mod prom;

@@ -81,7 +81,7 @@ async fn fetch(
 ) -> Result<PromqlResult, PromError> {
     let resp = send.await.map_err(|e| PromError::Query(e.to_string()))?;
     let status = resp.status();
-    let body = crate::tencent::client::read_capped(resp, MAX_BODY_BYTES)
+    let body = crate::http::read_capped(resp, MAX_BODY_BYTES)
         .await
         .map_err(PromError::Query)?;
     match serde_json::from_slice::<Envelope>(&body) {

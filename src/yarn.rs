@@ -140,7 +140,7 @@ impl Yarn {
         if !status.is_success() {
             return Err(format!("{url}: HTTP {status}"));
         }
-        let body = crate::tencent::client::read_capped(resp, MAX_ANSWER_BYTES)
+        let body = crate::http::read_capped(resp, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| format!("{url}: {e}"))?;
         serde_json::from_slice(&body).map_err(|e| format!("{url}: not the expected JSON ({e})"))

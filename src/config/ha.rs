@@ -71,13 +71,6 @@ pub fn host_name() -> String {
 
 impl Validator<'_> {
     pub(super) fn ha(&mut self, raw: RawHa) -> HaConfig {
-        if !cfg!(feature = "ha") {
-            self.issue(
-                "ha",
-                "this emr-autoscaler was built without etcd support; install the Debian package, \
-                 or rebuild with `cargo build --release --features ha` (the build needs protoc)",
-            );
-        }
         let endpoints = self
             .get("ha.etcd_endpoints", raw.etcd_endpoints, None)
             .unwrap_or_default();

@@ -621,7 +621,6 @@ fn the_readme_comparison_differs_only_in_scale_in() {
 }
 
 #[test]
-#[cfg(feature = "ha")]
 fn ha_section_defaults_and_every_problem_at_once() {
     let base = data("minimal.toml");
     let c = load_str(
@@ -670,7 +669,6 @@ fn ha_section_defaults_and_every_problem_at_once() {
 }
 
 #[test]
-#[cfg(feature = "ha")]
 fn the_digest_ignores_per_host_keys_and_sees_the_policy() {
     let base = data("minimal.toml");
     let with = |extra: &str| {
@@ -690,15 +688,4 @@ fn the_digest_ignores_per_host_keys_and_sees_the_policy() {
     let mut other = load_str(&base, None).unwrap();
     other.clusters[0].max_task_nodes += 1;
     assert_ne!(load_str(&base, None).unwrap().digest(), other.digest());
-}
-
-#[test]
-#[cfg(not(feature = "ha"))]
-fn a_build_without_ha_refuses_the_section() {
-    let base = data("minimal.toml");
-    let bad = issues(&format!(
-        "{base}\n[ha]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\n"
-    ));
-    assert_eq!(bad[0].path, "ha");
-    assert!(bad[0].message.contains("--features ha"), "{bad:?}");
 }

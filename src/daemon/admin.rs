@@ -652,7 +652,7 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (status, open) = rt.block_on(async {
                 let clock: SharedClock = Arc::new(crate::clock::SystemClock);
-                let http = crate::tencent::client::http_client(
+                let http = crate::http::http_client(
                     std::time::Duration::from_secs(2),
                     std::time::Duration::from_secs(5),
                 )
@@ -716,7 +716,7 @@ mod tests {
         let token = dir.path().join("token");
         std::fs::write(&token, "the-right-token\n").unwrap();
         let clock: SharedClock = Arc::new(crate::clock::SystemClock);
-        let http = crate::tencent::client::http_client(
+        let http = crate::http::http_client(
             std::time::Duration::from_secs(2),
             std::time::Duration::from_secs(5),
         )

@@ -101,7 +101,7 @@ async fn prove(http: &reqwest::Client, base: &url::Url, token: &str) -> Result<(
         Err(e) if e.is_connect() => return Err(Proof::NoAnswer),
         Err(e) => return Err(Proof::Refused(e.to_string())),
     };
-    let body = crate::tencent::client::read_capped(resp, 4096)
+    let body = crate::http::read_capped(resp, 4096)
         .await
         .map_err(Proof::Refused)?;
     let given = serde_json::from_slice::<serde_json::Value>(&body)
@@ -172,7 +172,7 @@ async fn post(
     instance_id: &str,
     ask: Ask,
 ) -> Result<Result<Reply, Sent>, String> {
-    let http = crate::tencent::client::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
+    let http = crate::http::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
     let token = admin_token(config)?;
     if let Some(token) = &token {
         match prove(&http, base, token).await {

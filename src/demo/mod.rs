@@ -286,7 +286,7 @@ pub async fn run(
         rx,
     ));
 
-    let http = crate::tencent::client::http_client(Duration::from_secs(1), Duration::from_secs(2))
+    let http = crate::http::http_client(Duration::from_secs(1), Duration::from_secs(2))
         .map_err(DemoError::Setup)?;
     let step = Duration::from_secs(60);
     let mut costs: BTreeMap<String, Costs> = config

@@ -1,27 +1,51 @@
-//! The etcd client proper, over `etcd-client` (the `ha` feature).
+//! The etcd client proper: etcd's JSON gateway (`/v3/...`, served by every
+//! etcd member on its client port) over reqwest.
+//!
+//! The gateway maps the gRPC API onto JSON: keys and values are base64,
+//! 64-bit integers (lease IDs, TTLs, revisions) are JSON strings, and fields
+//! at their default value are left out (a failed transaction has no
+//! `succeeded`, a range that found nothing has no `kvs`, the keep-alive of a
+//! lost lease has no `TTL`). Keep-alive answers arrive wrapped in
+//! `{"result": ...}`. Every request carries `Grpc-Metadata-hasleader: true`,
+//! which the gateway passes on as gRPC's require-leader metadata: a member
+//! cut off from its quorum refuses at once (503, "no leader") instead of
+//! serving stale reads or waiting out its own election timeout.
 
-use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value as Json, json};
+use url::Url;
 
 use super::{Campaign, EtcdError, Fence, Lease, Value};
 use crate::config::ha::HaConfig;
 
-/// An etcd client with one connection per endpoint. It dials on first use
-/// (and again after a failed dial), so a daemon starts while etcd is down.
-/// A call that fails on one member is tried on the next, within its time
-/// budget, and the member that answered is used first from then on.
+/// The largest answer read. etcd refuses requests above 1.5 MiB, and every
+/// read here is of one key.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The gRPC status etcd gives an expired or unknown auth token.
+const UNAUTHENTICATED: i64 = 16;
+
+/// An etcd client over the JSON gateway of each member. A call that fails on
+/// one member is tried on the next, within its time budget, and the member
+/// that answered is used first from then on. With a user, each member's
+/// auth token is fetched on first use and again when the member refuses it.
 #[derive(Clone)]
 pub struct Etcd {
-    endpoints: Vec<String>,
-    options: ConnectOptions,
+    endpoints: Vec<Url>,
+    http: reqwest::Client,
     timeout: Duration,
-    clients: Arc<Vec<tokio::sync::OnceCell<Client>>>,
-    current: Arc<std::sync::atomic::AtomicUsize>,
+    user: Option<Arc<(String, SecretString)>>,
+    /// One auth token per member: etcd's simple tokens are member-local.
+    tokens: Arc<Vec<std::sync::Mutex<Option<SecretString>>>>,
+    current: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -29,104 +53,341 @@ impl std::fmt::Debug for Etcd {
         f.debug_struct("Etcd")
             .field("endpoints", &self.endpoints)
             .field("timeout", &self.timeout)
+            .field("user", &self.user.as_ref().map(|u| u.0.as_str()))
             .finish_non_exhaustive()
     }
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, EtcdError> {
-    std::fs::read(path)
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, EtcdError> {
+    crate::files::read_capped(path, crate::files::MAX_SECRET_BYTES)
         .map_err(|e| EtcdError::Setup(format!("cannot read ha.{what} {}: {e}", path.display())))
 }
 
-fn unreachable(e: etcd_client::Error) -> EtcdError {
-    EtcdError::Unreachable(e.to_string())
+/// A 64-bit integer of the gateway's JSON: a string, a number, or absent (0).
+fn int64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int {
+        Text(String),
+        Number(i64),
+    }
+    match Option::<Int>::deserialize(d)? {
+        None => Ok(0),
+        Some(Int::Number(n)) => Ok(n),
+        Some(Int::Text(s)) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// Bytes of the gateway's JSON: base64, or absent (empty).
+fn bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(Vec::new()),
+        Some(s) => BASE64.decode(s).map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Header {
+    #[serde(default, deserialize_with = "int64")]
+    revision: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyValue {
+    #[serde(default, deserialize_with = "int64")]
+    create_revision: i64,
+    #[serde(default, deserialize_with = "bytes")]
+    value: Vec<u8>,
+    #[serde(default, deserialize_with = "int64")]
+    lease: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Range {
+    #[serde(default)]
+    kvs: Vec<KeyValue>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OpResponse {
+    #[serde(default)]
+    response_range: Option<Range>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TxnAnswer {
+    #[serde(default)]
+    header: Header,
+    #[serde(default)]
+    succeeded: bool,
+    #[serde(default)]
+    responses: Vec<OpResponse>,
+}
+
+impl TxnAnswer {
+    /// The first key a range in the transaction found.
+    fn first_kv(self) -> Option<KeyValue> {
+        self.responses
+            .into_iter()
+            .filter_map(|r| r.response_range)
+            .find_map(|r| r.kvs.into_iter().next())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LeaseAnswer {
+    #[serde(rename = "ID", default, deserialize_with = "int64")]
+    id: i64,
+    #[serde(rename = "TTL", default, deserialize_with = "int64")]
+    ttl: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct KeepAliveAnswer {
+    result: LeaseAnswer,
+}
+
+#[derive(Debug, Deserialize)]
+struct Token {
+    token: String,
+}
+
+/// An error answer: `{"error", "message", "code"}`, or from a streaming
+/// call `{"error": {"message", "grpc_code", ...}}`.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorAnswer {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    error: Option<Json>,
+}
+
+impl ErrorAnswer {
+    fn message(&self) -> String {
+        self.message
+            .clone()
+            .or_else(|| match &self.error {
+                Some(Json::String(s)) => Some(s.clone()),
+                Some(Json::Object(o)) => o.get("message").and_then(Json::as_str).map(String::from),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    fn code(&self) -> Option<i64> {
+        self.code.or_else(|| {
+            self.error
+                .as_ref()
+                .and_then(|e| e.get("grpc_code"))
+                .and_then(Json::as_i64)
+        })
+    }
+}
+
+/// How one attempt on one member failed.
+enum Failure {
+    /// The member refused the auth token: fetch a new one and try again.
+    Token,
+    /// Anything else; the next member is tried.
+    Other(EtcdError),
+}
+
+fn key(text: &str) -> String {
+    BASE64.encode(text.as_bytes())
+}
+
+/// A compare on `key`'s create revision (0: the key does not exist).
+fn created_at(key_text: &str, revision: i64) -> Json {
+    json!({"key": key(key_text), "target": "CREATE", "result": "EQUAL",
+           "create_revision": revision.to_string()})
+}
+
+fn put(key_text: &str, value: &[u8], lease: Option<i64>) -> Json {
+    let mut put = json!({"key": key(key_text), "value": BASE64.encode(value)});
+    if let Some(lease) = lease {
+        put["lease"] = Json::String(lease.to_string());
+    }
+    json!({"request_put": put})
+}
+
+fn range(key_text: &str) -> Json {
+    json!({"request_range": {"key": key(key_text)}})
 }
 
 impl Etcd {
     /// A client for `config`'s endpoints; each attempt times out after
     /// `timeout`. The TLS and password files are read now (an unreadable
-    /// one is [`EtcdError::Setup`]); nothing is dialled yet.
+    /// one is [`EtcdError::Setup`]); nothing is dialled yet, so a daemon
+    /// starts while etcd is down.
     pub fn new(config: &HaConfig, timeout: Duration) -> Result<Etcd, EtcdError> {
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(2), timeout)
-            // A member cut off from its quorum refuses at once instead of
-            // serving stale reads; the next member is tried.
-            .with_require_leader(true);
-        if config.ca_file.is_some() || config.client_identity.is_some() {
-            let mut tls = etcd_client::TlsOptions::new();
-            if let Some(ca) = &config.ca_file {
-                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca, "ca_file")?));
-            }
-            if let Some((cert, key)) = &config.client_identity {
-                tls = tls.identity(etcd_client::Identity::from_pem(
-                    read(cert, "cert_file")?,
-                    read(key, "key_file")?,
-                ));
-            }
-            options = options.with_tls(tls);
+        let mut builder = crate::http::builder(timeout, timeout);
+        if let Some(ca) = &config.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(ca, "ca_file")?)
+                .map_err(|e| EtcdError::Setup(format!("ha.ca_file {}: {e}", ca.display())))?;
+            // Only this CA: the etcd members' certificates are not public ones.
+            builder = builder.tls_certs_only(certs);
         }
-        if let Some((user, file)) = &config.user {
-            let password = read(file, "password_file")?;
-            let password = String::from_utf8_lossy(&password).trim_end().to_string();
-            options = options.with_user(user.clone(), password);
+        if let Some((cert, key)) = &config.client_identity {
+            let mut pem = read(cert, "cert_file")?;
+            pem.push(b'\n');
+            pem.extend(read(key, "key_file")?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                EtcdError::Setup(format!(
+                    "ha.cert_file {} with ha.key_file {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
         }
-        let endpoints: Vec<String> = config
-            .etcd_endpoints
+        let http = builder
+            .build()
+            .map_err(|e| EtcdError::Setup(format!("cannot build the etcd client: {e}")))?;
+        let user = match &config.user {
+            Some((name, file)) => {
+                let password = crate::files::read_secret(file).map_err(|e| {
+                    EtcdError::Setup(format!(
+                        "cannot read ha.password_file {}: {e}",
+                        file.display()
+                    ))
+                })?;
+                Some(Arc::new((name.clone(), SecretString::from(password))))
+            }
+            None => None,
+        };
+        let endpoints = config.etcd_endpoints.clone();
+        let tokens = endpoints
             .iter()
-            .map(|u| u.as_str().trim_end_matches('/').to_string())
-            .collect();
-        let clients = endpoints
-            .iter()
-            .map(|_| tokio::sync::OnceCell::new())
+            .map(|_| std::sync::Mutex::new(None))
             .collect();
         Ok(Etcd {
             endpoints,
-            options,
+            http,
             timeout,
-            clients: Arc::new(clients),
-            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            user,
+            tokens: Arc::new(tokens),
+            current: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    async fn client(&self, i: usize) -> Result<Client, EtcdError> {
-        self.clients[i]
-            .get_or_try_init(|| async {
-                // With a username, etcd-client authenticates here.
-                tokio::time::timeout(
-                    self.timeout,
-                    Client::connect([self.endpoints[i].as_str()], Some(self.options.clone())),
-                )
-                .await
-                .map_err(|_| EtcdError::Timeout(self.timeout))?
-                .map_err(unreachable)
-            })
-            .await
-            .cloned()
+    fn url(&self, i: usize, path: &str) -> Result<Url, EtcdError> {
+        self.endpoints[i]
+            .join(&format!("v3/{path}"))
+            .map_err(|e| EtcdError::Setup(format!("{}: {e}", self.endpoints[i])))
     }
 
-    /// Runs `call` on the current member, then on each other member in turn
-    /// while it fails. Every call here is safe to repeat: a put of the same
-    /// value, a campaign that counts its own lease as won, a renewal.
-    async fn bounded<T, F>(&self, call: impl Fn(Client) -> F) -> Result<T, EtcdError>
-    where
-        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
-    {
-        use std::sync::atomic::Ordering;
+    /// One POST to member `i`, with its auth token when there is one.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        i: usize,
+        path: &str,
+        body: &Json,
+        token: Option<&SecretString>,
+    ) -> Result<T, Failure> {
+        let mut request = self
+            .http
+            .post(self.url(i, path).map_err(Failure::Other)?)
+            .header("Grpc-Metadata-hasleader", "true")
+            .json(body);
+        if let Some(token) = token {
+            request = request.header(reqwest::header::AUTHORIZATION, token.expose_secret());
+        }
+        let answer = request.send().await.map_err(|e| {
+            Failure::Other(if e.is_timeout() {
+                EtcdError::Timeout(self.timeout)
+            } else {
+                EtcdError::Unreachable(format!("{}: {}", self.endpoints[i], error_chain(&e)))
+            })
+        })?;
+        let status = answer.status();
+        let bytes = crate::http::read_capped(answer, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| Failure::Other(EtcdError::Unreachable(e)))?;
+        if !status.is_success() {
+            let error: ErrorAnswer = serde_json::from_slice(&bytes).unwrap_or_default();
+            if token.is_some()
+                && (status == reqwest::StatusCode::UNAUTHORIZED
+                    || error.code() == Some(UNAUTHENTICATED))
+            {
+                return Err(Failure::Token);
+            }
+            return Err(Failure::Other(EtcdError::Unreachable(format!(
+                "{} answered {status}: {}",
+                self.endpoints[i],
+                error.message()
+            ))));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::Other(EtcdError::Unreachable(format!(
+                "{} answered {path} with unexpected JSON: {e}",
+                self.endpoints[i]
+            )))
+        })
+    }
+
+    /// Member `i`'s auth token, authenticating first when it has none.
+    async fn token(&self, i: usize) -> Result<Option<SecretString>, EtcdError> {
+        let Some(user) = &self.user else {
+            return Ok(None);
+        };
+        if let Some(token) = self.tokens[i]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(Some(token));
+        }
+        let body = json!({"name": user.0, "password": user.1.expose_secret()});
+        let token: Token = match self.post(i, "auth/authenticate", &body, None).await {
+            Ok(t) => t,
+            Err(Failure::Token) => unreachable!("no token was sent"),
+            Err(Failure::Other(e)) => return Err(e),
+        };
+        let token = SecretString::from(token.token);
+        *self.tokens[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        Ok(Some(token))
+    }
+
+    /// One call on member `i`: with a refused token, once more with a fresh one.
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        i: usize,
+        path: &str,
+        body: &Json,
+    ) -> Result<T, EtcdError> {
+        for _ in 0..2 {
+            let token = self.token(i).await?;
+            match self.post(i, path, body, token.as_ref()).await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Other(e)) => return Err(e),
+                Err(Failure::Token) => {
+                    *self.tokens[i].lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+            }
+        }
+        Err(EtcdError::Unreachable(format!(
+            "{} refused a fresh auth token for user {}",
+            self.endpoints[i],
+            self.user.as_ref().map_or("", |u| u.0.as_str())
+        )))
+    }
+
+    /// Runs the call on the current member, then on each other member in
+    /// turn while it fails. Every call here is safe to repeat: a put of the
+    /// same value, a campaign that counts its own lease as won, a renewal.
+    async fn call<T: DeserializeOwned>(&self, path: &str, body: Json) -> Result<T, EtcdError> {
         let n = self.endpoints.len().max(1);
         let first = self.current.load(Ordering::Relaxed) % n;
         let mut last = EtcdError::Unreachable("no etcd endpoint".into());
-        for k in 0..n {
+        for k in 0..self.endpoints.len() {
             let i = (first + k) % n;
-            let attempt = async {
-                let client = self.client(i).await?;
-                tokio::time::timeout(self.timeout, call(client))
-                    .await
-                    .map_err(|_| EtcdError::Timeout(self.timeout))?
-                    .map_err(unreachable)
-            };
-            match attempt.await {
+            let attempt = tokio::time::timeout(self.timeout, self.attempt(i, path, &body));
+            match attempt
+                .await
+                .unwrap_or(Err(EtcdError::Timeout(self.timeout)))
+            {
                 Ok(v) => {
                     self.current.store(i, Ordering::Relaxed);
                     return Ok(v);
@@ -138,45 +399,42 @@ impl Etcd {
         Err(last)
     }
 
-    /// One transaction, on whichever member answers.
-    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, EtcdError> {
-        self.bounded(|mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
+    async fn txn(
+        &self,
+        compare: Vec<Json>,
+        success: Json,
+        failure: Vec<Json>,
+    ) -> Result<TxnAnswer, EtcdError> {
+        self.call(
+            "kv/txn",
+            json!({"compare": compare, "success": [success], "failure": failure}),
+        )
         .await
     }
 
     /// Grants a lease of `ttl` seconds.
     pub async fn grant(&self, ttl: i64) -> Result<Lease, EtcdError> {
-        let r = self
-            .bounded(|mut c| async move { c.lease_grant(ttl, None).await })
+        let r: LeaseAnswer = self
+            .call("lease/grant", json!({"TTL": ttl.to_string()}))
             .await?;
         Ok(Lease {
-            id: r.id(),
-            ttl: r.ttl(),
+            id: r.id,
+            ttl: r.ttl,
         })
     }
 
     /// Renews `lease` once; returns the TTL etcd now grants (0: the lease is
     /// gone).
     pub async fn keep_alive(&self, lease: i64) -> Result<i64, EtcdError> {
-        self.bounded(|mut c| async move {
-            let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
-            keeper.keep_alive().await?;
-            match stream.message().await? {
-                Some(r) => Ok(r.ttl()),
-                None => Err(etcd_client::Error::LeaseKeepAliveError(
-                    "the keep-alive stream ended".into(),
-                )),
-            }
-        })
-        .await
+        let r: KeepAliveAnswer = self
+            .call("lease/keepalive", json!({"ID": lease.to_string()}))
+            .await?;
+        Ok(r.result.ttl)
     }
 
     /// Revokes `lease`: every key attached to it goes at once.
     pub async fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
-        self.bounded(|mut c| async move { c.lease_revoke(lease).await })
+        self.call::<Json>("lease/revoke", json!({"ID": lease.to_string()}))
             .await
             .map(|_| ())
     }
@@ -189,53 +447,42 @@ impl Etcd {
         value: &[u8],
         lease: i64,
     ) -> Result<Campaign, EtcdError> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                value,
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(key, None)]);
-        let r = self.txn(txn).await?;
-        if r.succeeded() {
-            let revision = r.header().map_or(0, |h| h.revision());
+        let r = self
+            .txn(
+                vec![created_at(key, 0)],
+                put(key, value, Some(lease)),
+                vec![range(key)],
+            )
+            .await?;
+        if r.succeeded {
             return Ok(Campaign::Won(Fence {
                 key: key.to_string(),
-                revision,
+                revision: r.header.revision,
             }));
         }
-        for op in r.op_responses() {
-            if let TxnOpResponse::Get(g) = op
-                && let Some(kv) = g.kvs().first()
-            {
-                if kv.lease() == lease {
-                    return Ok(Campaign::Won(Fence {
-                        key: key.to_string(),
-                        revision: kv.create_revision(),
-                    }));
-                }
-                return Ok(Campaign::Held {
-                    value: kv.value().to_vec(),
-                    lease: kv.lease(),
-                });
-            }
+        match r.first_kv() {
+            Some(kv) if kv.lease == lease => Ok(Campaign::Won(Fence {
+                key: key.to_string(),
+                revision: kv.create_revision,
+            })),
+            Some(kv) => Ok(Campaign::Held {
+                value: kv.value,
+                lease: kv.lease,
+            }),
+            // Deleted between the compare and the read: try again next round.
+            None => Err(EtcdError::Unreachable(
+                "the leader key changed during the campaign".into(),
+            )),
         }
-        // Deleted between the compare and the read: try again next round.
-        Err(EtcdError::Unreachable(
-            "the leader key changed during the campaign".into(),
-        ))
     }
 
     /// Reads one key.
-    pub async fn get(&self, key: &str) -> Result<Option<Value>, EtcdError> {
-        let r = self
-            .bounded(|mut c| async move { c.get(key, None).await })
-            .await?;
-        Ok(r.kvs().first().map(|kv| Value {
-            bytes: kv.value().to_vec(),
-            create_revision: kv.create_revision(),
-            lease: kv.lease(),
+    pub async fn get(&self, key_text: &str) -> Result<Option<Value>, EtcdError> {
+        let r: Range = self.call("kv/range", json!({"key": key(key_text)})).await?;
+        Ok(r.kvs.into_iter().next().map(|kv| Value {
+            bytes: kv.value,
+            create_revision: kv.create_revision,
+            lease: kv.lease,
         }))
     }
 
@@ -246,15 +493,14 @@ impl Etcd {
         key: &str,
         value: Vec<u8>,
     ) -> Result<(), EtcdError> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                fence.key.as_str(),
-                CompareOp::Equal,
-                fence.revision,
-            )])
-            .and_then([TxnOp::put(key, value, None)]);
-        let r = self.txn(txn).await?;
-        if r.succeeded() {
+        let r = self
+            .txn(
+                vec![created_at(&fence.key, fence.revision)],
+                put(key, &value, None),
+                Vec::new(),
+            )
+            .await?;
+        if r.succeeded {
             Ok(())
         } else {
             Err(EtcdError::Fenced)
@@ -269,25 +515,113 @@ impl Etcd {
         key: &str,
         value: Vec<u8>,
     ) -> Result<bool, EtcdError> {
-        let txn = Txn::new()
-            .when([
-                Compare::create_revision(fence.key.as_str(), CompareOp::Equal, fence.revision),
-                Compare::create_revision(key, CompareOp::Equal, 0),
-            ])
-            .and_then([TxnOp::put(key, value, None)])
-            .or_else([TxnOp::get(fence.key.as_str(), None)]);
-        let r = self.txn(txn).await?;
-        if r.succeeded() {
+        let r = self
+            .txn(
+                vec![created_at(&fence.key, fence.revision), created_at(key, 0)],
+                put(key, &value, None),
+                vec![range(&fence.key)],
+            )
+            .await?;
+        if r.succeeded {
             return Ok(true);
         }
-        let still_ours = r.op_responses().into_iter().any(|op| {
-            matches!(op, TxnOpResponse::Get(g)
-                if g.kvs().first().is_some_and(|kv| kv.create_revision() == fence.revision))
-        });
-        if still_ours {
+        if r.first_kv()
+            .is_some_and(|kv| kv.create_revision == fence.revision)
+        {
             Ok(false)
         } else {
             Err(EtcdError::Fenced)
         }
+    }
+}
+
+/// An error with its sources, for a message that says what failed.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_json_mapping_is_read_as_etcd_writes_it() {
+        // As etcd 3.4 answers: int64 as strings, defaults left out.
+        let won: TxnAnswer = serde_json::from_str(
+            r#"{"header":{"cluster_id":"1","revision":"42"},"succeeded":true,
+                "responses":[{"response_put":{"header":{"revision":"42"}}}]}"#,
+        )
+        .unwrap();
+        assert!(won.succeeded);
+        assert_eq!(won.header.revision, 42);
+        let lost: TxnAnswer = serde_json::from_str(
+            r#"{"header":{"revision":"43"},"responses":[{"response_range":{"header":{},
+                "kvs":[{"key":"L2s=","create_revision":"7","mod_revision":"7","version":"1",
+                "value":"aGk=","lease":"7587869"}],"count":"1"}}]}"#,
+        )
+        .unwrap();
+        assert!(!lost.succeeded);
+        let kv = lost.first_kv().unwrap();
+        assert_eq!(
+            (kv.create_revision, kv.value.as_slice(), kv.lease),
+            (7, &b"hi"[..], 7587869)
+        );
+        let empty: Range = serde_json::from_str(r#"{"header":{"revision":"3"}}"#).unwrap();
+        assert!(empty.kvs.is_empty());
+        let gone: KeepAliveAnswer =
+            serde_json::from_str(r#"{"result":{"header":{},"ID":"12"}}"#).unwrap();
+        assert_eq!((gone.result.id, gone.result.ttl), (12, 0));
+        let bad: Result<LeaseAnswer, _> = serde_json::from_str(r#"{"ID":"twelve"}"#);
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn errors_of_unary_and_streaming_calls_are_both_read() {
+        let unary: ErrorAnswer = serde_json::from_str(
+            r#"{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (unary.message().as_str(), unary.code()),
+            ("etcdserver: no leader", Some(14))
+        );
+        let stream: ErrorAnswer = serde_json::from_str(
+            r#"{"error":{"grpc_code":16,"http_code":401,"message":"invalid auth token"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (stream.message().as_str(), stream.code()),
+            ("invalid auth token", Some(16))
+        );
+    }
+
+    #[test]
+    fn the_debug_form_names_the_user_but_never_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "hunter2-secret\n").unwrap();
+        let config = HaConfig {
+            etcd_endpoints: vec![Url::parse("http://127.0.0.1:2379").unwrap()],
+            lease_ttl: Duration::from_secs(10),
+            prefix: "/p/".into(),
+            node_name: "a".into(),
+            advertise_url: None,
+            ca_file: None,
+            client_identity: None,
+            user: Some(("ops".into(), file)),
+        };
+        let etcd = Etcd::new(&config, Duration::from_secs(1)).unwrap();
+        let shown = format!("{etcd:?}");
+        assert!(
+            shown.contains("ops") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }

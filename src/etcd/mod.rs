@@ -1,6 +1,6 @@
 //! etcd, the coordination service of high availability (`[ha]`), through
-//! the `etcd-client` crate: leases, the leader key, and writes fenced on
-//! holding it.
+//! the JSON gateway every etcd member serves (see `client.rs`): leases, the
+//! leader key, and writes fenced on holding it.
 //!
 //! - **Bounded.** Every call carries a timeout; an unreachable etcd is an
 //!   error in bounded time, never a hang.
@@ -14,20 +14,13 @@
 //!   decides which transaction wins.
 //! - **Secrets.** The password is read from its file at connect and kept only
 //!   inside the client; nothing here prints it.
-//! - **Build.** The client (`etcd-client`, whose build needs `protoc`) is
-//!   compiled with the `ha` cargo feature. Without it, [`Etcd`] refuses
-//!   every call with [`EtcdError::Setup`], and `check` rejects `[ha]`.
+//! - **Build.** Plain HTTP and JSON over the process's reqwest: every build
+//!   has HA, and nothing beyond cargo is needed to build it.
 
 use std::time::Duration;
 
-#[cfg(not(feature = "ha"))]
-mod absent;
-#[cfg(feature = "ha")]
 mod client;
 
-#[cfg(not(feature = "ha"))]
-pub use absent::Etcd;
-#[cfg(feature = "ha")]
 pub use client::Etcd;
 
 /// Why an etcd call failed.

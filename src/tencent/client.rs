@@ -22,59 +22,15 @@ use super::emr::{Action, SERVICE, VERSION};
 use super::error::{ApiError, body_excerpt};
 use super::sign::{self, SignInput};
 use crate::clock::wall_now;
+use crate::http::read_capped;
 use crate::tencent::limiter::Limiters;
 
 /// The largest EMR answer read; a bigger one is a malformed answer. Batched
 /// `DescribeInstances` answers for 100 clusters stay far below it.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// Reads `resp`'s body, refusing more than `max` bytes: a declared length
-/// over the cap is refused before reading, a stream over it is cut off.
-pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(format!(
-            "the answer declares {} bytes, more than the {max} accepted",
-            resp.content_length().unwrap_or(0)
-        ));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > max {
-            return Err(format!(
-                "the answer is larger than the {max} bytes accepted"
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// A ClientToken is re-sent only while younger than this (the server keeps it 5 minutes).
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(270);
-
-/// Builds an HTTP client: the one place every client of the process is made,
-/// so every one has the same redirect policy.
-///
-/// No client follows a redirect. A signed EMR request, a session token, a
-/// bearer token or a webhook's body therefore never travels to a host the
-/// configuration did not name. The EMR client reports a 3xx as
-/// [`ApiError::Redirected`]; the YARN reader follows a standby
-/// ResourceManager's redirect itself, only to a configured ResourceManager
-/// (see `yarn.rs`); a Prometheus behind a redirect is an error naming it.
-pub fn http_client(
-    connect_timeout: Duration,
-    request_timeout: Duration,
-) -> Result<reqwest::Client, String> {
-    // The ring provider keeps the build light; a second install is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(connect_timeout)
-        .timeout(request_timeout)
-        .user_agent(concat!("emr-autoscaler/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
 
 /// Checks an API endpoint: https anywhere, plain http only on loopback.
 pub fn check_endpoint(url: &Url) -> Result<(), String> {

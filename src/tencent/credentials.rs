@@ -401,8 +401,7 @@ mod tests {
 
     fn chain(sources: CredentialSources) -> CredentialChain {
         let http =
-            crate::tencent::client::http_client(Duration::from_secs(1), Duration::from_secs(2))
-                .unwrap();
+            crate::http::http_client(Duration::from_secs(1), Duration::from_secs(2)).unwrap();
         CredentialChain::new(sources, http)
     }
 

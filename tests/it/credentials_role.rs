@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
-use emr_autoscaler::tencent::client::http_client;
+use emr_autoscaler::http::http_client;
 use emr_autoscaler::tencent::credentials::CredentialSource;
 use emr_autoscaler::tencent::{CredentialChain, CredentialSources};
 

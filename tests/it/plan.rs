@@ -1,12 +1,10 @@
 //! `plan` against live (loopback) Prometheus and EMR stand-ins: it judges
 //! sustain windows from range data, prints the decision, and sends nothing.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fake_prom::{Answer, FakeProm};
+use crate::support::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, Simulator,

@@ -137,10 +137,9 @@ impl Daemon {
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let Ok(http) = emr_autoscaler::tencent::client::http_client(
-            Duration::from_secs(1),
-            Duration::from_secs(3),
-        ) else {
+        let Ok(http) =
+            emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(3))
+        else {
             return (0, String::new());
         };
         match http

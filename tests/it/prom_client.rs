@@ -1,20 +1,15 @@
 //! The Prometheus client against a loopback stand-in: classification of real
 //! HTTP answers, credentials read from files at every query, timeouts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fake_prom::{Answer, FakeProm};
+use crate::support::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::policy::{DataIssue, Reading};
 use emr_autoscaler::prom::{Auth, Prometheus};
 
 fn client(prom: &FakeProm, auth: Auth, timeout: Duration) -> Prometheus {
-    let http = emr_autoscaler::tencent::client::http_client(
-        Duration::from_secs(1),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let http =
+        emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(5)).unwrap();
     Prometheus::new(http, &prom.url(), timeout, auth).unwrap()
 }
 

@@ -10,8 +10,7 @@ use emr_autoscaler::sim::{YarnApp, YarnNode, YarnRm};
 use emr_autoscaler::yarn::Yarn;
 
 fn http() -> reqwest::Client {
-    emr_autoscaler::tencent::client::http_client(Duration::from_secs(1), Duration::from_secs(3))
-        .unwrap()
+    emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(3)).unwrap()
 }
 
 fn task(id: &str, ip: &str) -> Node {

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emr_autoscaler::clock::{ManualClock, SharedClock};
+use emr_autoscaler::http::http_client;
 use emr_autoscaler::sim::{
     BuiltinStrategy, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, Outcome, STATUS_RUNNING,
     STATUS_SCALING_IN, STRATEGY_OFF, STRATEGY_ON, SimCluster, SimConfig, SimHandle, SimNode,
     Simulator, YarnApp, YarnNode, YarnRm,
 };
-use emr_autoscaler::tencent::client::{ClientSettings, http_client};
+use emr_autoscaler::tencent::client::ClientSettings;
 use emr_autoscaler::tencent::emr::{
     FlowState, ScaleOutInstanceRequest, Tag, TerminateClusterNodesRequest,
 };

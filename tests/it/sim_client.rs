@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emr_autoscaler::clock::{ManualClock, SharedClock};
+use emr_autoscaler::http::http_client;
 use emr_autoscaler::sim::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, SimCluster, SimConfig, SimHandle, Simulator,
 };
-use emr_autoscaler::tencent::client::{ClientSettings, http_client};
+use emr_autoscaler::tencent::client::ClientSettings;
 use emr_autoscaler::tencent::emr::{FlowState, ScaleOutInstanceRequest};
 use emr_autoscaler::tencent::limiter::Limiters;
 use emr_autoscaler::tencent::{

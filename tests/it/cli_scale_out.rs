@@ -2,11 +2,9 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests measure real, wall-clock time.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");

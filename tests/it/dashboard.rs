@@ -7,8 +7,6 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // The test waits for real processes in real time.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon_proc::wait_ready_file;
+use crate::support::daemon_proc::wait_ready_file;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
@@ -436,7 +434,7 @@ fn dashboard_and_alerts_use_only_exported_metrics() {
         "config/alerts.yml names {in_alerts} metrics"
     );
 
-    // The leadership families exist only with [ha]; tests/ha.rs checks them
+    // The leadership families exist only with [ha]; the ha module checks them
     // against a live HA daemon. Everything else must be in this single-host
     // exposition.
     let problems: Vec<String> = referenced

@@ -8,13 +8,11 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon_proc::{Daemon, eventually};
-use common::real_prom::{Exporter, RealProm};
+use crate::support::daemon_proc::{Daemon, eventually};
+use crate::support::real_prom::{Exporter, RealProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{Fault, SimCluster, SimConfig, SimHandle, Simulator};
 

@@ -4,15 +4,13 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon_proc::wait_ready_file;
-use common::fake_prom::{Answer, FakeProm};
+use crate::support::daemon_proc::wait_ready_file;
+use crate::support::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, SimCluster, SimConfig, SimHandle, Simulator,
@@ -233,22 +231,16 @@ impl Drop for Rig {
 }
 
 async fn reqwest_get(url: &str) -> Option<(u16, String)> {
-    let client = emr_autoscaler::tencent::client::http_client(
-        Duration::from_secs(1),
-        Duration::from_secs(3),
-    )
-    .ok()?;
+    let client =
+        emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(3)).ok()?;
     let r = client.get(url).send().await.ok()?;
     let status = r.status().as_u16();
     Some((status, r.text().await.ok()?))
 }
 
 async fn post(url: &str) -> u16 {
-    let client = emr_autoscaler::tencent::client::http_client(
-        Duration::from_secs(1),
-        Duration::from_secs(3),
-    )
-    .unwrap();
+    let client =
+        emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(3)).unwrap();
     client
         .post(url)
         .send()
@@ -1094,11 +1086,8 @@ async fn pause_with_a_token_file_needs_the_bearer_token() {
         "http://127.0.0.1:{}/api/v1/clusters/{CLUSTER}/pause",
         rig.port
     );
-    let http = emr_autoscaler::tencent::client::http_client(
-        Duration::from_secs(1),
-        Duration::from_secs(3),
-    )
-    .unwrap();
+    let http =
+        emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(3)).unwrap();
     let send = |token: Option<&'static str>| {
         let mut r = http.post(&url);
         if let Some(t) = token {

@@ -5,15 +5,13 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time and pick a window near now.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::real_prom::free_port;
 use chrono::{DateTime, Timelike, Utc};
-use common::real_prom::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 const CLUSTER: &str = "emr-bt000001";

@@ -8,10 +8,7 @@
 //! Every daemon incarnation signs with its own SecretId, so the simulator's
 //! ledger says who sent each request.
 
-#![cfg(feature = "ha")]
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time.
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -19,9 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon_proc::wait_ready_file;
-use common::etcd::EtcdCluster;
-use common::fake_prom::{Answer, FakeProm};
+use crate::support::daemon_proc::wait_ready_file;
+use crate::support::etcd::EtcdCluster;
+use crate::support::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{Fault, SimCluster, SimConfig, SimHandle, Simulator};
 
@@ -64,7 +61,7 @@ struct Rig {
 }
 
 fn http(timeout: Duration) -> reqwest::Client {
-    emr_autoscaler::tencent::client::http_client(Duration::from_millis(300), timeout).unwrap()
+    emr_autoscaler::http::http_client(Duration::from_millis(300), timeout).unwrap()
 }
 
 impl Rig {
@@ -282,11 +279,22 @@ add = 1
             if l.len() == 1 {
                 return l[0];
             }
-            assert!(
-                Instant::now() < deadline,
-                "no single leader among {among:?} after {limit:?} (leaders: {l:?}); logs:\n{}",
-                self.logs()
-            );
+            if Instant::now() >= deadline {
+                let mut views = Vec::new();
+                for &n in among {
+                    let status = self.get(n, "/api/v1/status").await.map(|(_, b)| b);
+                    let ha = status
+                        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+                        .map(|v| v["ha"].to_string());
+                    views.push(format!("{n}: {}", ha.unwrap_or_default()));
+                }
+                panic!(
+                    "no single leader among {among:?} after {limit:?} (leaders: {l:?}); \
+                     their views:\n{}\nlogs:\n{}",
+                    views.join("\n"),
+                    self.logs()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -485,7 +493,7 @@ async fn one_leader_sends_and_standbys_forward_manual_orders() {
         Some(1.0)
     );
     // Every family the HA alerts and the dashboard's role panels name is
-    // exported by a daemon with [ha] (tests/dashboard.rs shows a single-host
+    // exported by a daemon with [ha] (the dashboard module shows a single-host
     // daemon exports none of them).
     let (_, exposition) = rig.get(leader, "/metrics").await.unwrap();
     let alerts =

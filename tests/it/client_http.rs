@@ -4,11 +4,9 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests measure real, wall-clock time.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use emr_autoscaler::tencent::emr::{ScaleOutInstanceRequest, Tag};
 use emr_autoscaler::tencent::{ApiError, ClientToken, ErrorClass};
 use serde_json::json;

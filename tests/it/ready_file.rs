@@ -4,13 +4,11 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait for a real process in real time.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon_proc::{BIN, wait_ready_file};
+use crate::support::daemon_proc::{BIN, wait_ready_file};
 use emr_autoscaler::sim::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY};
 
 /// The child, killed and reaped when the test ends, however it ends.
@@ -102,11 +100,8 @@ async fn the_ready_file_names_the_bound_port_and_healthz_answers_there() {
     tmp.push(".tmp");
     assert!(!Path::new(&tmp).exists(), "no temporary file left behind");
 
-    let http = emr_autoscaler::tencent::client::http_client(
-        Duration::from_secs(1),
-        Duration::from_secs(3),
-    )
-    .unwrap();
+    let http =
+        emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(3)).unwrap();
     let r = http
         .get(format!("http://{addr}/healthz"))
         .send()

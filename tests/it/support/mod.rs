@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use emr_autoscaler::tencent::client::{ClientSettings, http_client};
+use emr_autoscaler::http::http_client;
+use emr_autoscaler::tencent::client::ClientSettings;
 use emr_autoscaler::tencent::limiter::Limiters;
 use emr_autoscaler::tencent::sign::{SignInput, sign};
 use emr_autoscaler::tencent::{CredentialChain, Credentials, EmrClient, NoObserver, RetryPolicy};

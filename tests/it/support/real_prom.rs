@@ -113,11 +113,9 @@ impl RealProm {
 
     /// Instant query value, if exactly one series answers.
     pub async fn value(&self, query: &str) -> Option<f64> {
-        let http = emr_autoscaler::tencent::client::http_client(
-            Duration::from_secs(1),
-            Duration::from_secs(2),
-        )
-        .ok()?;
+        let http =
+            emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(2))
+                .ok()?;
         let v: serde_json::Value = http
             .get(format!("{}/api/v1/query", self.url()))
             .query(&[("query", query)])

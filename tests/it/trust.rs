@@ -5,17 +5,15 @@
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon_proc::{BIN, Daemon};
-use common::fake_prom::{Answer, FakeProm};
-use common::{FakeEmr, Reply, SECRET_ID, SECRET_KEY, TOKEN};
+use crate::support::daemon_proc::{BIN, Daemon};
+use crate::support::fake_prom::{Answer, FakeProm};
+use crate::support::{FakeEmr, Reply, SECRET_ID, SECRET_KEY, TOKEN};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, SimHandle, Simulator,
