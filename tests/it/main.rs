@@ -17,6 +17,7 @@ mod daemon;
 mod dashboard;
 mod demo;
 mod e2e_prometheus;
+mod etcd_gateway;
 mod ha;
 mod metrics_promtool;
 mod plan;
