@@ -24,9 +24,13 @@ step() {
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets" cargo clippy --all-targets --locked -- -D warnings
-# One build of the tests, then the run: the two figures apart.
-step "cargo test --no-run (build)" cargo test --all-targets --locked --no-run
-step "cargo test (run)" cargo test --all-targets --locked
+# The library's unit tests, the one integration-test binary (tests/it) and the
+# benchmarks' smoke run. One build, then the run: the two figures apart.
+# Most integration tests wait on real processes (Prometheus, etcd, daemons)
+# rather than compute, so eight run at once on two cores.
+TEST_TARGETS=(--tests --bench figures --locked)
+step "cargo test --no-run (build)" cargo test "${TEST_TARGETS[@]}" --no-run
+step "cargo test (run)" cargo test "${TEST_TARGETS[@]}" -- --test-threads=8
 step "ops checks: alerts, .deb (release build), systemd unit" ./scripts/ops-checks.sh
 
 echo "==> every check passed; time per step:" >&2

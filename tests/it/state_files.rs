@@ -70,7 +70,8 @@ fn child(mode: &str, dir: &Path) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
-        "child_process",
+        // The test's path in the one integration-test binary.
+        "state_files::child_process",
         "--nocapture",
         "--test-threads=1",
     ])

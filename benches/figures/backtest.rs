@@ -2,7 +2,7 @@
 //! (threshold, target, schedule) on synthetic demand, through
 //! `backtest::replay` (no HTTP, no files), on one core.
 //!
-//! Run with `cargo bench --bench backtest`. Two figures: `summary` records
+//! Run with `cargo bench --bench figures -- backtest`. Two figures: `summary` records
 //! the figures and per-step in-flight counts only; `full_timeline` also
 //! keeps every step with its explanation, as the `backtest` command does.
 //! The goal is under 2 s per run of all 50 clusters. Measured on the 2-core
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use emr_autoscaler::backtest::{ClusterInput, Detail, Grid, replay};
 use emr_autoscaler::policy::schedule::parse_cron;
 use emr_autoscaler::policy::{
@@ -151,4 +151,3 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);

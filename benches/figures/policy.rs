@@ -1,7 +1,7 @@
 //! Rule evaluations per second: 1,000 clusters × 3 rules (threshold, target,
 //! schedule) through `policy::decide`, on one core.
 //!
-//! Run with `cargo bench --bench policy`; criterion reports the throughput in
+//! Run with `cargo bench --bench figures -- policy`; criterion reports the throughput in
 //! rule evaluations per second ("elem/s").
 
 use std::hint::black_box;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use emr_autoscaler::policy::schedule::parse_cron;
 use emr_autoscaler::policy::{
     Bound, ClusterPolicy, ClusterView, OnMissing, Reading, Rule, RuleKind, Sample, Step, Sustain,
@@ -131,4 +131,3 @@ criterion_group! {
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(5));
     targets = bench
 }
-criterion_main!(benches);
