@@ -260,6 +260,17 @@ add = 1
             .and_then(|v| v.parse().ok())
     }
 
+    /// How many decisions daemon `n` has made, every outcome and cluster.
+    async fn decisions(&self, n: usize) -> f64 {
+        let Some((_, text)) = self.get(n, "/metrics").await else {
+            return 0.0;
+        };
+        text.lines()
+            .filter(|l| l.starts_with("emr_autoscaler_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The nodes that report themselves leader, among those running.
     async fn leaders(&self, among: &[usize]) -> Vec<usize> {
         let mut out = Vec::new();
@@ -704,6 +715,7 @@ async fn a_paused_leader_sends_nothing_after_it_wakes() {
     )
     .await;
     let old = secret_id(0, rig.nodes[0].incarnation);
+    let decided = rig.decisions(0).await;
     rig.signal(0, "-STOP");
     let stopped = Instant::now();
     rig.wait_leader(&[1], TTL + INTERVAL + Duration::from_secs(2))
@@ -713,7 +725,15 @@ async fn a_paused_leader_sends_nothing_after_it_wakes() {
     tokio::time::sleep((TTL * 2).saturating_sub(stopped.elapsed())).await;
     let woke = chrono::Utc::now();
     rig.signal(0, "-CONT");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // At most one decision slipped in before the pause; two more after
+    // waking mean anything it would send has been sent.
+    eventually(
+        Duration::from_secs(20),
+        "the woken daemon to decide twice",
+        || rig.logs(),
+        || async { rig.decisions(0).await >= decided + 3.0 },
+    )
+    .await;
     let late: Vec<_> = rig
         .sim
         .ledger()
@@ -759,7 +779,25 @@ async fn assert_everyone_holds(rig: &Rig, since: Instant) {
     // The leader steps down by its deadline, before the TTL runs out.
     assert!(since.elapsed() < Duration::from_secs(10));
     let quiet_from = chrono::Utc::now();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut decided = Vec::new();
+    for &n in &all {
+        decided.push(rig.decisions(n).await);
+    }
+    // Two decisions each while holding: anything one would send, it has.
+    eventually(
+        Duration::from_secs(20),
+        "every daemon to decide twice while holding",
+        || rig.logs(),
+        || async {
+            for (i, &n) in all.iter().enumerate() {
+                if rig.decisions(n).await < decided[i] + 2.0 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     let sent = rig
         .orders()
         .iter()
