@@ -156,7 +156,8 @@ async fn demand_rises_cools_down_scales_again_and_stops_at_max() {
     w.exporter.set(C, Some(50_000.0));
     tokio::time::sleep(Duration::from_secs(2)).await;
     w.exporter.set(C, Some(0.0));
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Six evaluations after the spike: past the scrape, the spike and `for`.
+    d.wait_decisions(6.0).await;
     assert!(
         w.orders(C).is_empty(),
         "a short spike ordered; log:\n{}",
@@ -173,7 +174,8 @@ async fn demand_rises_cools_down_scales_again_and_stops_at_max() {
         "scrape + for 4s + evaluation: first order {:.1?} after the exporter changed",
         visible.elapsed()
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Three evaluations into the 4 s cooldown.
+    d.wait_decisions(3.0).await;
     assert_eq!(w.orders(C).len(), 1, "cooldown holds");
     eventually(Duration::from_secs(25), "the second order", || async {
         w.orders(C).len() == 2
@@ -185,7 +187,8 @@ async fn demand_rises_cools_down_scales_again_and_stops_at_max() {
             .is_some_and(|c| c.task_nodes == 7 && c.current_flow.is_none())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Five evaluations at max: a fourth order would be out by now.
+    d.wait_decisions(5.0).await;
     assert_eq!(
         w.orders(C),
         vec![2, 2, 1],
@@ -353,7 +356,8 @@ async fn lost_answers_and_error_classes_against_real_prometheus() {
             == Some(1.0)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Three evaluations of every cluster, all inside the sold-out backoff.
+    d.wait_decisions(3.0 * all.len() as f64).await;
     assert_eq!(
         w.sim
             .ledger()
@@ -707,8 +711,9 @@ async fn forty_reloads_with_flows_in_progress_order_once_per_cluster() {
         w.sim.ledger().flow_starts().len() >= 10
     })
     .await;
-    // Past every flow: a second order would be out by now.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Six evaluations of every cluster, past every flow: a second order
+    // would be out by now.
+    d.wait_decisions(6.0 * refs.len() as f64).await;
     let ledger = w.sim.ledger();
     for c in &refs {
         assert_eq!(

@@ -176,6 +176,26 @@ impl Daemon {
             .and_then(|v| v.parse().ok())
     }
 
+    /// How many decisions the daemon has made, every outcome and cluster.
+    pub async fn decisions(&self) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .filter(|l| l.starts_with("emr_autoscaler_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until the daemon has made `more` decisions from now on: the
+    /// way to watch that something does not happen, for as many evaluations
+    /// as it takes, however slow the machine.
+    pub async fn wait_decisions(&self, more: f64) {
+        let from = self.decisions().await;
+        eventually(Duration::from_secs(60), "more decisions", || async {
+            self.decisions().await >= from + more
+        })
+        .await;
+    }
+
     /// RSS in KiB from /proc.
     pub fn rss_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
