@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::daemon_proc::wait_ready_file;
+use crate::support::daemon_proc::{eventually_or, wait_ready_file};
 use crate::support::etcd::EtcdCluster;
 use crate::support::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
@@ -354,7 +354,7 @@ add = 1
 
     /// Waits until the state in etcd has no operation open.
     async fn wait_no_operation(&self, limit: Duration) {
-        eventually(
+        eventually_or(
             limit,
             "no operation open",
             || self.logs(),
@@ -446,23 +446,6 @@ impl Drop for Rig {
     }
 }
 
-async fn eventually<F: std::future::Future<Output = bool>>(
-    limit: Duration,
-    what: &str,
-    logs: impl Fn() -> String,
-    mut cond: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + limit;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}; logs:\n{}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -480,7 +463,7 @@ async fn one_leader_sends_and_standbys_forward_manual_orders() {
     // leader's capacity snapshot.
     for &n in &standbys {
         let name = rig.nodes[leader].name.clone();
-        eventually(
+        eventually_or(
             Duration::from_secs(15),
             "a ready standby naming the leader",
             || rig.logs(),
@@ -529,7 +512,7 @@ async fn one_leader_sends_and_standbys_forward_manual_orders() {
 
     // Load: only the leader orders.
     rig.prom.set(Q, Answer::Value(500.0));
-    eventually(
+    eventually_or(
         Duration::from_secs(20),
         "three orders",
         || rig.logs(),
@@ -655,7 +638,7 @@ async fn kill_9_of_the_leader_20_times_never_orders_twice() {
             let before = dropped();
             rig.sim
                 .inject(SCALE_OUT, Some(CLUSTER), Fault::DropAfterExecute);
-            eventually(
+            eventually_or(
                 Duration::from_secs(20),
                 "an order whose answer is lost",
                 || rig.logs(),
@@ -707,7 +690,7 @@ async fn a_paused_leader_sends_nothing_after_it_wakes() {
     rig.wait_leader(&[0], Duration::from_secs(15)).await;
     rig.start(1);
     rig.prom.set(Q, Answer::Value(500.0));
-    eventually(
+    eventually_or(
         Duration::from_secs(20),
         "two orders",
         || rig.logs(),
@@ -727,7 +710,7 @@ async fn a_paused_leader_sends_nothing_after_it_wakes() {
     rig.signal(0, "-CONT");
     // At most one decision slipped in before the pause; two more after
     // waking mean anything it would send has been sent.
-    eventually(
+    eventually_or(
         Duration::from_secs(20),
         "the woken daemon to decide twice",
         || rig.logs(),
@@ -769,7 +752,7 @@ async fn a_paused_leader_sends_nothing_after_it_wakes() {
 /// readiness) and checks nothing is sent for a while.
 async fn assert_everyone_holds(rig: &Rig, since: Instant) {
     let all = rig.running();
-    eventually(
+    eventually_or(
         Duration::from_secs(10),
         "every daemon to stand by",
         || rig.logs(),
@@ -784,7 +767,7 @@ async fn assert_everyone_holds(rig: &Rig, since: Instant) {
         decided.push(rig.decisions(n).await);
     }
     // Two decisions each while holding: anything one would send, it has.
-    eventually(
+    eventually_or(
         Duration::from_secs(20),
         "every daemon to decide twice while holding",
         || rig.logs(),
@@ -827,7 +810,7 @@ async fn etcd_stopped_everyone_holds_and_scaling_resumes_when_it_returns() {
     rig.start(1);
     rig.wait_leader(&[0, 1], Duration::from_secs(15)).await;
     rig.prom.set(Q, Answer::Value(500.0));
-    eventually(
+    eventually_or(
         Duration::from_secs(20),
         "an order",
         || rig.logs(),
@@ -841,7 +824,7 @@ async fn etcd_stopped_everyone_holds_and_scaling_resumes_when_it_returns() {
     rig.etcd.restart(0);
     tokio::task::block_in_place(|| rig.etcd.wait_restarted(0));
     rig.wait_leader(&[0, 1], Duration::from_secs(15)).await;
-    eventually(
+    eventually_or(
         Duration::from_secs(20),
         "ordering to resume",
         || rig.logs(),
@@ -863,7 +846,7 @@ async fn three_member_etcd_survives_one_loss_and_holds_on_two() {
     }
     let leader = rig.wait_leader(&[0, 1, 2], Duration::from_secs(15)).await;
     rig.prom.set(Q, Answer::Value(500.0));
-    eventually(
+    eventually_or(
         Duration::from_secs(20),
         "an order",
         || rig.logs(),
@@ -877,7 +860,7 @@ async fn three_member_etcd_survives_one_loss_and_holds_on_two() {
     for member in 0..3 {
         rig.etcd.stop(member);
         let before = rig.sim.ledger().flows_started(CLUSTER);
-        eventually(
+        eventually_or(
             Duration::from_secs(20),
             "ordering to go on",
             || rig.logs(),
@@ -913,7 +896,7 @@ async fn three_member_etcd_survives_one_loss_and_holds_on_two() {
         rig.etcd.wait_restarted(1);
     });
     rig.wait_leader(&[0, 1, 2], Duration::from_secs(20)).await;
-    eventually(
+    eventually_or(
         Duration::from_secs(20),
         "ordering to resume",
         || rig.logs(),

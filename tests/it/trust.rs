@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::daemon_proc::{BIN, Daemon};
+use crate::support::daemon_proc::{BIN, Daemon, eventually};
 use crate::support::fake_prom::{Answer, FakeProm};
 use crate::support::{FakeEmr, Reply, SECRET_ID, SECRET_KEY, TOKEN};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
@@ -24,19 +24,6 @@ use tokio::net::TcpListener;
 const CLUSTER: &str = "emr-abc12345";
 const Q: &str = "sum(yarn_pending_memory_mb)";
 const ADMIN_TOKEN: &str = "admin-token-MUST-NOT-LEAK-5150";
-
-/// Polls `cond` every 50 ms until it holds; panics with `what` after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A stranger on loopback: accepts connections, records every request's
 /// head and body, and answers like a successful ScaleOutInstance.

@@ -216,9 +216,23 @@ impl Drop for Daemon {
     }
 }
 
-/// Polls `cond` until it holds or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut cond: F)
+/// Polls `cond` every 50 ms until it holds; panics naming `what` after
+/// `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, cond: F)
 where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_or(limit, what, String::new, cond).await
+}
+
+/// [`eventually`], with `context` (logs, say) in the panic message.
+pub async fn eventually_or<F, Fut>(
+    limit: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    mut cond: F,
+) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
@@ -226,8 +240,9 @@ where
     while !cond().await {
         assert!(
             Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}\n{}",
+            context()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
