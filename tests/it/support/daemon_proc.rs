@@ -60,44 +60,64 @@ impl Daemon {
     /// bound its admin port; logs append to `log`. The config should listen
     /// on `127.0.0.1:0`.
     pub fn start(config: &Path, log: &Path, home: &Path) -> Daemon {
-        let mut d = Daemon {
+        let mut d = Daemon::new(config, log);
+        d.spawn(home);
+        d
+    }
+
+    /// A daemon not started yet: `spawn`, or `launch` a `command`.
+    pub fn new(config: &Path, log: &Path) -> Daemon {
+        Daemon {
             config: config.to_path_buf(),
             log: log.to_path_buf(),
             port: 0,
             child: None,
             ready_dir: tempfile::tempdir().unwrap(),
-        };
-        d.spawn(home);
-        d
+        }
     }
 
     /// Starts the child (again) and waits for its ready file. A restart gets
     /// a new port.
     pub fn spawn(&mut self, home: &Path) {
-        let ready = self.ready_dir.path().join("ready");
-        let _ = std::fs::remove_file(&ready);
+        let cmd = self.command(home);
+        self.launch(cmd);
+    }
+
+    /// `run --config <config> --ready-file ..` with `HOME` = `home`, the
+    /// simulator's credentials and `RUST_LOG=info`, stderr appended to the
+    /// log; more arguments and variables may be added before `launch`.
+    pub fn command(&self, home: &Path) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config", self.config.to_str().unwrap()])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config", self.config.to_str().unwrap()])
             .arg("--ready-file")
-            .arg(&ready)
+            .arg(self.ready_path())
             .env_clear()
             .env("HOME", home)
             .env("RUST_LOG", "info")
             .env("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
             .env("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
             .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .stderr(Stdio::from(log));
+        cmd
+    }
+
+    /// Spawns `cmd` (from `command`) and waits for its ready file.
+    pub fn launch(&mut self, mut cmd: Command) {
+        let ready = self.ready_path();
+        let _ = std::fs::remove_file(&ready);
+        self.child = Some(cmd.spawn().unwrap());
         let child = self.child.as_mut().unwrap();
         let addr = tokio::task::block_in_place(|| wait_ready_file(&ready, child, &self.log));
         self.port = addr.port();
+    }
+
+    fn ready_path(&self) -> PathBuf {
+        self.ready_dir.path().join("ready")
     }
 
     pub fn pid(&self) -> u32 {
@@ -169,11 +189,7 @@ impl Daemon {
 
     /// The value of a metric line starting with `name_and_labels`.
     pub async fn metric(&self, name_and_labels: &str) -> Option<f64> {
-        let (_, text) = self.get("/metrics").await;
-        text.lines()
-            .find(|l| l.starts_with(name_and_labels))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        super::metric(&self.get("/metrics").await.1, name_and_labels)
     }
 
     /// How many decisions the daemon has made, every outcome and cluster.

@@ -1,6 +1,7 @@
 //! Test fixtures: a scriptable fake of the EMR endpoint on loopback, speaking
 //! just enough HTTP/1.1 to misbehave on purpose (drop the connection, stall,
-//! answer garbage), and helpers to build a client against it.
+//! answer garbage), helpers to build a client against it, and the reader of
+//! one sample of a `/metrics` page.
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests measure real, wall-clock time.
 #![allow(dead_code)]
@@ -8,6 +9,7 @@
 pub mod daemon_proc;
 pub mod etcd;
 pub mod fake_prom;
+pub mod inproc;
 pub mod real_prom;
 
 use std::collections::VecDeque;
@@ -26,6 +28,15 @@ use tokio::net::TcpListener;
 pub const SECRET_ID: &str = "AKIDtestPUBLIC0001";
 pub const SECRET_KEY: &str = "test-secret-key-MUST-NOT-LEAK-42";
 pub const TOKEN: &str = "session-token-MUST-NOT-LEAK-77";
+
+/// The value of the first sample in a `/metrics` page `text` whose line
+/// starts with `name_and_labels` (e.g. `name{cluster="a"}`).
+pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
