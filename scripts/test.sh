@@ -24,13 +24,19 @@ step() {
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets" cargo clippy --all-targets --locked -- -D warnings
-# The library's unit tests, the one integration-test binary (tests/it) and the
-# benchmarks' smoke run. One build, then the run: the two figures apart.
+# Three test binaries: the library's unit and property tests, the one
+# integration-test binary (tests/it) and the benchmarks' smoke run. One
+# build, then each run: the figures apart.
+if compgen -G "tests/*.rs" >/dev/null; then
+    echo "tests/ holds $(ls tests/*.rs); integration tests go in tests/it/ (one binary)" >&2
+    exit 1
+fi
+step "cargo test --no-run (build)" cargo test --tests --bench figures --locked --no-run
+step "cargo test --lib (unit and property tests)" cargo test --lib --locked
 # Most integration tests wait on real processes (Prometheus, etcd, daemons)
-# rather than compute, so eight run at once on two cores.
-TEST_TARGETS=(--tests --bench figures --locked)
-step "cargo test --no-run (build)" cargo test "${TEST_TARGETS[@]}" --no-run
-step "cargo test (run)" cargo test "${TEST_TARGETS[@]}" -- --test-threads=8
+# and on time, not on the CPU: sixteen at once overlap the waits.
+step "cargo test --test it (integration)" cargo test --test it --locked -- --test-threads=16
+step "cargo test --bench figures (smoke run)" cargo test --bench figures --locked
 step "ops checks: alerts, .deb (release build), systemd unit" ./scripts/ops-checks.sh
 
 echo "==> every check passed; time per step:" >&2

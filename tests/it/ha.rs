@@ -254,10 +254,7 @@ add = 1
 
     async fn metric(&self, n: usize, name: &str) -> Option<f64> {
         let (_, text) = self.get(n, "/metrics").await?;
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        crate::support::metric(&text, name)
     }
 
     /// How many decisions daemon `n` has made, every outcome and cluster.
