@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::daemon_proc::BIN;
 use crate::support::real_prom::free_port;
 use chrono::{DateTime, Timelike, Utc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 const CLUSTER: &str = "emr-bt000001";
 /// Steps of the long Prometheus window (8 days of minutes).
 const LONG_STEPS: i64 = 8 * 24 * 60;

@@ -8,12 +8,12 @@
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use crate::support::daemon_proc::BIN;
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, SimNode, Simulator,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 const CLUSTER: &str = "emr-abc12345";
 
 fn config(dir: &std::path::Path, endpoint: &str) -> std::path::PathBuf {

@@ -4,10 +4,9 @@
 
 use std::process::{Command, Output};
 
+use crate::support::daemon_proc::BIN;
 use crate::support::*;
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 
 fn config(dir: &std::path::Path, endpoint: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");

@@ -1,9 +1,8 @@
 //! The `sim` subcommand as users start it, driven by the real `scale-out`.
 
+use crate::support::daemon_proc::BIN;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 
 #[test]
 fn scale_out_against_the_sim_subcommand() {

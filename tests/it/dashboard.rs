@@ -8,16 +8,14 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // The test waits for real processes in real time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::daemon_proc::wait_ready_file;
+use crate::support::daemon_proc::{BIN, Daemon, eventually_or};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 const CLUSTER: &str = "emr-abc12345";
 const SECRET_ID: &str = "AKIDSIMULATOR00000000000000000000000";
 const SECRET_KEY: &str = "simulator-secret-key-000000000000";
@@ -265,23 +263,6 @@ impl Exposition {
     }
 }
 
-/// A plain HTTP/1.0 GET on loopback: the status and the body.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
 fn command(dir: &Path, log: &str) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
@@ -334,7 +315,7 @@ add = 2
 
 /// Starts the simulator and the daemon, and returns the daemon's first full
 /// `/metrics` page.
-fn live_metrics(dir: &Path, children: &mut Children) -> String {
+async fn live_metrics(dir: &Path, children: &mut Children) -> (String, Daemon) {
     let mut sim = command(dir, "sim.log")
         .args(["sim", "--cluster", CLUSTER])
         .stdout(Stdio::piped())
@@ -353,42 +334,27 @@ fn live_metrics(dir: &Path, children: &mut Children) -> String {
 
     let config_path = dir.join("config.toml");
     std::fs::write(&config_path, config(&endpoint, &dir.join("state"))).unwrap();
-    let ready = dir.join("daemon.ready");
-    let daemon = command(dir, "daemon.log")
-        .args(["run", "--config", config_path.to_str().unwrap()])
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    children.0.push(daemon);
-    let port = wait_ready_file(&ready, &mut children.0[1], &dir.join("daemon.log")).port();
-
-    let log = || std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some((200, body)) = http_get(port, "/metrics")
-            && body.contains("emr_autoscaler_build_info")
-        {
-            return body;
-        }
-        if let Some(status) = children.0[1].try_wait().unwrap() {
-            panic!("the daemon exited with {status}; its log:\n{}", log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon never served /metrics; its log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let daemon = Daemon::start(&config_path, &dir.join("daemon.log"), dir);
+    let page = || async {
+        Some(daemon.get("/metrics").await)
+            .filter(|(code, body)| *code == 200 && body.contains("emr_autoscaler_build_info"))
+    };
+    eventually_or(
+        Duration::from_secs(30),
+        "the daemon to serve /metrics",
+        || daemon.log_text(),
+        || async { page().await.is_some() },
+    )
+    .await;
+    let (_, body) = page().await.unwrap();
+    (body, daemon)
 }
 
-#[test]
-fn dashboard_and_alerts_use_only_exported_metrics() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_alerts_use_only_exported_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let mut children = Children(Vec::new());
-    let text = live_metrics(dir.path(), &mut children);
+    let (text, _daemon) = live_metrics(dir.path(), &mut children).await;
     let live = Exposition::parse(&text);
 
     let d = dashboard();

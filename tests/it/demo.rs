@@ -1,12 +1,13 @@
 //! `emr-autoscaler demo` as a newcomer runs it: no config, no Prometheus, no
 //! credentials; it must finish by itself and end with its summary.
 
+use crate::support::daemon_proc::BIN;
 use std::process::Command;
 
 #[test]
 fn demo_runs_and_ends_with_its_summary() {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_emr-autoscaler"))
+    let out = Command::new(BIN)
         // 12 simulated hours in about 20 s keeps CI short and covers office hours.
         .args(["demo", "--duration", "12h", "--speed", "2160"])
         .env_clear()
@@ -76,7 +77,7 @@ add = 1
 "#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_emr-autoscaler"))
+    let out = Command::new(BIN)
         .args([
             "demo",
             "--config",

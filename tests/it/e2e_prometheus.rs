@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::daemon_proc::BIN;
 use crate::support::daemon_proc::{Daemon, eventually};
 use crate::support::real_prom::{Exporter, RealProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
@@ -613,7 +614,7 @@ async fn the_daemon_and_ten_manual_orders_share_one_limit() {
     let manual: Vec<_> = refs[40..]
         .iter()
         .map(|c| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_emr-autoscaler"))
+            std::process::Command::new(BIN)
                 .args(["scale-out", "--config", cfg.to_str().unwrap()])
                 .args(["--instance-id", c, "--task-count", "1"])
                 .env_clear()

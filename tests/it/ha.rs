@@ -11,18 +11,16 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::daemon_proc::{eventually_or, wait_ready_file};
+use crate::support::daemon_proc::{BIN, Daemon, eventually_or};
 use crate::support::etcd::EtcdCluster;
 use crate::support::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{Fault, SimCluster, SimConfig, SimHandle, Simulator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 const CLUSTER: &str = "emr-abc12345";
 const Q: &str = "sum(yarn_pending_memory_mb)";
 const SCALE_OUT: &str = "ScaleOutInstance";
@@ -43,12 +41,8 @@ fn secret_key(id: &str) -> String {
 
 struct Node {
     name: String,
-    config: PathBuf,
-    log: PathBuf,
-    ready: PathBuf,
-    port: u16,
     incarnation: u32,
-    child: Option<Child>,
+    daemon: Daemon,
 }
 
 struct Rig {
@@ -102,17 +96,13 @@ impl Rig {
             let name = format!("ops-{n}");
             let base = rig.dir.path().join(&name);
             std::fs::create_dir_all(&base).unwrap();
-            let node = Node {
-                config: base.join("config.toml"),
-                log: base.join("daemon.log"),
-                ready: base.join("daemon.ready"),
+            let config = base.join("config.toml");
+            std::fs::write(&config, rig.config_text(&name, &base)).unwrap();
+            rig.nodes.push(Node {
                 name,
-                port: 0,
                 incarnation: 0,
-                child: None,
-            };
-            std::fs::write(&node.config, rig.config_text(&node.name, &base)).unwrap();
-            rig.nodes.push(node);
+                daemon: Daemon::new(&config, &base.join("daemon.log")),
+            });
         }
         rig
     }
@@ -171,71 +161,38 @@ add = 1
 
     /// Starts daemon `n` (again), with the next SecretId.
     fn start(&mut self, n: usize) {
+        let home = self.dir.path().to_path_buf();
         let node = &mut self.nodes[n];
         node.incarnation += 1;
         assert!(node.incarnation < INCARNATIONS);
         let id = secret_id(n, node.incarnation);
-        let _ = std::fs::remove_file(&node.ready);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config", node.config.to_str().unwrap()])
-            .arg("--ready-file")
-            .arg(&node.ready)
-            .env_clear()
-            .env("HOME", self.dir.path())
-            .env("RUST_LOG", "info,emr_autoscaler::daemon::ha=debug")
+        let mut cmd = node.daemon.command(&home);
+        cmd.env("RUST_LOG", "info,emr_autoscaler::daemon::ha=debug")
             .env("TENCENTCLOUD_SECRET_ID", &id)
-            .env("TENCENTCLOUD_SECRET_KEY", secret_key(&id))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        node.child = Some(child);
-        let (ready, log) = (node.ready.clone(), node.log.clone());
-        let child = node.child.as_mut().unwrap();
-        node.port = tokio::task::block_in_place(|| wait_ready_file(&ready, child, &log)).port();
+            .env("TENCENTCLOUD_SECRET_KEY", secret_key(&id));
+        node.daemon.launch(cmd);
     }
 
     fn kill9(&mut self, n: usize) {
-        if let Some(mut c) = self.nodes[n].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.nodes[n].daemon.kill9();
     }
 
     fn signal(&self, n: usize, sig: &str) {
-        let pid = self.nodes[n].child.as_ref().unwrap().id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        self.nodes[n].daemon.signal(sig);
     }
 
     fn logs(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| {
-                format!(
-                    "==== {} ====\n{}",
-                    n.name,
-                    std::fs::read_to_string(&n.log).unwrap_or_default()
-                )
-            })
+            .map(|n| format!("==== {} ====\n{}", n.name, n.daemon.log_text()))
             .collect()
     }
 
     async fn get(&self, n: usize, path: &str) -> Option<(u16, String)> {
-        let node = &self.nodes[n];
-        node.child.as_ref()?;
+        let daemon = &self.nodes[n].daemon;
+        daemon.child.as_ref()?;
         let r = http(Duration::from_millis(700))
-            .get(format!("http://127.0.0.1:{}{path}", node.port))
+            .get(format!("http://127.0.0.1:{}{path}", daemon.port))
             .send()
             .await
             .ok()?;
@@ -309,7 +266,7 @@ add = 1
 
     fn running(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&n| self.nodes[n].child.is_some())
+            .filter(|&n| self.nodes[n].daemon.child.is_some())
             .collect()
     }
 
@@ -543,7 +500,7 @@ async fn one_leader_sends_and_standbys_forward_manual_orders() {
     let resp = http(Duration::from_secs(10))
         .post(format!(
             "http://127.0.0.1:{}/api/v1/clusters/{CLUSTER}/pause",
-            rig.nodes[s].port
+            rig.nodes[s].daemon.port
         ))
         .send()
         .await
@@ -559,7 +516,7 @@ async fn one_leader_sends_and_standbys_forward_manual_orders() {
     let resp = http(Duration::from_secs(10))
         .post(format!(
             "http://127.0.0.1:{}/api/v1/clusters/{CLUSTER}/resume",
-            rig.nodes[s].port
+            rig.nodes[s].daemon.port
         ))
         .send()
         .await
@@ -574,7 +531,7 @@ async fn one_leader_sends_and_standbys_forward_manual_orders() {
             .args([
                 "scale-out",
                 "--config",
-                rig.nodes[s].config.to_str().unwrap(),
+                rig.nodes[s].daemon.config.to_str().unwrap(),
             ])
             .args(["--instance-id", CLUSTER, "--task-count", "2"])
             .env_clear()

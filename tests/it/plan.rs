@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::daemon_proc::BIN;
 use crate::support::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{
     DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, Simulator,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_emr-autoscaler");
 
 fn config(dir: &std::path::Path, sim: &str, prom: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::daemon_proc::BIN;
 use emr_autoscaler::clock::{ManualClock, SharedClock};
 use emr_autoscaler::http::http_client;
 use emr_autoscaler::sim::{
@@ -345,7 +346,7 @@ async fn the_real_binary_orders_once_through_the_simulator() {
         &dir.path().join("state").display().to_string(),
     );
     std::fs::write(&cfg, text).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_emr-autoscaler"));
+    let mut cmd = std::process::Command::new(BIN);
     cmd.args([
         "scale-out",
         "--config",
