@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use crate::support::daemon_proc::{BIN, Daemon, eventually};
 use crate::support::fake_prom::{Answer, FakeProm};
-use crate::support::{FakeEmr, Reply, SECRET_ID, SECRET_KEY, TOKEN};
+use crate::support::{SECRET_ID, SECRET_KEY, TOKEN};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{
-    DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, SimHandle, Simulator,
+    DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, SimCluster, SimConfig, SimHandle, Simulator,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -734,17 +734,17 @@ async fn deleting_state_dir_under_a_daemon_stops_it() {
 // Hole 8: timeouts always read "timed out after 0ns".
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_names_the_timeout_that_expired() {
-    let fake = FakeEmr::start().await;
-    fake.script([Reply::Ok(serde_json::json!({"ClusterList": [{"ClusterId": CLUSTER, "Status": 2, "Config": {"TaskNodeSize": 3}}]}))]);
-    fake.set_default(Reply::Delay(
-        Duration::from_secs(5),
-        Box::new(Reply::Ok(serde_json::json!({}))),
-    ));
+    let sim = sim(3).await;
+    sim.inject(
+        "ScaleOutInstance",
+        Some(CLUSTER),
+        Fault::Delay(Duration::from_secs(5)),
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = prom().await;
     let cfg = write_config(
         dir.path(),
-        &fake.endpoint(),
+        &sim.endpoint(),
         &p.url(),
         "",
         "max_task_nodes = 40",
