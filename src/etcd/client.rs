@@ -292,7 +292,16 @@ impl Etcd {
             .header("Grpc-Metadata-hasleader", "true")
             .json(body);
         if let Some(token) = token {
-            request = request.header(reqwest::header::AUTHORIZATION, token.expose_secret());
+            let mut value =
+                reqwest::header::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                    Failure::Other(EtcdError::Unreachable(format!(
+                        "{} gave an auth token that is not a valid header value",
+                        self.endpoints[i]
+                    )))
+                })?;
+            // Kept out of any Debug output of the request.
+            value.set_sensitive(true);
+            request = request.header(reqwest::header::AUTHORIZATION, value);
         }
         let answer = request.send().await.map_err(|e| {
             Failure::Other(if e.is_timeout() {
@@ -313,8 +322,17 @@ impl Etcd {
             {
                 return Err(Failure::Token);
             }
+            // etcd with authentication on answers an anonymous call 400 "user
+            // name is empty" (401 for some calls).
+            let anonymous_refused = status == reqwest::StatusCode::UNAUTHORIZED
+                || error.message().contains("user name is empty");
+            let hint = if anonymous_refused && self.user.is_none() {
+                " (etcd has authentication on: set ha.username and ha.password_file)"
+            } else {
+                ""
+            };
             return Err(Failure::Other(EtcdError::Unreachable(format!(
-                "{} answered {status}: {}",
+                "{} answered {status}: {}{hint}",
                 self.endpoints[i],
                 error.message()
             ))));
@@ -342,8 +360,14 @@ impl Etcd {
         let body = json!({"name": user.0, "password": user.1.expose_secret()});
         let token: Token = match self.post(i, "auth/authenticate", &body, None).await {
             Ok(t) => t,
-            Err(Failure::Token) => unreachable!("no token was sent"),
             Err(Failure::Other(e)) => return Err(e),
+            // Only a request that carried a token is refused for it.
+            Err(Failure::Token) => {
+                return Err(EtcdError::Unreachable(format!(
+                    "{} refused to authenticate user {}",
+                    self.endpoints[i], user.0
+                )));
+            }
         };
         let token = SecretString::from(token.token);
         *self.tokens[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());

@@ -318,6 +318,7 @@ async fn auth_tokens_are_fetched_again_when_they_expire() {
     let anonymous = Etcd::new(&config(&endpoints), Duration::from_secs(3)).unwrap();
     let err = anonymous.get("/gw/leader").await.unwrap_err();
     assert!(matches!(err, EtcdError::Unreachable(_)), "{err:?}");
+    assert!(err.to_string().contains("ha.username"), "{err}");
     std::fs::write(&file, "wrong-password\n").unwrap();
     let wrong = Etcd::new(&with_user, Duration::from_secs(3)).unwrap();
     let err = wrong.get("/gw/leader").await.unwrap_err().to_string();
