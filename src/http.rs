@@ -57,3 +57,54 @@ pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<
     }
     Ok(body)
 }
+
+/// An error with its sources, `outer: inner: innermost`: a client's "error
+/// sending request" says nothing until its cause (a timeout, a refused
+/// connection) is named.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug)]
+    struct Outer(&'static str, std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn the_chain_names_the_cause_once() {
+        let timeout = || std::io::Error::new(std::io::ErrorKind::TimedOut, "operation timed out");
+        assert_eq!(
+            error_chain(&Outer("failed to send request", timeout())),
+            "failed to send request: operation timed out"
+        );
+        assert_eq!(
+            error_chain(&Outer("send failed: operation timed out", timeout())),
+            "send failed: operation timed out"
+        );
+    }
+}

@@ -79,7 +79,9 @@ enum Envelope {
 async fn fetch(
     send: impl std::future::Future<Output = Result<reqwest::Response, prometheus_http_query::Error>>,
 ) -> Result<PromqlResult, PromError> {
-    let resp = send.await.map_err(|e| PromError::Query(e.to_string()))?;
+    let resp = send
+        .await
+        .map_err(|e| PromError::Query(crate::http::error_chain(&e)))?;
     let status = resp.status();
     let body = crate::http::read_capped(resp, MAX_BODY_BYTES)
         .await

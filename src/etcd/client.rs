@@ -307,7 +307,11 @@ impl Etcd {
             Failure::Other(if e.is_timeout() {
                 EtcdError::Timeout(self.timeout)
             } else {
-                EtcdError::Unreachable(format!("{}: {}", self.endpoints[i], error_chain(&e)))
+                EtcdError::Unreachable(format!(
+                    "{}: {}",
+                    self.endpoints[i],
+                    crate::http::error_chain(&e)
+                ))
             })
         })?;
         let status = answer.status();
@@ -557,18 +561,6 @@ impl Etcd {
             Err(EtcdError::Fenced)
         }
     }
-}
-
-/// An error with its sources, for a message that says what failed.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

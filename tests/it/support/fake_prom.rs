@@ -79,8 +79,16 @@ async fn query(
 }
 
 fn huge(mb: usize, kind: &str) -> Response {
+    // Written as text: serialising megabytes through serde_json in a debug
+    // build takes seconds on a loaded machine.
     let junk = "x".repeat(mb * 1024 * 1024);
-    axum::Json(serde_json::json!({"status": "success", "data": {"resultType": kind, "result": [{"metric": {"junk": junk}, "value": [0, "1"]}]}}))
+    let body = format!(
+        r#"{{"status":"success","data":{{"resultType":"{kind}","result":[{{"metric":{{"junk":"{junk}"}},"value":[0,"1"]}}]}}}}"#
+    );
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
         .into_response()
 }
 
