@@ -1,12 +1,32 @@
-//! The real binary's `check` and `scale-out` against a loopback fake endpoint.
+//! The real binary's `check` and `scale-out` against the EMR simulator on
+//! loopback, which checks every signature and the session token.
 
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests measure real, wall-clock time.
 
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use crate::support::daemon_proc::BIN;
-use crate::support::*;
-use serde_json::json;
+use crate::support::{SECRET_ID, SECRET_KEY, TOKEN};
+use emr_autoscaler::clock::SystemClock;
+use emr_autoscaler::sim::{Fault, LedgerEntry, SimCluster, SimConfig, SimHandle, Simulator};
+
+const CLUSTER: &str = "emr-abc12345";
+
+/// The simulator with one cluster, this test's credentials and session token.
+async fn sim() -> SimHandle {
+    Simulator::start(
+        SimConfig {
+            clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(1)],
+            credentials: vec![(SECRET_ID.into(), SECRET_KEY.into())],
+            required_token: Some(TOKEN.into()),
+            ..SimConfig::default()
+        },
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
+}
 
 fn config(dir: &std::path::Path, endpoint: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");
@@ -49,16 +69,15 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-/// The requests of one action.
-fn of_action(fake: &FakeEmr, action: &str) -> Vec<Received> {
-    fake.received()
-        .into_iter()
-        .filter(|r| {
-            r.headers
-                .iter()
-                .any(|(k, v)| k.eq_ignore_ascii_case("x-tc-action") && v == action)
-        })
-        .collect()
+/// The requests of one action the simulator received.
+fn of_action(sim: &SimHandle, action: &str) -> Vec<LedgerEntry> {
+    sim.ledger().for_action(action).cloned().collect()
+}
+
+/// Whether `text` holds a request id as the simulator makes them (a UUID).
+fn has_request_id(text: &str) -> bool {
+    text.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+        .any(|word| word.len() == 36 && uuid::Uuid::parse_str(word).is_ok())
 }
 
 fn assert_no_secrets(o: &Output) {
@@ -73,18 +92,12 @@ fn assert_no_secrets(o: &Output) {
 
 #[tokio::test]
 async fn scale_out_prints_only_the_response_json_on_stdout() {
-    let fake = FakeEmr::start().await;
+    let sim = sim().await;
     // With no daemon, the command reads the cluster first, then orders; the
-    // order's first answer is lost.
-    fake.script([
-        Reply::Ok(
-            json!({"ClusterList": [{"ClusterId": "emr-abc12345", "Status": 2, "Config": {"TaskNodeSize": 1}}]}),
-        ),
-        Reply::Drop,
-    ]);
-    fake.set_default(Reply::Ok(json!({"InstanceId": "emr-abc12345", "FlowId": 31, "DealNames": ["d1"], "ClientToken": null, "BillId": "b"})));
+    // order executes but its answer is lost.
+    sim.inject("ScaleOutInstance", Some(CLUSTER), Fault::DropAfterExecute);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &fake.endpoint());
+    let cfg = config(dir.path(), &sim.endpoint());
     let o = run(
         &[
             "scale-out",
@@ -102,15 +115,27 @@ async fn scale_out_prints_only_the_response_json_on_stdout() {
     assert!(o.status.success(), "{out}\n{err}");
     let v: serde_json::Value =
         serde_json::from_str(&out).expect("stdout is exactly one JSON document");
-    assert_eq!(v["FlowId"], 31);
-    assert_eq!(v["InstanceId"], "emr-abc12345");
-    assert_eq!(v["DealNames"], json!(["d1"]));
-    assert_eq!(v["RequestId"], "req-ok");
-    let got = of_action(&fake, "ScaleOutInstance");
+    let got = of_action(&sim, "ScaleOutInstance");
     assert_eq!(got.len(), 2, "the dropped answer was retried");
-    assert_eq!(got[0].body, got[1].body, "under the same token");
-    assert_eq!(v["ClientToken"], got[0].json()["ClientToken"]);
-    assert_eq!(got[0].json()["TaskCount"], 3);
+    assert!(got[0].dropped());
+    assert_eq!(got[0].params, got[1].params, "the same request");
+    assert_eq!(
+        got[0].client_token, got[1].client_token,
+        "under the same token"
+    );
+    assert_eq!(sim.ledger().flows_started(CLUSTER), 1, "one flow");
+    let flow = got[0]
+        .started_flow()
+        .expect("the first attempt started the flow");
+    assert_eq!(v["FlowId"], flow);
+    assert_eq!(v["InstanceId"], "emr-abc12345");
+    assert!(
+        v["DealNames"].as_array().is_some_and(|d| !d.is_empty()),
+        "{v}"
+    );
+    assert!(has_request_id(v["RequestId"].as_str().unwrap_or("")), "{v}");
+    assert_eq!(v["ClientToken"].as_str(), got[0].client_token.as_deref());
+    assert_eq!(got[0].params["TaskCount"], 3);
     // With no daemon the command held the state lock: the order counts in
     // budgets, and its operation (with the flow) is left for the daemon.
     let state = emr_autoscaler::state::read_only(&dir.path().join("state")).unwrap();
@@ -126,16 +151,23 @@ async fn scale_out_prints_only_the_response_json_on_stdout() {
         emr_autoscaler::state::OrderSource::Manual
     );
     let op = c.operation.as_ref().expect("the operation is open");
-    assert_eq!(op.current.as_ref().and_then(|i| i.flow_id), Some(31));
+    assert_eq!(
+        op.current.as_ref().and_then(|i| i.flow_id),
+        i64::try_from(flow).ok()
+    );
     assert_no_secrets(&o);
 }
 
 #[tokio::test]
 async fn api_errors_print_code_and_request_id_and_exit_1() {
-    let fake = FakeEmr::start().await;
-    fake.set_default(Reply::Error("AuthFailure.SignatureFailure"));
+    let sim = sim().await;
+    sim.inject(
+        "ScaleOutInstance",
+        Some(CLUSTER),
+        Fault::ApiError("AuthFailure.SignatureFailure".into()),
+    );
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &fake.endpoint());
+    let cfg = config(dir.path(), &sim.endpoint());
     let o = run(
         &[
             "scale-out",
@@ -153,11 +185,11 @@ async fn api_errors_print_code_and_request_id_and_exit_1() {
     assert_eq!(o.status.code(), Some(1));
     assert!(out.is_empty(), "{out}");
     assert!(
-        err.contains("AuthFailure.SignatureFailure") && err.contains("req-err"),
+        err.contains("AuthFailure.SignatureFailure") && has_request_id(&err),
         "{err}"
     );
     assert_eq!(
-        of_action(&fake, "ScaleOutInstance").len(),
+        of_action(&sim, "ScaleOutInstance").len(),
         1,
         "auth failures are not retried"
     );
@@ -170,9 +202,9 @@ async fn api_errors_print_code_and_request_id_and_exit_1() {
 
 #[tokio::test]
 async fn dry_run_sends_nothing_and_masks_signature_and_token() {
-    let fake = FakeEmr::start().await;
+    let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &fake.endpoint());
+    let cfg = config(dir.path(), &sim.endpoint());
     let o = run(
         &[
             "scale-out",
@@ -207,15 +239,15 @@ async fn dry_run_sends_nothing_and_masks_signature_and_token() {
     assert_eq!(get("X-TC-Action").as_deref(), Some("ScaleOutInstance"));
     assert_eq!(v["Request"]["body"]["TaskCount"], 2);
     assert_eq!(v["Request"]["body"]["ClientToken"], "<redacted>");
-    assert!(fake.received().is_empty());
+    assert_eq!(sim.ledger().len(), 0, "nothing reached the API");
     assert_no_secrets(&o);
 }
 
 #[tokio::test]
 async fn refusals_before_sending() {
-    let fake = FakeEmr::start().await;
+    let sim = sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &fake.endpoint());
+    let cfg = config(dir.path(), &sim.endpoint());
     let cfg = cfg.to_str().unwrap();
     let unknown = run(
         &[
@@ -281,7 +313,7 @@ async fn refusals_before_sending() {
     )
     .await;
     assert_eq!(both.status.code(), Some(1), "{:?}", text(&both));
-    assert!(fake.received().is_empty());
+    assert_eq!(sim.ledger().len(), 0, "nothing reached the API");
 }
 
 #[tokio::test]
