@@ -317,7 +317,7 @@ async fn terminate(
     };
     let answer = match &result {
         Ok(resp) => {
-            tracing::info!(message = "Scale-in accepted.", cluster = %id, flow_id = ?resp.flow_id, request_id = %resp.request_id);
+            tracing::info!(message = "Scale-in accepted.", cluster = %id, flow_id = resp.flow_id, request_id = %resp.request_id);
             Answer::Accepted {
                 flow_id: resp.flow_id,
             }
@@ -385,7 +385,7 @@ async fn send(
     };
     let answer = match &result {
         Ok(resp) => {
-            tracing::info!(message = "Scale-out accepted.", cluster = %id, nodes, flow_id = ?resp.flow_id, request_id = %resp.request_id, client_token = %token.value);
+            tracing::info!(message = "Scale-out accepted.", cluster = %id, nodes, flow_id = resp.flow_id, request_id = %resp.request_id, client_token = %token.value);
             Answer::Accepted {
                 flow_id: resp.flow_id,
             }

@@ -692,7 +692,8 @@ async fn tick(
             cluster = %id,
             outcome = decision.outcome.metric_label(),
             increment = decision.increment,
-            running = ?running,
+            // Absent when the node count is unknown.
+            running = running,
             in_flight = planned,
             rule = %decision.driving_rules().map(|v| v.rule.to_string()).collect::<Vec<_>>().join(","),
             reason = %text,

@@ -764,6 +764,19 @@ async fn sighup_with_a_bad_config_keeps_the_old_one() {
     assert!(rig.orders().is_empty(), "dry-run sends nothing");
     d.signal("-TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(10)).await, Some(0));
+    // A log written to a file is plain text: no colour codes, and fields
+    // without Rust's Option syntax.
+    let log = d.log_text();
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a redirected log:\n{log}"
+    );
+    let decision = log
+        .lines()
+        .find(|l| l.contains("Decision.") && l.contains("running="))
+        .unwrap_or_else(|| panic!("no decision with its running count:\n{log}"));
+    assert!(decision.contains("running=1 "), "{decision}");
+    assert!(!log.contains("Some("), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
