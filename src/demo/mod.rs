@@ -234,7 +234,7 @@ pub async fn run(
         .map_err(|e| DemoError::Setup(e.to_string()))?;
     let state_dir = tempfile::tempdir()
         .map_err(|e| DemoError::Setup(format!("cannot make a state directory: {e}")))?;
-    let config = load(
+    let mut config = load(
         &text,
         &[
             ("TENCENT__ENDPOINT", sim.endpoint()),
@@ -255,6 +255,24 @@ pub async fn run(
     );
     let _ = writeln!(out, "  metrics: http://{admin}/metrics");
     let _ = writeln!(out, "  status:  http://{admin}/api/v1/status");
+    // The demo orders from its own simulator: a dry run would serve nothing
+    // and report all demand as unmet.
+    let mut dry: Vec<String> = Vec::new();
+    if std::mem::take(&mut config.daemon.dry_run) {
+        dry.push("daemon.dry_run".into());
+    }
+    for c in &mut config.clusters {
+        if std::mem::take(&mut c.dry_run) {
+            dry.push(format!("{}'s dry_run", c.instance_id));
+        }
+    }
+    if !dry.is_empty() {
+        let _ = writeln!(
+            out,
+            "  note: dry_run is ignored in the demo, which orders from its own simulator ({})",
+            dry.join(", ")
+        );
+    }
     if !open_loop.is_empty() {
         let _ = writeln!(
             out,

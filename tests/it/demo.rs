@@ -104,3 +104,56 @@ add = 1
     );
     assert!(stdout.contains("nodes added:"));
 }
+
+/// `dry_run` would make the demo order nothing and report demand that was
+/// never served: the demo orders from its own simulator, so it says it
+/// ignores the key and orders.
+#[test]
+fn demo_ignores_dry_run_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dry.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[daemon]
+dry_run = true
+[tencent]
+region = "ap-guangzhou"
+[[clusters]]
+instance_id = "emr-dry00001"
+max_task_nodes = 3
+dry_run = true
+[clusters.scale_out]
+pay_mode = 0
+time_unit = "s"
+time_span = 3600
+[[clusters.rules]]
+name = "pending"
+type = "threshold"
+query = "sum(pending)"
+above = 0
+for = "1m"
+add = 1
+replay_signal = "pending_mb"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--config", cfg.to_str().unwrap()])
+        .args(["--duration", "4h", "--speed", "2160"])
+        .env_clear()
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("note: dry_run is ignored in the demo"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ordered +"), "it orders:\n{stdout}");
+}
