@@ -462,6 +462,7 @@ impl Validator<'_> {
     ) -> Duration {
         let fallback = humantime::parse_duration(default).expect("defaults parse");
         debug_assert!(span.contains(fallback), "{path}: default outside its span");
+        let field = bare_number(field);
         let Some(text) = self.get(path, field, Some(default.to_string())) else {
             return fallback;
         };
@@ -470,7 +471,7 @@ impl Validator<'_> {
 
     /// An optional duration key, bounded like [`duration`](Self::duration).
     fn opt_duration(&mut self, path: &str, field: Field<String>, span: Span) -> Option<Duration> {
-        let text = self.optional(path, field)?;
+        let text = self.optional(path, bare_number(field))?;
         self.in_span(path, &text, span)
     }
 
@@ -1077,3 +1078,20 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// A duration written as a bare number (`cooldown = 300`) is told what is
+/// missing, the unit, instead of the parser's "expected a string".
+fn bare_number(field: Field<String>) -> Field<String> {
+    match field {
+        Field::Invalid(words)
+            if words.starts_with("invalid type: integer")
+                || words.starts_with("invalid type: floating point") =>
+        {
+            let n = words.split('`').nth(1).unwrap_or("300");
+            Field::Invalid(format!(
+                "{n} has no unit: write durations as strings with one, e.g. \"{n}s\" or \"5m\""
+            ))
+        }
+        other => other,
+    }
+}

@@ -689,3 +689,17 @@ fn the_digest_ignores_per_host_keys_and_sees_the_policy() {
     other.clusters[0].max_task_nodes += 1;
     assert_ne!(load_str(&base, None).unwrap().digest(), other.digest());
 }
+
+/// A duration written as a bare number is told its fix: the unit.
+#[test]
+fn a_bare_number_for_a_duration_names_the_fix() {
+    let base = data("minimal.toml");
+    let text = base.replacen("[[clusters]]\n", "[[clusters]]\ncooldown = 300\n", 1);
+    let bad = issues(&text);
+    let cooldown = bad
+        .iter()
+        .find(|i| i.path == "clusters[0].cooldown")
+        .unwrap_or_else(|| panic!("{bad:#?}"));
+    assert!(cooldown.message.contains("\"300s\""), "{cooldown:?}");
+    assert!(!cooldown.message.contains("invalid type"), "{cooldown:?}");
+}
