@@ -1076,9 +1076,6 @@ impl Validator<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// A duration written as a bare number (`cooldown = 300`) is told what is
 /// missing, the unit, instead of the parser's "expected a string".
 fn bare_number(field: Field<String>) -> Field<String> {
@@ -1095,3 +1092,6 @@ fn bare_number(field: Field<String>) -> Field<String> {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests;
