@@ -16,6 +16,7 @@ mod credentials_role;
 mod daemon;
 mod dashboard;
 mod demo;
+mod docs;
 mod e2e_prometheus;
 mod etcd_gateway;
 mod ha;
