@@ -210,19 +210,12 @@ add = 1
     }
 
     async fn metric(&self, n: usize, name: &str) -> Option<f64> {
-        let (_, text) = self.get(n, "/metrics").await?;
-        crate::support::metric(&text, name)
+        self.nodes[n].daemon.metric(name).await
     }
 
     /// How many decisions daemon `n` has made, every outcome and cluster.
     async fn decisions(&self, n: usize) -> f64 {
-        let Some((_, text)) = self.get(n, "/metrics").await else {
-            return 0.0;
-        };
-        text.lines()
-            .filter(|l| l.starts_with("emr_autoscaler_decisions_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.nodes[n].daemon.decisions().await
     }
 
     /// The nodes that report themselves leader, among those running.
