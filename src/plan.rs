@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::daemon::status::CapacityStatus;
 use crate::policy::{
     self, ClusterView, DataIssue, Decision, Reading, RuleKind, Sample, Sustain, Unit,
 };
@@ -72,6 +73,8 @@ fn window(kind: &RuleKind, interval: Duration) -> Option<Duration> {
             sustain: Sustain::Evaluations(n),
             ..
         } => Some(interval * (*n + 1)),
+        // The samples of the trend window, as the daemon keeps them.
+        RuleKind::Capacity(c) if !c.trend_window.is_zero() => Some(c.trend_window + interval * 2),
         _ => None,
     }
 }
@@ -207,6 +210,7 @@ pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>
             orders: &inputs.orders,
             rule_last_fired: &inputs.last_fired,
             schedule_done: &inputs.schedule_done,
+            scale_out: inputs.scale_out,
             ..ClusterView::default()
         };
         let refs: Vec<&[Sample]> = obs.iter().map(Vec::as_slice).collect();
@@ -296,6 +300,24 @@ fn removal_json(r: &RemovalPlan) -> serde_json::Value {
     })
 }
 
+/// A capacity rule's sizing in one line: demand, growth, horizon, desired.
+fn capacity_line(c: &CapacityStatus, unit: Unit) -> String {
+    let show = |v: f64| match unit {
+        Unit::Megabytes => format!("{:.1} GiB", v / 1024.0),
+        Unit::Ratio => format!("{:.1}%", v * 100.0),
+        Unit::Plain => format!("{v:.1}"),
+    };
+    format!(
+        "demand {}, growth {}/min, horizon {}, kept above demand {}, desired {} (has {})",
+        show(c.demand),
+        show(c.growth_per_minute),
+        humantime::format_duration(Duration::from_secs(c.horizon_seconds)),
+        show(c.headroom.max(c.trend)),
+        c.desired,
+        c.has
+    )
+}
+
 fn opt(v: Option<u32>) -> String {
     v.map_or("?".into(), |n| n.to_string())
 }
@@ -325,6 +347,7 @@ pub fn print(
                     "rules": d.votes.iter().map(|v| json!({
                         "rule": &*v.rule, "value": v.value, "proposal": v.increment,
                         "outcome": v.outcome.metric_label(), "data_issue": v.issue.map(|i| i.metric_label()),
+                        "capacity": CapacityStatus::of(&v.reason),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -376,6 +399,11 @@ pub fn print(
                 opt(d.running),
                 d.in_flight
             )?;
+        }
+        for (v, unit) in d.votes.iter().zip(&p.units) {
+            if let Some(c) = CapacityStatus::of(&v.reason) {
+                writeln!(out, "  {}: {}", v.rule, capacity_line(&c, *unit))?;
+            }
         }
         writeln!(
             out,

@@ -488,6 +488,8 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             operation_open: busy_with_operation,
             scale_in_cooldown_until: last_operation_end.map(|t| t + scale_in_cooldown),
             removal_history: &removal_history,
+            // A replayed flow takes the provisioning delay.
+            scale_out: Some(model.provisioning_delay),
             ..ClusterView::default()
         };
         let decision = policy::decide(policy, &view, &obs, now, max_gap);
@@ -495,6 +497,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             removal_history.push(Proposal {
                 at: now,
                 nodes: decision.proposal,
+                effective: decision.effective,
             });
             policy::scale_in::prune(&mut removal_history, now, scale_in.stabilization, max_gap);
         }

@@ -352,6 +352,7 @@ pub async fn run(args: &BacktestOptions) -> Result<String, BacktestError> {
                 plan.clusters.len() as i64,
             );
             let policy = c.policy();
+            warn_capacity_mismatch(&c.instance_id, &policy, &model);
             let history: Vec<Option<Vec<Sample>>> = rule_modes(&policy)
                 .into_iter()
                 .map(|m| match m {
@@ -389,6 +390,31 @@ pub async fn run(args: &BacktestOptions) -> Result<String, BacktestError> {
     }
     tracing::info!(message = "Backtest written.", out = %args.out.display());
     Ok(report::table(&grid, &runs.iter().collect::<Vec<_>>()))
+}
+
+/// A capacity rule sized for another cluster than the replayed one: its
+/// `reserved` against `--base-capacity-mb`, its `per_node` against
+/// `--node-memory-mb`. The replay still runs; the figures then say what the
+/// rule would do on the simulated cluster.
+fn warn_capacity_mismatch(
+    cluster: &str,
+    policy: &crate::policy::ClusterPolicy,
+    model: &crate::replay::Model,
+) {
+    for rule in &policy.rules {
+        let crate::policy::RuleKind::Capacity(c) = &rule.kind else {
+            continue;
+        };
+        if rule.replay_signal != Some(crate::policy::ReplaySignal::DemandMb) {
+            continue;
+        }
+        if (c.reserved - model.base_capacity_mb).abs() > 0.5 {
+            tracing::warn!(message = "A capacity rule's reserved differs from the replay's --base-capacity-mb.", cluster = %cluster, rule = %rule.name, reserved = c.reserved, base_capacity_mb = model.base_capacity_mb);
+        }
+        if (c.per_node - model.node_memory_mb).abs() > 0.5 {
+            tracing::warn!(message = "A capacity rule's per_node differs from the replay's --node-memory-mb.", cluster = %cluster, rule = %rule.name, per_node = c.per_node, node_memory_mb = model.node_memory_mb);
+        }
+    }
 }
 
 fn write_outputs(

@@ -38,9 +38,10 @@ fn positive_megabytes(text: &str) -> Result<f64, String> {
 /// taken from Prometheus or a CSV file, capacity is simulated (base capacity
 /// plus task nodes, each ordered node serving after the provisioning delay),
 /// and a rule declared with `replay_signal` sees the simulated pending
-/// memory, available memory or utilisation. Any other rule with a query sees
-/// its own recorded history and is reported as open loop. Pause, breaker and
-/// dry-run do not apply.
+/// memory, available memory, utilisation or demand. Any other rule with a
+/// query sees its own recorded history and is reported as open loop. A
+/// capacity rule's automatic trend_horizon is twice --provisioning-delay.
+/// Pause, breaker and dry-run do not apply.
 ///
 /// Writes timeline.csv, timeline.json, summary.json and chart.svg into
 /// --out and prints a summary table on stdout.

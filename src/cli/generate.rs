@@ -5,8 +5,9 @@
 //! `emr-autoscaler generate man --out-dir DIR` writes `emr-autoscaler.1` and
 //! one page per visible subcommand (`emr-autoscaler-run.1`, ...);
 //! `generate bash|zsh|fish --out-dir DIR` writes `emr-autoscaler.bash`,
-//! `_emr-autoscaler` or `emr-autoscaler.fish`. The paths written are printed
-//! on stdout, one per line.
+//! `_emr-autoscaler` or `emr-autoscaler.fish`; `generate demand-week` writes
+//! the synthetic week of demand `docs/demand-week.csv` holds. The paths
+//! written are printed on stdout, one per line.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,9 @@ pub enum Artifact {
     Zsh,
     /// The fish completion script (emr-autoscaler.fish).
     Fish,
+    /// The synthetic week of YARN demand the README's capacity figures are
+    /// judged on (demand-week.csv, as in docs/).
+    DemandWeek,
 }
 
 /// Arguments of `generate`.
@@ -52,6 +56,15 @@ pub fn write(what: Artifact, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
         Artifact::Bash => Shell::Bash,
         Artifact::Zsh => Shell::Zsh,
         Artifact::Fish => Shell::Fish,
+        Artifact::DemandWeek => {
+            use crate::replay::week;
+            let start = chrono::DateTime::parse_from_rfc3339(week::START)
+                .map_err(io::Error::other)?
+                .to_utc();
+            let path = out_dir.join("demand-week.csv");
+            std::fs::write(&path, week::csv(&week::week(week::SEED, start)))?;
+            return Ok(vec![path]);
+        }
     };
     let mut cmd = visible_command();
     let path = clap_complete::generate_to(shell, &mut cmd, BIN_NAME, out_dir)?;
@@ -96,7 +109,23 @@ fn man_pages(out_dir: &Path) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Sections appended to `emr-autoscaler(1)`, in roff.
-const MAIN_PAGE_EXTRA: &str = r#".SH "EXIT STATUS"
+const MAIN_PAGE_EXTRA: &str = r#".SH RULES
+Each \fB[[clusters.rules]]\fR has a \fBtype\fR:
+.TP
+.B capacity
+Sizes the cluster from demand (YARN allocated plus pending memory): \fIdesired\fR = ceil((\fIdemand\fR + max(\fBheadroom\fR, \fBtrend_horizon\fR \(mu \fIgrowth\fR) \- \fBreserved\fR) / \fBper_node\fR), where \fIgrowth\fR is the demand's slope over \fBtrend_window\fR (default 2m) and \fBtrend_horizon\fR defaults to "auto", twice the cluster's median scale-out time. Scales out at once and, with scale-in on, gives back nodes once the largest desired count of the stabilization window allows. The recommended rule.
+.TP
+.B target
+Holds a value at a target (ratio form, \fBtarget\fR) or sizes to pending work (demand form, \fBper_node\fR).
+.TP
+.B threshold
+Adds (or with \fBremove\fR gives back) nodes when a value stays past \fBabove\fR or \fBbelow\fR \fBfor\fR a while.
+.TP
+.B schedule
+Holds a floor of task nodes while a cron window is open.
+.PP
+\fBcheck\fR validates every key with its path; config/example.toml documents them.
+.SH "EXIT STATUS"
 .TP
 .B 0
 Success; also a graceful stop of \fBrun\fR on SIGTERM or SIGINT.

@@ -100,6 +100,8 @@ pub mod spans {
     pub const GRACE_PERIOD: Span = Span::secs(60, 30 * MINUTE);
     /// A threshold rule's `for`.
     pub const SUSTAIN: Span = Span::secs(0, DAY);
+    /// A capacity rule's `trend_window` and `trend_horizon`.
+    pub const TREND: Span = Span::secs(0, HOUR);
     /// A schedule rule's `duration`.
     pub const WINDOW: Span = Span::secs(1, 7 * DAY);
     /// `ha.lease_ttl` (etcd raises anything under 2 s).

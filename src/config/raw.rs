@@ -278,6 +278,14 @@ pub struct RawRule {
     pub per_node: Field<f64>,
     /// Target (demand form): headroom factor.
     pub factor: Field<f64>,
+    /// Capacity: what the nodes that are not task nodes give YARN.
+    pub reserved: Field<f64>,
+    /// Capacity: kept free above demand.
+    pub headroom: Field<f64>,
+    /// Capacity: growth is measured over this window.
+    pub trend_window: Field<String>,
+    /// Capacity: growth is projected this far ahead, or `auto`.
+    pub trend_horizon: Field<String>,
     /// Schedule: when windows open.
     pub cron: Field<String>,
     /// Schedule: IANA time zone.
@@ -296,7 +304,7 @@ pub struct RawRule {
     pub max_age: Field<String>,
     /// `mb`, `ratio` or `plain`, for explanations.
     pub unit: Field<String>,
-    /// `pending_mb`, `available_mb` or `utilisation`, for replays.
+    /// `pending_mb`, `available_mb`, `utilisation` or `demand_mb`, for replays.
     pub replay_signal: Field<String>,
 }
 
@@ -323,6 +331,10 @@ impl RawRule {
             ("bootstrap", set(&self.bootstrap)),
             ("per_node", set(&self.per_node)),
             ("factor", set(&self.factor)),
+            ("reserved", set(&self.reserved)),
+            ("headroom", set(&self.headroom)),
+            ("trend_window", set(&self.trend_window)),
+            ("trend_horizon", set(&self.trend_horizon)),
             ("cron", set(&self.cron)),
             ("timezone", set(&self.timezone)),
             ("duration", set(&self.duration)),

@@ -8,8 +8,8 @@ use super::Validator;
 use super::raw::{Field, RawRule};
 use crate::policy::schedule::parse_cron;
 use crate::policy::{
-    Bound, OnMissing, ReplaySignal, Rule, RuleKind, Step, Sustain, TargetForm, Unit, Window,
-    WindowEnd,
+    Bound, Capacity, Horizon, OnMissing, ReplaySignal, Rule, RuleKind, Step, Sustain, TargetForm,
+    Unit, Window, WindowEnd,
 };
 
 const COMMON: &[&str] = &[
@@ -39,6 +39,14 @@ const TARGET: &[&str] = &[
     "bootstrap",
     "per_node",
     "factor",
+];
+const CAPACITY: &[&str] = &[
+    "query",
+    "per_node",
+    "reserved",
+    "headroom",
+    "trend_window",
+    "trend_horizon",
 ];
 const SCHEDULE: &[&str] = &[
     "cron",
@@ -97,6 +105,70 @@ impl Validator<'_> {
         out
     }
 
+    /// A capacity rule's parameters; `per_node` is required, the rest have
+    /// the contract's defaults.
+    fn capacity(
+        &mut self,
+        at: &str,
+        per_node: Field<f64>,
+        [reserved, headroom]: [Field<f64>; 2],
+        trend_window: Field<String>,
+        trend_horizon: Field<String>,
+    ) -> Option<Capacity> {
+        let p = |k: &str| format!("{at}.{k}");
+        let per_node = match per_node {
+            Field::Missing => {
+                self.issue(
+                    at,
+                    "a capacity rule needs per_node: what one task node gives YARN, in the \
+                     query's unit (e.g. 57344 for 56 GiB in MB)",
+                );
+                None
+            }
+            f => self.positive_f64(&p("per_node"), f),
+        };
+        let mut non_negative = |path: String, field: Field<f64>| {
+            let v = self.optional(&path, field)?;
+            if v.is_finite() && v >= 0.0 {
+                Some(v)
+            } else {
+                self.issue(&path, format!("{v} must be 0 or more"));
+                None
+            }
+        };
+        let reserved = non_negative(p("reserved"), reserved);
+        let headroom = non_negative(p("headroom"), headroom);
+        let trend_window = self
+            .opt_duration(&p("trend_window"), trend_window, super::spans::TREND)
+            .unwrap_or(Duration::from_secs(120));
+        let trend_horizon = match trend_horizon {
+            Field::Value(v) if v == "auto" => Horizon::Auto,
+            Field::Missing => Horizon::Auto,
+            Field::Value(v) if humantime::parse_duration(&v).is_err() => {
+                self.issue(
+                    &p("trend_horizon"),
+                    format!(
+                        "{v:?} is neither \"auto\" nor a duration; write \"auto\" (twice the \
+                         cluster's median scale-out time) or e.g. \"8m\" ({})",
+                        super::spans::TREND
+                    ),
+                );
+                Horizon::Auto
+            }
+            f => self
+                .opt_duration(&p("trend_horizon"), f, super::spans::TREND)
+                .map_or(Horizon::Auto, Horizon::Fixed),
+        };
+        let per_node = per_node?;
+        Some(Capacity {
+            per_node,
+            reserved: reserved.unwrap_or(0.0),
+            headroom: headroom.unwrap_or(per_node / 2.0),
+            trend_window,
+            trend_horizon,
+        })
+    }
+
     fn rule(&mut self, at: &str, r: RawRule, max_task_nodes: u32) -> Option<Rule> {
         let p = |k: &str| format!("{at}.{k}");
         let present = r.present();
@@ -109,10 +181,13 @@ impl Validator<'_> {
             "threshold" => THRESHOLD,
             "target" => TARGET,
             "schedule" => SCHEDULE,
+            "capacity" => CAPACITY,
             other => {
                 self.issue(
                     &p("type"),
-                    format!("unknown rule type {other:?}; use threshold, target or schedule"),
+                    format!(
+                        "unknown rule type {other:?}; use threshold, target, capacity or schedule"
+                    ),
                 );
                 return None;
             }
@@ -162,10 +237,11 @@ impl Validator<'_> {
             Some("pending_mb") => Some(ReplaySignal::PendingMb),
             Some("available_mb") => Some(ReplaySignal::AvailableMb),
             Some("utilisation") => Some(ReplaySignal::Utilisation),
+            Some("demand_mb") => Some(ReplaySignal::DemandMb),
             Some(other) => {
                 self.issue(
                     &p("replay_signal"),
-                    format!("{other:?} is not pending_mb, available_mb or utilisation"),
+                    format!("{other:?} is not pending_mb, available_mb, utilisation or demand_mb"),
                 );
                 None
             }
@@ -180,6 +256,13 @@ impl Validator<'_> {
             q
         };
         let kind = match kind.as_str() {
+            "capacity" => RuleKind::Capacity(self.capacity(
+                at,
+                r.per_node,
+                [r.reserved, r.headroom],
+                r.trend_window,
+                r.trend_horizon,
+            )?),
             "threshold" => {
                 let above = self.optional(&p("above"), r.above);
                 let below = self.optional(&p("below"), r.below);

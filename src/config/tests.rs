@@ -703,3 +703,95 @@ fn a_bare_number_for_a_duration_names_the_fix() {
     assert!(cooldown.message.contains("\"300s\""), "{cooldown:?}");
     assert!(!cooldown.message.contains("invalid type"), "{cooldown:?}");
 }
+
+#[test]
+fn a_capacity_rule_validates_with_the_contract_defaults() {
+    let rule = |extra: &str| {
+        format!(
+            "{}\n[[clusters.rules]]\nname = \"capacity\"\ntype = \"capacity\"\nquery = \"sum(a) + sum(p)\"\nreplay_signal = \"demand_mb\"\nunit = \"mb\"\n{extra}\n",
+            data("minimal.toml")
+        )
+    };
+    let c = load_str(&rule("per_node = 57344"), None).unwrap();
+    let last = c.clusters[0].rules.last().unwrap();
+    let crate::policy::RuleKind::Capacity(cap) = last.kind else {
+        panic!("{:?}", last.kind)
+    };
+    assert_eq!(cap.per_node, 57344.0);
+    assert_eq!(cap.reserved, 0.0);
+    assert_eq!(cap.headroom, 28672.0);
+    assert_eq!(cap.trend_window, Duration::from_secs(120));
+    assert_eq!(cap.trend_horizon, crate::policy::Horizon::Auto);
+    assert_eq!(
+        last.replay_signal,
+        Some(crate::policy::ReplaySignal::DemandMb)
+    );
+    let c = load_str(
+        &rule("per_node = 1024\nreserved = 4096\nheadroom = 0\ntrend_window = \"0s\"\ntrend_horizon = \"4m\""),
+        None,
+    )
+    .unwrap();
+    let crate::policy::RuleKind::Capacity(cap) = c.clusters[0].rules.last().unwrap().kind else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            cap.reserved,
+            cap.headroom,
+            cap.trend_window,
+            cap.trend_horizon
+        ),
+        (
+            4096.0,
+            0.0,
+            Duration::ZERO,
+            crate::policy::Horizon::Fixed(Duration::from_secs(240))
+        )
+    );
+}
+
+#[test]
+fn a_capacity_rule_names_every_bad_key() {
+    let text = format!(
+        "{}{}",
+        data("minimal.toml"),
+        r#"
+[[clusters.rules]]
+name = "capacity"
+type = "capacity"
+query = "sum(a)"
+per_node = 0
+reserved = -1
+headroom = -5
+trend_window = "2h"
+trend_horizon = "soon"
+above = 3
+"#
+    );
+    let found: Vec<String> = issues(&text).iter().map(|i| i.to_string()).collect();
+    let at = "clusters[0].rules[1]";
+    for (key, words) in [
+        ("per_node", "must be above 0"),
+        ("reserved", "must be 0 or more"),
+        ("headroom", "must be 0 or more"),
+        ("trend_window", "outside 0s to 1h"),
+        ("trend_horizon", "neither \"auto\" nor a duration"),
+        ("above", "does not apply to a capacity rule"),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with(&format!("{at}.{key}:")) && f.contains(words)),
+            "{key}: {found:#?}"
+        );
+    }
+    let missing = format!(
+        "{}\n[[clusters.rules]]\nname = \"c\"\ntype = \"capacity\"\nquery = \"sum(a)\"\n",
+        data("minimal.toml")
+    );
+    let found: Vec<String> = issues(&missing).iter().map(|i| i.to_string()).collect();
+    assert!(
+        found.iter().any(|f| f.contains("needs per_node")),
+        "{found:#?}"
+    );
+}

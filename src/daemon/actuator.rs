@@ -156,6 +156,18 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
             c.operation = step.op.clone();
             for e in &step.effects {
                 apply(shared, cluster, c, e, source, now);
+                // A scale-out flow ended with its nodes: how long it took
+                // sets a capacity rule's automatic horizon.
+                if let (Effect::Arrived(_), Some(sent)) = (
+                    e,
+                    before
+                        .operation
+                        .as_ref()
+                        .and_then(|o| o.current.as_ref())
+                        .and_then(|c| c.first_sent_at),
+                ) {
+                    c.record_scale_out(now - sent);
+                }
             }
         });
         if step.effects.contains(&Effect::Save)

@@ -40,6 +40,56 @@ pub struct VoteStatus {
     pub outcome: &'static str,
     /// Its data problem, if any.
     pub data_issue: Option<&'static str>,
+    /// A capacity rule's sizing (other rules: absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityStatus>,
+}
+
+/// How a capacity rule sized the cluster, in the query's unit.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct CapacityStatus {
+    /// Demand, the query's value.
+    pub demand: f64,
+    /// Growth of demand per minute over the trend window (0 when falling).
+    pub growth_per_minute: f64,
+    /// How far ahead growth is projected, seconds.
+    pub horizon_seconds: u64,
+    /// `horizon × growth`.
+    pub trend: f64,
+    /// The configured headroom.
+    pub headroom: f64,
+    /// What the nodes that are not task nodes give.
+    pub reserved: f64,
+    /// What one task node gives.
+    pub per_node: f64,
+    /// Task nodes wanted, within the cluster's bounds.
+    pub desired: u32,
+    /// Running (without nodes leaving) plus in flight.
+    pub has: u32,
+}
+
+impl CapacityStatus {
+    /// The sizing of a capacity vote; `None` for any other reason.
+    pub fn of(reason: &crate::policy::VoteReason) -> Option<Self> {
+        match *reason {
+            crate::policy::VoteReason::Capacity {
+                sizing,
+                desired,
+                has,
+            } => Some(Self {
+                demand: sizing.demand,
+                growth_per_minute: sizing.growth * 60.0,
+                horizon_seconds: sizing.horizon.as_secs(),
+                trend: sizing.trend,
+                headroom: sizing.headroom,
+                reserved: sizing.reserved,
+                per_node: sizing.per_node,
+                desired,
+                has,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Budget use.

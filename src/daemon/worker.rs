@@ -566,6 +566,7 @@ async fn tick(
         }),
         removal_history: memory.removals,
         standby,
+        scale_out: inputs.scale_out,
     };
     let max_gap = interval * 2 + interval / 2;
     let decision = policy::decide(policy, &view, &refs, now, max_gap);
@@ -573,6 +574,7 @@ async fn tick(
         memory.removals.push(policy::Proposal {
             at: now,
             nodes: decision.proposal,
+            effective: decision.effective,
         });
         policy::scale_in::prune(
             memory.removals,
@@ -669,6 +671,7 @@ async fn tick(
                 removal: v.removal,
                 outcome: v.outcome.metric_label(),
                 data_issue: v.issue.map(|i| i.metric_label()),
+                capacity: super::status::CapacityStatus::of(&v.reason),
             })
             .collect();
         s.last_evaluation = Some(now);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Bound, DataIssue, OnMissing, Removal, Sustain, TargetForm, Unit};
+use super::{Bound, DataIssue, OnMissing, Removal, Sizing, Sustain, TargetForm, Unit};
 
 /// What happened to a decision; the `outcome` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,6 +117,15 @@ pub enum VoteReason {
         form: TargetForm,
         /// The total it wants.
         desired: u32,
+    },
+    /// A capacity rule's sizing.
+    Capacity {
+        /// Demand, growth, horizon and the unbounded count.
+        sizing: Sizing,
+        /// The count it wants, within `min_task_nodes` and `max_task_nodes`.
+        desired: u32,
+        /// Running (without nodes leaving) plus in flight.
+        has: u32,
     },
     /// A schedule window is open.
     WindowOpen {
@@ -369,6 +378,41 @@ impl fmt::Display for VoteText<'_> {
                     trim(factor)
                 )?,
             },
+            VoteReason::Capacity {
+                sizing,
+                desired,
+                has,
+            } => {
+                write!(f, "{}", Value(sizing.demand, unit))?;
+                let trend = format!(
+                    "trend +{}/min × {} = {}",
+                    Value(sizing.growth * 60.0, unit),
+                    dur(sizing.horizon),
+                    Value(sizing.trend, unit)
+                );
+                if sizing.growth <= 0.0 {
+                    write!(f, " + headroom {}", Value(sizing.headroom, unit))?;
+                } else if sizing.headroom >= sizing.trend {
+                    write!(f, " + headroom {} ({trend})", Value(sizing.headroom, unit))?;
+                } else {
+                    write!(
+                        f,
+                        " + {trend} (above headroom {})",
+                        Value(sizing.headroom, unit)
+                    )?;
+                }
+                if sizing.reserved > 0.0 {
+                    write!(f, " − {} reserved", Value(sizing.reserved, unit))?;
+                }
+                write!(
+                    f,
+                    " at {} per node: wants {desired}, has {has}",
+                    Value(sizing.per_node, unit)
+                )?;
+                if desired != sizing.raw {
+                    write!(f, " (bounded from {})", sizing.raw)?;
+                }
+            }
             VoteReason::WindowOpen {
                 since,
                 floor,
@@ -451,10 +495,15 @@ impl Decision {
             Outcome::Hold if self.busy => s.push_str("cluster busy in another flow; "),
             _ => {}
         }
+        let removing = self.increment == 0 && self.votes.iter().any(|v| v.removal > 0);
         let driving: Vec<usize> = (0..self.votes.len())
             .filter(|&i| {
                 let v = &self.votes[i];
-                v.increment > 0 || v.muted || (v.removal > 0 && self.increment == 0)
+                v.increment > 0
+                    || v.muted
+                    || (v.removal > 0 && self.increment == 0)
+                    // A capacity rule bounds every removal, also at 0.
+                    || (removing && matches!(v.reason, VoteReason::Capacity { .. }))
             })
             .collect();
         let shown: Vec<usize> = if driving.is_empty() {

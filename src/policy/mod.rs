@@ -4,10 +4,12 @@
 //!
 //! Scale-out and scale-in are one decision: scale-out always wins, and a
 //! removal is proposed only when no rule adds and none lacks data, then kept
-//! to the smallest of its stabilization window ([`scale_in`]). With a
-//! cluster's scale-in off, a rule proposing fewer nodes than running means
-//! "hold".
+//! to the largest desired count of its stabilization window ([`scale_in`]).
+//! A capacity rule ([`capacity`]) bounds every removal by what it wants, so
+//! no other rule removes nodes it needs. With a cluster's scale-in off, a
+//! rule proposing fewer nodes than running means "hold".
 
+pub mod capacity;
 pub mod decision;
 pub mod scale_in;
 pub mod schedule;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+pub use capacity::{Capacity, Horizon, Sizing};
 pub use decision::{Cap, Decision, Outcome, Vote, VoteReason};
 pub use scale_in::{NodeScope, Proposal, Removal, ScaleInPolicy};
 pub use schedule::{Window, WindowEnd};
@@ -148,6 +151,8 @@ pub enum ReplaySignal {
     AvailableMb,
     /// Allocated / capacity, 0..1.
     Utilisation,
+    /// Demand (allocated plus pending), MB: what a capacity rule reads.
+    DemandMb,
 }
 
 /// A threshold bound.
@@ -246,6 +251,9 @@ pub enum RuleKind {
         /// Nodes to add once when a window opens.
         add_once: Option<u32>,
     },
+    /// Size the cluster from demand, with headroom and a look-ahead by the
+    /// demand's growth; proposes scale-out and scale-in.
+    Capacity(Capacity),
 }
 
 impl RuleKind {
@@ -263,6 +271,8 @@ impl RuleKind {
                 sustain: Sustain::Evaluations(n),
                 ..
             } => *n as usize + 2,
+            // Every sample of the trend window, and one before it.
+            RuleKind::Capacity(c) => (c.trend_window.as_secs_f64() / per).ceil() as usize + 3,
             _ => 2,
         }
         .min(10_000)
@@ -362,6 +372,10 @@ pub struct ClusterView<'a> {
     /// With `[ha]`, this daemon stands by: it decides what the leader would,
     /// and the outcome is always `standby`.
     pub standby: bool,
+    /// The median duration of the cluster's recent completed scale-out
+    /// flows (in replays, the provisioning delay); a capacity rule's
+    /// automatic horizon is twice it. `None`: none observed yet.
+    pub scale_out: Option<Duration>,
 }
 
 /// Per rule (same order as the policy's rules): recent samples, newest last.
@@ -399,6 +413,9 @@ fn ordered_since(orders: &[(DateTime<Utc>, u32)], since: DateTime<Utc>) -> u32 {
 #[derive(Clone, Copy)]
 struct Context {
     effective: u32,
+    min_task_nodes: u32,
+    max_task_nodes: u32,
+    scale_out: Option<Duration>,
     running: u32,
     settling: u32,
     floor_gap: u32,
@@ -411,6 +428,9 @@ struct Context {
 struct Ballot {
     increment: u32,
     removal: u32,
+    /// The removal bounds the cluster's even at 0: a capacity rule that
+    /// wants exactly the current count withholds its consent.
+    binding: bool,
     reason: VoteReason,
     issue: Option<DataIssue>,
 }
@@ -420,6 +440,7 @@ impl Ballot {
         Self {
             increment,
             removal: 0,
+            binding: false,
             reason,
             issue: None,
         }
@@ -431,6 +452,9 @@ impl Ballot {
 fn vote(rule: &Rule, samples: &[Sample], ctx: Context, done: Option<DateTime<Utc>>) -> Ballot {
     let Context {
         effective,
+        min_task_nodes,
+        max_task_nodes,
+        scale_out,
         running,
         settling,
         floor_gap,
@@ -480,12 +504,15 @@ fn vote(rule: &Rule, samples: &[Sample], ctx: Context, done: Option<DateTime<Utc
                 OnMissing::FailOpen => match &rule.kind {
                     RuleKind::Threshold { step, .. } => step.nodes(effective),
                     RuleKind::Target { bootstrap, .. } => *bootstrap,
+                    // No size to fail open to: restore the floor.
+                    RuleKind::Capacity(_) => floor_gap,
                     RuleKind::Schedule { .. } => 0,
                 },
             };
             return Ballot {
                 increment: inc,
                 removal: 0,
+                binding: false,
                 reason: VoteReason::Missing {
                     issue,
                     on_missing: rule.on_missing,
@@ -567,10 +594,34 @@ fn vote(rule: &Rule, samples: &[Sample], ctx: Context, done: Option<DateTime<Utc
             Ballot {
                 increment: desired.saturating_sub(effective),
                 removal,
+                binding: false,
                 reason: VoteReason::Target {
                     value,
                     form: *form,
                     desired,
+                },
+                issue: None,
+            }
+        }
+        RuleKind::Capacity(capacity) => {
+            // Demand does not fall when nodes arrive: no settle window.
+            let sizing = capacity.size(value, samples, now, scale_out);
+            let desired = sizing
+                .raw
+                .max(min_task_nodes)
+                .min(max_task_nodes.max(min_task_nodes));
+            Ballot {
+                increment: desired.saturating_sub(effective),
+                removal: if scale_in {
+                    effective.saturating_sub(desired)
+                } else {
+                    0
+                },
+                binding: true,
+                reason: VoteReason::Capacity {
+                    sizing,
+                    desired,
+                    has: effective,
                 },
                 issue: None,
             }
@@ -617,6 +668,9 @@ pub fn decide(
         let done = view.schedule_done.get(i).copied().flatten();
         let ctx = Context {
             effective,
+            min_task_nodes: policy.min_task_nodes,
+            max_task_nodes: policy.max_task_nodes,
+            scale_out: view.scale_out,
             running,
             settling: view.settling.min(running),
             floor_gap: min_gap,
@@ -627,6 +681,7 @@ pub fn decide(
         let Ballot {
             mut increment,
             removal,
+            binding,
             reason,
             issue,
         } = vote(rule, samples, ctx, done);
@@ -634,7 +689,7 @@ pub fn decide(
             schedule_floor_gap = schedule_floor_gap.max(floor.saturating_sub(effective));
             schedule_floor = schedule_floor.max(floor);
         }
-        removals.push(removal);
+        removals.push((removal, binding));
         let last = view.rule_last_fired.get(i).copied().flatten();
         let muted = increment > 0 && within(last, rule.cooldown, now);
         if muted {
@@ -758,10 +813,12 @@ pub fn decide(
     let proposal = if !scale_in.enabled || view.running.is_none() || wants_add || any_issue {
         0
     } else {
+        // The smallest removal among the rules that propose one; a capacity
+        // rule bounds it even when it proposes none.
         removals
             .iter()
-            .copied()
-            .filter(|r| *r > 0)
+            .filter(|(r, binding)| *r > 0 || *binding)
+            .map(|(r, _)| *r)
             .min()
             .unwrap_or(0)
     };
@@ -788,6 +845,7 @@ pub fn decide(
         history.push(Proposal {
             at: now,
             nodes: proposal,
+            effective,
         });
         match scale_in::stabilize(&history, now, scale_in.stabilization, max_gap) {
             scale_in::Stabilized::Observing { since } => Removal::Observing { since },

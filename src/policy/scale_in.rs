@@ -124,7 +124,7 @@ impl fmt::Display for Removal {
             Removal::Blocked => f.write_str("scale-in blocked"),
             Removal::ScaleOutWins => f.write_str("scale-in cancelled: a rule adds"),
             Removal::MissingData => f.write_str("scale-in cancelled: a rule has no data"),
-            Removal::NotProposed => f.write_str("no removal proposed"),
+            Removal::NotProposed => f.write_str("no removal: not every rule agrees"),
             Removal::BuiltinUnknown => {
                 f.write_str("scale-in held: Tencent's auto-scaling strategies unreadable")
             }
@@ -476,13 +476,23 @@ pub fn select(
 }
 
 /// One evaluation's removal: how many nodes the rules would give back then
-/// (0 when a rule voted to add, lacked data, or none proposed a removal).
+/// (0 when a rule voted to add, lacked data, or none proposed a removal),
+/// and of how many: the count it wanted is `effective − nodes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proposal {
     /// When.
     pub at: DateTime<Utc>,
     /// Nodes.
     pub nodes: u32,
+    /// Running (without nodes leaving) plus in flight, then.
+    pub effective: u32,
+}
+
+impl Proposal {
+    /// The task-node count this evaluation wanted.
+    pub fn desired(&self) -> u32 {
+        self.effective.saturating_sub(self.nodes)
+    }
 }
 
 /// What the stabilization window allows now.
@@ -498,8 +508,8 @@ pub enum Stabilized {
     Remove(u32),
 }
 
-/// The removal the window allows at `now`: the smallest proposal over
-/// `[now - window, now]`, once the evaluations have been continuous (no gap
+/// The removal the window allows at `now`: the current count (the newest
+/// proposal's) less the largest count wanted over `[now - window, now]`, once the evaluations have been continuous (no gap
 /// above `max_gap`) for one full window. `history` is oldest first and ends
 /// with the current evaluation.
 pub fn stabilize(
@@ -533,13 +543,16 @@ pub fn stabilize(
     if since > start {
         return Stabilized::Observing { since: Some(since) };
     }
-    let smallest = seen
+    // HPA's rule: the largest count wanted in the window, against the count
+    // now. With the count unchanged, that is the smallest removal; after a
+    // removal, the window's earlier wishes are judged against what is left.
+    let largest = seen
         .iter()
         .filter(|p| p.at >= start)
-        .map(|p| p.nodes)
-        .min()
-        .unwrap_or(last.nodes);
-    Stabilized::Remove(smallest)
+        .map(|p| p.desired())
+        .max()
+        .unwrap_or(last.desired());
+    Stabilized::Remove(last.effective.saturating_sub(largest))
 }
 
 /// Drops proposals older than `window` plus `max_gap` before `now`; what

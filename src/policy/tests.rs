@@ -75,6 +75,34 @@ fn demand(per_node: f64) -> Rule {
     }
 }
 
+const GIB: f64 = 1024.0;
+
+/// A capacity rule over 56 GiB nodes and 224 GiB of core nodes.
+fn capacity(headroom_gib: f64, window_s: u64, horizon: Horizon) -> Rule {
+    Rule {
+        unit: Unit::Megabytes,
+        replay_signal: Some(ReplaySignal::DemandMb),
+        ..rule(
+            "capacity",
+            RuleKind::Capacity(Capacity {
+                per_node: 56.0 * GIB,
+                reserved: 224.0 * GIB,
+                headroom: headroom_gib * GIB,
+                trend_window: Duration::from_secs(window_s),
+                trend_horizon: horizon,
+            }),
+        )
+    }
+}
+
+/// GiB readings every 15 s ending at `now`, rising linearly from `from` to `to`.
+fn ramp(now: i64, from: f64, to: f64, count: usize) -> Vec<Sample> {
+    let values: Vec<f64> = (0..count)
+        .map(|i| (from + (to - from) * i as f64 / (count - 1).max(1) as f64) * GIB)
+        .collect();
+    every15(now, &values)
+}
+
 fn office(floor: u32, add_once: Option<u32>) -> Rule {
     Rule {
         query: None,
@@ -126,6 +154,7 @@ struct Fixture {
     conflict: bool,
     builtin_unknown: bool,
     standby: bool,
+    scale_out: Option<Duration>,
 }
 
 impl Fixture {
@@ -156,6 +185,7 @@ impl Fixture {
             conflict: self.conflict,
             builtin_unknown: self.builtin_unknown,
             standby: self.standby,
+            scale_out: self.scale_out,
         }
     }
 }
@@ -565,6 +595,85 @@ fn decision_table() {
     );
     drop(quiet);
 
+    let four_min = Horizon::Fixed(Duration::from_secs(240));
+    let cap = policy(vec![capacity(28.0, 120, four_min)]);
+    case(
+        "capacity: the contract's example",
+        &cap,
+        &Fixture::running(0),
+        &[ramp(now, 289.0, 301.2, 9)],
+        t(now),
+    );
+    case(
+        "capacity: growth above headroom",
+        &cap,
+        &Fixture::running(2),
+        &[ramp(now, 240.0, 300.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: auto horizon, no flow observed yet (2 x 10m)",
+        &policy(vec![capacity(28.0, 120, Horizon::Auto)]),
+        &Fixture::running(2),
+        &[ramp(now, 240.0, 300.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: auto horizon from observed flows",
+        &policy(vec![capacity(28.0, 120, Horizon::Auto)]),
+        &Fixture {
+            scale_out: Some(Duration::from_secs(300)),
+            ..Fixture::running(2)
+        },
+        &[ramp(now, 240.0, 300.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: in-flight nodes count",
+        &cap,
+        &Fixture {
+            in_flight: 2,
+            ..Fixture::running(1)
+        },
+        &[ramp(now, 400.0, 400.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: too few samples, no trend",
+        &cap,
+        &Fixture::running(0),
+        &[ramp(now, 330.0, 330.0, 1)],
+        t(now),
+    );
+    case(
+        "capacity: falling demand, no trend",
+        &cap,
+        &Fixture::running(4),
+        &[ramp(now, 500.0, 330.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: bounded by max_task_nodes",
+        &cap,
+        &Fixture::running(38),
+        &[ramp(now, 4000.0, 4000.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: below what runs, scale-in off",
+        &cap,
+        &Fixture::running(10),
+        &[ramp(now, 300.0, 300.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: no data holds",
+        &cap,
+        &Fixture::running(3),
+        &[missing(now, DataIssue::Error)],
+        t(now),
+    );
+
     expect![[r#"
         threshold sustained: scale_out +2 [2] | pending-memory 12.3 GiB > 8 GiB for 1m: +2
         threshold not yet: hold +0 [] | pending-memory 12 GiB > 8 GiB for 15s of 1m -> hold
@@ -601,6 +710,16 @@ fn decision_table() {
         schedule add once: scale_out +3 [3] | office window open since 2027-01-11 08:00 UTC: floor 12, add 3 once: +3
         schedule add already done: hold +0 [] | office window open since 2027-01-11 08:00 UTC: floor 12; pending-memory 0 GiB <= 8 GiB -> hold
         schedule closed: hold +0 [] | office window closed; pending-memory 0 GiB <= 8 GiB -> hold
+        capacity: the contract's example: scale_out +2 [2] | capacity 301.2 GiB + headroom 28 GiB (trend +6.1 GiB/min × 4m = 24.4 GiB) − 224 GiB reserved at 56 GiB per node: wants 2, has 0: +2
+        capacity: growth above headroom: scale_out +2 [2] | capacity 300 GiB + trend +30 GiB/min × 4m = 120 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 4, has 2: +2
+        capacity: auto horizon, no flow observed yet (2 x 10m): scale_out +11 [11] | capacity 300 GiB + trend +30 GiB/min × 20m = 600 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 13, has 2: +11
+        capacity: auto horizon from observed flows: scale_out +5 [5] | capacity 300 GiB + trend +30 GiB/min × 10m = 300 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 7, has 2: +5
+        capacity: in-flight nodes count: scale_out +1 [1] | capacity 400 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 4, has 3: +1
+        capacity: too few samples, no trend: scale_out +3 [3] | capacity 330 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 3, has 0: +3
+        capacity: falling demand, no trend: hold +0 [] | capacity 330 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 3, has 4 -> hold
+        capacity: bounded by max_task_nodes: scale_out +2 [2] | capacity 4000 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 40, has 38 (bounded from 68): +2
+        capacity: below what runs, scale-in off: hold +0 [] | capacity 300 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 2, has 10 -> hold
+        capacity: no data holds: data_error +0 [] | capacity no data (error), hold -> hold
     "#]].assert_eq(&out);
 }
 
@@ -648,6 +767,20 @@ fn arb_rule(i: usize) -> impl Strategy<Value = Rule> {
             },
             bootstrap: 1,
         }),
+        (
+            1.0f64..1e5,
+            0.0f64..1e6,
+            0.0f64..1e5,
+            0u64..300,
+            proptest::option::of(0u64..3600)
+        )
+            .prop_map(|(n, r, h, w, z)| RuleKind::Capacity(Capacity {
+                per_node: n,
+                reserved: r,
+                headroom: h,
+                trend_window: Duration::from_secs(w),
+                trend_horizon: z.map_or(Horizon::Auto, |z| Horizon::Fixed(Duration::from_secs(z))),
+            })),
         (0u32..50, proptest::option::of(1u32..30)).prop_map(|(floor, add)| RuleKind::Schedule {
             window: Box::new(Window::new(
                 schedule::parse_cron("0 0 * * * *").unwrap(),
@@ -865,13 +998,14 @@ fn rule_named(name: &str, kind: RuleKind) -> Rule {
     }
 }
 
-/// Proposals of `nodes` every 15 s over the `secs` before `now`.
-fn proposed(now: i64, secs: i64, nodes: u32) -> Vec<Proposal> {
+/// Proposals of `nodes` of `effective` every 15 s over the `secs` before `now`.
+fn proposed(now: i64, secs: i64, nodes: u32, effective: u32) -> Vec<Proposal> {
     (0..secs / 15)
         .rev()
         .map(|i| Proposal {
             at: t(now - (i + 1) * 15),
             nodes,
+            effective,
         })
         .collect()
 }
@@ -898,7 +1032,7 @@ fn scale_in_table() {
     let low = every15(now, &[0.2; 8]);
     let util_only = shrinking(vec![util(0.6)]);
     let observed = Fixture {
-        removal_history: proposed(now, 900, 7),
+        removal_history: proposed(now, 900, 7, 10),
         ..Fixture::running(10)
     };
     case(
@@ -917,12 +1051,12 @@ fn scale_in_table() {
         "just started: observing",
         &util_only,
         &Fixture {
-            removal_history: proposed(now, 300, 7),
+            removal_history: proposed(now, 300, 7, 10),
             ..Fixture::running(10)
         },
         std::slice::from_ref(&low),
     );
-    let mut burst = proposed(now, 900, 7);
+    let mut burst = proposed(now, 900, 7, 10);
     burst[30].nodes = 0;
     case(
         "a burst inside the window cancels",
@@ -933,7 +1067,7 @@ fn scale_in_table() {
         },
         std::slice::from_ref(&low),
     );
-    let mut smaller = proposed(now, 900, 7);
+    let mut smaller = proposed(now, 900, 7, 10);
     smaller[50].nodes = 1;
     case(
         "the smallest removal of the window",
@@ -948,7 +1082,7 @@ fn scale_in_table() {
         "floor bounds it",
         &util_only,
         &Fixture {
-            removal_history: proposed(now, 900, 7),
+            removal_history: proposed(now, 900, 7, 4),
             ..Fixture::running(4)
         },
         &[every15(now, &[0.05; 8])],
@@ -957,7 +1091,7 @@ fn scale_in_table() {
         "at the floor",
         &util_only,
         &Fixture {
-            removal_history: proposed(now, 900, 7),
+            removal_history: proposed(now, 900, 7, 2),
             ..Fixture::running(2)
         },
         &[every15(now, &[0.05; 8])],
@@ -1053,7 +1187,7 @@ fn scale_in_table() {
             ..util_only.clone()
         },
         &Fixture {
-            removal_history: proposed(now, 900, 30),
+            removal_history: proposed(now, 900, 30, 40),
             ..Fixture::running(40)
         },
         &[every15(now, &[0.05; 8])],
@@ -1064,6 +1198,73 @@ fn scale_in_table() {
         &observed,
         &[every15(now, &[0.0; 8])],
     );
+    let cap_in = shrinking(vec![capacity(
+        28.0,
+        120,
+        Horizon::Fixed(Duration::from_secs(240)),
+    )]);
+    let flat = |gib: f64| vec![ramp(now, gib, gib, 9)];
+    case(
+        "capacity below, window observed",
+        &cap_in,
+        &Fixture {
+            removal_history: proposed(now, 900, 7, 10),
+            ..Fixture::running(10)
+        },
+        &flat(300.0),
+    );
+    let mut spike = proposed(now, 900, 7, 10);
+    spike[55].nodes = 3;
+    case(
+        "capacity keeps the largest desired of the window",
+        &cap_in,
+        &Fixture {
+            removal_history: spike,
+            ..Fixture::running(10)
+        },
+        &flat(300.0),
+    );
+    case(
+        "capacity after a removal: the window's wishes against what is left",
+        &cap_in,
+        &Fixture {
+            removal_history: proposed(now, 900, 7, 10),
+            ..Fixture::running(6)
+        },
+        &flat(300.0),
+    );
+    case(
+        "capacity withholds consent at its count",
+        &shrinking(vec![
+            capacity(28.0, 120, Horizon::Fixed(Duration::from_secs(240))),
+            idle("idle", 0.3),
+        ]),
+        &Fixture {
+            removal_history: proposed(now, 900, 7, 10),
+            ..Fixture::running(10)
+        },
+        &[ramp(now, 750.0, 750.0, 9), low.clone()],
+    );
+    case(
+        "capacity with an operation open",
+        &cap_in,
+        &Fixture {
+            operation_open: true,
+            removal_history: proposed(now, 900, 7, 10),
+            ..Fixture::running(10)
+        },
+        &flat(300.0),
+    );
+    case(
+        "capacity without data removes nothing",
+        &cap_in,
+        &Fixture {
+            removal_history: proposed(now, 900, 7, 10),
+            ..Fixture::running(10)
+        },
+        &[missing(now, DataIssue::Empty)],
+    );
+
     expect![[r#"
         target below, window observed: scale_in +0 -5 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; stabilized -6 (floor 2, scale_in.max_step 5) -> -5 (graceful)
         scale-in off: hold: hold +0 -0 (proposal 0) | util 20% vs target 60% (±10%): wants 10 -> hold
@@ -1084,6 +1285,12 @@ fn scale_in_table() {
         dry run: dry_run +0 -5 (proposal 6) | util 20% vs target 60% (±10%): wants 4: -6; stabilized -6 (floor 2, scale_in.max_step 5) -> -5 (graceful) (dry run: not sent)
         max_step bounds it: scale_in +0 -5 (proposal 36) | util 5% vs target 60% (±10%): wants 4: -36; stabilized -30 (floor 0, scale_in.max_step 5) -> -5 (graceful)
         demand form never removes: hold +0 -0 (proposal 0) | demand 0 GiB / 4 GiB per node × 1: wants 10 -> hold
+        capacity below, window observed: scale_in +0 -5 (proposal 8) | capacity 300 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 2, has 10: -8; stabilized -7 (floor 2, scale_in.max_step 5) -> -5 (graceful)
+        capacity keeps the largest desired of the window: scale_in +0 -3 (proposal 8) | capacity 300 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 2, has 10: -8; stabilized -3 -> -3 (graceful)
+        capacity after a removal: the window's wishes against what is left: scale_in +0 -3 (proposal 4) | capacity 300 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 2, has 6: -4; stabilized -3 -> -3 (graceful)
+        capacity withholds consent at its count: hold +0 -0 (proposal 0) | capacity 750 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 10, has 10; idle 20% < 30% for 1m: -2; no removal: not every rule agrees -> hold
+        capacity with an operation open: hold +0 -0 (proposal 8) | capacity 300 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 2, has 10: -8; scale-in held: an operation is open -> hold
+        capacity without data removes nothing: data_error +0 -0 (proposal 0) | capacity no data (empty), hold -> hold
     "#]].assert_eq(&out);
 }
 
@@ -1100,6 +1307,13 @@ fn arb_shrinking_world() -> impl Strategy<Value = (World, Vec<u32>)> {
             sustain: Sustain::Evaluations(1),
             step: Step::Remove(n),
         }),
+        (0.05f64..0.5, 0.0f64..0.2).prop_map(|(per_node, headroom)| RuleKind::Capacity(Capacity {
+            per_node,
+            reserved: 0.0,
+            headroom,
+            trend_window: Duration::from_secs(120),
+            trend_horizon: Horizon::Auto,
+        })),
         (0u32..40).prop_map(|floor| RuleKind::Schedule {
             window: Box::new(Window::new(
                 schedule::parse_cron("0 0 * * * *").unwrap(),
@@ -1162,12 +1376,14 @@ fn arb_shrinking_world() -> impl Strategy<Value = (World, Vec<u32>)> {
                     ..policy(rules)
                 };
                 let n = history.len() as i64;
+                let in_flight_nodes = if in_flight == 2 { 1 } else { 0 };
+                let leaving_nodes = if leaving == 2 { 1 } else { 0 };
                 let fixture = Fixture {
                     running: Some(running),
-                    in_flight: if in_flight == 2 { 1 } else { 0 },
+                    in_flight: in_flight_nodes,
                     cooldown_until: cd.map(|o| now + chrono::Duration::seconds(o)),
                     dry_run: dry,
-                    leaving: if leaving == 2 { 1 } else { 0 },
+                    leaving: leaving_nodes,
                     operation_open: leaving == 2,
                     scale_in_cooldown_until: si_cd.map(|o| now + chrono::Duration::seconds(o)),
                     removal_history: history
@@ -1176,6 +1392,7 @@ fn arb_shrinking_world() -> impl Strategy<Value = (World, Vec<u32>)> {
                         .map(|(i, nodes)| Proposal {
                             at: now - chrono::Duration::seconds((n - i as i64) * 15),
                             nodes: *nodes,
+                            effective: running.saturating_sub(leaving_nodes) + in_flight_nodes,
                         })
                         .collect(),
                     ..Fixture::default()
@@ -1248,4 +1465,156 @@ fn the_shrinking_worlds_do_remove_nodes() {
         removing >= 100,
         "only {removing} of 1000 worlds removed nodes"
     );
+}
+
+/// A capacity rule over a random demand series (every 15 s, some readings
+/// missing), with random bounds, counts and trend settings.
+fn arb_capacity_world() -> impl Strategy<Value = World> {
+    (
+        (1.0f64..1e5, 0.0f64..1e6, 0.0f64..1e5, 0u64..600),
+        proptest::option::of(0u64..3600),
+        proptest::collection::vec(
+            prop_oneof![9 => (0.0f64..2e6).prop_map(Reading::Value), 1 => Just(Reading::Missing(DataIssue::Error))],
+            1..40,
+        ),
+        (0u32..20, 0u32..60, 0u32..80, 0u32..5, any::<bool>()),
+        proptest::option::of(60u64..3600),
+    )
+        .prop_map(
+            |((n, r, h, w), z, readings, (min, span, running, in_flight, scale_in), flows)| {
+                let now = t(3600);
+                let count = readings.len() as i64;
+                let samples = readings
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, value)| Sample {
+                        at: now - chrono::Duration::seconds((count - 1 - i as i64) * 15),
+                        value,
+                    })
+                    .collect();
+                let mut rule = capacity(0.0, w, Horizon::Auto);
+                rule.kind = RuleKind::Capacity(Capacity {
+                    per_node: n,
+                    reserved: r,
+                    headroom: h,
+                    trend_window: Duration::from_secs(w),
+                    trend_horizon: z.map_or(Horizon::Auto, |z| Horizon::Fixed(Duration::from_secs(z))),
+                });
+                World {
+                    policy: ClusterPolicy {
+                        min_task_nodes: min,
+                        max_task_nodes: min + span,
+                        cooldown: Duration::ZERO,
+                        scale_in: ScaleInPolicy {
+                            enabled: scale_in,
+                            stabilization: Duration::from_secs(300),
+                            max_step: 100,
+                            ..ScaleInPolicy::default()
+                        },
+                        ..policy(vec![rule])
+                    },
+                    fixture: Fixture {
+                        in_flight,
+                        scale_out: flows.map(Duration::from_secs),
+                        ..Fixture::running(running)
+                    },
+                    obs: vec![samples],
+                    now,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+    /// The desired count never falls below what current demand needs,
+    /// within the bounds, and the rule adds at most up to it.
+    #[test]
+    fn capacity_covers_current_demand(w in arb_capacity_world()) {
+        let d = run(&w.policy, &w.fixture, &w.obs, w.now);
+        let vote = &d.votes[0];
+        let RuleKind::Capacity(c) = &w.policy.rules[0].kind else { unreachable!() };
+        match vote.reason {
+            VoteReason::Capacity { sizing, desired, has } => {
+                let need = ((sizing.demand - c.reserved) / c.per_node).ceil().max(0.0);
+                let (min, max) = (w.policy.min_task_nodes, w.policy.max_task_nodes);
+                let bounded_need = (need.min(f64::from(u32::MAX)) as u32).clamp(min, max.max(min));
+                prop_assert!(desired >= bounded_need, "{d:?}");
+                prop_assert!(desired <= max.max(min), "{d:?}");
+                prop_assert!(sizing.growth >= 0.0 && sizing.trend >= 0.0);
+                prop_assert_eq!(has, d.effective);
+                prop_assert_eq!(vote.increment, desired.saturating_sub(d.effective));
+                prop_assert!(d.effective + d.increment <= max.max(d.effective));
+            }
+            VoteReason::Missing { .. } => {
+                prop_assert_eq!(d.removal.nodes(), 0);
+                prop_assert!(d.effective + d.increment <= w.policy.min_task_nodes.max(d.effective));
+            }
+            other => prop_assert!(false, "unexpected {other:?}"),
+        }
+    }
+
+    /// Growth is zero while fewer than two readings span half the window.
+    #[test]
+    fn capacity_growth_needs_half_a_window(w in arb_capacity_world()) {
+        let RuleKind::Capacity(c) = &w.policy.rules[0].kind else { unreachable!() };
+        let window = c.trend_window;
+        let start = time::before(w.now, window);
+        let values: Vec<&Sample> = w.obs[0]
+            .iter()
+            .filter(|s| s.at >= start && s.value.value().is_some())
+            .collect();
+        let spans = values.len() >= 2
+            && values.last().unwrap().at - values[0].at
+                >= chrono::Duration::from_std(window / 2).unwrap()
+            && !window.is_zero();
+        let g = capacity::growth(&w.obs[0], w.now, window);
+        if !spans {
+            prop_assert_eq!(g, 0.0);
+        }
+        prop_assert!(g >= 0.0 && g.is_finite());
+    }
+}
+
+/// Demand falls after a burst: the removal waits for the window to forget
+/// the burst's desired count, then gives back down to what demand needs,
+/// and never while the burst is inside the window.
+#[test]
+fn capacity_scale_in_follows_the_largest_desired_of_the_window() {
+    let p = shrinking(vec![capacity(
+        28.0,
+        120,
+        Horizon::Fixed(Duration::from_secs(240)),
+    )]);
+    let mut history: Vec<Proposal> = Vec::new();
+    let mut running = 12u32;
+    let mut removals = Vec::new();
+    // 20 minutes: 700 GiB for 5 minutes, then 300 GiB.
+    for step in 0..80i64 {
+        let now = 1000 + step * 15;
+        let gib = if step < 20 { 700.0 } else { 300.0 };
+        let f = Fixture {
+            removal_history: history.clone(),
+            ..Fixture::running(running)
+        };
+        let d = run(&p, &f, &[ramp(now, gib, gib, 9)], t(now));
+        history.push(Proposal {
+            at: t(now),
+            nodes: d.proposal,
+            effective: d.effective,
+        });
+        if d.removes() > 0 {
+            removals.push((step, d.removes()));
+            running -= d.removes();
+        }
+    }
+    // 700 GiB wants 10 (kept from 12 by the window), 300 GiB wants 2.
+    // (700 + 28 - 224) / 56 = 9.0 -> 9; (300 + 28 - 224) / 56 = 1.86 -> 2.
+    assert_eq!(removals.first().map(|r| r.1), Some(3), "{removals:?}");
+    assert!(
+        removals.iter().skip(1).all(|(s, _)| *s >= 20 + 20),
+        "no removal below 9 until the 700 GiB evaluations left the window: {removals:?}"
+    );
+    assert_eq!(running, 2, "{removals:?}");
 }

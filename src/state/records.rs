@@ -32,6 +32,9 @@ pub struct PolicyInputs {
     /// Nodes named by an open scale-in and not yet found gone: they count
     /// as gone for the policy and the floors.
     pub leaving: u32,
+    /// The median of the recent scale-out flows' durations, for a capacity
+    /// rule's automatic horizon.
+    pub scale_out: Option<std::time::Duration>,
 }
 
 impl ClusterState {
@@ -52,6 +55,7 @@ impl ClusterState {
         });
         PolicyInputs {
             settling,
+            scale_out: self.scale_out_median(),
             orders: self.orders.iter().map(|o| (o.at, o.nodes)).collect(),
             last_fired: rules
                 .clone()
@@ -142,6 +146,10 @@ pub struct ClusterState {
     /// cooldown runs from it.
     #[serde(default)]
     pub last_operation_end: Option<DateTime<Utc>>,
+    /// How long recent scale-out flows took, whole seconds, oldest first
+    /// (at most ten): a capacity rule's automatic horizon reads their median.
+    #[serde(default)]
+    pub scale_out_secs: Vec<u64>,
 }
 
 /// Nodes whose scale-out ended, and when.
@@ -154,6 +162,20 @@ pub struct Arrival {
 }
 
 impl ClusterState {
+    /// Remembers that a scale-out flow took `took`; keeps the newest ten.
+    pub fn record_scale_out(&mut self, took: TimeDelta) {
+        let keep = crate::policy::capacity::SCALE_OUT_MEMORY;
+        self.scale_out_secs
+            .push(u64::try_from(took.num_seconds()).unwrap_or(0));
+        let extra = self.scale_out_secs.len().saturating_sub(keep);
+        self.scale_out_secs.drain(..extra);
+    }
+
+    /// The median of the recent scale-out flows' durations.
+    pub fn scale_out_median(&self) -> Option<std::time::Duration> {
+        crate::policy::capacity::median_scale_out(&self.scale_out_secs)
+    }
+
     /// Drops arrivals older than `settle` before `now`.
     pub fn prune_arrivals(&mut self, now: DateTime<Utc>, settle: TimeDelta) {
         self.arrivals.retain(|a| now - a.at < settle);

@@ -144,6 +144,7 @@ mod v1 {
                         sold_out_until: c.sold_out_until,
                         arrivals: Vec::new(),
                         last_operation_end: None,
+                        scale_out_secs: Vec::new(),
                     };
                     (id, c)
                 })

@@ -30,6 +30,12 @@
 //!   reload shows as `config_reload_success 0`.
 //! - `rule_value` keeps the last usable value when a reading is missing; the
 //!   miss itself is counted by `metric_query_errors_total`.
+//! - The capacity families (`rule_desired_task_nodes`,
+//!   `rule_demand_growth_per_second`, `rule_headroom`, `rule_capacity`) exist
+//!   only for capacity rules, from their first evaluation: a zero desired
+//!   count or capacity before it would draw a false line on a dashboard.
+//!   Together with `rule_value` (the demand) they draw demand, demand plus
+//!   headroom, and the capacity the cluster gives, in the query's unit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -43,7 +49,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::policy::{DataIssue, Decision, Outcome};
+use crate::policy::{DataIssue, Decision, Outcome, VoteReason};
 use crate::tencent::{Action, ApiObserver, ErrorClass};
 
 /// The prefix of every metric name.
@@ -98,6 +104,10 @@ pub struct Metrics {
     decisions: IntCounterVec,
     rule_value: GaugeVec,
     rule_proposed: IntGaugeVec,
+    rule_desired: IntGaugeVec,
+    rule_growth: GaugeVec,
+    rule_headroom: GaugeVec,
+    rule_capacity: GaugeVec,
     desired: IntGaugeVec,
     current: IntGaugeVec,
     inflight: IntGaugeVec,
@@ -268,6 +278,46 @@ impl Metrics {
                     opts(
                         "rule_proposed_task_nodes",
                         "Task nodes a rule proposed at the last evaluation: effective capacity plus its vote.",
+                    ),
+                    cluster_rule,
+                ),
+            )?,
+            rule_desired: register(
+                &r,
+                IntGaugeVec::new(
+                    opts(
+                        "rule_desired_task_nodes",
+                        "Task nodes a capacity rule wants at the last evaluation, within the cluster's bounds.",
+                    ),
+                    cluster_rule,
+                ),
+            )?,
+            rule_growth: register(
+                &r,
+                GaugeVec::new(
+                    opts(
+                        "rule_demand_growth_per_second",
+                        "A capacity rule's demand growth over its trend window, per second, in the query's unit (0 when falling).",
+                    ),
+                    cluster_rule,
+                ),
+            )?,
+            rule_headroom: register(
+                &r,
+                GaugeVec::new(
+                    opts(
+                        "rule_headroom",
+                        "What a capacity rule keeps above demand: its headroom or the projected growth, the larger, in the query's unit.",
+                    ),
+                    cluster_rule,
+                ),
+            )?,
+            rule_capacity: register(
+                &r,
+                GaugeVec::new(
+                    opts(
+                        "rule_capacity",
+                        "What the cluster gives by a capacity rule's reckoning: reserved plus running and in-flight task nodes times per_node, in the query's unit.",
                     ),
                     cluster_rule,
                 ),
@@ -629,6 +679,29 @@ impl Metrics {
             if let Some(g) = series(&self.rule_proposed, &[cluster, rule]) {
                 g.set(i64::from(decision.effective.saturating_add(vote.increment)));
             }
+            if let VoteReason::Capacity {
+                sizing,
+                desired,
+                has,
+            } = vote.reason
+            {
+                let labels = [cluster, rule];
+                if let Some(g) = series(&self.rule_desired, &labels) {
+                    g.set(i64::from(desired));
+                }
+                for (vec, v) in [
+                    (&self.rule_growth, sizing.growth),
+                    (&self.rule_headroom, sizing.margin()),
+                    (
+                        &self.rule_capacity,
+                        sizing.reserved + f64::from(has) * sizing.per_node,
+                    ),
+                ] {
+                    if let Some(g) = series(vec, &labels) {
+                        g.set(v);
+                    }
+                }
+            }
         }
         if let Some(g) = series(&self.desired, &[cluster]) {
             g.set(i64::from(decision.desired()));
@@ -837,6 +910,10 @@ impl Metrics {
         }
         remove(&self.rule_value, &[cluster, rule]);
         remove(&self.rule_proposed, &[cluster, rule]);
+        remove(&self.rule_desired, &[cluster, rule]);
+        for vec in [&self.rule_growth, &self.rule_headroom, &self.rule_capacity] {
+            remove(vec, &[cluster, rule]);
+        }
     }
 }
 

@@ -273,7 +273,11 @@ fn t(secs: i64) -> DateTime<Utc> {
 fn history(points: &[(i64, u32)]) -> Vec<Proposal> {
     points
         .iter()
-        .map(|&(at, nodes)| Proposal { at: t(at), nodes })
+        .map(|&(at, nodes)| Proposal {
+            at: t(at),
+            nodes,
+            effective: 40,
+        })
         .collect()
 }
 

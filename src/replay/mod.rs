@@ -6,6 +6,8 @@
 //! Pending memory, available memory and utilisation are recomputed from the
 //! two at every step, so a policy that adds nodes sees its own effect.
 
+pub mod week;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
@@ -80,6 +82,7 @@ impl Signals {
             ReplaySignal::PendingMb => self.pending_mb,
             ReplaySignal::AvailableMb => self.available_mb,
             ReplaySignal::Utilisation => self.utilisation,
+            ReplaySignal::DemandMb => self.demand_mb,
         }
     }
 }
