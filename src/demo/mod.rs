@@ -196,13 +196,13 @@ pub async fn run(
     for (i, c) in shape.clusters.iter().enumerate() {
         sources.push(Source {
             instance_id: c.instance_id.clone(),
-            demand: SyntheticDemand::new(
+            demand: prom::Demand::Day(SyntheticDemand::new(
                 options.seed + i as u64,
                 start,
                 end,
                 24.0 * 1024.0,
                 240.0 * 1024.0,
-            ),
+            )),
             model,
         });
         for r in &c.rules {
@@ -221,7 +221,13 @@ pub async fn run(
         })
         .map(|r| r.name.to_string())
         .collect();
-    let demand: Vec<SyntheticDemand> = sources.iter().map(|s| s.demand.clone()).collect();
+    let demand: Vec<SyntheticDemand> = sources
+        .iter()
+        .filter_map(|s| match &s.demand {
+            prom::Demand::Day(d) => Some(d.clone()),
+            prom::Demand::Points(_) => None,
+        })
+        .collect();
     let prom_addr = prom::serve(clock.clone(), sim.clone(), sources, queries)
         .await
         .map_err(|e| DemoError::Setup(format!("cannot start the Prometheus stand-in: {e}")))?;

@@ -1,6 +1,7 @@
 //! A loopback stand-in for the Prometheus HTTP API that answers the demo's
 //! rule queries from the closed-loop replay model: demand from a synthetic
-//! day, capacity from the simulated cluster's running task nodes.
+//! day (or a series of points), capacity from the simulated cluster's running
+//! task nodes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,8 +14,45 @@ use serde_json::json;
 
 use crate::clock::SharedClock;
 use crate::policy::ReplaySignal;
+use chrono::{DateTime, Utc};
+
 use crate::replay::{Model, SyntheticDemand};
 use crate::sim::SimHandle;
+
+/// Where a cluster's demand comes from.
+#[derive(Debug, Clone)]
+pub enum Demand {
+    /// The demo's synthetic day.
+    Day(SyntheticDemand),
+    /// Points `(time, MB)` in time order, linear between them and held
+    /// before the first and after the last.
+    Points(Vec<(DateTime<Utc>, f64)>),
+}
+
+impl Demand {
+    /// Demand at `t`, MB.
+    pub fn at(&self, t: DateTime<Utc>) -> f64 {
+        match self {
+            Demand::Day(d) => d.at(t),
+            Demand::Points(points) => {
+                let after = points.partition_point(|(at, _)| *at <= t);
+                match (after.checked_sub(1).map(|i| points[i]), points.get(after)) {
+                    (Some((t0, v0)), Some(&(t1, v1))) => {
+                        let span = (t1 - t0).as_seconds_f64();
+                        let x = (t - t0).as_seconds_f64();
+                        if span > 0.0 {
+                            v0 + (v1 - v0) * x / span
+                        } else {
+                            v1
+                        }
+                    }
+                    (Some((_, v)), None) | (None, Some(&(_, v))) => v,
+                    (None, None) => 0.0,
+                }
+            }
+        }
+    }
+}
 
 /// One cluster's demand and the signals its rules read.
 #[derive(Debug, Clone)]
@@ -22,7 +60,7 @@ pub struct Source {
     /// The cluster.
     pub instance_id: String,
     /// Its demand.
-    pub demand: SyntheticDemand,
+    pub demand: Demand,
     /// Its sizes.
     pub model: Model,
 }

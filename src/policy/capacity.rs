@@ -12,6 +12,16 @@
 //! can only be ordered after that. Growth that lasts must be covered for two
 //! flows, or the second order arrives late. A burst that ramps over a few
 //! minutes shows in the slope long before it shows as pending work.
+//!
+//! When the trend alone asks for nodes, the rule waits: an order holds the
+//! cluster for a whole flow, and the first evaluations of a ramp see only a
+//! sliver of its slope (the window still holds the flat demand before it).
+//! Ordering then buys one node and blocks the real correction for a flow.
+//! So a scale-out is due once demand plus headroom outgrows the task nodes
+//! running and in flight; the trend then sizes it, by then measured over
+//! most of the ramp. Measured on `docs/demand-week.csv` and in the daemon's
+//! ramp test: ordering on the trend alone met a ramp's first minutes with
+//! one node and left pending work for a flow and a half.
 
 use std::time::Duration;
 
@@ -70,6 +80,9 @@ pub struct Sizing {
     pub per_node: f64,
     /// Task nodes wanted, before the cluster's bounds.
     pub raw: u32,
+    /// Task nodes demand plus headroom alone want, before the bounds: a
+    /// scale-out is due only above what runs and comes.
+    pub due: u32,
 }
 
 impl Sizing {
@@ -111,9 +124,13 @@ impl Capacity {
             reserved: self.reserved,
             per_node: self.per_node,
             raw: 0,
+            due: 0,
         };
-        let want = (demand.max(0.0) + sizing.margin() - self.reserved) / self.per_node;
-        sizing.raw = super::ceil_u32(want);
+        let nodes = |margin: f64| {
+            super::ceil_u32((demand.max(0.0) + margin - self.reserved) / self.per_node)
+        };
+        sizing.raw = nodes(sizing.margin());
+        sizing.due = nodes(self.headroom);
         sizing
     }
 }

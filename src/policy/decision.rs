@@ -412,6 +412,9 @@ impl fmt::Display for VoteText<'_> {
                 if desired != sizing.raw {
                     write!(f, " (bounded from {})", sizing.raw)?;
                 }
+                if desired > has && v.increment == 0 && !v.muted {
+                    f.write_str(" (the trend waits: demand and headroom fit)")?;
+                }
             }
             VoteReason::WindowOpen {
                 since,

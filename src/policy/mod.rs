@@ -606,12 +606,20 @@ fn vote(rule: &Rule, samples: &[Sample], ctx: Context, done: Option<DateTime<Utc
         RuleKind::Capacity(capacity) => {
             // Demand does not fall when nodes arrive: no settle window.
             let sizing = capacity.size(value, samples, now, scale_out);
-            let desired = sizing
-                .raw
-                .max(min_task_nodes)
-                .min(max_task_nodes.max(min_task_nodes));
+            let bounded = |n: u32| {
+                n.max(min_task_nodes)
+                    .min(max_task_nodes.max(min_task_nodes))
+            };
+            let desired = bounded(sizing.raw);
+            // Growth alone does not spend the cluster's one operation:
+            // a scale-out is due once demand plus headroom outgrows it.
+            let increment = if bounded(sizing.due) > effective {
+                desired.saturating_sub(effective)
+            } else {
+                0
+            };
             Ballot {
-                increment: desired.saturating_sub(effective),
+                increment,
                 removal: if scale_in {
                     effective.saturating_sub(desired)
                 } else {

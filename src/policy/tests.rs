@@ -607,14 +607,14 @@ fn decision_table() {
     case(
         "capacity: growth above headroom",
         &cap,
-        &Fixture::running(2),
+        &Fixture::running(1),
         &[ramp(now, 240.0, 300.0, 9)],
         t(now),
     );
     case(
         "capacity: auto horizon, no flow observed yet (2 x 10m)",
         &policy(vec![capacity(28.0, 120, Horizon::Auto)]),
-        &Fixture::running(2),
+        &Fixture::running(1),
         &[ramp(now, 240.0, 300.0, 9)],
         t(now),
     );
@@ -623,8 +623,15 @@ fn decision_table() {
         &policy(vec![capacity(28.0, 120, Horizon::Auto)]),
         &Fixture {
             scale_out: Some(Duration::from_secs(300)),
-            ..Fixture::running(2)
+            ..Fixture::running(1)
         },
+        &[ramp(now, 240.0, 300.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: growth alone waits while demand and headroom fit",
+        &cap,
+        &Fixture::running(2),
         &[ramp(now, 240.0, 300.0, 9)],
         t(now),
     );
@@ -711,9 +718,10 @@ fn decision_table() {
         schedule add already done: hold +0 [] | office window open since 2027-01-11 08:00 UTC: floor 12; pending-memory 0 GiB <= 8 GiB -> hold
         schedule closed: hold +0 [] | office window closed; pending-memory 0 GiB <= 8 GiB -> hold
         capacity: the contract's example: scale_out +2 [2] | capacity 301.2 GiB + headroom 28 GiB (trend +6.1 GiB/min × 4m = 24.4 GiB) − 224 GiB reserved at 56 GiB per node: wants 2, has 0: +2
-        capacity: growth above headroom: scale_out +2 [2] | capacity 300 GiB + trend +30 GiB/min × 4m = 120 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 4, has 2: +2
-        capacity: auto horizon, no flow observed yet (2 x 10m): scale_out +11 [11] | capacity 300 GiB + trend +30 GiB/min × 20m = 600 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 13, has 2: +11
-        capacity: auto horizon from observed flows: scale_out +5 [5] | capacity 300 GiB + trend +30 GiB/min × 10m = 300 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 7, has 2: +5
+        capacity: growth above headroom: scale_out +3 [3] | capacity 300 GiB + trend +30 GiB/min × 4m = 120 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 4, has 1: +3
+        capacity: auto horizon, no flow observed yet (2 x 10m): scale_out +12 [12] | capacity 300 GiB + trend +30 GiB/min × 20m = 600 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 13, has 1: +12
+        capacity: auto horizon from observed flows: scale_out +6 [6] | capacity 300 GiB + trend +30 GiB/min × 10m = 300 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 7, has 1: +6
+        capacity: growth alone waits while demand and headroom fit: hold +0 [] | capacity 300 GiB + trend +30 GiB/min × 4m = 120 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 4, has 2 (the trend waits: demand and headroom fit) -> hold
         capacity: in-flight nodes count: scale_out +1 [1] | capacity 400 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 4, has 3: +1
         capacity: too few samples, no trend: scale_out +3 [3] | capacity 330 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 3, has 0: +3
         capacity: falling demand, no trend: hold +0 [] | capacity 330 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 3, has 4 -> hold
@@ -1544,7 +1552,10 @@ proptest! {
                 prop_assert!(desired <= max.max(min), "{d:?}");
                 prop_assert!(sizing.growth >= 0.0 && sizing.trend >= 0.0);
                 prop_assert_eq!(has, d.effective);
-                prop_assert_eq!(vote.increment, desired.saturating_sub(d.effective));
+                let bounded_due = sizing.due.clamp(min, max.max(min));
+                let due = if bounded_due > d.effective { desired.saturating_sub(d.effective) } else { 0 };
+                prop_assert_eq!(vote.increment, due);
+                prop_assert!(sizing.raw >= sizing.due);
                 prop_assert!(d.effective + d.increment <= max.max(d.effective));
             }
             VoteReason::Missing { .. } => {

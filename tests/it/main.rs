@@ -8,6 +8,7 @@
 mod support;
 
 mod backtest;
+mod capacity;
 mod cli_scale_in;
 mod cli_scale_out;
 mod cli_sim;
