@@ -290,6 +290,11 @@ fn every_commented_rule_example_is_valid_too() {
         "unit =",
         "per_node =",
         "factor =",
+        "reserved =",
+        "headroom =",
+        "trend_window =",
+        "trend_horizon =",
+        "replay_signal =",
         "cron =",
         "timezone =",
         "end =",
@@ -307,7 +312,7 @@ fn every_commented_rule_example_is_valid_too() {
         .collect::<Vec<_>>()
         .join("\n");
     let c = load_str(&format!("{}{uncommented}", &text[..rules_at]), None).unwrap();
-    assert_eq!(c.clusters[0].rules.len(), 5);
+    assert_eq!(c.clusters[0].rules.len(), 6);
 }
 
 mod fuzz {
@@ -598,26 +603,34 @@ fn scale_in_problems_are_reported_with_their_key_paths() {
     assert!(find(&on_target, "clusters[0].rules[0].remove").contains("does not apply"));
 }
 
-/// `docs/demo-without-scale-in.toml` is the demo policy with scale-in off,
-/// nothing else: the README's `--compare` depends on it.
+/// The policies of the README's week comparison (`docs/week/`) differ only
+/// in their rule, and the scale-out-only one also in scale-in: the figures
+/// compare rules, not cluster settings.
 #[test]
-fn the_readme_comparison_differs_only_in_scale_in() {
+fn the_week_comparison_differs_only_in_the_rules() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let with = std::fs::read_to_string(format!("{root}/config/demo.toml")).unwrap();
-    let without =
-        std::fs::read_to_string(format!("{root}/docs/demo-without-scale-in.toml")).unwrap();
     let env = || {
         Some(HashMap::from([(
             "EMR_AUTOSCALER__TENCENT__ENDPOINT".to_string(),
             "http://127.0.0.1:9".to_string(),
         )]))
     };
-    let a = load_str(&with, env()).unwrap();
-    let mut b = load_str(&without, env()).unwrap();
-    assert!(a.clusters[0].scale_in.enabled);
-    assert!(!b.clusters[0].scale_in.enabled);
-    b.clusters[0].scale_in.enabled = true;
-    assert_eq!(a.clusters, b.clusters);
+    let load = |name: &str| {
+        let text = std::fs::read_to_string(format!("{root}/docs/week/{name}.toml")).unwrap();
+        let mut c = load_str(&text, env()).unwrap();
+        assert_eq!(c.clusters.len(), 1, "{name}");
+        c.clusters[0].rules.clear();
+        c
+    };
+    let capacity = load("capacity");
+    assert!(capacity.clusters[0].scale_in.enabled);
+    for name in ["utilisation-80", "utilisation-90"] {
+        assert_eq!(load(name).clusters, capacity.clusters, "{name}");
+    }
+    let mut scale_out_only = load("demand-sized");
+    assert!(!scale_out_only.clusters[0].scale_in.enabled);
+    scale_out_only.clusters[0].scale_in.enabled = true;
+    assert_eq!(scale_out_only.clusters, capacity.clusters);
 }
 
 #[test]

@@ -24,8 +24,11 @@ use crate::replay::{Costs, Model, SyntheticDemand};
 use crate::sim::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, Simulator};
 use crate::tencent::Credentials;
 
-/// The built-in policy.
+/// The built-in policy: a capacity rule with scale-in.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// The previous built-in policy, which the demo's summary compares with.
+pub const PREVIOUS_CONFIG: &str = include_str!("../../docs/demo-previous.toml");
 
 /// Where simulated time starts: a Monday, midnight UTC.
 const START: &str = "2026-11-02T00:00:00Z";
@@ -64,69 +67,123 @@ pub struct DemoSummary {
     pub clusters: BTreeMap<String, Costs>,
     /// Requests the simulator received, by action.
     pub api_calls: BTreeMap<String, usize>,
-    /// The same policies replayed (pure replay model) without and with
-    /// scale-in, for clusters that enable it.
-    pub scale_in: Option<ScaleInComparison>,
+    /// The policy replayed (pure replay model) next to another over the
+    /// same demand: the previous demo policy for the built-in one, the same
+    /// policy without scale-in for a user's policy that enables it.
+    pub comparison: Option<Comparison>,
 }
 
-/// The policies' own replay over the demo's demand, scale-in off and on.
+/// Two policies replayed over the demo's demand, side by side.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ScaleInComparison {
-    /// Scale-in off.
-    pub without: crate::backtest::Summary,
-    /// Scale-in as configured.
-    pub with: crate::backtest::Summary,
+pub struct Comparison {
+    /// What the first is.
+    pub this_label: String,
+    /// The policy the demo ran.
+    pub this: crate::backtest::Summary,
+    /// What the second is.
+    pub other_label: String,
+    /// The one it is compared with.
+    pub other: crate::backtest::Summary,
 }
 
-impl ScaleInComparison {
-    /// How much fewer node-hours scale-in bills, as a fraction of without.
+impl Comparison {
+    /// How much fewer node-hours the demo's policy bills, as a fraction of
+    /// the other's.
     pub fn node_hours_saved(&self) -> f64 {
-        if self.without.node_hours > 0.0 {
-            1.0 - self.with.node_hours / self.without.node_hours
-        } else {
-            0.0
-        }
+        saved(self.this.node_hours, self.other.node_hours)
+    }
+
+    /// How much less unmet demand (GiB·minutes) it leaves, as a fraction.
+    pub fn unmet_saved(&self) -> f64 {
+        saved(self.this.unmet_gib_minutes, self.other.unmet_gib_minutes)
     }
 }
 
-/// Replays every scale-in-enabled cluster of `config` over its demand from
-/// `start` to `end` at 1-minute steps, from `min_task_nodes`, with
-/// scale-in off and as configured; `None` when no cluster enables it.
+fn saved(this: f64, other: f64) -> f64 {
+    if other > 0.0 { 1.0 - this / other } else { 0.0 }
+}
+
+/// Replays every cluster of `config` over its demand from `start` to `end`
+/// at 1-minute steps, from `min_task_nodes`, each policy changed by `tweak`.
+fn replay_all(
+    config: &Config,
+    demand: &[SyntheticDemand],
+    model: Model,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    tweak: impl Fn(&mut crate::policy::ClusterPolicy),
+) -> crate::backtest::Summary {
+    use crate::backtest::{ClusterInput, Detail, Grid, replay};
+    let mut sum = crate::backtest::Summary::default();
+    let Ok(grid) = Grid::new(start, end, Duration::from_secs(60)) else {
+        return sum;
+    };
+    for (c, d) in config.clusters.iter().zip(demand) {
+        let series: Vec<(DateTime<Utc>, f64)> = (0..grid.steps)
+            .map(|i| (grid.at(i), d.at(grid.at(i))))
+            .collect();
+        let mut policy = c.policy();
+        tweak(&mut policy);
+        let input = ClusterInput {
+            instance_id: &c.instance_id,
+            policy: &policy,
+            model,
+            initial_task_nodes: c.min_task_nodes,
+            demand: &series,
+            history: &[],
+        };
+        sum.accumulate(&replay(&input, &grid, Detail::Summary).summary);
+    }
+    sum
+}
+
+/// The built-in policy next to the previous demo policy
+/// (`docs/demo-previous.toml`) over the same demand.
+pub fn compare_previous(
+    config: &Config,
+    demand: &[SyntheticDemand],
+    model: Model,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Comparison, config::ConfigError> {
+    let previous = load(PREVIOUS_CONFIG, &placeholders())?;
+    Ok(Comparison {
+        this_label: "capacity rule (the demo's policy)".into(),
+        this: replay_all(config, demand, model, (start, end), |_| {}),
+        other_label: "previous demo policy".into(),
+        other: replay_all(&previous, demand, model, (start, end), |_| {}),
+    })
+}
+
+/// A policy with scale-in next to the same policy without it; `None` when
+/// no cluster enables scale-in.
 pub fn compare_scale_in(
     config: &Config,
     demand: &[SyntheticDemand],
     model: Model,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-) -> Option<ScaleInComparison> {
-    use crate::backtest::{ClusterInput, Detail, Grid, replay};
-    let grid = Grid::new(start, end, Duration::from_secs(60)).ok()?;
-    let mut out = ScaleInComparison::default();
-    let mut any = false;
-    for (c, d) in config.clusters.iter().zip(demand) {
-        if !c.scale_in.enabled {
-            continue;
-        }
-        any = true;
-        let series: Vec<(DateTime<Utc>, f64)> = (0..grid.steps)
-            .map(|i| (grid.at(i), d.at(grid.at(i))))
-            .collect();
-        let on = c.policy();
-        let mut off = on.clone();
-        off.scale_in.enabled = false;
-        for (policy, sum) in [(&off, &mut out.without), (&on, &mut out.with)] {
-            let input = ClusterInput {
-                instance_id: &c.instance_id,
-                policy,
-                model,
-                initial_task_nodes: c.min_task_nodes,
-                demand: &series,
-                history: &[],
-            };
-            sum.accumulate(&replay(&input, &grid, Detail::Summary).summary);
-        }
-    }
-    any.then_some(out)
+) -> Option<Comparison> {
+    config
+        .clusters
+        .iter()
+        .any(|c| c.scale_in.enabled)
+        .then(|| Comparison {
+            this_label: "with scale-in".into(),
+            this: replay_all(config, demand, model, (start, end), |_| {}),
+            other_label: "without scale-in".into(),
+            other: replay_all(config, demand, model, (start, end), |p| {
+                p.scale_in.enabled = false
+            }),
+        })
+}
+
+/// Stand-ins for what `demo` fills in itself, to load a policy on its own.
+fn placeholders() -> [(&'static str, String); 3] {
+    [
+        ("TENCENT__ENDPOINT", "http://127.0.0.1:9".to_string()),
+        ("PROMETHEUS__URL", "http://127.0.0.1:9".to_string()),
+        ("DAEMON__LISTEN", "127.0.0.1:0".to_string()),
+    ]
 }
 
 fn load(text: &str, overrides: &[(&str, String)]) -> Result<Config, config::ConfigError> {
@@ -436,10 +493,15 @@ pub async fn run(
     for (id, cost) in &mut costs {
         cost.nodes_added = ledger.nodes_ordered(id) as u32;
     }
+    let comparison = if options.config.is_none() {
+        Some(compare_previous(&config, &demand, model, start, end)?)
+    } else {
+        compare_scale_in(&config, &demand, model, start, end)
+    };
     let summary = DemoSummary {
         clusters: costs,
         api_calls,
-        scale_in: compare_scale_in(&config, &demand, model, start, end),
+        comparison,
     };
     print_summary(out, &summary);
     match result {
@@ -522,26 +584,41 @@ fn print_summary(out: &mut (dyn Write + Send), s: &DemoSummary) {
         s.api_calls.values().sum::<usize>(),
         calls.join(", ")
     );
-    if let Some(c) = &s.scale_in {
+    if let Some(c) = &s.comparison {
         let _ = writeln!(
             out,
-            "  scale-in (the same policy replayed over this demand, every task node billed):"
+            "  the same day replayed (pure replay model, every task node billed):"
         );
+        let width = c.this_label.len().max(c.other_label.len()) + 1;
+        for (label, sum) in [(&c.this_label, &c.this), (&c.other_label, &c.other)] {
+            let _ = writeln!(
+                out,
+                "    {:<width$} {:>7.1} node-hours, {:>4.0} unmet minutes, {:>8.1} unmet GiB·minutes ({} added, {} given back)",
+                format!("{label}:"),
+                sum.node_hours,
+                sum.unmet_minutes,
+                sum.unmet_gib_minutes,
+                sum.nodes_added,
+                sum.nodes_removed
+            );
+        }
         let _ = writeln!(
             out,
-            "    without: {:.1} node-hours, {:.0} unmet minutes, {:.1} unmet GiB·minutes",
-            c.without.node_hours, c.without.unmet_minutes, c.without.unmet_gib_minutes
-        );
-        let _ = writeln!(
-            out,
-            "    with:    {:.1} node-hours, {:.0} unmet minutes, {:.1} unmet GiB·minutes ({} nodes given back)",
-            c.with.node_hours, c.with.unmet_minutes, c.with.unmet_gib_minutes, c.with.nodes_removed
-        );
-        let _ = writeln!(
-            out,
-            "    scale-in bills {:.0}% fewer node-hours; unmet demand {:+.1} GiB·minutes",
-            c.node_hours_saved() * 100.0,
-            c.with.unmet_gib_minutes - c.without.unmet_gib_minutes
+            "    {} bills {:.0}% {} node-hours and leaves {:.0}% {} unmet demand than {}",
+            c.this_label,
+            c.node_hours_saved().abs() * 100.0,
+            if c.node_hours_saved() >= 0.0 {
+                "fewer"
+            } else {
+                "more"
+            },
+            c.unmet_saved().abs() * 100.0,
+            if c.unmet_saved() >= 0.0 {
+                "less"
+            } else {
+                "more"
+            },
+            c.other_label
         );
     }
 }
@@ -550,39 +627,50 @@ fn print_summary(out: &mut (dyn Write + Send), s: &DemoSummary) {
 mod tests {
     use super::*;
 
-    /// The built-in policy over its own synthetic day: scale-in bills at
-    /// least 40% fewer node-hours.
+    /// The built-in capacity policy against the previous demo policy, over
+    /// the demo's day for three seeds: fewer node-hours and less unmet
+    /// demand each time.
     #[test]
-    fn the_built_in_policy_bills_far_less_with_scale_in() {
-        let config = load(
-            DEMO_CONFIG,
-            &[
-                ("TENCENT__ENDPOINT", "http://127.0.0.1:9".to_string()),
-                ("PROMETHEUS__URL", "http://127.0.0.1:9".to_string()),
-                ("DAEMON__LISTEN", "127.0.0.1:0".to_string()),
-            ],
-        )
-        .unwrap();
+    fn the_built_in_policy_beats_the_previous_one_on_both_counts() {
+        let config = load(DEMO_CONFIG, &placeholders()).unwrap();
         let start = DateTime::parse_from_rfc3339(START).unwrap().to_utc();
         let end = start + chrono::Duration::days(1);
-        let demand: Vec<SyntheticDemand> = (0..config.clusters.len())
-            .map(|i| SyntheticDemand::new(7 + i as u64, start, end, 24.0 * 1024.0, 240.0 * 1024.0))
-            .collect();
-        let c = compare_scale_in(&config, &demand, Model::default(), start, end)
-            .expect("the built-in policy enables scale-in");
-        eprintln!(
-            "without {:.1} h / {:.1} GiB·min, with {:.1} h / {:.1} GiB·min, removed {}",
-            c.without.node_hours,
-            c.without.unmet_gib_minutes,
-            c.with.node_hours,
-            c.with.unmet_gib_minutes,
-            c.with.nodes_removed
-        );
-        assert!(c.with.nodes_removed > 0, "{c:?}");
-        assert!(
-            c.node_hours_saved() >= 0.40,
-            "saved {:.1}%: {c:?}",
-            c.node_hours_saved() * 100.0
-        );
+        for seed in [7, 8, 9] {
+            let demand: Vec<SyntheticDemand> = (0..config.clusters.len())
+                .map(|i| {
+                    SyntheticDemand::new(seed + i as u64, start, end, 24.0 * 1024.0, 240.0 * 1024.0)
+                })
+                .collect();
+            let c = compare_previous(&config, &demand, Model::default(), start, end).unwrap();
+            eprintln!(
+                "seed {seed}: capacity {:.1} h / {:.1} GiB·min, previous {:.1} h / {:.1} GiB·min",
+                c.this.node_hours,
+                c.this.unmet_gib_minutes,
+                c.other.node_hours,
+                c.other.unmet_gib_minutes
+            );
+            assert!(c.this.nodes_removed > 0, "{c:?}");
+            assert!(c.node_hours_saved() > 0.0, "{c:?}");
+            assert!(c.unmet_saved() > 0.0, "{c:?}");
+        }
+    }
+
+    /// A user's policy with scale-in is compared with itself without.
+    #[test]
+    fn a_users_policy_is_compared_with_and_without_scale_in() {
+        let config = load(PREVIOUS_CONFIG, &placeholders()).unwrap();
+        let start = DateTime::parse_from_rfc3339(START).unwrap().to_utc();
+        let end = start + chrono::Duration::days(1);
+        let demand = vec![SyntheticDemand::new(
+            7,
+            start,
+            end,
+            24.0 * 1024.0,
+            240.0 * 1024.0,
+        )];
+        let c = compare_scale_in(&config, &demand, Model::default(), start, end).unwrap();
+        assert_eq!(c.other.nodes_removed, 0);
+        assert!(c.this.nodes_removed > 0);
+        assert!(c.node_hours_saved() > 0.3, "{c:?}");
     }
 }

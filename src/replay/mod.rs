@@ -87,8 +87,13 @@ impl Signals {
     }
 }
 
+/// How long a synthetic burst takes to build up, and to go: bursts of YARN
+/// demand ramp over a few minutes as their jobs are submitted.
+pub const BURST_RAMP: Duration = Duration::from_secs(240);
+
 /// A synthetic daily demand: a business-hours hump over a night floor, with
-/// seeded bursts. Deterministic for a seed.
+/// seeded bursts that ramp up and down over [`BURST_RAMP`]. Deterministic
+/// for a seed.
 #[derive(Debug, Clone)]
 pub struct SyntheticDemand {
     /// Night-time demand, MB.
@@ -134,13 +139,20 @@ impl SyntheticDemand {
         } else {
             0.0
         };
+        // A burst ramps up over its first minutes and down over its last:
+        // jobs are submitted, and finish, over a few minutes.
         let burst: f64 = self
             .bursts
             .iter()
-            .filter(|(at, len, _)| {
-                t >= *at && t < *at + chrono::Duration::from_std(*len).unwrap_or_default()
+            .map(|(at, len, size)| {
+                let x = (t - *at).as_seconds_f64();
+                let len = len.as_secs_f64();
+                if x < 0.0 || x >= len {
+                    return 0.0;
+                }
+                let ramp = BURST_RAMP.as_secs_f64().min(len / 2.0);
+                size * (x / ramp).min((len - x) / ramp).min(1.0)
             })
-            .map(|(_, _, size)| *size)
             .sum();
         self.floor_mb + self.peak_mb * day + burst
     }

@@ -253,5 +253,16 @@ async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
         ))
         .await;
     assert_eq!(desired, Some(0.0), "{report}");
+    // Every family the dashboard draws the rule with is exported.
+    let page = d.get("/metrics").await.1;
+    for family in crate::dashboard::CAPACITY_ONLY {
+        assert!(
+            page.contains(&format!("# TYPE {family} gauge"))
+                && page.contains(&format!(
+                    "{family}{{cluster=\"{CLUSTER}\",rule=\"capacity\"}}"
+                )),
+            "{family} missing from /metrics:\n{page}"
+        );
+    }
     assert!(d.stop().await.is_ok(), "{report}");
 }
