@@ -1,5 +1,6 @@
 //! Rule evaluations per second: 1,000 clusters × 3 rules (threshold, target,
-//! schedule) through `policy::decide`, on one core.
+//! schedule) through `policy::decide`, on one core; and the same with a
+//! capacity rule (2-minute trend window, 9 samples) and scale-in added, 4 rules.
 //!
 //! Run with `cargo bench --bench figures -- policy`; criterion reports the throughput in
 //! rule evaluations per second ("elem/s").
@@ -12,8 +13,8 @@ use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group};
 use emr_autoscaler::policy::schedule::parse_cron;
 use emr_autoscaler::policy::{
-    Bound, ClusterPolicy, ClusterView, OnMissing, Reading, Rule, RuleKind, Sample, Step, Sustain,
-    TargetForm, Unit, Window, WindowEnd, decide,
+    Bound, Capacity, ClusterPolicy, ClusterView, Horizon, OnMissing, Proposal, Reading, Rule,
+    RuleKind, Sample, ScaleInPolicy, Step, Sustain, TargetForm, Unit, Window, WindowEnd, decide,
 };
 
 const CLUSTERS: usize = 1000;
@@ -119,6 +120,76 @@ fn bench(c: &mut Criterion) {
                 let obs: [&[Sample]; 3] = [&samples[i][0], &samples[i][1], &samples[i][2]];
                 let d = decide(p, &view, &obs, now, Duration::from_secs(30));
                 added += d.increment;
+            }
+            black_box(added)
+        })
+    });
+
+    // With a capacity rule and scale-in: 4 rules, a removal history.
+    let with_capacity: Vec<ClusterPolicy> = (0..CLUSTERS)
+        .map(|_| {
+            let mut p = policy();
+            p.rules.insert(
+                2,
+                rule(
+                    "capacity",
+                    RuleKind::Capacity(Capacity {
+                        per_node: 57344.0,
+                        reserved: 229_376.0,
+                        headroom: 28672.0,
+                        trend_window: Duration::from_secs(120),
+                        trend_horizon: Horizon::Auto,
+                    }),
+                ),
+            );
+            p.scale_in = ScaleInPolicy {
+                enabled: true,
+                stabilization: Duration::from_secs(300),
+                ..ScaleInPolicy::default()
+            };
+            p
+        })
+        .collect();
+    let demand: Vec<Vec<Sample>> = (0..CLUSTERS)
+        .map(|i| {
+            (0..9)
+                .map(|k| Sample {
+                    at: now - chrono::Duration::seconds(15 * (8 - k)),
+                    value: Reading::Value(
+                        300_000.0 + (i % 11) as f64 * 20_000.0 + k as f64 * 3000.0,
+                    ),
+                })
+                .collect()
+        })
+        .collect();
+    let history: Vec<Proposal> = (0..20)
+        .map(|k| Proposal {
+            at: now - chrono::Duration::seconds(15 * (20 - k)),
+            nodes: 0,
+            effective: 10,
+        })
+        .collect();
+    let fired4 = [None, None, None, None];
+    let done4 = [None, None, None, None];
+    group.throughput(Throughput::Elements((CLUSTERS * (RULES + 1)) as u64));
+    group.bench_function("decide_1000_clusters_x_4_rules_with_capacity", |b| {
+        b.iter(|| {
+            let mut added = 0u32;
+            for (i, p) in with_capacity.iter().enumerate() {
+                let view = ClusterView {
+                    running: Some(8 + (i % 5) as u32),
+                    in_flight: 0,
+                    orders: &orders,
+                    rule_last_fired: &fired4,
+                    schedule_done: &done4,
+                    removal_history: &history,
+                    scale_out: Some(Duration::from_secs(300)),
+                    ..ClusterView::default()
+                };
+                let obs: [&[Sample]; 4] =
+                    [&samples[i][0], &samples[i][1], &demand[i], &samples[i][2]];
+                let d = decide(p, &view, &obs, now, Duration::from_secs(30));
+                added += d.increment + d.removal.nodes();
             }
             black_box(added)
         })
