@@ -302,17 +302,12 @@ fn removal_json(r: &RemovalPlan) -> serde_json::Value {
 
 /// A capacity rule's sizing in one line: demand, growth, horizon, desired.
 fn capacity_line(c: &CapacityStatus, unit: Unit) -> String {
-    let show = |v: f64| match unit {
-        Unit::Megabytes => format!("{:.1} GiB", v / 1024.0),
-        Unit::Ratio => format!("{:.1}%", v * 100.0),
-        Unit::Plain => format!("{v:.1}"),
-    };
     format!(
         "demand {}, growth {}/min, horizon {}, kept above demand {}, desired {} (has {})",
-        show(c.demand),
-        show(c.growth_per_minute),
+        unit.show(c.demand),
+        unit.show(c.growth_per_minute),
         humantime::format_duration(Duration::from_secs(c.horizon_seconds)),
-        show(c.headroom.max(c.trend)),
+        unit.show(c.headroom.max(c.trend)),
         c.desired,
         c.has
     )

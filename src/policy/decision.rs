@@ -269,6 +269,13 @@ impl Decision {
 
 struct Value(f64, Unit);
 
+impl Unit {
+    /// `v` as explanations show it: MB as GiB, a ratio as a percentage.
+    pub fn show(self, v: f64) -> String {
+        Value(v, self).to_string()
+    }
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.1 {
