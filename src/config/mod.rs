@@ -6,6 +6,7 @@
 //! together, each with its key path, so `check` can print them at once.
 
 pub mod ha;
+pub mod promql;
 pub mod raw;
 mod rules;
 

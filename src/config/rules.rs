@@ -250,8 +250,15 @@ impl Validator<'_> {
             None
         } else {
             let q = self.get(&p("query"), r.query, None);
-            if q.as_deref().is_some_and(|q| q.trim().is_empty()) {
-                self.issue(&p("query"), "must not be empty");
+            match q.as_deref() {
+                Some(q) if q.trim().is_empty() => self.issue(&p("query"), "must not be empty"),
+                Some(q) => {
+                    if let Err(e) = super::promql::check(q) {
+                        let rule = name.as_deref().unwrap_or("(unnamed)");
+                        self.issue(&p("query"), format!("rule {rule:?}: {e}"));
+                    }
+                }
+                None => {}
             }
             q
         };

@@ -341,3 +341,30 @@ async fn check_reports_every_problem_and_exits_78() {
     .await;
     assert_eq!(missing.status.code(), Some(78));
 }
+
+#[tokio::test]
+async fn check_refuses_a_promql_syntax_error_naming_the_rule_and_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let minimal = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/minimal.toml"
+    ))
+    .unwrap();
+    let cfg = dir.path().join("typo.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{minimal}\n[[clusters.rules]]\nname = \"queue-pending\"\ntype = \"threshold\"\nquery = 'sum(rate(yarn_apps_pending[5m])'\nabove = 0\nfor = \"1m\"\nadd = 1\n"
+        ),
+    )
+    .unwrap();
+    let o = run(&["check", "--config", cfg.to_str().unwrap()], dir.path()).await;
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(78), "{out}");
+    assert!(
+        out.contains(
+            "clusters[0].rules[1].query: rule \"queue-pending\": PromQL syntax error at column 4: unclosed left parenthesis"
+        ),
+        "{out}"
+    );
+}

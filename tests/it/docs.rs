@@ -60,3 +60,25 @@ fn the_readme_lists_every_shipped_alert() {
     }
     assert!(alerts >= 10, "only {alerts} alerts read");
 }
+
+/// Every rule query the README and the example configuration show parses.
+#[test]
+fn every_documented_query_is_valid_promql() {
+    let mut checked = 0;
+    for file in ["README.md", "config/example.toml"] {
+        let text = std::fs::read_to_string(repo_file(file)).unwrap();
+        for line in text.lines() {
+            let line = line.trim_start_matches("# ").trim();
+            let Some(q) = line
+                .strip_prefix("query = '")
+                .and_then(|r| r.split_once('\'').map(|(q, _)| q))
+            else {
+                continue;
+            };
+            emr_autoscaler::config::promql::check(q)
+                .unwrap_or_else(|e| panic!("{file}: {q:?}: {e}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} queries found");
+}
