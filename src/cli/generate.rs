@@ -68,7 +68,22 @@ pub fn write(what: Artifact, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
     };
     let mut cmd = visible_command();
     let path = clap_complete::generate_to(shell, &mut cmd, BIN_NAME, out_dir)?;
+    if shell == Shell::Bash {
+        let script = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, mend_bash(&script))?;
+    }
     Ok(vec![path])
+}
+
+/// clap_complete names the subcommands' `case` labels after the binary with
+/// its hyphen escaped once more than the `cmd` values they must match
+/// (`emr__subcmd__autoscaler__subcmd__run` against
+/// `emr__autoscaler__subcmd__run`), so no subcommand's options would ever
+/// complete. The labels are written as the values.
+fn mend_bash(script: &str) -> String {
+    let escaped = BIN_NAME.replace('-', "__");
+    let doubled = BIN_NAME.replace('-', "__subcmd__");
+    script.replace(&format!("{doubled}__subcmd__"), &format!("{escaped}__subcmd__"))
 }
 
 /// The command line without its hidden subcommands: the completion
@@ -193,6 +208,31 @@ mod tests {
             assert!(main.contains(section), "{section} missing:\n{main}");
         }
         assert!(!main.contains("generate"), "{main}");
+    }
+
+    /// Bash's own completion function, sourced from the written script,
+    /// completes a subcommand's option.
+    #[test]
+    fn bash_completes_a_subcommands_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = write(Artifact::Bash, dir.path()).unwrap().remove(0);
+        let complete = |words: &str| {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "source '{}'; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                     _emr__autoscaler emr-autoscaler \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                     printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                    script.display()
+                ))
+                .output()
+                .expect("bash runs");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(complete("emr-autoscaler backtest --f").trim(), "--from");
+        let scale_in = complete("emr-autoscaler scale-in --inst");
+        assert_eq!(scale_in.trim(), "--instance-id", "{scale_in}");
     }
 
     #[test]
