@@ -372,10 +372,7 @@ pub fn print(
                 ("", String::new(), String::new())
             };
             let value = match (v.value, v.issue) {
-                (Some(x), _) => format!("{x:.4}")
-                    .trim_end_matches('0')
-                    .trim_end_matches('.')
-                    .to_string(),
+                (Some(x), _) => p.units.get(i).copied().unwrap_or_default().show(x),
                 (None, Some(issue)) => issue.metric_label().to_string(),
                 (None, None) => "-".into(),
             };

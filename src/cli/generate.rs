@@ -83,7 +83,10 @@ pub fn write(what: Artifact, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
 fn mend_bash(script: &str) -> String {
     let escaped = BIN_NAME.replace('-', "__");
     let doubled = BIN_NAME.replace('-', "__subcmd__");
-    script.replace(&format!("{doubled}__subcmd__"), &format!("{escaped}__subcmd__"))
+    script.replace(
+        &format!("{doubled}__subcmd__"),
+        &format!("{escaped}__subcmd__"),
+    )
 }
 
 /// The command line without its hidden subcommands: the completion

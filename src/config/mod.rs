@@ -377,8 +377,41 @@ fn unknown_key_message(path: &str) -> String {
         "cos_secret_id" | "cos_secret_key" | "secret_id" | "secret_key" | "token" => {
             "credentials are never read from the config file; use the environment, systemd credentials or a profile file".into()
         }
-        _ => "unknown key; check the spelling against config/example.toml".into(),
+        _ => match did_you_mean(leaf) {
+            Some(key) => format!("unknown key; did you mean {key}?"),
+            None => "unknown key; check the spelling against config/example.toml".into(),
+        },
     }
+}
+
+/// Every key `config/example.toml` documents, set or commented out.
+static KNOWN_KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut keys: Vec<&'static str> = include_str!("../../config/example.toml")
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches('#').trim_start();
+            let (key, _) = l.split_once(" =")?;
+            key.bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_')
+                .then_some(key)
+        })
+        .collect();
+    // The keys of inline tables (tags, owner_tag).
+    keys.extend(["key", "value"]);
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+});
+
+/// The documented key closest to `leaf`, when one is close enough to be a
+/// typo of it.
+fn did_you_mean(leaf: &str) -> Option<&'static str> {
+    KNOWN_KEYS
+        .iter()
+        .map(|k| (strsim::normalized_damerau_levenshtein(leaf, k), *k))
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
 }
 
 /// Validates a raw value tree (after environment overrides).
@@ -741,9 +774,11 @@ impl Validator<'_> {
         let min_task_nodes = self
             .get(&p("min_task_nodes"), raw.min_task_nodes, Some(0))
             .unwrap_or(0);
-        let max_task_nodes = self
-            .get(&p("max_task_nodes"), raw.max_task_nodes, None)
-            .unwrap_or(0);
+        let max_known = self.get(&p("max_task_nodes"), raw.max_task_nodes, None);
+        // Without a usable max_task_nodes (already an issue), nothing is
+        // judged against it: one typo, one message.
+        let ceiling = max_known.unwrap_or(MAX_TASK_NODES);
+        let max_task_nodes = max_known.unwrap_or(0);
         if max_task_nodes > MAX_TASK_NODES {
             self.issue(
                 &p("max_task_nodes"),
@@ -752,7 +787,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        if min_task_nodes > max_task_nodes {
+        if max_known.is_some() && min_task_nodes > max_task_nodes {
             self.issue(
                 &p("min_task_nodes"),
                 format!("{min_task_nodes} is above max_task_nodes ({max_task_nodes})"),
@@ -820,7 +855,7 @@ impl Validator<'_> {
             scale_in,
             owner_tag,
             yarn,
-            rules: self.rules(at, raw.rules, max_task_nodes),
+            rules: self.rules(at, raw.rules, ceiling),
         }
     }
 

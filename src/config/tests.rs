@@ -808,3 +808,30 @@ above = 3
         "{found:#?}"
     );
 }
+
+#[test]
+fn a_misspelt_key_gets_a_suggestion_and_no_cascade() {
+    let text = data("minimal.toml").replace("max_task_nodes", "max_nodes");
+    let found: Vec<String> = issues(&text).iter().map(|i| i.to_string()).collect();
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains(".max_nodes: unknown key; did you mean max_task_nodes?")),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|f| f.contains(".max_task_nodes:")),
+        "{found:#?}"
+    );
+    // Nothing else is judged against the missing maximum.
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let far = data("minimal.toml").replace("[daemon]", "[daemon]\nwibble = 1");
+    let found: Vec<String> = issues(&far).iter().map(|i| i.to_string()).collect();
+    assert!(
+        found
+            .iter()
+            .any(|f| f
+                == "daemon.wibble: unknown key; check the spelling against config/example.toml"),
+        "{found:#?}"
+    );
+}

@@ -102,6 +102,13 @@ async fn plan_judges_for_windows_from_range_data_and_sends_nothing() {
         "{stdout}"
     );
     assert!(stdout.contains("-> scale_out +2"), "{stdout}");
+    // The VALUE column shows the rule's unit.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("pending-memory") && l.contains("12 GiB") && l.ends_with("+2")),
+        "{stdout}"
+    );
     let json = run(
         vec![
             "plan".into(),
