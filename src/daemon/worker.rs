@@ -634,6 +634,7 @@ async fn tick(
                 .max_nodes_per_day
                 .map(|l| l.saturating_sub(budget.day_used)),
             last_evaluation: now,
+            max_task_nodes: cluster.max_task_nodes,
         },
     );
     if snapshot.auth_failed {

@@ -94,6 +94,8 @@ pub struct ClusterSnapshot {
     pub budget_day: Option<u32>,
     /// When this evaluation happened.
     pub last_evaluation: DateTime<Utc>,
+    /// The cluster's `max_task_nodes`.
+    pub max_task_nodes: u32,
 }
 
 /// Every exported metric, with its own registry.
@@ -109,6 +111,7 @@ pub struct Metrics {
     rule_headroom: GaugeVec,
     rule_capacity: GaugeVec,
     desired: IntGaugeVec,
+    max_task_nodes: IntGaugeVec,
     current: IntGaugeVec,
     inflight: IntGaugeVec,
     nodes_requested: IntCounterVec,
@@ -328,6 +331,16 @@ impl Metrics {
                     opts(
                         "desired_task_nodes",
                         "Task nodes the cluster is heading for after the last decision.",
+                    ),
+                    cluster,
+                ),
+            )?,
+            max_task_nodes: register(
+                &r,
+                IntGaugeVec::new(
+                    opts(
+                        "max_task_nodes",
+                        "The cluster's max_task_nodes: running plus in flight never passes it.",
                     ),
                     cluster,
                 ),
@@ -733,6 +746,9 @@ impl Metrics {
             }
         };
         flag(&self.paused, state.paused);
+        if let Some(g) = series(&self.max_task_nodes, &[cluster]) {
+            g.set(i64::from(state.max_task_nodes));
+        }
         flag(&self.breaker_open, state.breaker_open);
         if let Some(g) = series(&self.cooldown_until, &[cluster]) {
             g.set(state.cooldown_until.map_or(0.0, unix_seconds));
@@ -834,9 +850,10 @@ impl Metrics {
         self.remove_cluster(cluster);
     }
 
-    fn cluster_gauges(&self) -> [&IntGaugeVec; 5] {
+    fn cluster_gauges(&self) -> [&IntGaugeVec; 6] {
         [
             &self.desired,
+            &self.max_task_nodes,
             &self.current,
             &self.inflight,
             &self.paused,
@@ -1049,7 +1066,7 @@ mod tests {
         decide(&policy(), &view, &[&p, &u], now, Duration::from_secs(30))
     }
 
-    const CONTRACT: [(&str, &str); 23] = [
+    const CONTRACT: [(&str, &str); 24] = [
         ("decisions_total", "counter"),
         ("rule_value", "gauge"),
         ("rule_proposed_task_nodes", "gauge"),
@@ -1073,6 +1090,7 @@ mod tests {
         ("config_last_reload_timestamp_seconds", "gauge"),
         ("sold_out_total", "counter"),
         ("state_reconcile_doubts_total", "counter"),
+        ("max_task_nodes", "gauge"),
     ];
 
     #[test]
@@ -1396,6 +1414,7 @@ mod tests {
                 budget_hour: Some(7),
                 budget_day: None,
                 last_evaluation: DateTime::from_timestamp(1_800_000_000, 250_000_000).unwrap(),
+                max_task_nodes: 10,
             },
         );
         m.nodes_requested("emr-a", 20);
@@ -1454,6 +1473,7 @@ mod tests {
                 budget_hour: None,
                 budget_day: Some(0),
                 last_evaluation: t(0),
+                max_task_nodes: 10,
             },
         );
         let text = m.encode().unwrap();

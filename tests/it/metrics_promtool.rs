@@ -117,6 +117,7 @@ fn busy_metrics() -> Metrics {
             budget_hour: Some(7),
             budget_day: None,
             last_evaluation: now,
+            max_task_nodes: 10,
         },
     );
     m.nodes_requested("emr-abc12345", 3);
