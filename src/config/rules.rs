@@ -97,9 +97,16 @@ impl Validator<'_> {
                     format!("{n:?} is already the name of rules[{j}]"),
                 );
             }
-            names.push(name);
+            names.push(name.clone());
+            let before = self.issues.len();
             if let Some(rule) = self.rule(&at, r, max_task_nodes) {
                 out.push(rule);
+            }
+            // Say which rule, by the name its author gave it.
+            if let Some(n) = name.filter(|n| !n.is_empty()) {
+                for issue in &mut self.issues[before..] {
+                    issue.message = format!("rule {n:?}: {}", issue.message);
+                }
             }
         }
         out
@@ -254,8 +261,7 @@ impl Validator<'_> {
                 Some(q) if q.trim().is_empty() => self.issue(&p("query"), "must not be empty"),
                 Some(q) => {
                     if let Err(e) = super::promql::check(q) {
-                        let rule = name.as_deref().unwrap_or("(unnamed)");
-                        self.issue(&p("query"), format!("rule {rule:?}: {e}"));
+                        self.issue(&p("query"), e.to_string());
                     }
                 }
                 None => {}

@@ -201,16 +201,17 @@ fn shipped_example_is_valid() {
 fn rule_problems_are_all_reported_with_paths() {
     let got = issues(&data("bad-rules.toml"));
     let shown: Vec<String> = got.iter().map(|i| i.to_string()).collect();
+    // Each problem names its rule as its author did.
     let expected = [
-        "clusters[0].rules[0]: a threshold rule needs a sustain condition",
-        "clusters[0].rules[1].add: 0 must be at least 1",
+        "clusters[0].rules[0]: rule \"pending\": a threshold rule needs a sustain condition",
+        "clusters[0].rules[1].add: rule \"pending\": 0 must be at least 1",
         "clusters[0].rules[1].name: \"pending\" is already the name of rules[0]",
-        "clusters[0].rules[2].target: 0 must be above 0",
-        "clusters[0].rules[3].type: unknown rule type \"predictive\"",
-        "clusters[0].rules[4].cron: \"0 0 25 * * *\" is not a cron expression",
-        "clusters[0].rules[4].timezone: \"Mars/Olympus\" is not an IANA time zone",
-        "clusters[0].rules[4].floor_task_nodes: 11 is above max_task_nodes (10); min above max",
-        "clusters[0].rules[5].cron: does not apply to a threshold rule",
+        "clusters[0].rules[2].target: rule \"util\": 0 must be above 0",
+        "clusters[0].rules[3].type: rule \"mystery\": unknown rule type \"predictive\"",
+        "clusters[0].rules[4].cron: rule \"office-hours\": \"0 0 25 * * *\" is not a cron expression",
+        "clusters[0].rules[4].timezone: rule \"office-hours\": \"Mars/Olympus\" is not an IANA time zone",
+        "clusters[0].rules[4].floor_task_nodes: rule \"office-hours\": 11 is above max_task_nodes (10); min above max",
+        "clusters[0].rules[5].cron: rule \"burst\": does not apply to a threshold rule",
         "clusters[0].rules[5].colour: unknown key",
     ];
     for want in expected {
