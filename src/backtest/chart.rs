@@ -1,5 +1,6 @@
 //! `chart.svg`: demand against serving capacity over time, one panel per
-//! cluster, with every scale-out decision marked.
+//! cluster, with every scale-out decision marked. With `--compare`, the
+//! other configuration's serving capacity is drawn in the same panel.
 //!
 //! Long runs are drawn in buckets of several steps: each bucket shows its
 //! highest demand and its lowest capacity, so a shortfall never disappears
@@ -27,12 +28,18 @@ fn chart_err(path: &Path) -> impl Fn(String) -> BacktestError + '_ {
     }
 }
 
-/// Writes the chart of `clusters` over `grid` to `path`.
+/// Another configuration's runs, drawn over the first's: its name, and its
+/// runs (matched to the first's by cluster).
+pub type Overlay<'a> = (&'a str, &'a [ClusterRun]);
+
+/// Writes the chart of `clusters` over `grid` to `path`, with `overlay`'s
+/// serving capacity in the same panels.
 pub fn write(
     path: &Path,
     grid: &Grid,
     title: &str,
     clusters: &[ClusterRun],
+    overlay: Option<Overlay<'_>>,
 ) -> Result<(), BacktestError> {
     let fail = chart_err(path);
     let shown = clusters.len().clamp(1, MAX_PANELS);
@@ -52,45 +59,61 @@ pub fn write(
         .map_err(|e| fail(e.to_string()))?;
     let panels = root.split_evenly((shown, 1));
     for (panel, cluster) in panels.iter().zip(clusters.iter().take(MAX_PANELS)) {
-        draw_panel(panel, grid, cluster).map_err(&fail)?;
+        let other = overlay.and_then(|(name, runs)| {
+            runs.iter()
+                .find(|r| r.instance_id == cluster.instance_id)
+                .map(|r| (name, r))
+        });
+        draw_panel(panel, grid, cluster, other).map_err(&fail)?;
     }
     root.present().map_err(|e| fail(e.to_string()))
 }
 
-fn draw_panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    grid: &Grid,
+/// A timeline series in buckets of `bucket` steps, GiB against hours, drawn
+/// as steps (the values hold over a step); `pick` reduces a bucket.
+fn stepped_line(
     run: &ClusterRun,
-) -> Result<(), String> {
-    let steps = run.timeline.len();
+    grid: &Grid,
+    bucket: usize,
+    pick: impl Fn(&[super::engine::StepRecord]) -> Option<f64>,
+) -> Vec<(f64, f64)> {
     let hours = |i: usize| i as f64 * grid.step.as_secs_f64() / 3600.0;
-    let bucket = steps.div_ceil(MAX_POINTS).max(1);
-    let mut demand: Vec<(f64, f64)> = Vec::with_capacity(steps / bucket + 1);
-    let mut capacity: Vec<(f64, f64)> = Vec::with_capacity(steps / bucket + 1);
-    // Both series hold their value over a step: draw them as steps.
-    let stepped = |line: &mut Vec<(f64, f64)>, x: f64, y: f64| {
+    let mut line: Vec<(f64, f64)> = Vec::with_capacity(run.timeline.len() / bucket + 2);
+    for (b, rows) in run.timeline.chunks(bucket).enumerate() {
+        let Some(mb) = pick(rows) else { continue };
+        let (x, y) = (hours(b * bucket), mb / 1024.0);
         if let Some(&(_, prev)) = line.last()
             && prev != y
         {
             line.push((x, prev));
         }
         line.push((x, y));
+    }
+    if let Some(&(_, last)) = line.last() {
+        line.push((hours(run.timeline.len().max(1)), last));
+    }
+    line
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    grid: &Grid,
+    run: &ClusterRun,
+    other: Option<(&str, &ClusterRun)>,
+) -> Result<(), String> {
+    let steps = run.timeline.len();
+    let hours = |i: usize| i as f64 * grid.step.as_secs_f64() / 3600.0;
+    let bucket = steps.div_ceil(MAX_POINTS).max(1);
+    // Each bucket shows its highest demand and its lowest capacity.
+    let highest_demand = |rows: &[super::engine::StepRecord]| {
+        rows.iter().filter_map(|r| r.demand_mb).reduce(f64::max)
     };
-    for (b, rows) in run.timeline.chunks(bucket).enumerate() {
-        let x = hours(b * bucket);
-        if let Some(d) = rows.iter().filter_map(|r| r.demand_mb).reduce(f64::max) {
-            stepped(&mut demand, x, d / 1024.0);
-        }
-        if let Some(c) = rows.iter().map(|r| r.capacity_mb).reduce(f64::min) {
-            stepped(&mut capacity, x, c / 1024.0);
-        }
-    }
-    let x_end = hours(steps.max(1));
-    for line in [&mut demand, &mut capacity] {
-        if let Some(&(_, last)) = line.last() {
-            line.push((x_end, last));
-        }
-    }
+    let lowest_capacity =
+        |rows: &[super::engine::StepRecord]| rows.iter().map(|r| r.capacity_mb).reduce(f64::min);
+    let demand = stepped_line(run, grid, bucket, highest_demand);
+    let capacity = stepped_line(run, grid, bucket, lowest_capacity);
+    let other_capacity =
+        other.map(|(name, r)| (name, stepped_line(r, grid, bucket, lowest_capacity)));
     let orders: Vec<(f64, f64, u32)> = run
         .timeline
         .iter()
@@ -109,6 +132,7 @@ fn draw_panel<DB: DrawingBackend>(
     let y_max = demand
         .iter()
         .chain(&capacity)
+        .chain(other_capacity.iter().flat_map(|(_, l)| l))
         .map(|p| p.1)
         .fold(1.0f64, f64::max)
         * 1.1;
@@ -155,6 +179,14 @@ fn draw_panel<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?
         .label("serving capacity")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], green));
+    if let Some((name, line)) = other_capacity {
+        let grey = RGBColor(127, 127, 127);
+        chart
+            .draw_series(LineSeries::new(line, grey.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(format!("serving capacity with {name}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+    }
     chart
         .draw_series(
             orders

@@ -430,10 +430,18 @@ fn write_outputs(
     report::write_timeline_csv(&dir.join("timeline.csv"), run)?;
     report::write_timeline_json(&dir.join("timeline.json"), run)?;
     report::write_summary(&dir.join("summary.json"), setup, run, compare)?;
+    let title = match compare {
+        Some(other) => format!(
+            "backtest of {} against {}: demand vs serving capacity",
+            run.config, other.config
+        ),
+        None => format!("backtest of {}: demand vs serving capacity", run.config),
+    };
     chart::write(
         &dir.join("chart.svg"),
         &setup.grid,
-        &format!("backtest of {}: demand vs serving capacity", run.config),
+        &title,
         &run.clusters,
+        compare.map(|c| (c.config.as_str(), c.clusters.as_slice())),
     )
 }

@@ -273,6 +273,10 @@ fn compare_prints_both_summaries() {
     assert!(close(other.unmet_gib_minutes, 4400.0 / 1024.0), "{other:?}");
     assert_eq!(figures(&summary(&out.join("compare"))).nodes_added, 3);
     assert!(out.join("compare/chart.svg").exists());
+    // One chart draws both configurations' capacity over the same demand.
+    let svg = std::fs::read_to_string(out.join("chart.svg")).unwrap();
+    assert!(svg.contains("serving capacity with "), "{svg}");
+    assert!(svg.contains(" against "), "{svg}");
 }
 
 #[test]
