@@ -117,13 +117,22 @@ async fn samples(
     }
 }
 
-/// Evaluates every cluster once. Failures name the rule; the plan still
+/// Evaluates every cluster once, now. Failures name the rule; the plan still
 /// covers every cluster (a failed rule counts as missing data).
 pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>), String> {
-    let connections = crate::connect::Connections::new(config, None)?;
+    evaluate_at(config, crate::clock::wall_now(), None).await
+}
+
+/// As [`evaluate`], at `now`, with `fixed` credentials instead of the
+/// process's chain (the demo's simulator).
+pub async fn evaluate_at(
+    config: &Config,
+    now: DateTime<Utc>,
+    fixed: Option<crate::tencent::Credentials>,
+) -> Result<(Vec<ClusterPlan>, Vec<Failure>), String> {
+    let connections = crate::connect::Connections::new(config, fixed)?;
     let emr = connections.emr_quiet(config)?;
     let prom = connections.prometheus(config)?;
-    let now = crate::clock::wall_now();
     let interval = config.daemon.evaluation_interval;
     let read = match &config.ha {
         // With [ha] the state is the leader's, in etcd.

@@ -44,6 +44,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
         speed: args.speed,
         duration: args.duration,
         seed: args.seed,
+        plan_at: args.plan_at,
     };
     let mut out = std::io::stdout();
     match crate::demo::run(options, &mut out).await {

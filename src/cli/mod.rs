@@ -223,6 +223,11 @@ pub struct DemoArgs {
     /// Seed of the synthetic demand's bursts.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Instead of running, print what `plan` says this far into the demo's
+    /// day (e.g. 14h), against the simulator and the Prometheus stand-in:
+    /// `plan` with your rules (--config) and no cloud account.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub plan_at: Option<std::time::Duration>,
 }
 
 /// Arguments of `run`.

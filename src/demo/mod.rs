@@ -44,6 +44,8 @@ pub struct DemoOptions {
     pub duration: Duration,
     /// Seed of the synthetic demand.
     pub seed: u64,
+    /// Print what `plan` says this far into the day instead of running.
+    pub plan_at: Option<Duration>,
 }
 
 /// Why the demo could not run.
@@ -194,6 +196,108 @@ fn load(text: &str, overrides: &[(&str, String)]) -> Result<Config, config::Conf
     config::load_str(text, Some(env))
 }
 
+/// Each cluster's synthetic day, and which cluster and signal each rule
+/// query stands for.
+fn demand_sources(
+    shape: &Config,
+    seed: u64,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    model: Model,
+) -> (
+    Vec<Source>,
+    HashMap<String, (usize, crate::policy::ReplaySignal)>,
+) {
+    let mut sources = Vec::new();
+    let mut queries = HashMap::new();
+    for (i, c) in shape.clusters.iter().enumerate() {
+        sources.push(Source {
+            instance_id: c.instance_id.clone(),
+            demand: prom::Demand::Day(SyntheticDemand::new(
+                seed + i as u64,
+                start,
+                end,
+                24.0 * 1024.0,
+                240.0 * 1024.0,
+            )),
+            model,
+        });
+        for r in &c.rules {
+            if let (Some(q), Some(sig)) = (&r.query, r.replay_signal) {
+                queries.insert(q.clone(), (i, sig));
+            }
+        }
+    }
+    (sources, queries)
+}
+
+/// `demo --plan-at`: what `plan` says at `at` into the demo's day, against
+/// the simulator and the Prometheus stand-in: `plan` without a cloud
+/// account or a Prometheus.
+async fn plan_at(
+    text: &str,
+    shape: &Config,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    at: Duration,
+    seed: u64,
+    out: &mut (dyn Write + Send),
+) -> Result<DemoSummary, DemoError> {
+    let now =
+        start + chrono::Duration::from_std(at).map_err(|e| DemoError::Setup(e.to_string()))?;
+    if now >= end {
+        return Err(DemoError::Setup(format!(
+            "--plan-at {} is not within the demo's --duration",
+            humantime::format_duration(at)
+        )));
+    }
+    let clock: SharedClock = Arc::new(ScaledClock::new(now, 1.0));
+    let model = Model::default();
+    let sim = Simulator::start(
+        SimConfig {
+            clusters: shape
+                .clusters
+                .iter()
+                .map(|c| SimCluster::new(c.instance_id.clone()).with_task_nodes(c.min_task_nodes))
+                .collect(),
+            flow_duration: model.provisioning_delay,
+            ..SimConfig::default()
+        },
+        clock.clone(),
+    )
+    .await
+    .map_err(|e| DemoError::Setup(format!("cannot start the EMR simulator: {e}")))?;
+    let sim = Arc::new(sim);
+    let (sources, queries) = demand_sources(shape, seed, (start, end), model);
+    let prom_addr = prom::serve(clock, sim.clone(), sources, queries)
+        .await
+        .map_err(|e| DemoError::Setup(format!("cannot start the Prometheus stand-in: {e}")))?;
+    let state_dir = tempfile::tempdir()
+        .map_err(|e| DemoError::Setup(format!("cannot make a state directory: {e}")))?;
+    let config = load(
+        text,
+        &[
+            ("TENCENT__ENDPOINT", sim.endpoint()),
+            ("TENCENT__METADATA_URL", "http://127.0.0.1:9".into()),
+            ("PROMETHEUS__URL", format!("http://{prom_addr}")),
+            ("DAEMON__LISTEN", "127.0.0.1:0".into()),
+            ("DAEMON__STATE_DIR", state_dir.path().display().to_string()),
+        ],
+    )?;
+    let credentials = Credentials::new(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, None);
+    let (plans, failures) = crate::plan::evaluate_at(&config, now, Some(credentials))
+        .await
+        .map_err(DemoError::Setup)?;
+    let _ = writeln!(
+        out,
+        "plan at {} of the demo's day, against the EMR simulator and a Prometheus stand-in \
+         (synthetic demand, {} task node(s) at min_task_nodes); nothing leaves this machine\n",
+        now.format("%a %H:%M UTC"),
+        shape.clusters.iter().map(|c| c.min_task_nodes).sum::<u32>()
+    );
+    crate::plan::print(out, &plans, &failures, false)
+        .map_err(|e| DemoError::Setup(format!("cannot print the plan: {e}")))?;
+    Ok(DemoSummary::default())
+}
+
 fn gib(mb: f64) -> String {
     format!("{:.1} GiB", mb / 1024.0)
 }
@@ -224,6 +328,9 @@ pub async fn run(
     let end = start
         + chrono::Duration::from_std(options.duration)
             .map_err(|e| DemoError::Setup(e.to_string()))?;
+    if let Some(at) = options.plan_at {
+        return plan_at(&text, &shape, (start, end), at, options.seed, out).await;
+    }
     let speed = options
         .speed
         .unwrap_or(options.duration.as_secs_f64() / 60.0)
@@ -248,26 +355,7 @@ pub async fn run(
     .map_err(|e| DemoError::Setup(format!("cannot start the EMR simulator: {e}")))?;
     let sim = Arc::new(sim);
 
-    let mut sources = Vec::new();
-    let mut queries = HashMap::new();
-    for (i, c) in shape.clusters.iter().enumerate() {
-        sources.push(Source {
-            instance_id: c.instance_id.clone(),
-            demand: prom::Demand::Day(SyntheticDemand::new(
-                options.seed + i as u64,
-                start,
-                end,
-                24.0 * 1024.0,
-                240.0 * 1024.0,
-            )),
-            model,
-        });
-        for r in &c.rules {
-            if let (Some(q), Some(sig)) = (&r.query, r.replay_signal) {
-                queries.insert(q.clone(), (i, sig));
-            }
-        }
-    }
+    let (sources, queries) = demand_sources(&shape, options.seed, (start, end), model);
     let open_loop: Vec<String> = shape
         .clusters
         .iter()

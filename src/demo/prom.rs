@@ -1,4 +1,5 @@
-//! A loopback stand-in for the Prometheus HTTP API that answers the demo's
+//! A loopback stand-in for the Prometheus HTTP API (`/api/v1/query` and
+//! `/api/v1/query_range`) that answers the demo's
 //! rule queries from the closed-loop replay model: demand from a synthetic
 //! day (or a series of points), capacity from the simulated cluster's running
 //! task nodes.
@@ -92,6 +93,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let router = axum::Router::new()
         .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
         .with_state(app);
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -119,5 +121,45 @@ async fn query(State(app): State<App>, Query(params): Query<HashMap<String, Stri
         .into_iter()
         .collect();
     axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": result}}))
+        .into_response()
+}
+
+/// A range of a rule's signal: demand at each step against the task nodes
+/// running now (the stand-in keeps no history of the cluster).
+async fn query_range(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let q = params.get("query").map(String::as_str).unwrap_or_default();
+    let number = |k: &str| params.get(k).and_then(|v| v.parse::<f64>().ok());
+    let (Some(start), Some(end), Some(step)) = (number("start"), number("end"), number("step"))
+    else {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            axum::Json(json!({"status": "error", "errorType": "bad_data", "error": "start, end and step are required"})),
+        )
+            .into_response();
+    };
+    let step = step.max(1.0);
+    let result: Vec<serde_json::Value> = app
+        .queries
+        .get(q)
+        .and_then(|&(i, signal)| app.sources.get(i).map(|s| (s, signal)))
+        .map(|(s, signal)| {
+            let running = app.sim.cluster(&s.instance_id).map_or(0, |c| c.task_nodes);
+            let count = (((end - start) / step).floor().max(0.0) as usize).min(11_000);
+            let values: Vec<serde_json::Value> = (0..=count)
+                .map(|k| {
+                    let ts = start + k as f64 * step;
+                    let at = DateTime::from_timestamp(ts as i64, 0).unwrap_or_default();
+                    let v = s.model.signals(s.demand.at(at), running).get(signal);
+                    json!([ts, v.to_string()])
+                })
+                .collect();
+            json!({"metric": {}, "values": values})
+        })
+        .into_iter()
+        .collect();
+    axum::Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
         .into_response()
 }

@@ -157,3 +157,34 @@ replay_signal = "pending_mb"
     );
     assert!(stdout.contains("ordered +"), "it orders:\n{stdout}");
 }
+
+/// `plan` without a cloud account: the demo's simulator and Prometheus
+/// stand-in answer it, at a chosen time of the synthetic day.
+#[test]
+fn plan_runs_against_the_demo_without_a_cloud_account() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--plan-at", "14h"])
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("plan at Mon 14:00 UTC"), "{stdout}");
+    assert!(stdout.contains("CLUSTER"), "{stdout}");
+    assert!(stdout.contains("capacity: demand "), "{stdout}");
+    assert!(stdout.contains("  -> scale_out +"), "{stdout}");
+    let late = Command::new(BIN)
+        .args(["demo", "--plan-at", "25h"])
+        .env_clear()
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(late.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&late.stderr).contains("--plan-at"));
+}
