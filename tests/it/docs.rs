@@ -82,3 +82,33 @@ fn every_documented_query_is_valid_promql() {
     }
     assert!(checked >= 6, "only {checked} queries found");
 }
+
+/// Every `yarn_*` metric the documented queries read is one the shipped
+/// jmx_exporter rules produce.
+#[test]
+fn every_documented_yarn_metric_comes_from_the_shipped_exporter_rules() {
+    let rules = std::fs::read_to_string(repo_file("config/jmx-resourcemanager.yml")).unwrap();
+    let produced: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name: "))
+        .collect();
+    assert!(produced.len() >= 8, "{produced:?}");
+    let mut read = 0;
+    for file in ["README.md", "config/example.toml"] {
+        let text = std::fs::read_to_string(repo_file(file)).unwrap();
+        for line in text.lines().filter(|l| l.contains("query = '")) {
+            for (at, _) in line.match_indices("yarn_") {
+                let name: String = line[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    produced.contains(&name.as_str()),
+                    "{file} reads {name}, which config/jmx-resourcemanager.yml does not produce"
+                );
+                read += 1;
+            }
+        }
+    }
+    assert!(read >= 6, "only {read} metric names read");
+}
