@@ -11,16 +11,14 @@
 use std::io::Write;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
 use crate::config::Config;
 use crate::daemon::status::CapacityStatus;
-use crate::policy::{
-    self, ClusterView, DataIssue, Decision, Reading, RuleKind, Sample, Sustain, Unit,
-};
+use crate::policy::{self, DataIssue, Decision, Reading, RuleKind, Sample, Sustain, Unit};
 use crate::prom::Prometheus;
-use crate::state::State;
+use crate::state::{Circumstances, Snapshot, State};
 use crate::tencent::emr::ClusterInfo;
 
 /// A rule whose data could not be read.
@@ -196,39 +194,37 @@ pub async fn evaluate_at(
             obs.push(s);
         }
         let info = infos.iter().find(|i| i.cluster_id == cluster.instance_id);
-        let mut c = state
+        // The same projection the daemon decides from: an open removal, a
+        // cooldown, a tripped breaker or a flow Tencent runs hold here too.
+        let c = state
             .cluster(&cluster.instance_id)
             .cloned()
             .unwrap_or_default();
-        c.prune_arrivals(
-            now,
-            chrono::Duration::from_std(cluster.settle(config.daemon.evaluation_interval))
-                .unwrap_or_default(),
-        );
-        let inputs = c.policy_inputs(cluster.rules.iter().map(|r| &*r.name), Some(now));
-        let view = ClusterView {
-            running: info.and_then(ClusterInfo::task_nodes),
-            in_flight: inputs.planned,
-            settling: inputs.settling,
-            cooldown_until: c.cooldown_until,
-            backoff_until: c.sold_out_until,
-            paused: c.paused,
-            breaker_open: c.breaker_open.is_some(),
-            dry_run: false,
-            busy: false,
-            orders: &inputs.orders,
-            rule_last_fired: &inputs.last_fired,
-            schedule_done: &inputs.schedule_done,
-            scale_out: inputs.scale_out,
-            ..ClusterView::default()
+        let circumstances = Circumstances {
+            dry_run: config.daemon.dry_run || cluster.dry_run,
+            settle: TimeDelta::from_std(cluster.settle(interval)).unwrap_or_default(),
+            scale_in_cooldown: TimeDelta::from_std(cluster.scale_in.cooldown)
+                .unwrap_or(TimeDelta::MAX),
+            ..Circumstances::default()
         };
+        let seen = Snapshot {
+            running: info.and_then(ClusterInfo::task_nodes),
+            in_flow: info.is_some_and(ClusterInfo::in_flow),
+            at: Some(now),
+        };
+        let projection = c.project(
+            cluster.rules.iter().map(|r| &*r.name),
+            &seen,
+            now,
+            circumstances,
+        );
         let refs: Vec<&[Sample]> = obs.iter().map(Vec::as_slice).collect();
         let decision = policy::decide(
             &cluster.policy(),
-            &view,
+            &projection.view(&[]),
             &refs,
             now,
-            interval * 2 + interval / 2,
+            policy::max_gap(interval),
         );
         let removal = if cluster.scale_in.enabled && decision.proposal > 0 {
             Some(removal_plan(&emr, &connections, cluster, &decision).await)

@@ -13,7 +13,7 @@
 //!    nodes; a rule with `replay_signal` observes the simulated value, any
 //!    other rule with a query observes its own history (open loop), and
 //!    schedules observe nothing;
-//! 4. [`policy::decide`] judges the samples with `max_gap = 2.5 × step`,
+//! 4. [`policy::decide`] judges the samples with [`policy::max_gap`] of the step,
 //!    exactly as the daemon does with its evaluation interval;
 //! 5. an order becomes one operation of chunks of at most 20. Chunk `k`
 //!    (from 1) is sent at `t + (k - 1) × delay`, when the previous one is
@@ -38,10 +38,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::policy::{
-    self, ClusterPolicy, ClusterView, Decision, Outcome, Proposal, Reading, Sample, Unit,
-};
+use crate::policy::{self, ClusterPolicy, Decision, Outcome, Proposal, Reading, Sample, Unit};
 use crate::replay::{Costs, Model};
+use crate::state::Projection;
 
 use super::BacktestError;
 
@@ -352,7 +351,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
     let model = input.model;
     let modes = rule_modes(policy);
     let units: Vec<Unit> = policy.rules.iter().map(|r| r.unit).collect();
-    let max_gap = grid.step * 2 + grid.step / 2;
+    let max_gap = policy::max_gap(grid.step);
     let delay = chrono_dur(model.provisioning_delay);
     let cooldown = chrono_dur(policy.cooldown);
     let scale_in = &policy.scale_in;
@@ -381,8 +380,15 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
         .collect();
     let mut demand_cursor = Cursor::new(input.demand);
 
-    let mut rule_last_fired: Vec<Option<DateTime<Utc>>> = vec![None; policy.rules.len()];
-    let mut schedule_done: Vec<Option<DateTime<Utc>>> = vec![None; policy.rules.len()];
+    // The replayed cluster as the policy sees it, updated in place: the
+    // same projection the daemon and `plan` decide from. A replayed flow
+    // takes the provisioning delay.
+    let mut seen = Projection {
+        last_fired: vec![None; policy.rules.len()],
+        schedule_done: vec![None; policy.rules.len()],
+        scale_out: Some(model.provisioning_delay),
+        ..Projection::default()
+    };
     // Chunks in order: (sent_at, serving_at, nodes). Operations never overlap,
     // so both times are non-decreasing.
     let mut chunks: Vec<ChunkRecord> = Vec::new();
@@ -398,10 +404,8 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
         std::collections::VecDeque::new();
     let mut removed_nodes = 0u32;
     let mut removal_history: Vec<Proposal> = Vec::new();
-    let mut last_operation_end: Option<DateTime<Utc>> = None;
     let mut served_nodes = 0u32;
     let mut running = input.initial_task_nodes;
-    let mut cooldown_until: Option<DateTime<Utc>> = None;
     let mut operation_until: Option<DateTime<Utc>> = None;
 
     let mut costs = Costs::default();
@@ -472,26 +476,12 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
         // 4. Decide.
         let obs: Vec<&[Sample]> = histories.iter().map(History::recent).collect();
         let busy_with_operation = operation_until.is_some_and(|t| now < t);
-        let view = ClusterView {
-            running: Some(running),
-            in_flight: in_flight_before,
-            settling: 0,
-            cooldown_until,
-            backoff_until: None,
-            paused: false,
-            breaker_open: false,
-            dry_run: false,
-            busy: false,
-            orders: &orders[budget_from..sent],
-            rule_last_fired: &rule_last_fired,
-            schedule_done: &schedule_done,
-            operation_open: busy_with_operation,
-            scale_in_cooldown_until: last_operation_end.map(|t| t + scale_in_cooldown),
-            removal_history: &removal_history,
-            // A replayed flow takes the provisioning delay.
-            scale_out: Some(model.provisioning_delay),
-            ..ClusterView::default()
-        };
+        seen.running = Some(running);
+        seen.in_flight = in_flight_before;
+        seen.operation_open = busy_with_operation;
+        seen.orders.clear();
+        seen.orders.extend_from_slice(&orders[budget_from..sent]);
+        let view = seen.view(&removal_history);
         let decision = policy::decide(policy, &view, &obs, now, max_gap);
         if scale_in.enabled {
             removal_history.push(Proposal {
@@ -520,7 +510,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             removed_nodes = removed_nodes.saturating_add(removed);
             draining.push_back((now + grace, removed));
             operation_until = Some(now + grace);
-            last_operation_end = Some(now + grace);
+            seen.scale_in_cooldown_until = Some(now + grace + scale_in_cooldown);
             summary.nodes_removed = summary.nodes_removed.saturating_add(removed);
             summary.api_calls += 1;
             summary.operations += 1;
@@ -542,8 +532,8 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             }
             let done = now + delay * n;
             operation_until = Some(done);
-            last_operation_end = Some(done);
-            cooldown_until = Some(done + cooldown);
+            seen.scale_in_cooldown_until = Some(done + scale_in_cooldown);
+            seen.cooldown_until = Some(done + cooldown);
             ordered_nodes = ordered_nodes.saturating_add(decision.increment);
             summary.nodes_added = summary.nodes_added.saturating_add(decision.increment);
             summary.chunks += decision.chunks.len() as u32;
@@ -552,14 +542,14 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             // The votes are in rule order; the driving ones mute their rule.
             for (idx, v) in decision.votes.iter().enumerate() {
                 if v.increment > 0 && v.outcome == decision.outcome {
-                    rule_last_fired[idx] = Some(now);
+                    seen.last_fired[idx] = Some(now);
                     if let policy::VoteReason::WindowOpen {
                         since,
                         add_once: Some(_),
                         ..
                     } = v.reason
                     {
-                        schedule_done[idx] = Some(since);
+                        seen.schedule_done[idx] = Some(since);
                     }
                 }
             }

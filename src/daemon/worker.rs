@@ -16,10 +16,12 @@ use super::operation::{Capacity, Event, Plan};
 use super::owners::{Command, Reply};
 use super::status::{BudgetStatus, NotReady, VoteStatus};
 use crate::config::ClusterConfig;
-use crate::policy::{self, ClusterView, Reading, Sample, Unit};
-use crate::state::{NodeKind, OrderSource, RuleMarks};
+use chrono::TimeDelta;
+
+use crate::policy::{self, Reading, Sample, Unit};
+use crate::state::{Circumstances, NodeKind, OrderSource, RuleMarks, Snapshot};
 use crate::telemetry::metrics::ClusterSnapshot;
-use crate::tencent::emr::{BuiltinScaling, status};
+use crate::tencent::emr::BuiltinScaling;
 
 /// How often Tencent's own auto-scaling strategies are read.
 const BUILTIN_EVERY: chrono::Duration = chrono::Duration::minutes(10);
@@ -506,69 +508,45 @@ async fn tick(
     let refs: Vec<&[Sample]> = samples.iter().map(Vec::as_slice).collect();
 
     // The cluster's durable state, as the policy sees it.
-    // Nodes that arrived count in flight until a snapshot taken after their
-    // arrival shows them, then against the demand until `settle` has passed.
-    let settle = chrono::Duration::from_std(cluster.settle(interval)).unwrap_or_default();
-    let (inputs, op, cooldown_until, backoff_until, paused, breaker, last_op_end) =
-        shared.state.with(|s| {
-            let c = s.cluster_mut(id);
-            c.prune_orders(now);
-            c.prune_arrivals(now, settle);
-            (
-                c.policy_inputs(cluster.rules.iter().map(|r| &*r.name), snapshot.at),
-                c.operation.clone(),
-                c.cooldown_until,
-                c.sold_out_until,
-                c.paused,
-                c.breaker_open.clone(),
-                c.last_operation_end,
-            )
-        });
-    let orders = &inputs.orders;
-    let planned = inputs.planned;
-    let cluster_status = info.as_ref().and_then(|i| i.status);
-    let running = info.as_ref().and_then(|i| i.task_nodes());
+    let dry_run = shared.config.daemon.dry_run || cluster.dry_run;
+    let circumstances = Circumstances {
+        dry_run,
+        conflict,
+        builtin_unknown,
+        standby,
+        settle: TimeDelta::from_std(cluster.settle(interval)).unwrap_or_default(),
+        scale_in_cooldown: TimeDelta::from_std(cluster.scale_in.cooldown).unwrap_or(TimeDelta::MAX),
+    };
+    let seen = Snapshot {
+        running: info.as_ref().and_then(|i| i.task_nodes()),
+        in_flow: info.as_ref().is_some_and(|i| i.in_flow()),
+        at: snapshot.at,
+    };
+    let (projection, op, breaker) = shared.state.with(|s| {
+        let c = s.cluster_mut(id);
+        c.prune_orders(now);
+        c.prune_arrivals(now, circumstances.settle);
+        (
+            c.project(
+                cluster.rules.iter().map(|r| &*r.name),
+                &seen,
+                now,
+                circumstances,
+            ),
+            c.operation.clone(),
+            c.breaker_open.clone(),
+        )
+    });
+    let planned = projection.in_flight;
+    let running = seen.running;
     if info.is_some() && running.is_none() {
         not_ready.push(NotReady::new(
             "capacity_unknown",
             "DescribeInstances gave no Config.TaskNodeSize",
         ));
     }
-    let busy = op.is_none()
-        && cluster_status.is_some_and(|s| s != status::RUNNING && s != status::SCALE_OUT_FAILED);
-    let dry_run = shared.config.daemon.dry_run || cluster.dry_run;
-    let view = ClusterView {
-        running,
-        in_flight: planned,
-        settling: inputs.settling,
-        cooldown_until,
-        backoff_until,
-        paused,
-        breaker_open: breaker.is_some(),
-        dry_run,
-        busy,
-        orders,
-        rule_last_fired: &inputs.last_fired,
-        schedule_done: &inputs.schedule_done,
-        // A removal (or scale-out) that just ended: its nodes may still be
-        // counted by a snapshot taken before the end; decide no removal
-        // until a snapshot after it.
-        operation_open: op.is_some()
-            || last_op_end.is_some_and(|t| snapshot.at.is_none_or(|at| at <= t)),
-        conflict,
-        builtin_unknown,
-        leaving: inputs.leaving,
-        scale_in_cooldown_until: last_op_end.map(|t| {
-            chrono::Duration::from_std(cluster.scale_in.cooldown)
-                .ok()
-                .and_then(|d| t.checked_add_signed(d))
-                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
-        }),
-        removal_history: memory.removals,
-        standby,
-        scale_out: inputs.scale_out,
-    };
-    let max_gap = interval * 2 + interval / 2;
+    let view = projection.view(memory.removals);
+    let max_gap = policy::max_gap(interval);
     let decision = policy::decide(policy, &view, &refs, now, max_gap);
     if cluster.scale_in.enabled {
         memory.removals.push(policy::Proposal {
@@ -609,7 +587,8 @@ async fn tick(
     // Report.
     shared.metrics.record_decision(id, &decision);
     let used = |window: chrono::Duration| {
-        orders
+        projection
+            .orders
             .iter()
             .filter(|(t, _)| *t > now - window)
             .map(|(_, n)| *n)
@@ -624,9 +603,9 @@ async fn tick(
     shared.metrics.set_cluster_state(
         id,
         &ClusterSnapshot {
-            paused,
+            paused: projection.paused,
             breaker_open: breaker.is_some(),
-            cooldown_until,
+            cooldown_until: projection.cooldown_until,
             budget_hour: cluster
                 .max_nodes_per_hour
                 .map(|l| l.saturating_sub(budget.hour_used)),
@@ -676,10 +655,10 @@ async fn tick(
             })
             .collect();
         s.last_evaluation = Some(now);
-        s.cooldown_until = cooldown_until;
-        s.backoff_until = backoff_until;
+        s.cooldown_until = projection.cooldown_until;
+        s.backoff_until = projection.backoff_until;
         s.budget = budget.clone();
-        s.paused = paused;
+        s.paused = projection.paused;
         s.breaker = breaker.as_ref().map(|b| b.reason.clone());
         s.dry_run = dry_run;
         s.operation = op_json.clone();

@@ -649,11 +649,19 @@ fn ceil_u32(x: f64) -> u32 {
     }
 }
 
+/// The longest gap between consecutive samples that still counts as
+/// continuous, for samples taken every `interval`: 2.5 intervals, so one
+/// late or lost evaluation does not restart a `for` window or a
+/// stabilization window, and two do.
+pub fn max_gap(interval: Duration) -> Duration {
+    interval * 2 + interval / 2
+}
+
 /// Decides how many task nodes to add to one cluster, and why.
 ///
 /// `observations[i]` holds rule `i`'s recent samples, newest last; `max_gap`
 /// is the longest gap between consecutive samples that still counts as
-/// continuous (twice the evaluation interval or range step).
+/// continuous ([`max_gap`] of the evaluation interval or range step).
 pub fn decide(
     policy: &ClusterPolicy,
     view: &ClusterView<'_>,

@@ -29,14 +29,17 @@
 //! interface the daemon writes through.
 //!
 //! The records (what is remembered) are in [`records`]; the file store (how
-//! it is kept: lock, atomic writes, schema migration) in [`store`].
+//! it is kept: lock, atomic writes, schema migration) in [`store`]; the one
+//! projection of a record into what the policy judges in [`view`].
 
 pub mod etcd;
 pub mod records;
 pub mod store;
+pub mod view;
 
 pub use records::*;
 pub use store::*;
+pub use view::{Circumstances, Projection, Snapshot};
 
 /// Where the state is kept: the file in `state_dir`, or (with `[ha]`) etcd.
 #[derive(Debug)]

@@ -421,6 +421,13 @@ impl ClusterInfo {
             .and_then(|c| c.task_node_size)
             .and_then(|n| u32::try_from(n).ok())
     }
+
+    /// The status says a flow runs: neither running nor "scale-out failed"
+    /// (after which the cluster takes new orders).
+    pub fn in_flow(&self) -> bool {
+        self.status
+            .is_some_and(|s| s != status::RUNNING && s != status::SCALE_OUT_FAILED)
+    }
 }
 
 /// Cluster status codes the autoscaler cares about.

@@ -208,3 +208,149 @@ async fn plan_shows_which_nodes_a_removal_would_take() {
     assert_eq!(sim.ledger().for_action("TerminateClusterNodes").count(), 0);
     assert_eq!(sim.ledger().for_action("ScaleOutInstance").count(), 0);
 }
+
+/// One state the daemon and `plan` both decide from.
+enum Held {
+    /// A removal of one named node is open.
+    Removal,
+    /// The cluster cooldown runs for another hour.
+    Cooldown,
+    /// The breaker is open.
+    Breaker,
+}
+
+/// `plan --json` on `held`, then the daemon's first decision on the same
+/// state: the outcome and the sentence are the same.
+async fn plan_and_daemon_agree(held: Held, util: f64) -> (String, String) {
+    use emr_autoscaler::sim::SimNode;
+    use emr_autoscaler::state::{BreakerTrip, State};
+    let clock: SharedClock = Arc::new(SystemClock);
+    let ours = || SimNode::task().with_tag("managed-by", "emr-autoscaler");
+    let sim = Simulator::start(
+        SimConfig {
+            clusters: vec![
+                SimCluster::new("emr-abc12345")
+                    .with_node(ours().with_order_no("ins-ours0001"))
+                    .with_node(ours().with_order_no("ins-ours0002"))
+                    .with_node(ours().with_order_no("ins-ours0003")),
+            ],
+            // The removal stays open while both decide.
+            flow_duration: Duration::from_secs(3600),
+            ..SimConfig::default()
+        },
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let prom = FakeProm::start().await;
+    prom.set("sum(pending_mb)", Answer::Value(0.0));
+    prom.set("avg(util)", Answer::Value(util));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim.endpoint(), &prom.url());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[[clusters.rules]]\nname = \"pending-memory\"",
+        "[clusters.scale_in]\nenabled = true\nstabilization = \"0s\"\ngrace_period = \"10m\"\nowner_tag = { key = \"managed-by\", value = \"emr-autoscaler\" }\n[[clusters.rules]]\nname = \"pending-memory\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let state_dir = dir.path().join("state");
+
+    let now = chrono::Utc::now();
+    let mut state = State::default();
+    let c = state.cluster_mut("emr-abc12345");
+    match held {
+        // The daemon starts the removal itself, and stops while its flow
+        // runs.
+        Held::Removal => {
+            let mut daemon = crate::support::inproc::InProcess::start(&cfg, clock.clone()).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !std::fs::read_to_string(state_dir.join("state.json"))
+                .unwrap_or_default()
+                .contains("\"flow_id\": ")
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no removal: {}",
+                    daemon.log()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            daemon.stop().await.unwrap();
+        }
+        Held::Cooldown => c.cooldown_until = Some(now + chrono::Duration::hours(1)),
+        Held::Breaker => {
+            c.breaker_open = Some(BreakerTrip {
+                at: now,
+                reason: "flow 7 outlived flow_timeout".into(),
+                flow_id: None,
+            })
+        }
+    }
+    if !matches!(held, Held::Removal) {
+        std::fs::create_dir_all(&state_dir).unwrap();
+        std::fs::write(
+            state_dir.join("state.json"),
+            serde_json::to_string_pretty(&state).unwrap(),
+        )
+        .unwrap();
+    }
+
+    let out = run(
+        vec![
+            "plan".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--json".into(),
+        ],
+        dir.path(),
+    )
+    .await;
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let plan = &plan["clusters"][0];
+
+    let daemon = crate::support::inproc::InProcess::start(&cfg, clock).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let v = daemon.status().await["clusters"][0].clone();
+        if v["last_decision"].is_string() {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no decision: {}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (plan["outcome"].as_str(), plan["reason"].as_str()),
+        (first["outcome"].as_str(), first["last_decision"].as_str()),
+        "plan: {plan:#}\ndaemon: {first:#}"
+    );
+    (
+        plan["outcome"].as_str().unwrap_or_default().to_string(),
+        plan["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_decides_as_the_daemon_with_a_removal_open() {
+    // Utilisation is low: the target rule wants 1 of the 3 nodes, and the
+    // open removal already takes the other 2: they count as gone, so
+    // neither proposes another removal.
+    let (outcome, reason) = plan_and_daemon_agree(Held::Removal, 0.1).await;
+    assert_eq!(outcome, "hold", "{reason}");
+    assert!(reason.ends_with("wants 1 -> hold"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_decides_as_the_daemon_in_a_cooldown() {
+    let (outcome, reason) = plan_and_daemon_agree(Held::Cooldown, 0.99).await;
+    assert_eq!(outcome, "cooldown", "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_decides_as_the_daemon_with_the_breaker_open() {
+    let (outcome, reason) = plan_and_daemon_agree(Held::Breaker, 0.99).await;
+    assert_eq!(outcome, "breaker", "{reason}");
+}
