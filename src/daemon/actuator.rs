@@ -181,7 +181,7 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
         // The status shows the operation at once, also while a call of it
         // is still being retried.
         shared.board.update(id, |b| {
-            b.operation = step.op.as_ref().map(super::status::operation_json);
+            b.operation = step.op.as_ref().map(super::status::OperationStatus::of);
         });
         for e in step.effects {
             match e {

@@ -105,6 +105,21 @@ pub struct BudgetStatus {
     pub day_limit: Option<u32>,
 }
 
+impl VoteStatus {
+    /// How `/api/v1/status` shows one rule's vote.
+    pub fn of(v: &crate::policy::Vote) -> Self {
+        Self {
+            rule: v.rule.to_string(),
+            value: v.value,
+            increment: v.increment,
+            removal: v.removal,
+            outcome: v.outcome.metric_label(),
+            data_issue: v.issue.map(|i| i.metric_label()),
+            capacity: CapacityStatus::of(&v.reason),
+        }
+    }
+}
+
 /// One cluster, as `/api/v1/status` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct ClusterStatus {
@@ -137,33 +152,120 @@ pub struct ClusterStatus {
     /// Dry-run for this cluster.
     pub dry_run: bool,
     /// The operation in progress: planned chunks, the next chunk, the flow followed.
-    pub operation: Option<serde_json::Value>,
+    pub operation: Option<OperationStatus>,
     /// The last API error.
     pub last_api_error: Option<ApiErrorStatus>,
     /// The last decision that ordered nodes: when, how many, why.
-    pub last_order: Option<serde_json::Value>,
+    pub last_order: Option<OrderStatus>,
     /// Why the cluster is not ready (empty when it had everything).
     pub not_ready: Vec<NotReady>,
     /// The scale-in judgement of the last decision ("scale-in off" when off).
     pub scale_in: Option<String>,
     /// The last scale-in's node choice: the nodes chosen, the shortfall, and
     /// why every other node was passed over.
-    pub last_selection: Option<serde_json::Value>,
-    /// Tencent's own auto-scaling on this cluster: `groups`, the `enabled`
-    /// strategies, when they were read, or the read error.
-    pub builtin: Option<serde_json::Value>,
+    pub last_selection: Option<SelectionStatus>,
+    /// Tencent's own auto-scaling on this cluster.
+    pub builtin: Option<BuiltinStatus>,
 }
 
-/// An operation as `/api/v1/status` shows it: planned chunks, the next
-/// chunk, the nodes completed and the chunk being sent or followed.
-pub fn operation_json(o: &crate::state::Operation) -> serde_json::Value {
-    serde_json::json!({
-        "id": o.id, "chunks": o.chunks, "next_chunk": o.next_chunk,
-        "completed_nodes": o.completed_nodes,
-        "current": o.current.as_ref().map(|c| serde_json::json!({
-            "nodes": c.nodes, "flow_id": c.flow_id, "client_token": c.client_token, "sent_at": c.sent_at
-        })),
-    })
+/// An operation as `/api/v1/status` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OperationStatus {
+    /// The operation's UUID.
+    pub id: String,
+    /// Planned chunk sizes, in order.
+    pub chunks: Vec<u32>,
+    /// The chunk being sent, or the next one to send.
+    pub next_chunk: usize,
+    /// Nodes of the chunks whose flow finished.
+    pub completed_nodes: u32,
+    /// The chunk being sent or followed.
+    pub current: Option<ChunkStatus>,
+}
+
+/// The chunk an operation is sending or following.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChunkStatus {
+    /// Nodes requested.
+    pub nodes: u32,
+    /// The flow, once the API answered.
+    pub flow_id: Option<i64>,
+    /// The idempotency token every attempt carries (not a credential).
+    pub client_token: String,
+    /// When the API accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl OperationStatus {
+    /// How `/api/v1/status` shows `o`.
+    pub fn of(o: &crate::state::Operation) -> Self {
+        Self {
+            id: o.id.clone(),
+            chunks: o.chunks.clone(),
+            next_chunk: o.next_chunk,
+            completed_nodes: o.completed_nodes,
+            current: o.current.as_ref().map(|c| ChunkStatus {
+                nodes: c.nodes,
+                flow_id: c.flow_id,
+                client_token: c.client_token.clone(),
+                sent_at: c.sent_at,
+            }),
+        }
+    }
+}
+
+/// The last decision that ordered nodes.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OrderStatus {
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+    /// Nodes ordered.
+    pub nodes: u32,
+    /// The chunks they go out in.
+    pub chunks: Vec<u32>,
+    /// The decision's sentence.
+    pub reason: String,
+}
+
+/// A scale-in's node choice.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SelectionStatus {
+    /// When the nodes were picked.
+    pub at: DateTime<Utc>,
+    /// Nodes the removal wanted.
+    pub wanted: u32,
+    /// Why the removal was decided.
+    pub reason: String,
+    /// The nodes chosen, in removal order.
+    pub chosen: Vec<String>,
+    /// Nodes wanted but not eligible.
+    pub shortfall: u32,
+    /// Every other node, and why it was passed over.
+    pub passed_over: Vec<PassedOver>,
+}
+
+/// A node a scale-in did not choose.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PassedOver {
+    /// Its machine id.
+    pub node: String,
+    /// Why it stays.
+    pub why: String,
+}
+
+/// Tencent's own auto-scaling on a cluster, as last read.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BuiltinStatus {
+    /// When the strategies were last read.
+    pub read_at: Option<DateTime<Utc>>,
+    /// Auto-scaling groups, when read.
+    pub groups: Option<usize>,
+    /// The enabled strategies, when read.
+    pub enabled: Option<Vec<String>>,
+    /// Why they could not be read.
+    pub error: Option<String>,
+    /// Whether the product acts next to enabled strategies.
+    pub coexist_with_builtin: bool,
 }
 
 /// One readiness reason. `reason` is one of [`NotReady::LABELS`].

@@ -14,12 +14,15 @@ use super::Shared;
 use super::actuator;
 use super::operation::{Capacity, Event, Plan};
 use super::owners::{Command, Reply};
-use super::status::{BudgetStatus, NotReady, VoteStatus};
+use super::status::{
+    BudgetStatus, BuiltinStatus, NotReady, OperationStatus, OrderStatus, PassedOver,
+    SelectionStatus, VoteStatus,
+};
 use crate::config::ClusterConfig;
 use chrono::TimeDelta;
 
 use crate::policy::{self, Reading, Sample, Unit};
-use crate::state::{Circumstances, NodeKind, OrderSource, RuleMarks, Snapshot};
+use crate::state::{Circumstances, NodeKind, OrderSource, Projection, RuleMarks, Snapshot};
 use crate::telemetry::metrics::ClusterSnapshot;
 use crate::tencent::emr::BuiltinScaling;
 
@@ -343,90 +346,174 @@ struct Memory<'a> {
     removals: &'a mut Vec<policy::Proposal>,
 }
 
+/// One evaluation of a cluster, in phases: read the capacity snapshot,
+/// follow the operation, read Tencent's own strategies, observe the rules,
+/// view the record, decide, report, act. Each phase takes what the earlier
+/// ones found; none reads the state again.
 async fn tick(
     shared: &Arc<Shared>,
     cluster: &ClusterConfig,
     policy: &policy::ClusterPolicy,
     memory: &mut Memory<'_>,
 ) {
-    let builtin = &mut *memory.builtin;
-    let id = cluster.instance_id.as_str();
     let now = shared.clock.now();
-    let interval = shared.config.daemon.evaluation_interval;
-    let real = shared.clock.real(interval);
+    let standby = shared.role == super::ha::Role::Standby;
+    let mut not_ready = Vec::new();
+    let seen = read_capacity(shared, &cluster.instance_id, &mut not_ready);
+    // A standby calls no EMR action at all: the leader follows operations
+    // and reads Tencent's strategies.
+    if !standby {
+        actuator::drive(shared, cluster, Event::Tick(seen.capacity())).await;
+        refresh_builtin(shared, cluster, memory.builtin, now).await;
+    }
+    let builtin = judge_builtin(cluster, memory.builtin, standby, &mut not_ready);
+    let samples = observe(shared, cluster, memory.histories, now, &mut not_ready).await;
+    let circumstances = Circumstances {
+        dry_run: shared.config.daemon.dry_run || cluster.dry_run,
+        conflict: builtin.conflict,
+        builtin_unknown: builtin.unknown,
+        standby,
+        settle: TimeDelta::from_std(cluster.settle(shared.config.daemon.evaluation_interval))
+            .unwrap_or_default(),
+        scale_in_cooldown: TimeDelta::from_std(cluster.scale_in.cooldown).unwrap_or(TimeDelta::MAX),
+    };
+    let record = view(shared, cluster, &seen, circumstances, now, &mut not_ready);
+    let judged = judge(
+        shared,
+        cluster,
+        policy,
+        memory.removals,
+        &record,
+        &samples,
+        now,
+    )
+    .await;
+    report(
+        shared,
+        cluster,
+        &seen,
+        &record,
+        &judged,
+        builtin.status,
+        not_ready,
+    );
+    act(shared, cluster, &record, judged).await;
+}
+
+/// The capacity snapshot as this cluster reads it.
+struct Seen {
+    /// The cluster's entry, when fresh.
+    info: Option<crate::tencent::emr::ClusterInfo>,
+    /// When the snapshot was taken.
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The credentials were rejected.
+    auth_failed: bool,
+}
+
+impl Seen {
+    /// What the operation machine reads of it.
+    fn capacity(&self) -> Option<Capacity> {
+        self.info.as_ref().zip(self.at).map(|(i, at)| Capacity {
+            at,
+            status: i.status,
+            task_nodes: i.task_nodes(),
+        })
+    }
+
+    /// What the projection reads of it.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            running: self.info.as_ref().and_then(|i| i.task_nodes()),
+            in_flow: self.info.as_ref().is_some_and(|i| i.in_flow()),
+            at: self.at,
+        }
+    }
+}
+
+/// Reads this cluster's entry of the shared capacity snapshot, and says why
+/// it is unusable when it is.
+fn read_capacity(shared: &Shared, id: &str, not_ready: &mut Vec<NotReady>) -> Seen {
+    let real = shared.clock.real(shared.config.daemon.evaluation_interval);
     let snapshot = shared.capacity.borrow().clone();
     let info = snapshot
         .fresh(id, real * 2 + shared.config.prometheus.timeout)
         .cloned();
-    let mut not_ready = Vec::new();
-    match (&snapshot.error, info.is_some()) {
-        (Some(e), _) if shared.role == super::ha::Role::Standby => {
-            not_ready.push(NotReady::new("capacity_unknown", e.clone()))
-        }
-        (Some(e), _) => not_ready.push(NotReady::new(
-            "capacity_unknown",
-            format!("EMR DescribeInstances failed: {e}"),
-        )),
-        (None, false) if snapshot.taken.is_none() => not_ready.push(NotReady::new(
-            "capacity_unknown",
-            "no DescribeInstances answer yet",
-        )),
-        (None, false) => not_ready.push(NotReady::new(
-            "capacity_unknown",
-            "cluster missing from DescribeInstances or answer too old",
-        )),
-        _ => {}
+    let detail = match (&snapshot.error, info.is_some()) {
+        (Some(e), _) if shared.role == super::ha::Role::Standby => Some(e.clone()),
+        (Some(e), _) => Some(format!("EMR DescribeInstances failed: {e}")),
+        (None, false) if snapshot.taken.is_none() => Some("no DescribeInstances answer yet".into()),
+        (None, false) => Some("cluster missing from DescribeInstances or answer too old".into()),
+        (None, true) => None,
+    };
+    not_ready.extend(detail.map(|d| NotReady::new("capacity_unknown", d)));
+    Seen {
+        info,
+        at: snapshot.at,
+        auth_failed: snapshot.auth_failed,
     }
+}
 
-    // Follow the operation: read its flow, send its next chunk, reconcile.
-    let capacity = info.as_ref().zip(snapshot.at).map(|(i, at)| Capacity {
-        at,
-        status: i.status,
-        task_nodes: i.task_nodes(),
-    });
-    // A standby calls no EMR action at all: the leader follows operations
-    // and reads Tencent's strategies.
-    let standby = shared.role == super::ha::Role::Standby;
-    if !standby {
-        actuator::drive(shared, cluster, Event::Tick(capacity)).await;
+/// Reads Tencent's own auto-scaling strategies before the first decision
+/// and then every [`BUILTIN_EVERY`] (a failed read after [`BUILTIN_RETRY`]).
+async fn refresh_builtin(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    builtin: &mut Builtin,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    if builtin.next_read.is_some_and(|t| now < t) {
+        return;
     }
-
-    // Tencent's own auto-scaling, before the first decision and then every
-    // 10 minutes: an enabled strategy holds everything (unless
-    // coexist_with_builtin); unreadable strategies hold scale-in only.
-    if !standby && builtin.next_read.is_none_or(|t| now >= t) {
-        let call = shared
-            .board
-            .in_call(id, shared.config.tencent.call_within() * 4);
-        let answer = shared
-            .emr
-            .builtin_scaling(id)
-            .await
-            .map_err(|e| e.to_string());
-        drop(call);
-        let every = builtin_every_for_tests().unwrap_or(BUILTIN_EVERY);
-        builtin.next_read = Some(
-            now + if answer.is_ok() {
-                every
-            } else {
-                BUILTIN_RETRY.min(every)
-            },
-        );
-        builtin.read_at = Some(now);
-        match &answer {
-            Ok(b) if b.is_active() => {
-                tracing::warn!(message = "Tencent's own auto-scaling is on for this cluster.", cluster = %id, strategies = %b.enabled.join(","), coexist = cluster.coexist_with_builtin)
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(message = "Tencent's auto-scaling strategies cannot be read; scale-in holds.", cluster = %id, error = %e)
-            }
+    let id = cluster.instance_id.as_str();
+    let call = shared
+        .board
+        .in_call(id, shared.config.tencent.call_within() * 4);
+    let answer = shared
+        .emr
+        .builtin_scaling(id)
+        .await
+        .map_err(|e| e.to_string());
+    drop(call);
+    let every = builtin_every_for_tests().unwrap_or(BUILTIN_EVERY);
+    let wait = if answer.is_ok() {
+        every
+    } else {
+        BUILTIN_RETRY.min(every)
+    };
+    builtin.next_read = Some(now + wait);
+    builtin.read_at = Some(now);
+    match &answer {
+        Ok(b) if b.is_active() => {
+            tracing::warn!(message = "Tencent's own auto-scaling is on for this cluster.", cluster = %id, strategies = %b.enabled.join(","), coexist = cluster.coexist_with_builtin)
         }
-        builtin.answer = Some(answer);
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(message = "Tencent's auto-scaling strategies cannot be read; scale-in holds.", cluster = %id, error = %e)
+        }
     }
-    let conflict =
-        !cluster.coexist_with_builtin && matches!(&builtin.answer, Some(Ok(b)) if b.is_active());
-    let builtin_unknown = !matches!(builtin.answer, Some(Ok(_)));
+    builtin.answer = Some(answer);
+}
+
+/// What Tencent's own auto-scaling means for this decision.
+struct BuiltinJudgement {
+    /// An enabled strategy holds everything (coexistence off).
+    conflict: bool,
+    /// The strategies could not be read: scale-in holds.
+    unknown: bool,
+    /// As `/api/v1/status` shows it.
+    status: BuiltinStatus,
+}
+
+/// Judges the last read of Tencent's strategies, and says why the cluster is
+/// not ready when they hold it.
+fn judge_builtin(
+    cluster: &ClusterConfig,
+    builtin: &Builtin,
+    standby: bool,
+    not_ready: &mut Vec<NotReady>,
+) -> BuiltinJudgement {
+    let read = builtin.answer.as_ref().and_then(|a| a.as_ref().ok());
+    let conflict = !cluster.coexist_with_builtin && read.is_some_and(BuiltinScaling::is_active);
     match &builtin.answer {
         Some(Ok(b)) if conflict => not_ready.push(NotReady::new(
             "conflict",
@@ -446,15 +533,34 @@ async fn tick(
         )),
         _ => {}
     }
-    let builtin_json = serde_json::json!({
-        "read_at": builtin.read_at,
-        "groups": builtin.answer.as_ref().and_then(|a| a.as_ref().ok()).map(|b| b.groups),
-        "enabled": builtin.answer.as_ref().and_then(|a| a.as_ref().ok()).map(|b| b.enabled.clone()),
-        "error": builtin.answer.as_ref().and_then(|a| a.as_ref().err()),
-        "coexist_with_builtin": cluster.coexist_with_builtin,
-    });
+    BuiltinJudgement {
+        conflict,
+        unknown: read.is_none(),
+        status: BuiltinStatus {
+            read_at: builtin.read_at,
+            groups: read.map(|b| b.groups),
+            enabled: read.map(|b| b.enabled.clone()),
+            error: builtin
+                .answer
+                .as_ref()
+                .and_then(|a| a.as_ref().err())
+                .cloned(),
+            coexist_with_builtin: cluster.coexist_with_builtin,
+        },
+    }
+}
 
-    // Observe every rule concurrently.
+/// Queries every rule concurrently and appends the readings to the rules'
+/// histories (kept to each rule's retention); returns the histories.
+async fn observe(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    histories: &mut [VecDeque<Sample>],
+    now: chrono::DateTime<chrono::Utc>,
+    not_ready: &mut Vec<NotReady>,
+) -> Vec<Vec<Sample>> {
+    let id = cluster.instance_id.as_str();
+    let interval = shared.config.daemon.evaluation_interval;
     let queries = shared.board.in_call(
         id,
         shared.config.prometheus.timeout * 2 + Duration::from_secs(5),
@@ -470,12 +576,7 @@ async fn tick(
     }))
     .await;
     drop(queries);
-    for ((rule, obs), history) in cluster
-        .rules
-        .iter()
-        .zip(observed)
-        .zip(memory.histories.iter_mut())
-    {
+    for ((rule, obs), history) in cluster.rules.iter().zip(observed).zip(histories.iter_mut()) {
         let Some(mut obs) = obs else { continue };
         obs.reading = obs.reading.bounded(rule.max_value);
         if let Reading::Missing(issue) = obs.reading {
@@ -500,75 +601,117 @@ async fn tick(
             history.pop_front();
         }
     }
-    let samples: Vec<Vec<Sample>> = memory
-        .histories
+    histories
         .iter()
         .map(|h| h.iter().copied().collect())
-        .collect();
-    let refs: Vec<&[Sample]> = samples.iter().map(Vec::as_slice).collect();
+        .collect()
+}
 
-    // The cluster's durable state, as the policy sees it.
-    let dry_run = shared.config.daemon.dry_run || cluster.dry_run;
-    let circumstances = Circumstances {
-        dry_run,
-        conflict,
-        builtin_unknown,
-        standby,
-        settle: TimeDelta::from_std(cluster.settle(interval)).unwrap_or_default(),
-        scale_in_cooldown: TimeDelta::from_std(cluster.scale_in.cooldown).unwrap_or(TimeDelta::MAX),
-    };
-    let seen = Snapshot {
-        running: info.as_ref().and_then(|i| i.task_nodes()),
-        in_flow: info.as_ref().is_some_and(|i| i.in_flow()),
-        at: snapshot.at,
-    };
-    let (projection, op, breaker) = shared.state.with(|s| {
-        let c = s.cluster_mut(id);
-        c.prune_orders(now);
-        c.prune_arrivals(now, circumstances.settle);
-        (
-            c.project(
-                cluster.rules.iter().map(|r| &*r.name),
-                &seen,
-                now,
-                circumstances,
-            ),
-            c.operation.clone(),
-            c.breaker_open.clone(),
-        )
-    });
-    let planned = projection.in_flight;
-    let running = seen.running;
-    if info.is_some() && running.is_none() {
+/// The cluster's durable record at this evaluation, as the policy and the
+/// report see it.
+struct Record {
+    /// The view the policy judges.
+    projection: Projection,
+    /// The operation in flight.
+    operation: Option<crate::state::Operation>,
+    /// Why the breaker is open.
+    breaker: Option<crate::state::BreakerTrip>,
+}
+
+/// Reads the record once (pruning what has aged out) and projects it.
+fn view(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    seen: &Seen,
+    circumstances: Circumstances,
+    now: chrono::DateTime<chrono::Utc>,
+    not_ready: &mut Vec<NotReady>,
+) -> Record {
+    if seen.info.as_ref().is_some_and(|i| i.task_nodes().is_none()) {
         not_ready.push(NotReady::new(
             "capacity_unknown",
             "DescribeInstances gave no Config.TaskNodeSize",
         ));
     }
-    let view = projection.view(memory.removals);
-    let max_gap = policy::max_gap(interval);
-    let decision = policy::decide(policy, &view, &refs, now, max_gap);
+    if seen.auth_failed {
+        not_ready.push(NotReady::new("auth", "EMR credentials rejected"));
+    }
+    let snapshot = seen.snapshot();
+    let record = shared.state.with(|s| {
+        let c = s.cluster_mut(&cluster.instance_id);
+        c.prune_orders(now);
+        c.prune_arrivals(now, circumstances.settle);
+        Record {
+            projection: c.project(
+                cluster.rules.iter().map(|r| &*r.name),
+                &snapshot,
+                now,
+                circumstances,
+            ),
+            operation: c.operation.clone(),
+            breaker: c.breaker_open.clone(),
+        }
+    });
+    // An operation never hangs silently: an unreadable flow shows at once,
+    // the breaker once the operation outlived flow_timeout.
+    let current = record.operation.as_ref().and_then(|o| o.current.as_ref());
+    if let Some((flow, error)) = current.and_then(|c| {
+        c.flow_unreadable
+            .as_ref()
+            .map(|e| (c.flow_id.unwrap_or_default(), e))
+    }) {
+        not_ready.push(NotReady::new(
+            "flow_unreadable",
+            format!("flow {flow} cannot be read: {error}"),
+        ));
+    }
+    if let Some(b) = &record.breaker {
+        not_ready.push(NotReady::new("breaker", b.reason.clone()));
+    }
+    record
+}
+
+/// A decision and its sentence.
+struct Judged {
+    decision: policy::Decision,
+    text: String,
+}
+
+/// Decides, remembers the removal proposal for the stabilization window,
+/// and holds when the intent could not be written first.
+async fn judge(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    policy: &policy::ClusterPolicy,
+    removals: &mut Vec<policy::Proposal>,
+    record: &Record,
+    samples: &[Vec<Sample>],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Judged {
+    let max_gap = policy::max_gap(shared.config.daemon.evaluation_interval);
+    let refs: Vec<&[Sample]> = samples.iter().map(Vec::as_slice).collect();
+    let mut decision = policy::decide(
+        policy,
+        &record.projection.view(removals),
+        &refs,
+        now,
+        max_gap,
+    );
     if cluster.scale_in.enabled {
-        memory.removals.push(policy::Proposal {
+        removals.push(policy::Proposal {
             at: now,
             nodes: decision.proposal,
             effective: decision.effective,
         });
-        policy::scale_in::prune(
-            memory.removals,
-            now,
-            cluster.scale_in.stabilization,
-            max_gap,
-        );
+        policy::scale_in::prune(removals, now, cluster.scale_in.stabilization, max_gap);
     }
-    let mut decision = decision;
     let units: Vec<Unit> = cluster.rules.iter().map(|r| r.unit).collect();
     let mut text = decision.explain(&units);
     // The intent is on disk before anything is sent: while the state cannot
     // be written, nothing is ordered or removed, and no order is counted
     // that was never sent. A save probes it before the decision is counted.
     if (decision.orders() || decision.removes() > 0)
-        && op.is_none()
+        && record.operation.is_none()
         && let Err(e) = shared.state.save().await
     {
         decision.outcome = policy::Outcome::Hold;
@@ -581,14 +724,27 @@ async fn tick(
             }
         }
         text.push_str(&format!("; held: the state cannot be written ({e})"));
-        tracing::error!(message = "The state cannot be written; holding.", cluster = %id, error = %e);
+        tracing::error!(message = "The state cannot be written; holding.", cluster = %cluster.instance_id, error = %e);
     }
+    Judged { decision, text }
+}
 
-    // Report.
-    shared.metrics.record_decision(id, &decision);
+/// Shows the decision: metrics, the status board and the log.
+fn report(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    seen: &Seen,
+    record: &Record,
+    judged: &Judged,
+    builtin: BuiltinStatus,
+    not_ready: Vec<NotReady>,
+) {
+    let id = cluster.instance_id.as_str();
+    let Judged { decision, text } = judged;
+    let p = &record.projection;
+    let now = decision.at;
     let used = |window: chrono::Duration| {
-        projection
-            .orders
+        p.orders
             .iter()
             .filter(|(t, _)| *t > now - window)
             .map(|(_, n)| *n)
@@ -600,71 +756,40 @@ async fn tick(
         day_used: used(chrono::Duration::days(1)),
         day_limit: cluster.max_nodes_per_day,
     };
+    shared.metrics.record_decision(id, decision);
     shared.metrics.set_cluster_state(
         id,
         &ClusterSnapshot {
-            paused: projection.paused,
-            breaker_open: breaker.is_some(),
-            cooldown_until: projection.cooldown_until,
-            budget_hour: cluster
-                .max_nodes_per_hour
+            paused: p.paused,
+            breaker_open: p.breaker_open,
+            cooldown_until: p.cooldown_until,
+            budget_hour: budget
+                .hour_limit
                 .map(|l| l.saturating_sub(budget.hour_used)),
-            budget_day: cluster
-                .max_nodes_per_day
-                .map(|l| l.saturating_sub(budget.day_used)),
+            budget_day: budget.day_limit.map(|l| l.saturating_sub(budget.day_used)),
             last_evaluation: now,
             max_task_nodes: cluster.max_task_nodes,
         },
     );
-    if snapshot.auth_failed {
-        not_ready.push(NotReady::new("auth", "EMR credentials rejected"));
-    }
-    // An operation never hangs silently: an unreadable flow shows at once,
-    // the breaker once the operation outlived flow_timeout.
-    if let Some((flow, error)) = op.as_ref().and_then(|o| o.current.as_ref()).and_then(|c| {
-        c.flow_unreadable
-            .as_ref()
-            .map(|e| (c.flow_id.unwrap_or_default(), e))
-    }) {
-        not_ready.push(NotReady::new(
-            "flow_unreadable",
-            format!("flow {flow} cannot be read: {error}"),
-        ));
-    }
-    if let Some(b) = &breaker {
-        not_ready.push(NotReady::new("breaker", b.reason.clone()));
-    }
-    let op_json = op.as_ref().map(super::status::operation_json);
+    let running = seen.snapshot().running;
     shared.board.update(id, |s| {
         s.current = running;
-        s.in_flight = planned;
+        s.in_flight = p.in_flight;
         s.desired = running.map(|_| decision.desired());
         s.last_decision = Some(text.clone());
         s.outcome = Some(decision.outcome.metric_label());
-        s.votes = decision
-            .votes
-            .iter()
-            .map(|v| VoteStatus {
-                rule: v.rule.to_string(),
-                value: v.value,
-                increment: v.increment,
-                removal: v.removal,
-                outcome: v.outcome.metric_label(),
-                data_issue: v.issue.map(|i| i.metric_label()),
-                capacity: super::status::CapacityStatus::of(&v.reason),
-            })
-            .collect();
+        s.votes = decision.votes.iter().map(VoteStatus::of).collect();
         s.last_evaluation = Some(now);
-        s.cooldown_until = projection.cooldown_until;
-        s.backoff_until = projection.backoff_until;
-        s.budget = budget.clone();
-        s.paused = projection.paused;
-        s.breaker = breaker.as_ref().map(|b| b.reason.clone());
-        s.dry_run = dry_run;
-        s.operation = op_json.clone();
-        s.not_ready = not_ready.clone();
+        s.cooldown_until = p.cooldown_until;
+        s.backoff_until = p.backoff_until;
+        s.budget = budget;
+        s.paused = p.paused;
+        s.breaker = record.breaker.as_ref().map(|b| b.reason.clone());
+        s.dry_run = p.circumstances.dry_run;
+        s.operation = record.operation.as_ref().map(OperationStatus::of);
+        s.not_ready = not_ready;
         s.scale_in = Some(decision.removal.to_string());
-        s.builtin = Some(builtin_json.clone());
+        s.builtin = Some(builtin);
     });
     let quiet = matches!(decision.outcome, policy::Outcome::Hold) && decision.proposed == 0;
     if quiet {
@@ -677,55 +802,59 @@ async fn tick(
             increment = decision.increment,
             // Absent when the node count is unknown.
             running = running,
-            in_flight = planned,
+            in_flight = p.in_flight,
             rule = %decision.driving_rules().map(|v| v.rule.to_string()).collect::<Vec<_>>().join(","),
             reason = %text,
         );
     }
+}
 
-    // Act.
-    if decision.orders() {
-        if op.is_some() {
+/// Carries out the decision: an order or a removal starts an operation,
+/// unless one is still in progress.
+async fn act(shared: &Shared, cluster: &ClusterConfig, record: &Record, judged: Judged) {
+    let Judged { decision, text } = judged;
+    let id = cluster.instance_id.as_str();
+    if record.operation.is_some() {
+        if decision.orders() {
             tracing::info!(message = "An operation is still in progress; the extra nodes wait for the next decision.", cluster = %id, increment = decision.increment);
-        } else {
-            shared.board.update(id, |s| {
-                s.last_order = Some(serde_json::json!({
-                    "at": now, "nodes": decision.increment, "chunks": decision.chunks, "reason": text,
-                }));
-            });
-            let mut marks = RuleMarks::default();
-            for v in decision.driving_rules() {
-                marks.rules.push(v.rule.to_string());
-                if let policy::VoteReason::WindowOpen {
-                    since,
-                    add_once: Some(_),
-                    ..
-                } = v.reason
-                {
-                    marks.schedule.push((v.rule.to_string(), since));
-                }
-            }
-            let plan = Plan {
-                id: uuid::Uuid::new_v4().to_string(),
-                reason: text,
-                chunks: decision.chunks.clone(),
-                kind: NodeKind::Task,
-                source: OrderSource::Daemon,
-                task_nodes_before: decision.running.unwrap_or(0),
-                marks,
-                removal: None,
-            };
-            actuator::drive(shared, cluster, Event::Decided(plan)).await;
         }
-    } else if decision.removes() > 0 && op.is_none() {
-        remove(
-            shared,
-            cluster,
-            decision.removes(),
-            decision.running.unwrap_or(0),
-            &text,
-        )
-        .await;
+        return;
+    }
+    if decision.orders() {
+        shared.board.update(id, |s| {
+            s.last_order = Some(OrderStatus {
+                at: decision.at,
+                nodes: decision.increment,
+                chunks: decision.chunks.clone(),
+                reason: text.clone(),
+            });
+        });
+        let mut marks = RuleMarks::default();
+        for v in decision.driving_rules() {
+            marks.rules.push(v.rule.to_string());
+            if let policy::VoteReason::WindowOpen {
+                since,
+                add_once: Some(_),
+                ..
+            } = v.reason
+            {
+                marks.schedule.push((v.rule.to_string(), since));
+            }
+        }
+        let plan = Plan {
+            id: uuid::Uuid::new_v4().to_string(),
+            reason: text,
+            chunks: decision.chunks.clone(),
+            kind: NodeKind::Task,
+            source: OrderSource::Daemon,
+            task_nodes_before: decision.running.unwrap_or(0),
+            marks,
+            removal: None,
+        };
+        actuator::drive(shared, cluster, Event::Decided(plan)).await;
+    } else if decision.removes() > 0 {
+        let running = decision.running.unwrap_or(0);
+        remove(shared, cluster, decision.removes(), running, &text).await;
     }
 }
 
@@ -753,20 +882,23 @@ async fn pick(
         )
         .await?
     };
-    let passed: Vec<serde_json::Value> = selection
+    let passed_over = selection
         .passed_over
         .iter()
-        .map(|(node, why)| json!({"node": node, "why": why.to_string()}))
+        .map(|(node, why)| PassedOver {
+            node: node.clone(),
+            why: why.to_string(),
+        })
         .collect();
     shared.board.update(id, |s| {
-        s.last_selection = Some(json!({
-            "at": shared.clock.now(),
-            "wanted": count,
-            "reason": reason,
-            "chosen": selection.ids(),
-            "shortfall": selection.shortfall,
-            "passed_over": passed,
-        }));
+        s.last_selection = Some(SelectionStatus {
+            at: shared.clock.now(),
+            wanted: count,
+            reason: reason.to_string(),
+            chosen: selection.ids(),
+            shortfall: selection.shortfall,
+            passed_over,
+        });
     });
     Ok(selection)
 }
