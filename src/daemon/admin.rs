@@ -38,7 +38,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::owners::{Command, Owners, Reply};
+use super::owners::{Answer, Command, Owners, Refusal, Reply};
 use super::status::StatusBoard;
 use crate::clock::SharedClock;
 use crate::state::NodeKind;
@@ -434,11 +434,41 @@ fn checked_id(id: &str) -> Result<(), Box<Response>> {
     }
 }
 
+/// The HTTP answer to an owner's answer: 200 with what it did, or the
+/// refusal's status code with its message (and, for a dry run, the request
+/// that would have been sent; for an API error, Tencent's code and ids).
+pub fn reply(answer: Answer) -> Reply {
+    let refusal = match answer {
+        Ok(accepted) => {
+            return Reply::ok(serde_json::to_value(accepted).unwrap_or_default());
+        }
+        Err(refusal) => refusal,
+    };
+    let status = match &refusal {
+        Refusal::Standby | Refusal::MaxUncheckable { .. } | Refusal::CountUnknown { .. } => 503,
+        Refusal::Paused { .. }
+        | Refusal::OperationRunning { .. }
+        | Refusal::AboveMax { .. }
+        | Refusal::BelowMin { .. }
+        | Refusal::NoOwnerTag { .. }
+        | Refusal::NoneEligible(_)
+        | Refusal::DryRun { .. } => 409,
+        Refusal::NodesUnreadable(_) | Refusal::Rejected(_) => 502,
+        Refusal::StateUnwritable(_) | Refusal::IntentUnwritable | Refusal::NothingSent => 500,
+    };
+    let body = match &refusal {
+        Refusal::DryRun { request } => json!({"error": refusal.to_string(), "Request": request}),
+        Refusal::Rejected(r) => serde_json::to_value(r).unwrap_or_default(),
+        _ => json!({"error": refusal.to_string()}),
+    };
+    Reply { status, body }
+}
+
 async fn ask_owner(
     s: &AdminState,
     headers: &HeaderMap,
     (id, verb, body): (&str, &str, axum::body::Bytes),
-    make: impl FnOnce(tokio::sync::oneshot::Sender<Reply>) -> Command,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<Answer>) -> Command,
 ) -> Response {
     if let Some(ha) = &s.ha
         && ha.view().role != super::ha::Role::Leader
@@ -461,11 +491,14 @@ async fn ask_owner(
             .into_response();
     }
     match tokio::time::timeout(OWNER_ANSWER_WITHIN, rx).await {
-        Ok(Ok(reply)) => (
-            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            Json(reply.body),
-        )
-            .into_response(),
+        Ok(Ok(answer)) => {
+            let reply = reply(answer);
+            (
+                StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                Json(reply.body),
+            )
+                .into_response()
+        }
         Ok(Err(_)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(

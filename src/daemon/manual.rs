@@ -301,8 +301,8 @@ async fn alone(
         task_nodes: i.task_nodes(),
     });
     actuator::drive(&shared, cluster, super::operation::Event::Tick(cap)).await;
-    Ok(match ask {
+    Ok(super::admin::reply(match ask {
         Ask::ScaleOut { kind, count } => worker::manual_order(&shared, cluster, kind, count).await,
         Ask::ScaleIn { count } => worker::manual_removal(&shared, cluster, count).await,
-    })
+    }))
 }

@@ -6,14 +6,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::actuator;
 use super::operation::{Capacity, Event, Plan};
-use super::owners::{Command, Reply};
+use super::owners::{Accepted, Answer, Command, Refusal, Rejection};
 use super::status::{
     BudgetStatus, BuiltinStatus, NotReady, OperationStatus, OrderStatus, PassedOver,
     SelectionStatus, VoteStatus,
@@ -141,10 +140,7 @@ async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
     if shared.role == super::ha::Role::Standby {
         // The admin server forwards to the leader; this is the race where
         // the role changed in between.
-        command.refuse(Reply::error(
-            503,
-            "this daemon stands by; send the command to the leader (see /api/v1/status)",
-        ));
+        command.refuse(Refusal::Standby);
         return;
     }
     match command {
@@ -156,10 +152,7 @@ async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
             actuator::drive(shared, cluster, Event::Pause).await;
             shared.board.update(id, |c| c.paused = true);
             tracing::info!(message = "Cluster paused by operator.", cluster = %id);
-            let _ = reply.send(match saved {
-                Ok(()) => Reply::ok(json!({"instance_id": id, "paused": true, "at": now})),
-                Err(e) => Reply::error(500, e.to_string()),
-            });
+            let _ = reply.send(switched(id, true, now, saved));
         }
         Command::Resume(reply) => {
             let saved = shared
@@ -176,10 +169,7 @@ async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
                 c.breaker = None;
             });
             tracing::info!(message = "Cluster resumed by operator.", cluster = %id);
-            let _ = reply.send(match saved {
-                Ok(()) => Reply::ok(json!({"instance_id": id, "paused": false, "at": now})),
-                Err(e) => Reply::error(500, e.to_string()),
-            });
+            let _ = reply.send(switched(id, false, now, saved));
         }
         Command::ScaleOut { kind, count, reply } => {
             let _ = reply.send(manual_order(shared, cluster, kind, count).await);
@@ -190,24 +180,40 @@ async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
     }
 }
 
+/// The answer to a pause or a resume, once its state was `saved`.
+fn switched<E: std::fmt::Display>(
+    id: &str,
+    paused: bool,
+    at: chrono::DateTime<chrono::Utc>,
+    saved: Result<(), E>,
+) -> Answer {
+    saved
+        .map(|()| Accepted::Switched {
+            instance_id: id.to_string(),
+            paused,
+            at,
+        })
+        .map_err(|e| Refusal::StateUnwritable(e.to_string()))
+}
+
 /// Refuses a manual order while the cluster is paused or has an operation
 /// running; otherwise the running task nodes, when the last snapshot knows.
-fn manual_gate(shared: &Shared, id: &str, what: &str) -> Result<Option<u32>, Reply> {
+fn manual_gate(shared: &Shared, id: &str, what: &'static str) -> Result<Option<u32>, Refusal> {
     let (paused, running_op) = shared.state.with(|s| {
         let c = s.cluster_mut(id);
         (c.paused, c.operation.as_ref().map(|o| o.id.clone()))
     });
     if paused {
-        return Err(Reply::error(
-            409,
-            format!("{id} is paused; resume it before {what}"),
-        ));
+        return Err(Refusal::Paused {
+            id: id.to_string(),
+            what,
+        });
     }
-    if let Some(op) = running_op {
-        return Err(Reply::error(
-            409,
-            format!("{id} has an operation running ({op}); wait for it to end"),
-        ));
+    if let Some(operation) = running_op {
+        return Err(Refusal::OperationRunning {
+            id: id.to_string(),
+            operation,
+        });
     }
     Ok(shared
         .capacity
@@ -223,20 +229,15 @@ fn dry_run(shared: &Shared, cluster: &ClusterConfig) -> bool {
     shared.config.daemon.dry_run || cluster.dry_run
 }
 
-/// The 409 a manual order gets under `dry_run`: the request it would have
-/// sent, with the signature and any token masked.
-async fn dry_run_reply<Req: serde::Serialize>(
+/// The refusal a manual order gets under `dry_run`: the request it would
+/// have sent, with the signature and any token masked.
+async fn dry_run_refusal<Req: serde::Serialize>(
     shared: &Shared,
     action: crate::tencent::emr::Action,
     request: &Req,
-) -> Reply {
-    let rendered = shared.emr.render(action, request).await;
-    Reply {
-        status: 409,
-        body: json!({
-            "error": "dry_run is set (daemon.dry_run or the cluster's dry_run), so nothing is sent, manual orders included; this is the request that would have been sent",
-            "Request": rendered,
-        }),
+) -> Refusal {
+    Refusal::DryRun {
+        request: Box::new(shared.emr.render(action, request).await),
     }
 }
 
@@ -251,12 +252,9 @@ pub async fn manual_order(
     cluster: &ClusterConfig,
     kind: NodeKind,
     count: u32,
-) -> Reply {
+) -> Answer {
     let id = cluster.instance_id.as_str();
-    let running = match manual_gate(shared, id, "ordering") {
-        Ok(r) => r,
-        Err(refused) => return refused,
-    };
+    let running = manual_gate(shared, id, "ordering")?;
     if kind == NodeKind::Task {
         // No operation is open (the gate says so), so nothing else is in
         // flight: running plus this order is the count to bound.
@@ -267,22 +265,17 @@ pub async fn manual_order(
                 .error
                 .clone()
                 .unwrap_or_else(|| "DescribeInstances did not list it".into());
-            return Reply::error(
-                503,
-                format!(
-                    "{id}: the task-node count is unknown ({why}), so max_task_nodes cannot be checked; nothing was sent"
-                ),
-            );
+            return Err(Refusal::MaxUncheckable {
+                id: id.to_string(),
+                why,
+            });
         };
         if now.saturating_add(count) > cluster.max_task_nodes {
-            return Reply::error(
-                409,
-                format!(
-                    "ordering {count} task node(s) with {now} running would pass max_task_nodes {}; nothing was sent \
-                     (to go past it, raise max_task_nodes and reload)",
-                    cluster.max_task_nodes
-                ),
-            );
+            return Err(Refusal::AboveMax {
+                count,
+                running: now,
+                max: cluster.max_task_nodes,
+            });
         }
     }
     if dry_run(shared, cluster) {
@@ -295,12 +288,12 @@ pub async fn manual_order(
             core_count,
             ..cluster.scale_out.clone()
         };
-        return dry_run_reply(
+        return Err(dry_run_refusal(
             shared,
             crate::tencent::emr::Action::ScaleOutInstance,
             &request,
         )
-        .await;
+        .await);
     }
     let plan = Plan {
         id: uuid::Uuid::new_v4().to_string(),
@@ -314,28 +307,22 @@ pub async fn manual_order(
     };
     let driven = actuator::drive(shared, cluster, Event::Decided(plan)).await;
     if driven.save_failed {
-        return Reply::error(500, "cannot write the state; nothing was sent");
+        return Err(Refusal::IntentUnwritable);
     }
     match driven.response {
-        Some((token, Ok(resp))) => Reply::ok(json!({
-            "InstanceId": resp.instance_id.clone().unwrap_or_else(|| id.to_string()),
-            "FlowId": resp.flow_id,
-            "RequestId": resp.request_id,
-            "ClientToken": resp.client_token.clone().unwrap_or(token),
-            "DealNames": resp.deal_names,
-            "BillId": resp.bill_id,
-        })),
-        Some((token, Err(e))) => Reply {
-            status: 502,
-            body: json!({
-                "error": e.to_string(),
-                "class": e.class().metric_label(),
-                "Code": e.code(),
-                "RequestId": e.request_id(),
-                "ClientToken": token,
-            }),
-        },
-        None => Reply::error(500, "nothing was sent"),
+        Some((token, Ok(resp))) => Ok(Accepted::Ordered {
+            instance_id: resp.instance_id.unwrap_or_else(|| id.to_string()),
+            flow_id: resp.flow_id,
+            request_id: resp.request_id,
+            client_token: resp.client_token.unwrap_or(token),
+            deal_names: resp.deal_names,
+            bill_id: resp.bill_id,
+        }),
+        Some((token, Err(e))) => Err(Refusal::Rejected(Box::new(Rejection {
+            client_token: Some(token),
+            ..Rejection::of(&e)
+        }))),
+        None => Err(Refusal::NothingSent),
     }
 }
 
@@ -969,54 +956,32 @@ async fn remove(shared: &Shared, cluster: &ClusterConfig, count: u32, running: u
 /// picked by the scale-in rules (eligibility, ordering), never below
 /// `min_task_nodes`, refused while the cluster is paused or has an
 /// operation running. It skips the stabilization window and the cooldowns.
-pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32) -> Reply {
+pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32) -> Answer {
     let id = cluster.instance_id.as_str();
     if !cluster.scale_in.scope.is_usable() {
-        return Reply::error(
-            409,
-            format!(
-                "{id} has nodes = \"ours\" but no owner_tag, so no node is known to be ours; \
-                 set [clusters.scale_in] owner_tag, or nodes = \"any_task\"; nothing was sent"
-            ),
-        );
+        return Err(Refusal::NoOwnerTag { id: id.to_string() });
     }
-    let running = match manual_gate(shared, id, "removing nodes") {
-        Ok(r) => r,
-        Err(refused) => return refused,
-    };
-    let Some(running) = running else {
-        return Reply::error(
-            503,
-            format!("{id}: the task-node count is unknown; nothing was sent"),
-        );
+    let Some(running) = manual_gate(shared, id, "removing nodes")? else {
+        return Err(Refusal::CountUnknown { id: id.to_string() });
     };
     if running.saturating_sub(count) < cluster.min_task_nodes {
-        return Reply::error(
-            409,
-            format!(
-                "removing {count} of {running} task nodes would go below min_task_nodes {}; nothing was sent",
-                cluster.min_task_nodes
-            ),
-        );
+        return Err(Refusal::BelowMin {
+            count,
+            running,
+            min: cluster.min_task_nodes,
+        });
     }
     let reason = format!("manual scale-in of {count} node(s)");
-    let selection = match pick(shared, cluster, count, &reason).await {
-        Ok(s) => s,
-        Err(e) => return Reply::error(502, format!("{e}; nothing was sent")),
-    };
+    let selection = pick(shared, cluster, count, &reason)
+        .await
+        .map_err(|e| Refusal::NodesUnreadable(e.to_string()))?;
     if selection.chosen.is_empty() {
         let why: Vec<String> = selection
             .passed_over
             .iter()
             .map(|(n, w)| format!("{n}: {w}"))
             .collect();
-        return Reply::error(
-            409,
-            format!(
-                "no task node is eligible for removal ({}); nothing was sent",
-                why.join("; ")
-            ),
-        );
+        return Err(Refusal::NoneEligible(why.join("; ")));
     }
     if dry_run(shared, cluster) {
         let request = crate::tencent::emr::TerminateClusterNodesRequest::graceful(
@@ -1024,12 +989,12 @@ pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32
             selection.ids(),
             cluster.scale_in.grace_period,
         );
-        return dry_run_reply(
+        return Err(dry_run_refusal(
             shared,
             crate::tencent::emr::Action::TerminateClusterNodes,
             &request,
         )
-        .await;
+        .await);
     }
     let plan = removal_plan(
         cluster,
@@ -1041,27 +1006,21 @@ pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32
     );
     let driven = actuator::drive(shared, cluster, Event::Decided(plan)).await;
     if driven.save_failed {
-        return Reply::error(500, "cannot write the state; nothing was sent");
+        return Err(Refusal::IntentUnwritable);
     }
     match driven.removal {
-        Some((nodes, Ok(resp))) => Reply::ok(json!({
-            "InstanceId": id,
-            "FlowId": resp.flow_id,
-            "RequestId": resp.request_id,
-            "CvmInstanceIds": nodes,
-            "GraceDownTime": cluster.scale_in.grace_period.as_secs(),
-            "Shortfall": selection.shortfall,
-        })),
-        Some((nodes, Err(e))) => Reply {
-            status: 502,
-            body: json!({
-                "error": e.to_string(),
-                "class": e.class().metric_label(),
-                "Code": e.code(),
-                "RequestId": e.request_id(),
-                "CvmInstanceIds": nodes,
-            }),
-        },
-        None => Reply::error(500, "nothing was sent"),
+        Some((nodes, Ok(resp))) => Ok(Accepted::Removed {
+            instance_id: id.to_string(),
+            flow_id: resp.flow_id,
+            request_id: resp.request_id,
+            cvm_instance_ids: nodes,
+            grace_down_time: cluster.scale_in.grace_period.as_secs(),
+            shortfall: selection.shortfall,
+        }),
+        Some((nodes, Err(e))) => Err(Refusal::Rejected(Box::new(Rejection {
+            nodes: Some(nodes),
+            ..Rejection::of(&e)
+        }))),
+        None => Err(Refusal::NothingSent),
     }
 }

@@ -196,7 +196,7 @@ pub struct ClientSettings {
 }
 
 /// A request as it would be sent, with the signature and token masked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RenderedRequest {
     /// POST target.
     pub url: String,
