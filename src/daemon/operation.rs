@@ -163,19 +163,28 @@ pub struct Plan {
     pub id: String,
     /// Why, for operators.
     pub reason: String,
-    /// Chunk sizes, each 1 to 20.
-    pub chunks: Vec<u32>,
-    /// Task or core nodes.
-    pub kind: NodeKind,
     /// Who asked.
     pub source: OrderSource,
     /// Running task nodes when it was decided (from a fresh snapshot).
     pub task_nodes_before: u32,
-    /// Rules to mark once the first chunk has ordered.
-    pub marks: RuleMarks,
-    /// A scale-in of these nodes instead of a scale-out (`chunks` is then
-    /// ignored).
-    pub removal: Option<RemovalIntent>,
+    /// What it does.
+    pub work: Work,
+}
+
+/// What a plan does: add nodes, or give named nodes back; never both.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Order nodes, in chunks sent one after another.
+    ScaleOut {
+        /// Chunk sizes, each 1 to 20.
+        chunks: Vec<u32>,
+        /// Task or core nodes.
+        kind: NodeKind,
+        /// Rules to mark once the first chunk has ordered.
+        marks: RuleMarks,
+    },
+    /// Give back these task nodes.
+    ScaleIn(RemovalIntent),
 }
 
 /// Everything that can happen to an operation.
@@ -389,17 +398,24 @@ fn keep(op: Operation, effects: Vec<Effect>) -> Step {
 }
 
 fn start(plan: Plan, env: &Env) -> Step {
-    if let Some(removal) = plan.removal {
-        return start_removal(
-            plan.id,
-            plan.reason,
-            plan.source,
-            plan.task_nodes_before,
-            removal,
-            env,
-        );
-    }
-    let chunks: Vec<u32> = plan.chunks.into_iter().filter(|n| *n > 0).collect();
+    let (chunks, kind, marks) = match plan.work {
+        Work::ScaleIn(removal) => {
+            return start_removal(
+                plan.id,
+                plan.reason,
+                plan.source,
+                plan.task_nodes_before,
+                removal,
+                env,
+            );
+        }
+        Work::ScaleOut {
+            chunks,
+            kind,
+            marks,
+        } => (chunks, kind, marks),
+    };
+    let chunks: Vec<u32> = chunks.into_iter().filter(|n| *n > 0).collect();
     let op = Operation {
         id: plan.id,
         created_at: env.now,
@@ -409,13 +425,13 @@ fn start(plan: Plan, env: &Env) -> Step {
         reason: plan.reason,
         current: None,
         completed_nodes: 0,
-        kind: plan.kind,
+        kind,
         source: plan.source,
         counted_nodes: 0,
         stopping: false,
         resolve: false,
         wait_capacity_after: None,
-        marks: plan.marks,
+        marks,
         removal: None,
     };
     if op.chunks.is_empty() {

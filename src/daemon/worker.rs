@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::actuator;
-use super::operation::{Capacity, Event, Plan};
+use super::operation::{Capacity, Event, Plan, Work};
 use super::owners::{Accepted, Answer, Command, Refusal, Rejection};
 use super::status::{
     BudgetStatus, BuiltinStatus, NotReady, OperationStatus, OrderStatus, PassedOver,
@@ -298,12 +298,13 @@ pub async fn manual_order(
     let plan = Plan {
         id: uuid::Uuid::new_v4().to_string(),
         reason: format!("manual scale-out of {count} {kind:?} node(s)"),
-        chunks: vec![count],
-        kind,
         source: OrderSource::Manual,
         task_nodes_before: running.unwrap_or(0),
-        marks: RuleMarks::default(),
-        removal: None,
+        work: Work::ScaleOut {
+            chunks: vec![count],
+            kind,
+            marks: RuleMarks::default(),
+        },
     };
     let driven = actuator::drive(shared, cluster, Event::Decided(plan)).await;
     if driven.save_failed {
@@ -831,12 +832,13 @@ async fn act(shared: &Shared, cluster: &ClusterConfig, record: &Record, judged: 
         let plan = Plan {
             id: uuid::Uuid::new_v4().to_string(),
             reason: text,
-            chunks: decision.chunks.clone(),
-            kind: NodeKind::Task,
             source: OrderSource::Daemon,
             task_nodes_before: decision.running.unwrap_or(0),
-            marks,
-            removal: None,
+            work: Work::ScaleOut {
+                chunks: decision.chunks.clone(),
+                kind: NodeKind::Task,
+                marks,
+            },
         };
         actuator::drive(shared, cluster, Event::Decided(plan)).await;
     } else if decision.removes() > 0 {
@@ -909,12 +911,9 @@ fn removal_plan(
     Plan {
         id: uuid::Uuid::new_v4().to_string(),
         reason: why,
-        chunks: vec![],
-        kind: NodeKind::Task,
         source,
         task_nodes_before: running,
-        marks: RuleMarks::default(),
-        removal: Some(crate::state::RemovalIntent {
+        work: Work::ScaleIn(crate::state::RemovalIntent {
             nodes: selection.ids(),
             gone: vec![],
             grace_secs: cluster.scale_in.grace_period.as_secs(),

@@ -22,18 +22,24 @@ fn env() -> Env {
 }
 
 fn plan() -> Plan {
+    ordering(vec![20, 5])
+}
+
+/// A daemon's scale-out plan of `chunks`, driven by rule "pending".
+fn ordering(chunks: Vec<u32>) -> Plan {
     Plan {
         id: "op-1".into(),
         reason: "pending memory".into(),
-        chunks: vec![20, 5],
-        kind: NodeKind::Task,
         source: OrderSource::Daemon,
         task_nodes_before: 10,
-        marks: RuleMarks {
-            rules: vec!["pending".into()],
-            ..RuleMarks::default()
+        work: Work::ScaleOut {
+            chunks,
+            kind: NodeKind::Task,
+            marks: RuleMarks {
+                rules: vec!["pending".into()],
+                ..RuleMarks::default()
+            },
         },
-        removal: None,
     }
 }
 
@@ -757,10 +763,7 @@ fn event_of(i: &Input, now: DateTime<Utc>) -> Event {
         Input::Pause => Event::Pause,
         Input::Resume => Event::Resume,
         Input::Restart => Event::Restart,
-        Input::Decided(n) => Event::Decided(Plan {
-            chunks: crate::policy::chunks(*n),
-            ..plan()
-        }),
+        Input::Decided(n) => Event::Decided(ordering(crate::policy::chunks(*n))),
     }
 }
 
@@ -842,7 +845,11 @@ proptest! {
             let env = Env { now, wall, fresh_token: (format!("tok-{n}"), wall), flow_timeout };
             let event = event_of(input, now);
             if op.is_none() && let Event::Decided(p) = &event {
-                seen = Seen { decided: p.chunks.iter().sum(), tokens: vec![] };
+                let decided = match &p.work {
+                    Work::ScaleOut { chunks, .. } => chunks.iter().sum(),
+                    Work::ScaleIn(_) => 0,
+                };
+                seen = Seen { decided, tokens: vec![] };
             }
             let before = op.clone();
             let s = step(op, event, &env);
@@ -887,12 +894,9 @@ fn removal_plan() -> Plan {
     Plan {
         id: "op-2".into(),
         reason: "idle".into(),
-        chunks: vec![],
-        kind: NodeKind::Task,
         source: OrderSource::Daemon,
         task_nodes_before: 10,
-        marks: RuleMarks::default(),
-        removal: Some(RemovalIntent {
+        work: Work::ScaleIn(RemovalIntent {
             nodes: vec!["ins-a".into(), "ins-b".into(), "ins-c".into()],
             gone: vec![],
             grace_secs: 600,
@@ -908,7 +912,10 @@ fn removal_op(current: ChunkIntent) -> Operation {
         task_nodes_before: 10,
         reason: "idle".into(),
         current: Some(current),
-        removal: removal_plan().removal,
+        removal: match removal_plan().work {
+            Work::ScaleIn(r) => Some(r),
+            Work::ScaleOut { .. } => None,
+        },
         ..Operation::default()
     }
 }
@@ -1317,7 +1324,7 @@ fn removal_event_of(i: &RemovalInput, now: DateTime<Utc>) -> Event {
         RemovalInput::Resume => Event::Resume,
         RemovalInput::Restart => Event::Restart,
         RemovalInput::Decided(mask) => Event::Decided(Plan {
-            removal: Some(RemovalIntent {
+            work: Work::ScaleIn(RemovalIntent {
                 nodes: masked(*mask),
                 gone: vec![],
                 grace_secs: 60,
@@ -1350,7 +1357,10 @@ proptest! {
             let env = Env { now, wall: now, fresh_token: ("tok".into(), now), flow_timeout };
             let event = removal_event_of(input, now);
             if op.is_none() && let Event::Decided(p) = &event {
-                decided = p.removal.as_ref().map(|r| r.nodes.clone()).unwrap_or_default();
+                decided = match &p.work {
+                    Work::ScaleIn(r) => r.nodes.clone(),
+                    Work::ScaleOut { .. } => Vec::new(),
+                };
                 gone.clear();
                 listed_since_doubt = true;
             }
