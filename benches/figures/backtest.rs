@@ -22,7 +22,7 @@ use criterion::{Criterion, Throughput, criterion_group};
 use emr_autoscaler::backtest::{ClusterInput, Detail, Grid, replay};
 use emr_autoscaler::policy::schedule::parse_cron;
 use emr_autoscaler::policy::{
-    Bound, ClusterPolicy, OnMissing, ReplaySignal, Rule, RuleKind, Sample, Step, Sustain,
+    Amount, Bound, ClusterPolicy, OnMissing, ReplaySignal, Rule, RuleKind, Sample, Sustain,
     TargetForm, Unit, Window, WindowEnd,
 };
 use emr_autoscaler::replay::{Model, SyntheticDemand};
@@ -60,7 +60,7 @@ fn policy(model: &Model) -> ClusterPolicy {
                 RuleKind::Threshold {
                     bound: Bound::Above(8192.0),
                     sustain: Sustain::For(Duration::from_secs(120)),
-                    step: Step::Add(2),
+                    step: Amount::Add(2),
                 },
             ),
             rule(

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group};
 use emr_autoscaler::policy::schedule::parse_cron;
 use emr_autoscaler::policy::{
-    Bound, Capacity, ClusterPolicy, ClusterView, Horizon, OnMissing, Proposal, Reading, Rule,
-    RuleKind, Sample, ScaleInPolicy, Step, Sustain, TargetForm, Unit, Window, WindowEnd, decide,
+    Amount, Bound, Capacity, ClusterPolicy, ClusterView, Horizon, OnMissing, Proposal, Reading,
+    Rule, RuleKind, Sample, ScaleInPolicy, Sustain, TargetForm, Unit, Window, WindowEnd, decide,
 };
 
 const CLUSTERS: usize = 1000;
@@ -47,7 +47,7 @@ fn policy() -> ClusterPolicy {
                 RuleKind::Threshold {
                     bound: Bound::Above(8192.0),
                     sustain: Sustain::For(Duration::from_secs(60)),
-                    step: Step::Add(2),
+                    step: Amount::Add(2),
                 },
             ),
             rule(

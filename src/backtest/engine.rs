@@ -647,7 +647,7 @@ mod tests {
     use super::*;
     use crate::policy::schedule::parse_cron;
     use crate::policy::{
-        Bound, OnMissing, ReplaySignal, Rule, RuleKind, Step, Sustain, TargetForm, Window,
+        Amount, Bound, OnMissing, ReplaySignal, Rule, RuleKind, Sustain, TargetForm, Window,
         WindowEnd,
     };
 
@@ -818,7 +818,7 @@ mod tests {
                 RuleKind::Threshold {
                     bound: Bound::Above(0.0),
                     sustain: Sustain::Evaluations(1),
-                    step: Step::Add(2),
+                    step: Amount::Add(2),
                 },
             )],
             0,
@@ -851,7 +851,7 @@ mod tests {
             RuleKind::Threshold {
                 bound: Bound::Above(0.0),
                 sustain: Sustain::Evaluations(1),
-                step: Step::Add(1),
+                step: Amount::Add(1),
             },
         );
         recorded.replay_signal = None;

@@ -8,7 +8,7 @@ use super::Validator;
 use super::raw::{Field, RawRule};
 use crate::policy::schedule::parse_cron;
 use crate::policy::{
-    Bound, Capacity, Horizon, OnMissing, ReplaySignal, Rule, RuleKind, Step, Sustain, TargetForm,
+    Amount, Bound, Capacity, Horizon, OnMissing, ReplaySignal, Rule, RuleKind, Sustain, TargetForm,
     Unit, Window, WindowEnd,
 };
 
@@ -318,9 +318,9 @@ impl Validator<'_> {
                 let percent = self.positive_f64(&p("add_percent"), r.add_percent);
                 let remove = self.add_count(&p("remove"), r.remove);
                 let step = match (add, percent, remove) {
-                    (Some(n), None, None) => Some(Step::Add(n)),
-                    (None, Some(pc), None) => Some(Step::Percent(pc)),
-                    (None, None, Some(n)) => Some(Step::Remove(n)),
+                    (Some(n), None, None) => Some(Amount::Add(n)),
+                    (None, Some(pc), None) => Some(Amount::Percent(pc)),
+                    (None, None, Some(n)) => Some(Amount::Remove(n)),
                     (None, None, None) => {
                         if !self.issues.iter().any(|i| {
                             i.path == p("add")

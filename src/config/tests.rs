@@ -526,7 +526,7 @@ fn scale_in_settings_load_and_the_owner_tag_joins_every_scale_out() {
     assert!(matches!(
         cl.rules[1].kind,
         crate::policy::RuleKind::Threshold {
-            step: crate::policy::Step::Remove(2),
+            step: crate::policy::Amount::Remove(2),
             ..
         }
     ));

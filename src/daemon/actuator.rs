@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Shared;
-use super::operation::{self, Answer, Effect, Env, Event, Flow, Outcome};
+use super::operation::{self, Answer, Effect, Ending, Env, Event, Flow};
 use super::status::ApiErrorStatus;
 use crate::clock::wall_now;
 use crate::config::ClusterConfig;
@@ -36,7 +36,7 @@ pub struct Driven {
     /// The last `TerminateClusterNodes` answer, with the nodes it named.
     pub removal: Option<(Vec<String>, Result<TerminateClusterNodesResponse, ApiError>)>,
     /// How the operation ended, if it did.
-    pub closed: Option<Outcome>,
+    pub closed: Option<Ending>,
     /// The state could not be written; nothing was sent.
     pub save_failed: bool,
 }
@@ -109,7 +109,7 @@ fn apply(
                     .cooldown
                     .max(shared.config.daemon.evaluation_interval),
             };
-            c.sold_out_until = Some(crate::policy::time::after(now, d));
+            c.backoff_until = Some(crate::policy::time::after(now, d));
         }
         Effect::OpenBreaker { reason, flow_id } if c.breaker_open.is_none() => {
             tracing::error!(message = "Operation outlived flow_timeout; breaker open.", cluster = %id, reason = %reason);

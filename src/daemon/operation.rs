@@ -219,7 +219,7 @@ pub enum Event {
 
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Ending {
     /// Every chunk's flow finished.
     Completed,
     /// The API refused a chunk; nothing of it executed.
@@ -235,16 +235,16 @@ pub enum Outcome {
     Resolved,
 }
 
-impl Outcome {
+impl Ending {
     /// A short label for logs and status.
     pub fn label(&self) -> &'static str {
         match self {
-            Outcome::Completed => "completed",
-            Outcome::Refused(_) => "refused",
-            Outcome::FlowFailed(_) => "flow_failed",
-            Outcome::NotExecuted => "not_executed",
-            Outcome::Stopped => "stopped",
-            Outcome::Resolved => "resolved",
+            Ending::Completed => "completed",
+            Ending::Refused(_) => "refused",
+            Ending::FlowFailed(_) => "flow_failed",
+            Ending::NotExecuted => "not_executed",
+            Ending::Stopped => "stopped",
+            Ending::Resolved => "resolved",
         }
     }
 }
@@ -326,7 +326,7 @@ pub enum Effect {
         running: u32,
     },
     /// The operation ended.
-    Close(Outcome),
+    Close(Ending),
 }
 
 /// The result of one step.
@@ -437,7 +437,7 @@ fn start(plan: Plan, env: &Env) -> Step {
     if op.chunks.is_empty() {
         return Step {
             op: None,
-            effects: vec![Effect::Close(Outcome::Completed)],
+            effects: vec![Effect::Close(Ending::Completed)],
         };
     }
     let before = op.task_nodes_before;
@@ -447,7 +447,7 @@ fn start(plan: Plan, env: &Env) -> Step {
 /// Prepares the next chunk's intent and sends it.
 fn send_next(mut op: Operation, task_nodes_before: u32, env: &Env) -> Step {
     let Some(&nodes) = op.chunks.get(op.next_chunk) else {
-        return close(op, Outcome::Completed, vec![]);
+        return close(op, Ending::Completed, vec![]);
     };
     let (token, born) = env.fresh_token.clone();
     op.current = Some(ChunkIntent {
@@ -500,7 +500,7 @@ fn resend(mut op: Operation) -> Step {
 
 /// Ends `op`; the cooldown starts if anything was ordered (a scale-in
 /// starts only the scale-in cooldown, which the shell keeps).
-fn close(op: Operation, outcome: Outcome, mut effects: Vec<Effect>) -> Step {
+fn close(op: Operation, outcome: Ending, mut effects: Vec<Effect>) -> Step {
     if op.removal.is_none() && (op.counted_nodes > 0 || op.completed_nodes > 0) {
         effects.push(Effect::StartCooldown);
     }
@@ -589,7 +589,7 @@ fn answered(mut op: Operation, answer: Answer, env: &Env) -> Step {
             if !matches!(class, ErrorClass::Busy | ErrorClass::Throttled) {
                 effects.push(Effect::Backoff(class));
             }
-            close(op, Outcome::Refused(class), effects)
+            close(op, Ending::Refused(class), effects)
         }
     }
 }
@@ -623,9 +623,9 @@ fn chunk_done(mut op: Operation, env: &Env, mut effects: Vec<Effect>) -> Step {
     if op.removal.is_some() {
         op.completed_nodes += c.nodes;
         let outcome = if op.resolve {
-            Outcome::Resolved
+            Ending::Resolved
         } else {
-            Outcome::Completed
+            Ending::Completed
         };
         return close(op, outcome, effects);
     }
@@ -633,13 +633,13 @@ fn chunk_done(mut op: Operation, env: &Env, mut effects: Vec<Effect>) -> Step {
     op.completed_nodes += c.nodes;
     op.next_chunk += 1;
     if op.next_chunk >= op.chunks.len() {
-        return close(op, Outcome::Completed, effects);
+        return close(op, Ending::Completed, effects);
     }
     if op.stopping {
-        return close(op, Outcome::Stopped, effects);
+        return close(op, Ending::Stopped, effects);
     }
     if op.resolve {
-        return close(op, Outcome::Resolved, effects);
+        return close(op, Ending::Resolved, effects);
     }
     op.wait_capacity_after = Some(env.now);
     effects.push(Effect::Save);
@@ -656,7 +656,7 @@ fn flow_read(mut op: Operation, flow: Flow, env: &Env) -> Step {
             op.current = None;
             close(
                 op,
-                Outcome::FlowFailed(flow_id),
+                Ending::FlowFailed(flow_id),
                 vec![Effect::FlowEnded(flow_id), Effect::FlowFailed(flow_id)],
             )
         }
@@ -736,10 +736,10 @@ fn tick(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
     match phase(&op) {
         Phase::BetweenChunks => {
             if op.stopping {
-                return close(op, Outcome::Stopped, vec![]);
+                return close(op, Ending::Stopped, vec![]);
             }
             if op.resolve {
-                return close(op, Outcome::Resolved, vec![]);
+                return close(op, Ending::Resolved, vec![]);
             }
             let after = op.wait_capacity_after;
             match capacity {
@@ -864,9 +864,9 @@ fn judge(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Step {
     }
     op.current = None;
     let outcome = if op.resolve {
-        Outcome::Resolved
+        Ending::Resolved
     } else {
-        Outcome::NotExecuted
+        Ending::NotExecuted
     };
     close(op, outcome, effects)
 }
@@ -922,7 +922,7 @@ fn start_removal(
     if nodes.is_empty() {
         return Step {
             op: None,
-            effects: vec![Effect::Close(Outcome::Completed)],
+            effects: vec![Effect::Close(Ending::Completed)],
         };
     }
     keep(
@@ -980,7 +980,7 @@ fn answered_removal(mut op: Operation, answer: Answer, env: &Env) -> Step {
             // No backoff: a refused scale-in must never delay a scale-out;
             // the scale-in cooldown spaces the next attempt.
             op.current = None;
-            close(op, Outcome::Refused(class), vec![])
+            close(op, Ending::Refused(class), vec![])
         }
     }
 }
@@ -992,7 +992,7 @@ fn tick_removal(mut op: Operation, capacity: Option<Capacity>, env: &Env) -> Ste
         capacity.is_some_and(|cap| cap.idle() && t.is_none_or(|t| cap.at > t))
     };
     match phase(&op) {
-        Phase::BetweenChunks => close(op, Outcome::Completed, vec![]),
+        Phase::BetweenChunks => close(op, Ending::Completed, vec![]),
         Phase::Sending => {
             // The answer of a started send was never seen: it may have executed.
             if let Some(c) = op.current.as_mut() {
@@ -1085,11 +1085,11 @@ fn nodes_listed(mut op: Operation, listed: Vec<String>, env: &Env) -> Step {
         let flow = op.current.take().and_then(|c| c.flow_id);
         let effects: Vec<Effect> = flow.map(Effect::FlowEnded).into_iter().collect();
         let outcome = if op.stopping {
-            Outcome::Stopped
+            Ending::Stopped
         } else if op.resolve {
-            Outcome::Resolved
+            Ending::Resolved
         } else {
-            Outcome::NotExecuted
+            Ending::NotExecuted
         };
         return close(op, outcome, effects);
     }
@@ -1113,7 +1113,7 @@ fn nodes_listed(mut op: Operation, listed: Vec<String>, env: &Env) -> Step {
 
 fn pause(mut op: Operation) -> Step {
     if phase(&op) == Phase::BetweenChunks {
-        return close(op, Outcome::Stopped, vec![]);
+        return close(op, Ending::Stopped, vec![]);
     }
     if op.stopping {
         return keep(op, vec![]);

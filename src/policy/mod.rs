@@ -176,7 +176,7 @@ impl Bound {
 
 /// How many nodes a threshold rule adds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Step {
+pub enum Amount {
     /// A fixed count.
     Add(u32),
     /// A percentage of the effective count, rounded up, at least 1.
@@ -185,13 +185,13 @@ pub enum Step {
     Remove(u32),
 }
 
-impl Step {
+impl Amount {
     /// The increment for `effective` nodes.
     pub fn nodes(self, effective: u32) -> u32 {
         match self {
-            Step::Add(n) => n,
-            Step::Remove(_) => 0,
-            Step::Percent(p) => {
+            Amount::Add(n) => n,
+            Amount::Remove(_) => 0,
+            Amount::Percent(p) => {
                 let n = (f64::from(effective) * p / 100.0).ceil();
                 if n.is_finite() && n >= 1.0 {
                     n.min(f64::from(u32::MAX)) as u32
@@ -233,7 +233,7 @@ pub enum RuleKind {
         /// How long it must hold.
         sustain: Sustain,
         /// How much to add.
-        step: Step,
+        step: Amount,
     },
     /// Size the cluster to a target.
     Target {
@@ -541,7 +541,7 @@ fn vote(rule: &Rule, samples: &[Sample], ctx: Context, done: Option<DateTime<Utc
                         count,
                     },
                 );
-                if let (Step::Remove(n), true) = (step, scale_in) {
+                if let (Amount::Remove(n), true) = (step, scale_in) {
                     ballot.removal = *n;
                 }
                 ballot

@@ -37,7 +37,7 @@ fn pending(above_mb: f64, for_s: u64, add: u32) -> Rule {
             RuleKind::Threshold {
                 bound: Bound::Above(above_mb),
                 sustain: Sustain::For(Duration::from_secs(for_s)),
-                step: Step::Add(add),
+                step: Amount::Add(add),
             },
         )
     }
@@ -298,7 +298,7 @@ fn decision_table() {
         RuleKind::Threshold {
             bound: Bound::Above(100.0),
             sustain: Sustain::Evaluations(2),
-            step: Step::Percent(25.0),
+            step: Amount::Percent(25.0),
         },
     )]);
     case(
@@ -316,7 +316,7 @@ fn decision_table() {
             RuleKind::Threshold {
                 bound: Bound::Above(1.0),
                 sustain: Sustain::Evaluations(1),
-                step: Step::Add(30),
+                step: Amount::Add(30),
             },
         )])
     };
@@ -754,12 +754,12 @@ fn arb_rule(i: usize) -> impl Strategy<Value = Rule> {
         (0.0f64..1e6, 0u64..120, 1u32..60).prop_map(|(b, s, a)| RuleKind::Threshold {
             bound: Bound::Above(b),
             sustain: Sustain::For(Duration::from_secs(s)),
-            step: Step::Add(a),
+            step: Amount::Add(a),
         }),
         (0.0f64..1e6, 1u32..5, 1.0f64..300.0).prop_map(|(b, n, p)| RuleKind::Threshold {
             bound: Bound::Below(b),
             sustain: Sustain::Evaluations(n),
-            step: Step::Percent(p),
+            step: Amount::Percent(p),
         }),
         (0.01f64..2.0, 0u32..10).prop_map(|(t, b)| RuleKind::Target {
             form: TargetForm::Ratio {
@@ -994,7 +994,7 @@ fn idle(rule: &str, at_least: f64) -> Rule {
         RuleKind::Threshold {
             bound: Bound::Below(at_least),
             sustain: Sustain::For(Duration::from_secs(60)),
-            step: Step::Remove(2),
+            step: Amount::Remove(2),
         },
     )
 }
@@ -1313,7 +1313,7 @@ fn arb_shrinking_world() -> impl Strategy<Value = (World, Vec<u32>)> {
         (1u32..10).prop_map(|n| RuleKind::Threshold {
             bound: Bound::Below(0.5),
             sustain: Sustain::Evaluations(1),
-            step: Step::Remove(n),
+            step: Amount::Remove(n),
         }),
         (0.05f64..0.5, 0.0f64..0.2).prop_map(|(per_node, headroom)| RuleKind::Capacity(Capacity {
             per_node,

@@ -19,7 +19,7 @@ const TERMINATE: &str = "TerminateClusterNodes";
 
 /// What the simulator did with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Handled {
     /// Still being handled.
     Pending,
     /// Executed successfully. For `ScaleOutInstance`, `flow_id` is the flow it
@@ -74,7 +74,7 @@ pub struct LedgerEntry {
     /// The fault applied to this request, if any.
     pub fault: Option<Fault>,
     /// What happened.
-    pub outcome: Outcome,
+    pub outcome: Handled,
 }
 
 impl LedgerEntry {
@@ -87,7 +87,7 @@ impl LedgerEntry {
     /// (replays do not count) or a scale-in.
     pub fn started_flow(&self) -> Option<u64> {
         match self.outcome {
-            Outcome::Ok {
+            Handled::Ok {
                 flow_id: Some(id),
                 deduplicated: false,
             } if self.action == SCALE_OUT || self.action == TERMINATE => Some(id),
@@ -119,7 +119,7 @@ impl LedgerEntry {
     /// The API error code answered or injected, if any.
     pub fn error_code(&self) -> Option<&str> {
         match &self.outcome {
-            Outcome::Error { code } | Outcome::InjectedError { code } => Some(code),
+            Handled::Error { code } | Handled::InjectedError { code } => Some(code),
             _ => None,
         }
     }
@@ -318,7 +318,7 @@ mod tests {
         ms: u64,
         action: &str,
         token: Option<&str>,
-        outcome: Outcome,
+        outcome: Handled,
     ) -> LedgerEntry {
         LedgerEntry {
             seq,
@@ -335,8 +335,8 @@ mod tests {
         }
     }
 
-    fn ok(flow: u64, dedup: bool) -> Outcome {
-        Outcome::Ok {
+    fn ok(flow: u64, dedup: bool) -> Handled {
+        Handled::Ok {
             flow_id: Some(flow),
             deduplicated: dedup,
         }
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn helpers_summarise_flows_and_windows() {
-        let busy = Outcome::Error {
+        let busy = Handled::Error {
             code: "ResourceInUse.InstanceInProcess".into(),
         };
         let ledger = Ledger::new(vec![
@@ -357,7 +357,7 @@ mod tests {
                 1600,
                 "DescribeInstances",
                 None,
-                Outcome::Ok {
+                Handled::Ok {
                     flow_id: None,
                     deduplicated: false,
                 },
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(starts.iter().map(|f| f.flow_id).collect::<Vec<_>>(), [1, 2]);
     }
 
-    fn terminate(seq: u64, cluster: &str, ids: &[&str], outcome: Outcome) -> LedgerEntry {
+    fn terminate(seq: u64, cluster: &str, ids: &[&str], outcome: Handled) -> LedgerEntry {
         LedgerEntry {
             seq,
             arrived_at: DateTime::UNIX_EPOCH,
@@ -397,10 +397,10 @@ mod tests {
 
     #[test]
     fn scale_in_helpers_count_only_requests_that_started_flows() {
-        let refused = Outcome::Error {
+        let refused = Handled::Error {
             code: "ResourceNotFound.InstanceNotFound".into(),
         };
-        let injected = Outcome::InjectedHttp { status: 502 };
+        let injected = Handled::InjectedHttp { status: 502 };
         let mut dropped = terminate(3, "emr-aaaaaaaa", &["ins-3"], ok(12, false));
         dropped.fault = Some(Fault::DropAfterExecute);
         let ledger = Ledger::new(vec![

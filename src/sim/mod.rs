@@ -171,7 +171,7 @@ pub use engine::{
 };
 pub use error::{ApiError, StartError};
 pub use fault::Fault;
-pub use ledger::{FlowStart, Ledger, LedgerEntry, Outcome};
+pub use ledger::{FlowStart, Handled, Ledger, LedgerEntry};
 pub use limit::max_in_any_window;
 pub use node::{
     APPLY_TIME_FORMAT, NODE_FLAG_COMMON, NODE_FLAG_CORE, NODE_FLAG_MASTER, NODE_FLAG_TASK, SimNode,

@@ -39,7 +39,7 @@ use super::SimConfig;
 use super::engine::{Action, ActionOk, Engine, Hooks};
 use super::error::{ApiError, StartError};
 use super::fault::{Fault, FaultPlan, FlowOverrides};
-use super::ledger::{LedgerEntry, Outcome};
+use super::ledger::{Handled, LedgerEntry};
 use super::limit::RateLimiter;
 use super::sign::{SignedParts, Verifier};
 use crate::clock::{SharedClock, wall_now};
@@ -140,7 +140,7 @@ impl Shared {
             instance_ids: named_clusters(&params),
             params,
             fault: None,
-            outcome: Outcome::Ok {
+            outcome: Handled::Ok {
                 flow_id: None,
                 deduplicated: false,
             },
@@ -148,7 +148,7 @@ impl Shared {
 
         let reply = match self.admit(state, &parts, version, &mut entry) {
             Err(error) => {
-                entry.outcome = Outcome::Error {
+                entry.outcome = Handled::Error {
                     code: error.code().to_owned(),
                 };
                 Reply::Json(error_envelope(&error))
@@ -219,7 +219,7 @@ impl Shared {
         match &fault {
             Some(Fault::ApiError(code)) => {
                 let error = ApiError::Injected(code.clone());
-                entry.outcome = Outcome::InjectedError { code: code.clone() };
+                entry.outcome = Handled::InjectedError { code: code.clone() };
                 return Reply::Json(error_envelope(&error));
             }
             Some(Fault::Http5xx(status)) => {
@@ -227,7 +227,7 @@ impl Shared {
                     .ok()
                     .filter(StatusCode::is_server_error)
                     .unwrap_or(StatusCode::BAD_GATEWAY);
-                entry.outcome = Outcome::InjectedHttp {
+                entry.outcome = Handled::InjectedHttp {
                     status: status.as_u16(),
                 };
                 return Reply::Http(status);
@@ -261,14 +261,14 @@ impl Shared {
                 flow_id,
                 deduplicated,
             }) => {
-                entry.outcome = Outcome::Ok {
+                entry.outcome = Handled::Ok {
                     flow_id,
                     deduplicated,
                 };
                 ok_envelope(body)
             }
             Err(error) => {
-                entry.outcome = Outcome::Error {
+                entry.outcome = Handled::Error {
                     code: error.code().to_owned(),
                 };
                 error_envelope(&error)

@@ -65,8 +65,11 @@ pub struct ClusterState {
     pub breaker_open: Option<BreakerTrip>,
     /// Rule name -> start of the schedule window already served by a one-shot add.
     pub schedule_done: BTreeMap<String, DateTime<Utc>>,
-    /// The region answered "sold out": back off until this instant.
-    pub sold_out_until: Option<DateTime<Utc>>,
+    /// No orders until this instant: a sold-out answer or an error that
+    /// asks to wait. Files written before the name changed call it
+    /// `sold_out_until`.
+    #[serde(alias = "sold_out_until")]
+    pub backoff_until: Option<DateTime<Utc>>,
     /// Nodes that arrived recently, for the settle window; pruned with
     /// [`ClusterState::prune_arrivals`].
     pub arrivals: Vec<Arrival>,

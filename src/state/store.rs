@@ -141,7 +141,7 @@ mod v1 {
                         paused: c.paused,
                         breaker_open: c.breaker_open,
                         schedule_done: BTreeMap::new(),
-                        sold_out_until: c.sold_out_until,
+                        backoff_until: c.sold_out_until,
                         arrivals: Vec::new(),
                         last_operation_end: None,
                         scale_out_secs: Vec::new(),

@@ -67,7 +67,7 @@ fn sample_state() -> State {
         flow_id: None,
     });
     c.schedule_done.insert("morning".to_owned(), t(-7200));
-    c.sold_out_until = Some(t(900));
+    c.backoff_until = Some(t(900));
     state.cluster_mut("emr-bbbb2222");
     state
 }
@@ -538,7 +538,7 @@ const V1_FIXTURE: &str = r#"{
       },
       "paused": false,
       "breaker_open": null,
-      "sold_out_until": null
+      "backoff_until": null
     },
     "emr-idle": {}
   }
@@ -639,4 +639,21 @@ proptest! {
         let fine = matches!(result, Ok(_) | Err(StateError::Corrupt { .. }));
         prop_assert!(fine, "unexpected {:?}", result);
     }
+}
+
+#[test]
+fn a_backoff_written_under_its_old_name_is_read() {
+    let state: State = serde_json::from_str(
+        r#"{"schema_version": 2, "clusters": {"emr-a": {"sold_out_until": "2024-03-01T10:10:00Z"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        state.clusters["emr-a"].backoff_until,
+        Some("2024-03-01T10:10:00Z".parse().unwrap())
+    );
+    let written = serde_json::to_string(&state).unwrap();
+    assert!(
+        written.contains("\"backoff_until\":\"2024-03-01T10:10:00Z\""),
+        "{written}"
+    );
 }

@@ -168,7 +168,7 @@ impl ClusterState {
                 t.checked_add_signed(circumstances.scale_in_cooldown)
                     .unwrap_or(DateTime::<Utc>::MAX_UTC)
             }),
-            backoff_until: self.sold_out_until,
+            backoff_until: self.backoff_until,
             paused: self.paused,
             breaker_open: self.breaker_open.is_some(),
             orders: self.orders.iter().map(|o| (o.at, o.nodes)).collect(),

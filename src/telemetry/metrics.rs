@@ -956,7 +956,7 @@ mod tests {
 
     use super::*;
     use crate::policy::{
-        Bound, ClusterPolicy, ClusterView, OnMissing, Reading, Rule, RuleKind, Sample, Step,
+        Amount, Bound, ClusterPolicy, ClusterView, OnMissing, Reading, Rule, RuleKind, Sample,
         Sustain, TargetForm, Unit, decide,
     };
 
@@ -1028,7 +1028,7 @@ mod tests {
                     RuleKind::Threshold {
                         bound: Bound::Above(100.0),
                         sustain: Sustain::Evaluations(1),
-                        step: Step::Add(2),
+                        step: Amount::Add(2),
                     },
                 ),
                 rule(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use emr_autoscaler::policy::{
-    Bound, ClusterPolicy, ClusterView, OnMissing, Reading, Rule, RuleKind, Sample, Step, Sustain,
+    Amount, Bound, ClusterPolicy, ClusterView, OnMissing, Reading, Rule, RuleKind, Sample, Sustain,
     Unit, decide,
 };
 use emr_autoscaler::telemetry::metrics::{ClusterSnapshot, Metrics, RESULT_OK};
@@ -56,7 +56,7 @@ fn rule(name: &str) -> Rule {
         kind: RuleKind::Threshold {
             bound: Bound::Above(100.0),
             sustain: Sustain::Evaluations(1),
-            step: Step::Add(3),
+            step: Amount::Add(3),
         },
         cooldown: None,
         on_missing: OnMissing::Hold,

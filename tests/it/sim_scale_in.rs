@@ -15,7 +15,7 @@ use std::time::Duration;
 use emr_autoscaler::clock::{ManualClock, SharedClock};
 use emr_autoscaler::http::http_client;
 use emr_autoscaler::sim::{
-    BuiltinStrategy, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, Outcome, STATUS_RUNNING,
+    BuiltinStrategy, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, Handled, STATUS_RUNNING,
     STATUS_SCALING_IN, STRATEGY_OFF, STRATEGY_ON, SimCluster, SimConfig, SimHandle, SimNode,
     Simulator, YarnApp, YarnNode, YarnRm,
 };
@@ -684,7 +684,7 @@ async fn request_faults_rate_limit_and_signature_apply_to_the_new_actions() {
             .for_action(TERMINATE)
             .last()
             .map(|e| e.outcome.clone()),
-        Some(Outcome::InjectedHttp { status: 502 })
+        Some(Handled::InjectedHttp { status: 502 })
     ));
 
     // 20 per action per window: the 21st strategies request is refused, the

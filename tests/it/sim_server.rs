@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use emr_autoscaler::clock::ManualClock;
-use emr_autoscaler::sim::{Fault, Outcome, SimCluster, SimConfig, SimHandle, Simulator};
+use emr_autoscaler::sim::{Fault, Handled, SimCluster, SimConfig, SimHandle, Simulator};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -258,7 +258,7 @@ async fn repeated_client_token_returns_the_original_answer() {
         .filter(|e| {
             matches!(
                 e.outcome,
-                Outcome::Ok {
+                Handled::Ok {
                     deduplicated: true,
                     ..
                 }
@@ -576,7 +576,7 @@ async fn injected_request_faults() {
 
     let ledger = env.sim.ledger();
     let outcomes: Vec<_> = ledger.entries().iter().map(|e| e.outcome.clone()).collect();
-    assert_eq!(outcomes[0], Outcome::InjectedHttp { status: 502 });
+    assert_eq!(outcomes[0], Handled::InjectedHttp { status: 502 });
     assert_eq!(
         ledger.entries()[4].error_code(),
         Some("ResourcesSoldOut.CvmSoldOut")
