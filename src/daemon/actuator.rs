@@ -17,7 +17,7 @@ use super::operation::{self, Answer, Effect, Ending, Env, Event, Flow};
 use super::status::ApiErrorStatus;
 use crate::clock::wall_now;
 use crate::config::ClusterConfig;
-use crate::state::{Arrival, BreakerTrip, ClusterState, NodeKind, OrderRecord};
+use crate::state::{Arrival, BreakerTrip, ClusterState, NodeKind, OrderRecord, OrderSource};
 use crate::tencent::emr::{
     FlowState, ScaleOutInstanceRequest, ScaleOutInstanceResponse, TerminateClusterNodesRequest,
     TerminateClusterNodesResponse,
@@ -140,36 +140,10 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
         let now = env.now;
         let before = shared.state.with(|s| s.cluster_mut(id).clone());
         let step = operation::step(before.operation.clone(), event, &env);
-        let source = step
-            .op
-            .as_ref()
-            .or(before.operation.as_ref())
-            .map(|o| o.source)
-            .unwrap_or_default();
-        let kind = step
-            .op
-            .as_ref()
-            .or(before.operation.as_ref())
-            .map_or(NodeKind::Task, |o| o.kind);
-        shared.state.with(|s| {
-            let c = s.cluster_mut(id);
-            c.operation = step.op.clone();
-            for e in &step.effects {
-                apply(shared, cluster, c, e, source, now);
-                // A scale-out flow ended with its nodes: how long it took
-                // sets a capacity rule's automatic horizon.
-                if let (Effect::Arrived(_), Some(sent)) = (
-                    e,
-                    before
-                        .operation
-                        .as_ref()
-                        .and_then(|o| o.current.as_ref())
-                        .and_then(|c| c.first_sent_at),
-                ) {
-                    c.record_scale_out(now - sent);
-                }
-            }
-        });
+        let op = step.op.as_ref().or(before.operation.as_ref());
+        let source = op.map(|o| o.source).unwrap_or_default();
+        let kind = op.map_or(NodeKind::Task, |o| o.kind);
+        record(shared, cluster, &before, &step, source, now);
         if step.effects.contains(&Effect::Save)
             && let Err(e) = shared.state.save().await
         {
@@ -184,121 +158,174 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
             b.operation = step.op.as_ref().map(super::status::OperationStatus::of);
         });
         for e in step.effects {
-            match e {
-                Effect::Send {
-                    token,
-                    token_created_at,
-                    nodes,
-                    chunk,
-                    resend,
-                    ..
-                } => {
-                    let (answer, response) = send(
-                        shared,
-                        cluster,
-                        kind,
-                        token,
-                        token_created_at,
-                        nodes,
-                        chunk,
-                        resend,
-                    )
-                    .await;
-                    driven.response = Some(response);
-                    next = Some(Event::Answered(answer));
-                }
-                Effect::ReadFlow(flow) => {
-                    let read = {
-                        let _call = shared
-                            .board
-                            .in_call(id, shared.config.tencent.call_within());
-                        shared.emr.describe_flow(id, flow).await
-                    };
-                    next = Some(match read {
-                        Ok(r) => match r.state() {
-                            FlowState::Done => Event::FlowRead(Flow::Done),
-                            FlowState::Failed => Event::FlowRead(Flow::Failed),
-                            FlowState::Blocked => Event::FlowRead(Flow::Blocked),
-                            FlowState::Running | FlowState::Unknown(_) => {
-                                Event::FlowRead(Flow::Running)
-                            }
-                        },
-                        Err(e) => {
-                            record_error(shared, id, &e, now);
-                            tracing::warn!(message = "Cannot read the flow.", cluster = %id, flow_id = flow, class = e.class().metric_label(), error = %e);
-                            Event::FlowUnreadable {
-                                error: match e.code() {
-                                    Some(code) => format!("{code}: {e}"),
-                                    None => e.to_string(),
-                                },
-                            }
-                        }
-                    });
-                }
-                Effect::Terminate {
-                    nodes,
-                    grace_secs,
-                    resend,
-                } => {
-                    let (answer, result) =
-                        terminate(shared, cluster, nodes.clone(), grace_secs, resend).await;
-                    driven.removal = Some((nodes, result));
-                    next = Some(Event::Answered(answer));
-                }
-                Effect::ListNodes => {
-                    let read = {
-                        let _call = shared
-                            .board
-                            .in_call(id, shared.config.tencent.call_within() * 4);
-                        shared.emr.task_nodes(id).await
-                    };
-                    match read {
-                        Ok(list) => {
-                            // Still eligible by the list's own fields; YARN
-                            // was consulted when the nodes were chosen.
-                            let listed = list
-                                .iter()
-                                .map(crate::policy::scale_in::Node::from)
-                                .filter(|n| {
-                                    crate::policy::scale_in::ineligibility(
-                                        n,
-                                        &cluster.scale_in.scope,
-                                        None,
-                                    )
-                                    .is_none()
-                                })
-                                .filter_map(|n| n.id)
-                                .collect();
-                            next = Some(Event::NodesListed { listed });
-                        }
-                        Err(e) => {
-                            record_error(shared, id, &e, now);
-                            tracing::warn!(message = "Cannot read the node list; the removal waits.", cluster = %id, class = e.class().metric_label(), error = %e);
-                        }
-                    }
-                }
-                Effect::Removed(n) => shared.metrics.nodes_removed(id, n),
-                Effect::FlowFailed(flow) => {
-                    shared.metrics.flow_failed(id);
-                    tracing::error!(message = "Scale-out flow failed or blocked; the operation ends.", cluster = %id, flow_id = flow);
-                }
-                Effect::Judged {
-                    token,
-                    executed,
-                    running,
-                } => {
-                    shared.metrics.reconcile_doubt(id);
-                    tracing::warn!(message = "Judged an order of unknown outcome from the task-node count.", cluster = %id, client_token = %token, judged_executed = executed, now_running = running);
-                }
-                Effect::Close(outcome) => {
-                    tracing::info!(message = "Operation ended.", cluster = %id, outcome = outcome.label(), detail = ?outcome);
-                    driven.closed = Some(outcome);
-                }
-                _ => {}
+            if let Some(event) = perform(shared, cluster, e, kind, now, &mut driven).await {
+                next = Some(event);
             }
         }
     }
     driven
+}
+
+/// Writes a step into the cluster's record: the operation, and what each
+/// effect changes (cooldowns, orders, arrivals, ...).
+fn record(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    before: &ClusterState,
+    step: &operation::Step,
+    source: OrderSource,
+    now: DateTime<Utc>,
+) {
+    let first_sent = before
+        .operation
+        .as_ref()
+        .and_then(|o| o.current.as_ref())
+        .and_then(|c| c.first_sent_at);
+    shared.state.with(|s| {
+        let c = s.cluster_mut(&cluster.instance_id);
+        c.operation = step.op.clone();
+        for e in &step.effects {
+            apply(shared, cluster, c, e, source, now);
+            // A scale-out flow ended with its nodes: how long it took sets
+            // a capacity rule's automatic horizon.
+            if let (Effect::Arrived(_), Some(sent)) = (e, first_sent) {
+                c.record_scale_out(now - sent);
+            }
+        }
+    });
+}
+
+/// Carries out one effect that calls out or reports; returns the event its
+/// answer makes, if any.
+async fn perform(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    effect: Effect,
+    kind: NodeKind,
+    now: DateTime<Utc>,
+    driven: &mut Driven,
+) -> Option<Event> {
+    let id = cluster.instance_id.as_str();
+    match effect {
+        Effect::Send {
+            token,
+            token_created_at,
+            nodes,
+            chunk,
+            resend,
+            ..
+        } => {
+            let (answer, response) = send(
+                shared,
+                cluster,
+                kind,
+                token,
+                token_created_at,
+                nodes,
+                chunk,
+                resend,
+            )
+            .await;
+            driven.response = Some(response);
+            Some(Event::Answered(answer))
+        }
+        Effect::ReadFlow(flow) => Some(read_flow(shared, id, flow, now).await),
+        Effect::Terminate {
+            nodes,
+            grace_secs,
+            resend,
+        } => {
+            let (answer, result) =
+                terminate(shared, cluster, nodes.clone(), grace_secs, resend).await;
+            driven.removal = Some((nodes, result));
+            Some(Event::Answered(answer))
+        }
+        Effect::ListNodes => list_nodes(shared, cluster, now).await,
+        Effect::Removed(n) => {
+            shared.metrics.nodes_removed(id, n);
+            None
+        }
+        Effect::FlowFailed(flow) => {
+            shared.metrics.flow_failed(id);
+            tracing::error!(message = "Scale-out flow failed or blocked; the operation ends.", cluster = %id, flow_id = flow);
+            None
+        }
+        Effect::Judged {
+            token,
+            executed,
+            running,
+        } => {
+            shared.metrics.reconcile_doubt(id);
+            tracing::warn!(message = "Judged an order of unknown outcome from the task-node count.", cluster = %id, client_token = %token, judged_executed = executed, now_running = running);
+            None
+        }
+        Effect::Close(ending) => {
+            tracing::info!(message = "Operation ended.", cluster = %id, outcome = ending.label(), detail = ?ending);
+            driven.closed = Some(ending);
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Reads a flow's state for the machine.
+async fn read_flow(shared: &Shared, id: &str, flow: i64, now: DateTime<Utc>) -> Event {
+    let read = {
+        let _call = shared
+            .board
+            .in_call(id, shared.config.tencent.call_within());
+        shared.emr.describe_flow(id, flow).await
+    };
+    match read {
+        Ok(r) => Event::FlowRead(match r.state() {
+            FlowState::Done => Flow::Done,
+            FlowState::Failed => Flow::Failed,
+            FlowState::Blocked => Flow::Blocked,
+            FlowState::Running | FlowState::Unknown(_) => Flow::Running,
+        }),
+        Err(e) => {
+            record_error(shared, id, &e, now);
+            tracing::warn!(message = "Cannot read the flow.", cluster = %id, flow_id = flow, class = e.class().metric_label(), error = %e);
+            Event::FlowUnreadable {
+                error: match e.code() {
+                    Some(code) => format!("{code}: {e}"),
+                    None => e.to_string(),
+                },
+            }
+        }
+    }
+}
+
+/// Reads the node list for a removal: the machine ids still eligible by
+/// the list's own fields (YARN was consulted when the nodes were chosen).
+/// `None` when it cannot be read: the removal waits.
+async fn list_nodes(shared: &Shared, cluster: &ClusterConfig, now: DateTime<Utc>) -> Option<Event> {
+    let id = cluster.instance_id.as_str();
+    let read = {
+        let _call = shared
+            .board
+            .in_call(id, shared.config.tencent.call_within() * 4);
+        shared.emr.task_nodes(id).await
+    };
+    match read {
+        Ok(list) => {
+            let listed = list
+                .iter()
+                .map(crate::policy::scale_in::Node::from)
+                .filter(|n| {
+                    crate::policy::scale_in::ineligibility(n, &cluster.scale_in.scope, None)
+                        .is_none()
+                })
+                .filter_map(|n| n.id)
+                .collect();
+            Some(Event::NodesListed { listed })
+        }
+        Err(e) => {
+            record_error(shared, id, &e, now);
+            tracing::warn!(message = "Cannot read the node list; the removal waits.", cluster = %id, class = e.class().metric_label(), error = %e);
+            None
+        }
+    }
 }
 
 /// Sends one graceful removal and turns the result into the machine's

@@ -294,9 +294,182 @@ pub async fn run(
                 .map_err(DaemonError::Setup)?,
         ),
     };
-    let state = match &ha {
+    let state = open_state(&config, ha.as_ref(), options.reset_state)?;
+    metrics.register_clusters(&cluster_labels(&config));
+    metrics.config_reloaded(true, clock.now());
+    let board = Arc::new(StatusBoard::new(clock.clone()));
+
+    tracing::info!(message = "Admin server listening.", addr = %admin_addr);
+    let owners = Arc::new(Owners::new());
+    let connections =
+        Connections::new(&config, options.credentials.clone()).map_err(DaemonError::Setup)?;
+    // Reloads change the token in place: it protects the next request.
+    let token = admin::TokenSource::new(config.daemon.admin_token_file.clone());
+    let admin_state = admin::AdminState {
+        metrics: metrics.clone(),
+        board: board.clone(),
+        owners: owners.clone(),
+        token: token.clone(),
+        clock: clock.clone(),
+        ha: ha.clone(),
+        http: connections.http.clone(),
+        state: Some(state.clone()),
+        bound: Some(admin_addr),
+    };
+    // Manual orders find the daemon that holds this state directory here.
+    let addr_file = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
+    let (admin_cancel, admin_task) = serve_admin(
+        listener,
+        admin_state,
+        admin_addr,
+        (&addr_file, options.ready_file.as_deref()),
+    )?;
+
+    let base = Base {
+        connections,
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        state: state.clone(),
+        board: board.clone(),
+        owners,
+        ha: ha.clone(),
+    };
+    let role = if ha.is_some() {
+        ha::Role::Standby
+    } else {
+        ha::Role::Single
+    };
+    let generation = start_generation(&base, config, None, role).await?;
+    // READY=1 never waits for etcd or leadership.
+    notify::ready();
+    tracing::info!(
+        message = "Daemon ready.",
+        clusters = generation.workers.len(),
+        role = role.label(),
+    );
+    let elector = ha.as_ref().map(|h| {
+        let cancel = CancellationToken::new();
+        (cancel.clone(), tokio::spawn(h.clone().run(cancel)))
+    });
+
+    let watchdog = watchdog(board.clone());
+
+    let (generation, role) = serve_until_stopped(
+        &mut control,
+        (&options, &base, &token),
+        generation,
+        (role, ha.as_ref().map(|h| h.watch())),
+    )
+    .await?;
+
+    notify::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    shut_down(
+        generation,
+        elector,
+        (&state, &addr_file),
+        (admin_cancel, admin_task),
+        ha.as_ref().map(|h| (h, role)),
+    )
+    .await
+}
+
+/// Starts the admin server on `listener`, then writes its address to
+/// `addr_file` (and `ready_file`); a write that fails stops the server.
+fn serve_admin(
+    listener: tokio::net::TcpListener,
+    admin_state: admin::AdminState,
+    addr: std::net::SocketAddr,
+    (addr_file, ready_file): (&std::path::Path, Option<&std::path::Path>),
+) -> Result<(CancellationToken, tokio::task::JoinHandle<()>), DaemonError> {
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(admin::serve(listener, admin_state, cancel.clone()));
+    for path in std::iter::once(addr_file).chain(ready_file) {
+        if let Err(e) = write_ready_file(path, addr) {
+            cancel.cancel();
+            return Err(e);
+        }
+    }
+    Ok((cancel, task))
+}
+
+/// Pets systemd's watchdog while the loops are healthy, when systemd asks
+/// for it.
+fn watchdog(board: Arc<StatusBoard>) -> Option<tokio::task::JoinHandle<()>> {
+    notify::watchdog_period().map(|period| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                if board.healthy() {
+                    notify::watchdog();
+                }
+            }
+        })
+    })
+}
+
+/// Serves reloads and role changes until a stop, a closed control channel
+/// or a lost state directory; returns the last generation and role.
+async fn serve_until_stopped(
+    control: &mut tokio::sync::mpsc::Receiver<Control>,
+    (options, base, token): (&RunOptions, &Base, &admin::TokenSource),
+    mut generation: Generation,
+    (mut role, mut roles): (ha::Role, Option<watch::Receiver<ha::HaView>>),
+) -> Result<(Generation, ha::Role), DaemonError> {
+    // The state lock is re-checked before every write and once a second:
+    // a state_dir deleted or replaced under the daemon stops it.
+    let mut lock_check = tokio::time::interval(Duration::from_secs(1));
+    lock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            e = control.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+            () = base.state.lost().cancelled() => {
+                tracing::error!(
+                    message = "The state directory was deleted or replaced; sending nothing more and exiting so systemd restarts the daemon under a fresh lock.",
+                    dir = %config_state_dir(&generation.config).display(),
+                );
+                break;
+            }
+            _ = lock_check.tick() => {
+                let _ = base.state.check();
+                continue;
+            }
+            r = role_change(&mut roles, role) => {
+                tracing::info!(message = "Role changed.", from = role.label(), to = r.label());
+                role = r;
+                let config = generation.config.clone();
+                generation = start_generation(base, config, Some(generation), role).await?;
+                continue;
+            }
+        };
+        match event {
+            Control::Stop => break,
+            Control::Reload => {
+                notify::reloading();
+                generation = reload(options, base, token, generation, role).await?;
+                notify::ready();
+            }
+        }
+    }
+    Ok((generation, role))
+}
+
+/// The state: the file store under its lock, or (with `[ha]`) an empty
+/// state that the etcd store fills on taking the lead.
+fn open_state(
+    config: &Config,
+    ha: Option<&Arc<ha::Ha>>,
+    reset: bool,
+) -> Result<Arc<StateHandle>, DaemonError> {
+    Ok(match ha {
         None => {
-            let (store, state) = StateStore::open(&config.daemon.state_dir, options.reset_state)?;
+            let (store, state) = StateStore::open(&config.daemon.state_dir, reset)?;
             tracing::info!(message = "State loaded.", dir = %config.daemon.state_dir.display(), clusters = state.clusters.len());
             Arc::new(StateHandle::new(store, state))
         }
@@ -317,183 +490,90 @@ pub async fn run(
                 State::default(),
             ))
         }
-    };
-    metrics.register_clusters(&cluster_labels(&config));
-    metrics.config_reloaded(true, clock.now());
-    let board = Arc::new(StatusBoard::new(clock.clone()));
+    })
+}
 
-    tracing::info!(message = "Admin server listening.", addr = %admin_addr);
-    let owners = Arc::new(Owners::new());
-    let connections =
-        Connections::new(&config, options.credentials.clone()).map_err(DaemonError::Setup)?;
-    let admin_cancel = CancellationToken::new();
-    // Reloads change the token in place: it protects the next request.
-    let token = admin::TokenSource::new(config.daemon.admin_token_file.clone());
-    let admin_task = tokio::spawn(admin::serve(
-        listener,
-        admin::AdminState {
-            metrics: metrics.clone(),
-            board: board.clone(),
-            owners: owners.clone(),
-            token: token.clone(),
-            clock: clock.clone(),
-            ha: ha.clone(),
-            http: connections.http.clone(),
-            state: Some(state.clone()),
-            bound: Some(admin_addr),
-        },
-        admin_cancel.clone(),
-    ));
-    // Manual orders find the daemon that holds this state directory here.
-    let addr_file = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
-    if let Err(e) = write_ready_file(&addr_file, admin_addr) {
-        admin_cancel.cancel();
-        return Err(e);
-    }
-    if let Some(path) = &options.ready_file
-        && let Err(e) = write_ready_file(path, admin_addr)
-    {
-        admin_cancel.cancel();
-        return Err(e);
-    }
-
-    let base = Base {
-        connections,
-        clock: clock.clone(),
-        metrics: metrics.clone(),
-        state: state.clone(),
-        board: board.clone(),
-        owners,
-        ha: ha.clone(),
-    };
-    let mut role = if ha.is_some() {
-        ha::Role::Standby
-    } else {
-        ha::Role::Single
-    };
-    let mut generation = start_generation(&base, config, None, role).await?;
-    // READY=1 never waits for etcd or leadership.
-    notify::ready();
-    tracing::info!(
-        message = "Daemon ready.",
-        clusters = generation.workers.len(),
-        role = role.label(),
-    );
-    let elector = ha.as_ref().map(|h| {
-        let cancel = CancellationToken::new();
-        (cancel.clone(), tokio::spawn(h.clone().run(cancel)))
-    });
-    let mut roles = ha.as_ref().map(|h| h.watch());
-
-    let watchdog = notify::watchdog_period().map(|period| {
-        let board = board.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            loop {
-                tick.tick().await;
-                if board.healthy() {
-                    notify::watchdog();
-                }
-            }
-        })
-    });
-
-    // The state lock is re-checked before every write and once a second:
-    // a state_dir deleted or replaced under the daemon stops it.
-    let mut lock_check = tokio::time::interval(Duration::from_secs(1));
-    lock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let event = tokio::select! {
-            e = control.recv() => match e {
-                Some(e) => e,
-                None => break,
-            },
-            () = state.lost().cancelled() => {
-                tracing::error!(
-                    message = "The state directory was deleted or replaced; sending nothing more and exiting so systemd restarts the daemon under a fresh lock.",
-                    dir = %config_state_dir(&generation.config).display(),
+/// Re-reads the configuration (SIGHUP): a valid one replaces the running
+/// generation of owners, an invalid one is refused and the running one kept.
+async fn reload(
+    options: &RunOptions,
+    base: &Base,
+    token: &admin::TokenSource,
+    generation: Generation,
+    role: ha::Role,
+) -> Result<Generation, DaemonError> {
+    match config::load(&options.config_path) {
+        Ok(new) => {
+            if new.daemon.listen != generation.config.daemon.listen {
+                tracing::warn!(
+                    message =
+                        "daemon.listen changed; the new address takes effect after a restart."
                 );
-                break;
             }
-            _ = lock_check.tick() => {
-                let _ = state.check();
-                continue;
+            if new.daemon.state_dir != generation.config.daemon.state_dir {
+                tracing::warn!(
+                    message =
+                        "daemon.state_dir changed; the new directory takes effect after a restart."
+                );
             }
-            r = role_change(&mut roles, role) => {
-                tracing::info!(message = "Role changed.", from = role.label(), to = r.label());
-                role = r;
-                let config = generation.config.clone();
-                generation = start_generation(&base, config, Some(generation), role).await?;
-                continue;
+            if new.daemon.admin_token_file != generation.config.daemon.admin_token_file {
+                tracing::info!(
+                    message = "daemon.admin_token_file changed; the admin API uses it from now on."
+                );
             }
-        };
-        match event {
-            Control::Stop => break,
-            Control::Reload => {
-                notify::reloading();
-                match config::load(&options.config_path) {
-                    Ok(new) => {
-                        if new.daemon.listen != generation.config.daemon.listen {
-                            tracing::warn!(
-                                message = "daemon.listen changed; the new address takes effect after a restart."
-                            );
-                        }
-                        if new.daemon.state_dir != generation.config.daemon.state_dir {
-                            tracing::warn!(
-                                message = "daemon.state_dir changed; the new directory takes effect after a restart."
-                            );
-                        }
-                        if new.daemon.admin_token_file != generation.config.daemon.admin_token_file
-                        {
-                            tracing::info!(
-                                message = "daemon.admin_token_file changed; the admin API uses it from now on."
-                            );
-                        }
-                        token.set(new.daemon.admin_token_file.clone());
-                        if new.ha != generation.config.ha {
-                            tracing::warn!(
-                                message =
-                                    "[ha] changed; the new settings take effect after a restart."
-                            );
-                        }
-                        metrics.register_clusters(&cluster_labels(&new));
-                        let gone: Vec<String> = generation
-                            .workers
-                            .keys()
-                            .filter(|id| new.cluster(id).is_none())
-                            .cloned()
-                            .collect();
-                        generation = start_generation(&base, new, Some(generation), role).await?;
-                        for id in &gone {
-                            metrics.forget_cluster(id);
-                            board.forget(id);
-                        }
-                        metrics.config_reloaded(true, clock.now());
-                        tracing::info!(
-                            message = "Configuration reloaded.",
-                            clusters = generation.workers.len()
-                        );
-                    }
-                    Err(e) => {
-                        metrics.config_reloaded(false, clock.now());
-                        match &e {
-                            ConfigError::Invalid { issues, .. } => {
-                                for issue in issues {
-                                    tracing::error!(message = "Reload refused; keeping the running configuration.", key = %issue.path, problem = %issue.message);
-                                }
-                            }
-                            other => {
-                                tracing::error!(message = "Reload refused; keeping the running configuration.", error = %other)
-                            }
-                        }
+            token.set(new.daemon.admin_token_file.clone());
+            if new.ha != generation.config.ha {
+                tracing::warn!(
+                    message = "[ha] changed; the new settings take effect after a restart."
+                );
+            }
+            base.metrics.register_clusters(&cluster_labels(&new));
+            let gone: Vec<String> = generation
+                .workers
+                .keys()
+                .filter(|id| new.cluster(id).is_none())
+                .cloned()
+                .collect();
+            let generation = start_generation(base, new, Some(generation), role).await?;
+            for id in &gone {
+                base.metrics.forget_cluster(id);
+                base.board.forget(id);
+            }
+            base.metrics.config_reloaded(true, base.clock.now());
+            tracing::info!(
+                message = "Configuration reloaded.",
+                clusters = generation.workers.len()
+            );
+            Ok(generation)
+        }
+        Err(e) => {
+            base.metrics.config_reloaded(false, base.clock.now());
+            match &e {
+                ConfigError::Invalid { issues, .. } => {
+                    for issue in issues {
+                        tracing::error!(message = "Reload refused; keeping the running configuration.", key = %issue.path, problem = %issue.message);
                     }
                 }
-                notify::ready();
+                other => {
+                    tracing::error!(message = "Reload refused; keeping the running configuration.", error = %other)
+                }
             }
+            Ok(generation)
         }
     }
+}
 
-    notify::stopping();
+/// Stops in order: the elector (no new campaign), then every owner (each
+/// finishes its step: an order being sent is answered and recorded, within
+/// 9 s), then the admin server; the last state is written and, with
+/// `[ha]`, the lease given up.
+async fn shut_down(
+    generation: Generation,
+    elector: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    (state, addr_file): (&StateHandle, &std::path::Path),
+    (admin_cancel, admin_task): (CancellationToken, tokio::task::JoinHandle<()>),
+    ha: Option<(&Arc<ha::Ha>, ha::Role)>,
+) -> Result<(), DaemonError> {
     tracing::info!(message = "Stopping: finishing in-flight work.");
     // The elector stops first (no new campaign); the fence stays until the
     // last state is written, then the lease is revoked.
@@ -525,10 +605,7 @@ pub async fn run(
     }
     let lost = state.lost().is_cancelled();
     if !lost {
-        let _ = std::fs::remove_file(&addr_file);
-    }
-    if let Some(w) = watchdog {
-        w.abort();
+        let _ = std::fs::remove_file(addr_file);
     }
     admin_cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_millis(500), admin_task).await;
@@ -538,18 +615,114 @@ pub async fn run(
             dir: generation_dir,
         }));
     }
-    match (&ha, role) {
-        (None, _) => state.save().await?,
-        (Some(h), ha::Role::Leader) => {
+    match ha {
+        None => state.save().await?,
+        Some((h, ha::Role::Leader)) => {
             if let Err(e) = state.save().await {
                 tracing::warn!(message = "Cannot write the last state to etcd.", error = %e);
             }
             h.resign().await;
         }
-        (Some(h), _) => h.resign().await,
+        Some((h, _)) => h.resign().await,
     }
     tracing::info!(message = "Stopped.");
     Ok(())
+}
+
+/// The EMR client (gated on the leader's fence with `[ha]`) and the
+/// Prometheus client of `config`, on the process's shared connections.
+fn clients(
+    base: &Base,
+    config: &Config,
+) -> Result<(crate::tencent::EmrClient, crate::prom::Prometheus), DaemonError> {
+    let observer: Arc<dyn crate::tencent::ApiObserver> = base.metrics.clone();
+    let mut emr = base
+        .connections
+        .emr(config, observer)
+        .map_err(DaemonError::Setup)?;
+    if let Some(h) = &base.ha {
+        let gate: Arc<dyn crate::tencent::SendGate> = h.clone();
+        emr = emr.with_gate(gate);
+    }
+    let prom = base
+        .connections
+        .prometheus(config)
+        .map_err(DaemonError::Setup)?;
+    Ok((emr, prom))
+}
+
+/// What a generation leaves to its successor.
+struct Retired {
+    /// The capacity channel, kept so status readers never see a gap.
+    capacity_tx: Arc<watch::Sender<capacity::Snapshot>>,
+    /// The owners whose cluster did not change.
+    kept: BTreeMap<String, Worker>,
+    /// The shared clients, reused when the global settings did not change.
+    shared: Option<Arc<Shared>>,
+}
+
+/// Stops `previous`'s poller and every owner whose cluster changed (each
+/// joined before its successor starts); keeps the others when the global
+/// settings are the same.
+async fn retire(
+    base: &Base,
+    previous: Option<Generation>,
+    config: &Config,
+    globals_same: bool,
+) -> Retired {
+    let Some(prev) = previous else {
+        let (tx, _) = watch::channel(capacity::Snapshot::default());
+        return Retired {
+            capacity_tx: Arc::new(tx),
+            kept: BTreeMap::new(),
+            shared: None,
+        };
+    };
+    prev.poller.0.cancel();
+    let _ = prev.poller.1.await;
+    let mut kept = BTreeMap::new();
+    for (id, worker) in prev.workers {
+        if globals_same && config.cluster(&id) == Some(&worker.config) {
+            kept.insert(id, worker);
+        } else {
+            worker.stop().await;
+            base.owners.remove(&id);
+        }
+    }
+    Retired {
+        capacity_tx: prev.capacity_tx,
+        kept,
+        shared: Some(prev.shared),
+    }
+}
+
+/// Starts an owner for every configured cluster not already in `kept`.
+fn spawn_owners(base: &Base, shared: &Arc<Shared>, kept: &mut BTreeMap<String, Worker>) {
+    let config = &shared.config;
+    for cluster in &config.clusters {
+        if kept.contains_key(&cluster.instance_id) {
+            continue;
+        }
+        let cancel = CancellationToken::new();
+        let real = base.clock.real(config.daemon.evaluation_interval);
+        base.board
+            .expect(&cluster.instance_id, real * 3 + Duration::from_secs(10));
+        let mailbox = base.owners.register(&cluster.instance_id);
+        let task = tokio::spawn(worker::run(
+            shared.clone(),
+            cluster.clone(),
+            cancel.clone(),
+            mailbox,
+        ));
+        kept.insert(
+            cluster.instance_id.clone(),
+            Worker {
+                config: cluster.clone(),
+                cancel,
+                task,
+            },
+        );
+    }
 }
 
 /// Waits until the elector reports a role other than `current`.
@@ -664,20 +837,7 @@ async fn start_generation(
     let fresh = if globals_same {
         None
     } else {
-        let observer: Arc<dyn crate::tencent::ApiObserver> = base.metrics.clone();
-        let mut emr = base
-            .connections
-            .emr(&config, observer)
-            .map_err(DaemonError::Setup)?;
-        if let Some(h) = &base.ha {
-            let gate: Arc<dyn crate::tencent::SendGate> = h.clone();
-            emr = emr.with_gate(gate);
-        }
-        let prom = base
-            .connections
-            .prometheus(&config)
-            .map_err(DaemonError::Setup)?;
-        Some((emr, prom))
+        Some(clients(base, &config)?)
     };
     if previous
         .as_ref()
@@ -688,26 +848,11 @@ async fn start_generation(
             .requota_scale_out(config.tencent.requests_per_second)
             .await;
     }
-    let (capacity_tx, mut kept, old_shared) = match previous {
-        Some(prev) => {
-            prev.poller.0.cancel();
-            let _ = prev.poller.1.await;
-            let mut kept = BTreeMap::new();
-            for (id, worker) in prev.workers {
-                if globals_same && config.cluster(&id) == Some(&worker.config) {
-                    kept.insert(id, worker);
-                } else {
-                    worker.stop().await;
-                    base.owners.remove(&id);
-                }
-            }
-            (prev.capacity_tx, kept, Some(prev.shared))
-        }
-        None => {
-            let (tx, _) = watch::channel(capacity::Snapshot::default());
-            (Arc::new(tx), BTreeMap::new(), None)
-        }
-    };
+    let Retired {
+        capacity_tx,
+        mut kept,
+        shared: old_shared,
+    } = retire(base, previous, &config, globals_same).await;
     // Every owner and the poller of the last generation have stopped: a
     // new leader now loads the state (nothing else writes it in memory).
     if role == ha::Role::Leader
@@ -741,30 +886,7 @@ async fn start_generation(
         capacity_tx.clone(),
         poller_cancel.clone(),
     ));
-    for cluster in &config.clusters {
-        if kept.contains_key(&cluster.instance_id) {
-            continue;
-        }
-        let cancel = CancellationToken::new();
-        let real = base.clock.real(config.daemon.evaluation_interval);
-        base.board
-            .expect(&cluster.instance_id, real * 3 + Duration::from_secs(10));
-        let mailbox = base.owners.register(&cluster.instance_id);
-        let task = tokio::spawn(worker::run(
-            shared.clone(),
-            cluster.clone(),
-            cancel.clone(),
-            mailbox,
-        ));
-        kept.insert(
-            cluster.instance_id.clone(),
-            Worker {
-                config: cluster.clone(),
-                cancel,
-                task,
-            },
-        );
-    }
+    spawn_owners(base, &shared, &mut kept);
     Ok(Generation {
         config,
         poller: (poller_cancel, poller_task),
