@@ -79,6 +79,9 @@ pub enum BacktestError {
         /// Why.
         reason: String,
     },
+    /// Prometheus for the range queries could not be set up.
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
     /// Reading or writing a file failed.
     #[error("{what}: {reason}")]
     Io {
@@ -288,7 +291,7 @@ pub async fn run(args: &BacktestOptions) -> Result<String, BacktestError> {
     let mut progress = Progress::new(queries.len() + plans.len());
     let mut answers: HashMap<String, Vec<Sample>> = HashMap::new();
     if !queries.is_empty() {
-        let prom = crate::connect::history_prometheus(&config).map_err(BacktestError::Args)?;
+        let prom = crate::connect::history_prometheus(&config)?;
         for (i, q) in queries.iter().enumerate() {
             tracing::debug!(message = "Range query.", query = %q);
             let samples = fetch(&prom, q, &grid, &mut progress, i).await?;

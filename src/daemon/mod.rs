@@ -59,6 +59,9 @@ pub enum DaemonError {
     /// A client could not be built.
     #[error("{0}")]
     Setup(String),
+    /// A client the configuration describes could not be built.
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
     /// `--ready-file` could not be written.
     #[error("cannot write the ready file {}: {reason}", path.display())]
     ReadyFile {
@@ -324,8 +327,7 @@ pub async fn run(
 
     tracing::info!(message = "Admin server listening.", addr = %admin_addr);
     let owners = Arc::new(Owners::new());
-    let connections =
-        Connections::new(&config, options.credentials.clone()).map_err(DaemonError::Setup)?;
+    let connections = Connections::new(&config, options.credentials.clone())?;
     let admin_cancel = CancellationToken::new();
     // Reloads change the token in place: it protects the next request.
     let token = admin::TokenSource::new(config.daemon.admin_token_file.clone());
@@ -665,18 +667,12 @@ async fn start_generation(
         None
     } else {
         let observer: Arc<dyn crate::tencent::ApiObserver> = base.metrics.clone();
-        let mut emr = base
-            .connections
-            .emr(&config, observer)
-            .map_err(DaemonError::Setup)?;
+        let mut emr = base.connections.emr(&config, observer)?;
         if let Some(h) = &base.ha {
             let gate: Arc<dyn crate::tencent::SendGate> = h.clone();
             emr = emr.with_gate(gate);
         }
-        let prom = base
-            .connections
-            .prometheus(&config)
-            .map_err(DaemonError::Setup)?;
+        let prom = base.connections.prometheus(&config)?;
         Some((emr, prom))
     };
     if previous
