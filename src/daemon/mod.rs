@@ -62,6 +62,9 @@ pub enum DaemonError {
     /// A client the configuration describes could not be built.
     #[error(transparent)]
     Connect(#[from] crate::connect::ConnectError),
+    /// `[ha]` leadership could not be set up.
+    #[error(transparent)]
+    Ha(#[from] ha::HaSetupError),
     /// `--ready-file` could not be written.
     #[error("cannot write the ready file {}: {reason}", path.display())]
     ReadyFile {
@@ -292,10 +295,11 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let ha = match &config.ha {
         None => None,
-        Some(_) => Some(
-            ha::Ha::new(&config, format!("http://{admin_addr}"), metrics.clone())
-                .map_err(DaemonError::Setup)?,
-        ),
+        Some(_) => Some(ha::Ha::new(
+            &config,
+            format!("http://{admin_addr}"),
+            metrics.clone(),
+        )?),
     };
     let state = match &ha {
         None => {

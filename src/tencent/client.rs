@@ -202,10 +202,37 @@ pub trait SendGate: Send + Sync + std::fmt::Debug {
         action: Action,
         body: &'a [u8],
         attempt: u32,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
+    ) -> futures_util::future::BoxFuture<'a, Result<(), SendRefused>>;
     /// Immediately before any request leaves (after the limiter): an `Err`
     /// sends nothing.
-    fn may_send(&self, action: Action) -> Result<(), String>;
+    fn may_send(&self, action: Action) -> Result<(), SendRefused>;
+}
+
+/// Why a [`SendGate`] kept a request from leaving. The client reports it as
+/// [`ApiError::Fenced`]; nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendRefused {
+    /// [`SendGate::may_send`]: this process does not lead.
+    #[error("{action}: this daemon is not the leader")]
+    NotLeader {
+        /// The action that was about to leave.
+        action: &'static str,
+    },
+    /// [`SendGate::may_send`]: the lease may have expired by now, so another
+    /// process may lead; the gate steps down.
+    #[error("{action}: the lease deadline has passed")]
+    DeadlinePassed {
+        /// The action that was about to leave.
+        action: &'static str,
+    },
+    /// [`SendGate::record_attempt`]: there is no leadership to fence the
+    /// attempt record on.
+    #[error("this daemon is not the leader")]
+    Unfenced,
+    /// [`SendGate::record_attempt`]: the fenced record of the attempt could
+    /// not be written (the store refused it or did not answer).
+    #[error("the attempt record could not be written: {0}")]
+    NotRecorded(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Ignores everything.
@@ -347,7 +374,7 @@ impl EmrClient {
             Ok(c) => c,
             Err(e) => return (Err(e.into()), Duration::ZERO),
         };
-        let fenced = |reason: String| ApiError::Fenced {
+        let fenced = |reason: SendRefused| ApiError::Fenced {
             action: action.name(),
             reason,
         };

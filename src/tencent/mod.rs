@@ -12,7 +12,7 @@ pub mod sign;
 
 pub use client::{
     ApiObserver, ClientSettings, ClientSetupError, ClientToken, EmrClient, EndpointError,
-    NoObserver, RetryPolicy, SendGate,
+    NoObserver, RetryPolicy, SendGate, SendRefused,
 };
 pub use credentials::{CredentialChain, CredentialSources, Credentials};
 pub use emr::Action;
