@@ -82,6 +82,9 @@ pub enum BacktestError {
     /// Prometheus for the range queries could not be set up.
     #[error(transparent)]
     Connect(#[from] crate::connect::ConnectError),
+    /// The chart could not be drawn or written.
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
     /// Reading or writing a file failed.
     #[error("{what}: {reason}")]
     Io {
@@ -446,5 +449,6 @@ fn write_outputs(
         &title,
         &run.clusters,
         compare.map(|c| (c.config.as_str(), c.clusters.as_slice())),
-    )
+    )?;
+    Ok(())
 }
