@@ -13,9 +13,24 @@ use crate::config::Config;
 use crate::prom::Prometheus;
 use crate::tencent::limiter::Limiters;
 use crate::tencent::{
-    ApiObserver, ClientSettings, CredentialChain, CredentialSources, Credentials, EmrClient,
-    NoObserver, RetryPolicy,
+    ApiObserver, ClientSettings, ClientSetupError, CredentialChain, CredentialSources, Credentials,
+    EmrClient, NoObserver, RetryPolicy,
 };
+
+/// Why a client the configuration describes could not be built. Nothing was
+/// dialled yet; each variant reads as its cause does.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The shared HTTP client could not be built.
+    #[error(transparent)]
+    Http(#[from] crate::http::BuildError),
+    /// `tencent.endpoint` is not one the EMR client sends to.
+    #[error(transparent)]
+    Emr(#[from] ClientSetupError),
+    /// `prometheus.url` is not a base the query client accepts.
+    #[error(transparent)]
+    Prometheus(#[from] crate::prom::UrlError),
+}
 
 /// What outlives a reload.
 #[derive(Debug, Clone)]
@@ -31,7 +46,7 @@ pub struct Connections {
 impl Connections {
     /// Connections for `config`; `fixed` credentials (the demo) replace the
     /// process's credential chain.
-    pub fn new(config: &Config, fixed: Option<Credentials>) -> Result<Self, String> {
+    pub fn new(config: &Config, fixed: Option<Credentials>) -> Result<Self, ConnectError> {
         let http = crate::http::http_client(
             config.tencent.connect_timeout,
             config.tencent.request_timeout,
@@ -56,8 +71,8 @@ impl Connections {
         &self,
         config: &Config,
         observer: Arc<dyn ApiObserver>,
-    ) -> Result<EmrClient, String> {
-        EmrClient::new(
+    ) -> Result<EmrClient, ConnectError> {
+        Ok(EmrClient::new(
             self.http.clone(),
             ClientSettings {
                 endpoint: config.tencent.endpoint.clone(),
@@ -72,30 +87,35 @@ impl Connections {
             self.credentials.clone(),
             self.limiters.clone(),
             observer,
-        )
+        )?)
     }
 
     /// The EMR client with no observer.
-    pub fn emr_quiet(&self, config: &Config) -> Result<EmrClient, String> {
+    pub fn emr_quiet(&self, config: &Config) -> Result<EmrClient, ConnectError> {
         self.emr(config, Arc::new(NoObserver))
     }
 
     /// Prometheus for `config` over the shared HTTP client.
-    pub fn prometheus(&self, config: &Config) -> Result<Prometheus, String> {
-        Prometheus::new(
+    pub fn prometheus(&self, config: &Config) -> Result<Prometheus, ConnectError> {
+        Ok(Prometheus::new(
             self.http.clone(),
             config.prometheus.url.as_str(),
             config.prometheus.timeout,
             config.prometheus.auth.clone(),
-        )
+        )?)
     }
 }
 
 /// Prometheus for long range queries over history (`backtest`), on its own
 /// HTTP client whose timeout allows a range query its 4 × `prometheus.timeout`.
 /// No EMR client is built next to it, so there is nothing to share.
-pub fn history_prometheus(config: &Config) -> Result<Prometheus, String> {
+pub fn history_prometheus(config: &Config) -> Result<Prometheus, ConnectError> {
     let p = &config.prometheus;
     let http = crate::http::http_client(std::time::Duration::from_secs(5), p.timeout * 4)?;
-    Prometheus::new(http, p.url.as_str(), p.timeout, p.auth.clone())
+    Ok(Prometheus::new(
+        http,
+        p.url.as_str(),
+        p.timeout,
+        p.auth.clone(),
+    )?)
 }

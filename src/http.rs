@@ -31,27 +31,53 @@ pub fn builder(connect_timeout: Duration, request_timeout: Duration) -> reqwest:
 pub fn http_client(
     connect_timeout: Duration,
     request_timeout: Duration,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, BuildError> {
     builder(connect_timeout, request_timeout)
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(BuildError)
+}
+
+/// reqwest could not build a client: its TLS backend failed to start, or
+/// the system's resolver configuration could not be read. Nothing was sent.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct BuildError(#[source] reqwest::Error);
+
+/// Why [`read_capped`] gave no body. An answer over the cap is refused, never
+/// read into memory whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The `Content-Length` header announced more than the cap; nothing of
+    /// the body was read.
+    #[error("the answer declares {declared} bytes, more than the {max} accepted")]
+    Declared {
+        /// The length the answer announced.
+        declared: u64,
+        /// The cap in bytes.
+        max: usize,
+    },
+    /// The body streamed past the cap (no length announced, or a false one);
+    /// reading stopped there.
+    #[error("the answer is larger than the {max} bytes accepted")]
+    TooLarge {
+        /// The cap in bytes.
+        max: usize,
+    },
+    /// The connection failed or broke while the body was streaming in.
+    #[error("{0}")]
+    Body(#[source] reqwest::Error),
 }
 
 /// Reads `resp`'s body, refusing more than `max` bytes: a declared length
 /// over the cap is refused before reading, a stream over it is cut off.
-pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(format!(
-            "the answer declares {} bytes, more than the {max} accepted",
-            resp.content_length().unwrap_or(0)
-        ));
+pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+    if let Some(declared) = resp.content_length().filter(|&n| n > max as u64) {
+        return Err(ReadError::Declared { declared, max });
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Body)? {
         if body.len() + chunk.len() > max {
-            return Err(format!(
-                "the answer is larger than the {max} bytes accepted"
-            ));
+            return Err(ReadError::TooLarge { max });
         }
         body.extend_from_slice(&chunk);
     }

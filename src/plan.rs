@@ -128,9 +128,9 @@ pub async fn evaluate_at(
     now: DateTime<Utc>,
     fixed: Option<crate::tencent::Credentials>,
 ) -> Result<(Vec<ClusterPlan>, Vec<Failure>), String> {
-    let connections = crate::connect::Connections::new(config, fixed)?;
-    let emr = connections.emr_quiet(config)?;
-    let prom = connections.prometheus(config)?;
+    let connections = crate::connect::Connections::new(config, fixed).map_err(|e| e.to_string())?;
+    let emr = connections.emr_quiet(config).map_err(|e| e.to_string())?;
+    let prom = connections.prometheus(config).map_err(|e| e.to_string())?;
     let interval = config.daemon.evaluation_interval;
     let read = match &config.ha {
         // With [ha] the state is the leader's, in etcd.

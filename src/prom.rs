@@ -54,6 +54,21 @@ pub enum PromError {
     /// The answer has a shape the caller cannot use.
     #[error("unexpected Prometheus result: {0}")]
     Shape(String),
+    /// The answer's body could not be read, or was over [`MAX_BODY_BYTES`].
+    #[error("Prometheus query failed: {0}")]
+    Body(#[source] crate::http::ReadError),
+}
+
+/// `prometheus.url` cannot be the base of the query API (the query client
+/// refused to parse it), so no Prometheus client was built.
+#[derive(Debug, thiserror::Error)]
+#[error("{url}: {source}")]
+pub struct UrlError {
+    /// The URL as given.
+    pub url: String,
+    /// Why the query client refused it.
+    #[source]
+    pub source: prometheus_http_query::Error,
 }
 
 /// The largest Prometheus answer read (a range chunk of 11,000 points is far
@@ -85,7 +100,7 @@ async fn fetch(
     let status = resp.status();
     let body = crate::http::read_capped(resp, MAX_BODY_BYTES)
         .await
-        .map_err(PromError::Query)?;
+        .map_err(PromError::Body)?;
     match serde_json::from_slice::<Envelope>(&body) {
         Ok(Envelope::Success { data }) => Ok(data),
         Ok(Envelope::Error { error_type, error }) => {
@@ -152,9 +167,11 @@ impl Prometheus {
         url: &str,
         timeout: Duration,
         auth: Auth,
-    ) -> Result<Self, String> {
-        let client =
-            prometheus_http_query::Client::from(http, url).map_err(|e| format!("{url}: {e}"))?;
+    ) -> Result<Self, UrlError> {
+        let client = prometheus_http_query::Client::from(http, url).map_err(|source| UrlError {
+            url: url.to_string(),
+            source,
+        })?;
         Ok(Self {
             client,
             timeout,

@@ -28,9 +28,98 @@ const MAX_REDIRECTS: usize = 3;
 /// Why the ResourceManager could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum YarnError {
-    /// No configured ResourceManager answered usefully.
-    #[error("no ResourceManager answered: {0}")]
-    Unavailable(String),
+    /// No configured ResourceManager answered usefully: why each one failed,
+    /// in the order tried (empty when none is configured).
+    #[error("no ResourceManager answered: {}", unavailable_text(.0))]
+    Unavailable(Vec<RmError>),
+}
+
+fn unavailable_text(errors: &[RmError]) -> String {
+    if errors.is_empty() {
+        return "no resourcemanager_urls configured".into();
+    }
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why one read from one ResourceManager failed. Every variant but
+/// [`RmError::BadPath`] names the URL asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RmError {
+    /// The API path could not be joined to the configured URL.
+    #[error("{0}")]
+    BadPath(#[source] url::ParseError),
+    /// No answer within the timeout (the rules' `prometheus.timeout`).
+    #[error(
+        "{url}: no answer within prometheus.timeout ({})",
+        humantime::format_duration(*after)
+    )]
+    Timeout {
+        /// The URL asked.
+        url: Url,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The request failed before an answer arrived.
+    #[error("{url}: {source}")]
+    Transport {
+        /// The URL asked.
+        url: Url,
+        /// The client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A redirect without a `Location` that resolves to a URL.
+    #[error("{url}: HTTP {status} without a usable Location")]
+    NoLocation {
+        /// The URL asked.
+        url: Url,
+        /// The 3xx status.
+        status: reqwest::StatusCode,
+    },
+    /// A redirect to a host that is not a configured ResourceManager.
+    #[error("{url}: redirect to {host:?} refused: it is not one of resourcemanager_urls")]
+    RedirectRefused {
+        /// The URL asked.
+        url: Url,
+        /// The host the redirect named.
+        host: String,
+    },
+    /// More redirects in one read than a standby-to-active hop needs (3).
+    #[error("{url}: more than {MAX_REDIRECTS} redirects")]
+    TooManyRedirects {
+        /// The URL asked last.
+        url: Url,
+    },
+    /// The answer's status is not a success.
+    #[error("{url}: HTTP {status}")]
+    Status {
+        /// The URL asked.
+        url: Url,
+        /// The status answered.
+        status: reqwest::StatusCode,
+    },
+    /// The body could not be read, or was over [`MAX_ANSWER_BYTES`].
+    #[error("{url}: {source}")]
+    Body {
+        /// The URL asked.
+        url: Url,
+        /// Why reading stopped.
+        #[source]
+        source: crate::http::ReadError,
+    },
+    /// The body is not the JSON the REST API writes.
+    #[error("{url}: not the expected JSON ({source})")]
+    Json {
+        /// The URL asked.
+        url: Url,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// A reader over the configured ResourceManager URLs.
@@ -94,8 +183,8 @@ impl Yarn {
         &self,
         base: &Url,
         path: &str,
-    ) -> Result<T, String> {
-        let mut url = base.join(path).map_err(|e| e.to_string())?;
+    ) -> Result<T, RmError> {
+        let mut url = base.join(path).map_err(RmError::BadPath)?;
         let mut hops = 0;
         let resp = loop {
             let resp = tokio::time::timeout(
@@ -106,13 +195,14 @@ impl Yarn {
                     .send(),
             )
             .await
-            .map_err(|_| {
-                format!(
-                    "{url}: no answer within prometheus.timeout ({})",
-                    humantime::format_duration(self.timeout)
-                )
+            .map_err(|_| RmError::Timeout {
+                url: url.clone(),
+                after: self.timeout,
             })?
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|source| RmError::Transport {
+                url: url.clone(),
+                source,
+            })?;
             if !resp.status().is_redirection() {
                 break resp;
             }
@@ -121,29 +211,33 @@ impl Yarn {
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|l| url.join(l).ok())
-                .ok_or_else(|| {
-                    format!("{url}: HTTP {} without a usable Location", resp.status())
+                .ok_or_else(|| RmError::NoLocation {
+                    url: url.clone(),
+                    status: resp.status(),
                 })?;
             if !self.may_follow(&url, &next) {
-                return Err(format!(
-                    "{url}: redirect to {:?} refused: it is not one of resourcemanager_urls",
-                    next.host_str().unwrap_or_default()
-                ));
+                return Err(RmError::RedirectRefused {
+                    url,
+                    host: next.host_str().unwrap_or_default().to_string(),
+                });
             }
             hops += 1;
             if hops > MAX_REDIRECTS {
-                return Err(format!("{url}: more than {MAX_REDIRECTS} redirects"));
+                return Err(RmError::TooManyRedirects { url });
             }
             url = next;
         };
         let status = resp.status();
         if !status.is_success() {
-            return Err(format!("{url}: HTTP {status}"));
+            return Err(RmError::Status { url, status });
         }
         let body = crate::http::read_capped(resp, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        serde_json::from_slice(&body).map_err(|e| format!("{url}: not the expected JSON ({e})"))
+            .map_err(|source| RmError::Body {
+                url: url.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&body).map_err(|source| RmError::Json { url, source })
     }
 
     /// A redirect from `from` may go to the same origin, or to the origin of
@@ -181,11 +275,7 @@ impl Yarn {
             };
             return Ok(parse(nodes, apps));
         }
-        Err(YarnError::Unavailable(if errors.is_empty() {
-            "no resourcemanager_urls configured".into()
-        } else {
-            errors.join("; ")
-        }))
+        Err(YarnError::Unavailable(errors))
     }
 }
 
@@ -243,5 +333,31 @@ mod tests {
         let none: Apps = serde_json::from_str(r#"{"apps":null}"#).unwrap();
         let empty: Nodes = serde_json::from_str(r#"{"nodes":null}"#).unwrap();
         assert_eq!(parse(empty, none), YarnState::default());
+    }
+
+    #[test]
+    fn unavailable_names_every_resourcemanager_in_order() {
+        assert_eq!(
+            YarnError::Unavailable(Vec::new()).to_string(),
+            "no ResourceManager answered: no resourcemanager_urls configured"
+        );
+        let url = |u: &str| Url::parse(u).unwrap();
+        let e = YarnError::Unavailable(vec![
+            RmError::Status {
+                url: url("http://rm1:8088/ws/v1/cluster/nodes"),
+                status: reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            },
+            RmError::RedirectRefused {
+                url: url("http://rm2:8088/ws/v1/cluster/nodes"),
+                host: "elsewhere".into(),
+            },
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "no ResourceManager answered: \
+             http://rm1:8088/ws/v1/cluster/nodes: HTTP 503 Service Unavailable; \
+             http://rm2:8088/ws/v1/cluster/nodes: redirect to \"elsewhere\" refused: \
+             it is not one of resourcemanager_urls"
+        );
     }
 }

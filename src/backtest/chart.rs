@@ -6,11 +6,11 @@
 //! highest demand and its lowest capacity, so a shortfall never disappears
 //! from the picture.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::BacktestError;
 use super::engine::{ClusterRun, Grid};
 
 /// At most this many clusters are drawn; the caption says when more ran.
@@ -21,11 +21,19 @@ const MAX_POINTS: usize = 2000;
 const WIDTH: u32 = 1200;
 const PANEL_HEIGHT: u32 = 320;
 
-fn chart_err(path: &Path) -> impl Fn(String) -> BacktestError + '_ {
-    move |e| BacktestError::Io {
-        what: format!("cannot draw {}", path.display()),
-        reason: e,
-    }
+/// What plotters' SVG backend reports: a layout fault, or the file's I/O.
+type DrawError = DrawingAreaErrorKind<std::io::Error>;
+
+/// `chart.svg` could not be drawn or written; the other outputs are already
+/// on disk.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw {}: {source}", path.display())]
+pub struct ChartError {
+    /// The chart file.
+    pub path: PathBuf,
+    /// What plotters reported.
+    #[source]
+    pub source: DrawError,
 }
 
 /// Another configuration's runs, drawn over the first's: its name, and its
@@ -40,12 +48,15 @@ pub fn write(
     title: &str,
     clusters: &[ClusterRun],
     overlay: Option<Overlay<'_>>,
-) -> Result<(), BacktestError> {
-    let fail = chart_err(path);
+) -> Result<(), ChartError> {
+    let fail = |source| ChartError {
+        path: path.to_path_buf(),
+        source,
+    };
     let shown = clusters.len().clamp(1, MAX_PANELS);
     let height = PANEL_HEIGHT * shown as u32 + 40;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
+    root.fill(&WHITE).map_err(fail)?;
     let caption = if clusters.len() > MAX_PANELS {
         format!(
             "{title} (first {MAX_PANELS} of {} clusters)",
@@ -54,9 +65,7 @@ pub fn write(
     } else {
         title.to_string()
     };
-    let root = root
-        .titled(&caption, ("sans-serif", 20))
-        .map_err(|e| fail(e.to_string()))?;
+    let root = root.titled(&caption, ("sans-serif", 20)).map_err(fail)?;
     let panels = root.split_evenly((shown, 1));
     for (panel, cluster) in panels.iter().zip(clusters.iter().take(MAX_PANELS)) {
         let other = overlay.and_then(|(name, runs)| {
@@ -64,9 +73,9 @@ pub fn write(
                 .find(|r| r.instance_id == cluster.instance_id)
                 .map(|r| (name, r))
         });
-        draw_panel(panel, grid, cluster, other).map_err(&fail)?;
+        draw_panel(panel, grid, cluster, other).map_err(fail)?;
     }
-    root.present().map_err(|e| fail(e.to_string()))
+    root.present().map_err(fail)
 }
 
 /// A timeline series in buckets of `bucket` steps, GiB against hours, drawn
@@ -95,12 +104,12 @@ fn stepped_line(
     line
 }
 
-fn draw_panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
+fn draw_panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
     grid: &Grid,
     run: &ClusterRun,
     other: Option<(&str, &ClusterRun)>,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let steps = run.timeline.len();
     let hours = |i: usize| i as f64 * grid.step.as_secs_f64() / 3600.0;
     let bucket = steps.div_ceil(MAX_POINTS).max(1);
@@ -157,33 +166,28 @@ fn draw_panel<DB: DrawingBackend>(
         .margin_right(40)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(|e| e.to_string())?;
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
     chart
         .configure_mesh()
         .x_labels(8)
         .x_label_formatter(&label)
         .y_desc("GiB")
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .draw()?;
     let blue = RGBColor(31, 119, 180);
     let green = RGBColor(44, 160, 44);
     let red = RGBColor(214, 39, 40);
     chart
-        .draw_series(LineSeries::new(demand, blue.stroke_width(2)))
-        .map_err(|e| e.to_string())?
+        .draw_series(LineSeries::new(demand, blue.stroke_width(2)))?
         .label("demand")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue));
     chart
-        .draw_series(LineSeries::new(capacity, green.stroke_width(2)))
-        .map_err(|e| e.to_string())?
+        .draw_series(LineSeries::new(capacity, green.stroke_width(2)))?
         .label("serving capacity")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], green));
     if let Some((name, line)) = other_capacity {
         let grey = RGBColor(127, 127, 127);
         chart
-            .draw_series(LineSeries::new(line, grey.stroke_width(2)))
-            .map_err(|e| e.to_string())?
+            .draw_series(LineSeries::new(line, grey.stroke_width(2)))?
             .label(format!("serving capacity with {name}"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
     }
@@ -192,8 +196,7 @@ fn draw_panel<DB: DrawingBackend>(
             orders
                 .iter()
                 .map(|(x, y, _)| TriangleMarker::new((*x, *y), 6, red.filled())),
-        )
-        .map_err(|e| e.to_string())?
+        )?
         .label("scale-out decision")
         .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 5, red.filled()));
     let orange = RGBColor(255, 127, 14);
@@ -203,8 +206,7 @@ fn draw_panel<DB: DrawingBackend>(
                 removals
                     .iter()
                     .map(|(x, y)| Cross::new((*x, *y), 5, orange.stroke_width(2))),
-            )
-            .map_err(|e| e.to_string())?
+            )?
             .label("scale-in (graceful removal)")
             .legend(move |(x, y)| Cross::new((x + 10, y), 4, orange.stroke_width(2)));
     }
@@ -213,7 +215,6 @@ fn draw_panel<DB: DrawingBackend>(
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .draw()?;
     Ok(())
 }

@@ -79,6 +79,12 @@ pub enum BacktestError {
         /// Why.
         reason: String,
     },
+    /// Prometheus for the range queries could not be set up.
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
+    /// The chart could not be drawn or written.
+    #[error(transparent)]
+    Chart(#[from] chart::ChartError),
     /// Reading or writing a file failed.
     #[error("{what}: {reason}")]
     Io {
@@ -288,7 +294,7 @@ pub async fn run(args: &BacktestOptions) -> Result<String, BacktestError> {
     let mut progress = Progress::new(queries.len() + plans.len());
     let mut answers: HashMap<String, Vec<Sample>> = HashMap::new();
     if !queries.is_empty() {
-        let prom = crate::connect::history_prometheus(&config).map_err(BacktestError::Args)?;
+        let prom = crate::connect::history_prometheus(&config)?;
         for (i, q) in queries.iter().enumerate() {
             tracing::debug!(message = "Range query.", query = %q);
             let samples = fetch(&prom, q, &grid, &mut progress, i).await?;
@@ -443,5 +449,6 @@ fn write_outputs(
         &title,
         &run.clusters,
         compare.map(|c| (c.config.as_str(), c.clusters.as_slice())),
-    )
+    )?;
+    Ok(())
 }

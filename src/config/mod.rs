@@ -698,7 +698,7 @@ impl Validator<'_> {
             "https://emr.tencentcloudapi.com",
         );
         if let Err(e) = check_endpoint(&endpoint) {
-            self.issue("tencent.endpoint", e);
+            self.issue("tencent.endpoint", e.to_string());
         }
         let rps = self
             .get(

@@ -412,9 +412,11 @@ impl Validator<'_> {
                 }
             }
             _ => {
-                let cron = self
-                    .get(&p("cron"), r.cron, None)
-                    .and_then(|c| parse_cron(&c).map_err(|e| self.issue(&p("cron"), e)).ok());
+                let cron = self.get(&p("cron"), r.cron, None).and_then(|c| {
+                    parse_cron(&c)
+                        .map_err(|e| self.issue(&p("cron"), e.to_string()))
+                        .ok()
+                });
                 let tz_text = self
                     .get(&p("timezone"), r.timezone, Some("UTC".into()))
                     .unwrap_or_default();
@@ -430,7 +432,7 @@ impl Validator<'_> {
                 let duration = self.opt_duration(&p("duration"), r.duration, super::spans::WINDOW);
                 let end = self.optional(&p("end"), r.end).and_then(|e| {
                     parse_cron(&e)
-                        .map_err(|msg| self.issue(&p("end"), msg))
+                        .map_err(|e| self.issue(&p("end"), e.to_string()))
                         .ok()
                 });
                 let window_end = match (duration, end) {

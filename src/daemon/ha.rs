@@ -37,7 +37,7 @@ use crate::config::ha::HaConfig;
 use crate::etcd::{Campaign, Etcd, EtcdError, Fence, Lease};
 use crate::telemetry::metrics::Metrics;
 use crate::tencent::emr::ClusterInfo;
-use crate::tencent::{Action, SendGate};
+use crate::tencent::{Action, SendGate, SendRefused};
 
 /// The leader key under the prefix.
 pub const LEADER_KEY: &str = "leader";
@@ -111,6 +111,20 @@ pub struct HaView {
     pub last_step_down: Option<String>,
 }
 
+/// Why leadership could not be set up at start; the daemon does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HaSetupError {
+    /// The configuration has no `[ha]` section to elect with.
+    #[error("no [ha] section")]
+    NoSection,
+    /// The etcd client could not be set up (a TLS or password file).
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    /// The `[ha]` metric families could not be registered.
+    #[error(transparent)]
+    Metrics(#[from] prometheus::Error),
+}
+
 /// The elector and the fence: one per daemon process with `[ha]`.
 #[derive(Debug)]
 pub struct Ha {
@@ -141,13 +155,10 @@ impl Ha {
         config: &Config,
         advertise_url: String,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Ha>, String> {
-        let ha = config
-            .ha
-            .clone()
-            .ok_or_else(|| "no [ha] section".to_string())?;
-        let etcd = Etcd::new(&ha, Self::call_timeout(&ha)).map_err(|e| e.to_string())?;
-        let hm = metrics.enable_ha().map_err(|e| e.to_string())?;
+    ) -> Result<Arc<Ha>, HaSetupError> {
+        let ha = config.ha.clone().ok_or(HaSetupError::NoSection)?;
+        let etcd = Etcd::new(&ha, Self::call_timeout(&ha))?;
+        let hm = metrics.enable_ha()?;
         hm.set_leader(false);
         let me = LeaderInfo {
             node_name: ha.node_name.clone(),
@@ -454,11 +465,9 @@ impl SendGate for Ha {
         action: Action,
         body: &'a [u8],
         attempt: u32,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+    ) -> futures_util::future::BoxFuture<'a, Result<(), SendRefused>> {
         Box::pin(async move {
-            let fence = lock(&self.fence)
-                .clone()
-                .ok_or_else(|| "this daemon is not the leader".to_string())?;
+            let fence = lock(&self.fence).clone().ok_or(SendRefused::Unfenced)?;
             let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
             let cluster = request
                 .get("InstanceId")
@@ -477,19 +486,23 @@ impl SendGate for Ha {
             self.etcd
                 .fenced_put(&fence, &key, bytes)
                 .await
-                .map_err(|e| format!("the attempt record could not be written: {e}"))
+                .map_err(|e| SendRefused::NotRecorded(Box::new(e)))
         })
     }
 
-    fn may_send(&self, action: Action) -> Result<(), String> {
+    fn may_send(&self, action: Action) -> Result<(), SendRefused> {
         let deadline = *lock(&self.deadline);
         match deadline {
             Some(d) if Instant::now() < d => Ok(()),
             Some(_) => {
                 self.step_down("the lease deadline passed before a request could leave");
-                Err(format!("{}: the lease deadline has passed", action.name()))
+                Err(SendRefused::DeadlinePassed {
+                    action: action.name(),
+                })
             }
-            None => Err(format!("{}: this daemon is not the leader", action.name())),
+            None => Err(SendRefused::NotLeader {
+                action: action.name(),
+            }),
         }
     }
 }

@@ -103,7 +103,7 @@ async fn prove(http: &reqwest::Client, base: &url::Url, token: &str) -> Result<(
     };
     let body = crate::http::read_capped(resp, 4096)
         .await
-        .map_err(Proof::Refused)?;
+        .map_err(|e| Proof::Refused(e.to_string()))?;
     let given = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["proof"].as_str().and_then(|p| hex::decode(p).ok()))
@@ -172,7 +172,8 @@ async fn post(
     instance_id: &str,
     ask: Ask,
 ) -> Result<Result<Reply, Sent>, String> {
-    let http = crate::http::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
+    let http = crate::http::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)
+        .map_err(|e| e.to_string())?;
     let token = admin_token(config)?;
     if let Some(token) = &token {
         match prove(&http, base, token).await {
@@ -271,9 +272,9 @@ async fn alone(
             format!("{instance_id} is not a configured cluster"),
         ));
     };
-    let connections = Connections::new(config, None)?;
-    let emr = connections.emr_quiet(config)?;
-    let prom = connections.prometheus(config)?;
+    let connections = Connections::new(config, None).map_err(|e| e.to_string())?;
+    let emr = connections.emr_quiet(config).map_err(|e| e.to_string())?;
+    let prom = connections.prometheus(config).map_err(|e| e.to_string())?;
     let (tx, rx) = watch::channel(capacity::Snapshot::default());
     let shared = Shared {
         clock: clock.clone(),

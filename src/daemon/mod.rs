@@ -59,6 +59,12 @@ pub enum DaemonError {
     /// A client could not be built.
     #[error("{0}")]
     Setup(String),
+    /// A client the configuration describes could not be built.
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
+    /// `[ha]` leadership could not be set up.
+    #[error(transparent)]
+    Ha(#[from] ha::HaSetupError),
     /// `--ready-file` could not be written.
     #[error("cannot write the ready file {}: {reason}", path.display())]
     ReadyFile {
@@ -289,10 +295,11 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let ha = match &config.ha {
         None => None,
-        Some(_) => Some(
-            ha::Ha::new(&config, format!("http://{admin_addr}"), metrics.clone())
-                .map_err(DaemonError::Setup)?,
-        ),
+        Some(_) => Some(ha::Ha::new(
+            &config,
+            format!("http://{admin_addr}"),
+            metrics.clone(),
+        )?),
     };
     let state = open_state(&config, ha.as_ref(), options.reset_state)?;
     metrics.register_clusters(&cluster_labels(&config));
@@ -301,8 +308,7 @@ pub async fn run(
 
     tracing::info!(message = "Admin server listening.", addr = %admin_addr);
     let owners = Arc::new(Owners::new());
-    let connections =
-        Connections::new(&config, options.credentials.clone()).map_err(DaemonError::Setup)?;
+    let connections = Connections::new(&config, options.credentials.clone())?;
     // Reloads change the token in place: it protects the next request.
     let token = admin::TokenSource::new(config.daemon.admin_token_file.clone());
     let admin_state = admin::AdminState {
@@ -636,18 +642,12 @@ fn clients(
     config: &Config,
 ) -> Result<(crate::tencent::EmrClient, crate::prom::Prometheus), DaemonError> {
     let observer: Arc<dyn crate::tencent::ApiObserver> = base.metrics.clone();
-    let mut emr = base
-        .connections
-        .emr(config, observer)
-        .map_err(DaemonError::Setup)?;
+    let mut emr = base.connections.emr(config, observer)?;
     if let Some(h) = &base.ha {
         let gate: Arc<dyn crate::tencent::SendGate> = h.clone();
         emr = emr.with_gate(gate);
     }
-    let prom = base
-        .connections
-        .prometheus(config)
-        .map_err(DaemonError::Setup)?;
+    let prom = base.connections.prometheus(config)?;
     Ok((emr, prom))
 }
 

@@ -60,6 +60,9 @@ pub enum DemoError {
     /// The daemon stopped with an error.
     #[error(transparent)]
     Daemon(#[from] daemon::DaemonError),
+    /// The HTTP client that reads the daemon's status could not be built.
+    #[error(transparent)]
+    Http(#[from] crate::http::BuildError),
 }
 
 /// What the demo ends with.
@@ -455,8 +458,7 @@ pub async fn run(
         rx,
     ));
 
-    let http = crate::http::http_client(Duration::from_secs(1), Duration::from_secs(2))
-        .map_err(DemoError::Setup)?;
+    let http = crate::http::http_client(Duration::from_secs(1), Duration::from_secs(2))?;
     let step = Duration::from_secs(60);
     let mut costs: BTreeMap<String, Costs> = config
         .clusters

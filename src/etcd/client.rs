@@ -317,7 +317,7 @@ impl Etcd {
         let status = answer.status();
         let bytes = crate::http::read_capped(answer, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| Failure::Other(EtcdError::Unreachable(e)))?;
+            .map_err(|e| Failure::Other(EtcdError::Unreachable(e.to_string())))?;
         if !status.is_success() {
             let error: ErrorAnswer = serde_json::from_slice(&bytes).unwrap_or_default();
             if token.is_some()

@@ -70,15 +70,27 @@ impl PartialEq for Memo {
     }
 }
 
+/// A schedule's `cron` or `end` is not a cron expression croner accepts.
+#[derive(Debug, thiserror::Error)]
+#[error("{expr:?} is not a cron expression ({source}); write e.g. \"0 0 8 * * Mon-Fri\"")]
+pub struct CronError {
+    /// The expression as written.
+    pub expr: String,
+    /// What croner found wrong with it.
+    #[source]
+    pub source: croner::errors::CronError,
+}
+
 /// Parses a cron expression with 6 fields (seconds first) or 5 (seconds 0).
 /// Day-of-month and day-of-week combine with OR, as in classic cron.
-pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+pub fn parse_cron(expr: &str) -> Result<Cron, CronError> {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .build()
         .parse(expr)
-        .map_err(|e| {
-            format!("{expr:?} is not a cron expression ({e}); write e.g. \"0 0 8 * * Mon-Fri\"")
+        .map_err(|source| CronError {
+            expr: expr.to_string(),
+            source,
         })
 }
 

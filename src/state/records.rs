@@ -296,23 +296,46 @@ impl Operation {
 
     /// What makes the operation unusable, if anything: indexes that would
     /// point past the planned chunks.
-    pub(super) fn check(&self) -> Result<(), String> {
-        if self.next_chunk > self.chunks.len() {
-            return Err(format!(
-                "next_chunk {} is past the {} planned chunks",
-                self.next_chunk,
-                self.chunks.len()
-            ));
+    pub(super) fn check(&self) -> Result<(), BadOperation> {
+        let (next_chunk, planned) = (self.next_chunk, self.chunks.len());
+        if next_chunk > planned {
+            return Err(BadOperation::PastPlan {
+                next_chunk,
+                planned,
+            });
         }
-        if self.current.is_some() && self.next_chunk >= self.chunks.len() {
-            return Err(format!(
-                "a chunk intent is current but next_chunk {} names no planned chunk (of {})",
-                self.next_chunk,
-                self.chunks.len()
-            ));
+        if self.current.is_some() && next_chunk >= planned {
+            return Err(BadOperation::CurrentUnplanned {
+                next_chunk,
+                planned,
+            });
         }
         Ok(())
     }
+}
+
+/// Why a stored [`Operation`] cannot be followed: its chunk indexes do not fit
+/// its plan, so the state file holding it is refused as corrupt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum BadOperation {
+    /// `next_chunk` points past the planned chunks.
+    #[error("next_chunk {next_chunk} is past the {planned} planned chunks")]
+    PastPlan {
+        /// The stored `next_chunk`.
+        next_chunk: usize,
+        /// How many chunks were planned.
+        planned: usize,
+    },
+    /// A chunk intent is current, but `next_chunk` names no planned chunk.
+    #[error(
+        "a chunk intent is current but next_chunk {next_chunk} names no planned chunk (of {planned})"
+    )]
+    CurrentUnplanned {
+        /// The stored `next_chunk`.
+        next_chunk: usize,
+        /// How many chunks were planned.
+        planned: usize,
+    },
 }
 
 /// The intent of one chunk, written to disk BEFORE its request is sent.

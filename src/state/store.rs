@@ -398,9 +398,9 @@ pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
     };
 
     let state = match version {
-        1 => State::from(typed::<v1::State>(bytes).map_err(corrupt)?),
+        1 => State::from(typed::<v1::State>(bytes).map_err(|e| corrupt(e.to_string()))?),
         v if v == u64::from(SCHEMA_VERSION) => {
-            let mut state = typed::<State>(bytes).map_err(corrupt)?;
+            let mut state = typed::<State>(bytes).map_err(|e| corrupt(e.to_string()))?;
             state.schema_version = SCHEMA_VERSION;
             state
         }
@@ -426,18 +426,40 @@ pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
     Ok(state)
 }
 
+/// Why a state file's JSON does not decode into the records of its schema
+/// version. It becomes the `reason` of [`StateError::Corrupt`].
+#[derive(Debug, thiserror::Error)]
+enum DecodeError {
+    /// A value inside the document has the wrong shape.
+    #[error("at {path}: {}", json_reason(source))]
+    At {
+        /// The key path of the first bad value, e.g. `clusters.c1.orders[0].nodes`.
+        path: String,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The document as a whole is wrong: its root, an early end, or data
+    /// after it.
+    #[error("{}", json_reason(.0))]
+    Document(#[source] serde_json::Error),
+}
+
 /// Deserializes `bytes`, naming the key path of the first problem.
-fn typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+fn typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
-            json_reason(e.inner())
+            DecodeError::Document(e.into_inner())
         } else {
-            format!("at {path}: {}", json_reason(e.inner()))
+            DecodeError::At {
+                path,
+                source: e.into_inner(),
+            }
         }
     })?;
-    de.end().map_err(|e| json_reason(&e))?;
+    de.end().map_err(DecodeError::Document)?;
     Ok(value)
 }
 

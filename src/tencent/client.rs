@@ -32,29 +32,67 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// A ClientToken is re-sent only while younger than this (the server keeps it 5 minutes).
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(270);
 
+/// Why a URL cannot be the EMR API endpoint. Signed requests and session
+/// tokens go there, so only https (or plain http on loopback) to a bare
+/// origin is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// Plain http to a host that is not loopback: keys would cross the network
+    /// in the clear.
+    #[error("plain http is allowed only on loopback addresses, not {host}; use https")]
+    PlainHttp {
+        /// The host named (empty when the URL has none).
+        host: String,
+    },
+    /// Neither https nor http.
+    #[error("scheme {scheme:?} is not supported; use https")]
+    Scheme {
+        /// The scheme given.
+        scheme: String,
+    },
+    /// The URL names no host.
+    #[error("the URL has no host")]
+    NoHost,
+    /// The URL has a path or a query; the API is reached at its origin.
+    #[error("the endpoint is a bare origin like https://emr.tencentcloudapi.com, without a path")]
+    NotBareOrigin,
+}
+
 /// Checks an API endpoint: https anywhere, plain http only on loopback.
-pub fn check_endpoint(url: &Url) -> Result<(), String> {
+pub fn check_endpoint(url: &Url) -> Result<(), EndpointError> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(url) => {}
         "http" => {
-            return Err(format!(
-                "plain http is allowed only on loopback addresses, not {}; use https",
-                url.host_str().unwrap_or("")
-            ));
+            return Err(EndpointError::PlainHttp {
+                host: url.host_str().unwrap_or("").to_string(),
+            });
         }
-        other => return Err(format!("scheme {other:?} is not supported; use https")),
+        other => {
+            return Err(EndpointError::Scheme {
+                scheme: other.to_string(),
+            });
+        }
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
+        return Err(EndpointError::NoHost);
     }
     if !matches!(url.path(), "" | "/") || url.query().is_some() {
-        return Err(
-            "the endpoint is a bare origin like https://emr.tencentcloudapi.com, without a path"
-                .into(),
-        );
+        return Err(EndpointError::NotBareOrigin);
     }
     Ok(())
+}
+
+/// [`EmrClient::new`] refused its settings: the endpoint is not one a signed
+/// request may go to. Nothing was sent.
+#[derive(Debug, thiserror::Error)]
+#[error("endpoint {endpoint}: {source}")]
+pub struct ClientSetupError {
+    /// The endpoint configured.
+    pub endpoint: Url,
+    /// What is wrong with it.
+    #[source]
+    pub source: EndpointError,
 }
 
 /// Whether the URL's host is a loopback address.
@@ -164,10 +202,37 @@ pub trait SendGate: Send + Sync + std::fmt::Debug {
         action: Action,
         body: &'a [u8],
         attempt: u32,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
+    ) -> futures_util::future::BoxFuture<'a, Result<(), SendRefused>>;
     /// Immediately before any request leaves (after the limiter): an `Err`
     /// sends nothing.
-    fn may_send(&self, action: Action) -> Result<(), String>;
+    fn may_send(&self, action: Action) -> Result<(), SendRefused>;
+}
+
+/// Why a [`SendGate`] kept a request from leaving. The client reports it as
+/// [`ApiError::Fenced`]; nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendRefused {
+    /// [`SendGate::may_send`]: this process does not lead.
+    #[error("{action}: this daemon is not the leader")]
+    NotLeader {
+        /// The action that was about to leave.
+        action: &'static str,
+    },
+    /// [`SendGate::may_send`]: the lease may have expired by now, so another
+    /// process may lead; the gate steps down.
+    #[error("{action}: the lease deadline has passed")]
+    DeadlinePassed {
+        /// The action that was about to leave.
+        action: &'static str,
+    },
+    /// [`SendGate::record_attempt`]: there is no leadership to fence the
+    /// attempt record on.
+    #[error("this daemon is not the leader")]
+    Unfenced,
+    /// [`SendGate::record_attempt`]: the fenced record of the attempt could
+    /// not be written (the store refused it or did not answer).
+    #[error("the attempt record could not be written: {0}")]
+    NotRecorded(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Ignores everything.
@@ -227,9 +292,11 @@ impl EmrClient {
         credentials: Arc<CredentialChain>,
         limiters: Arc<Limiters>,
         observer: Arc<dyn ApiObserver>,
-    ) -> Result<Self, String> {
-        check_endpoint(&settings.endpoint)
-            .map_err(|e| format!("endpoint {}: {e}", settings.endpoint))?;
+    ) -> Result<Self, ClientSetupError> {
+        check_endpoint(&settings.endpoint).map_err(|source| ClientSetupError {
+            endpoint: settings.endpoint.clone(),
+            source,
+        })?;
         Ok(Self {
             host: host_header(&settings.endpoint).into(),
             http,
@@ -307,7 +374,7 @@ impl EmrClient {
             Ok(c) => c,
             Err(e) => return (Err(e.into()), Duration::ZERO),
         };
-        let fenced = |reason: String| ApiError::Fenced {
+        let fenced = |reason: SendRefused| ApiError::Fenced {
             action: action.name(),
             reason,
         };
@@ -360,14 +427,13 @@ impl EmrClient {
                 location_host,
             });
         }
-        let bytes =
-            read_capped(resp, MAX_BODY_BYTES)
-                .await
-                .map_err(|reason| ApiError::Malformed {
-                    action: action.name(),
-                    reason,
-                    body: String::new(),
-                })?;
+        let bytes = read_capped(resp, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| ApiError::Malformed {
+                action: action.name(),
+                reason: e.to_string(),
+                body: String::new(),
+            })?;
         parse_envelope(action, status, &bytes)
     }
 
@@ -676,15 +742,37 @@ mod tests {
         for u in ok {
             check_endpoint(&Url::parse(u).unwrap()).unwrap_or_else(|e| panic!("{u}: {e}"));
         }
+        let plain = |host: &str| EndpointError::PlainHttp { host: host.into() };
         let bad = [
-            "http://emr.tencentcloudapi.com",
-            "http://10.0.0.1:80",
-            "ftp://127.0.0.1",
-            "https://x/y",
+            (
+                "http://emr.tencentcloudapi.com",
+                plain("emr.tencentcloudapi.com"),
+            ),
+            ("http://10.0.0.1:80", plain("10.0.0.1")),
+            (
+                "ftp://127.0.0.1",
+                EndpointError::Scheme {
+                    scheme: "ftp".into(),
+                },
+            ),
+            ("https://x/y", EndpointError::NotBareOrigin),
+            ("https://x/?q=1", EndpointError::NotBareOrigin),
         ];
-        for u in bad {
-            assert!(check_endpoint(&Url::parse(u).unwrap()).is_err(), "{u}");
+        for (u, want) in bad {
+            assert_eq!(check_endpoint(&Url::parse(u).unwrap()), Err(want), "{u}");
         }
+        // The text config check shows under tencent.endpoint.
+        assert_eq!(
+            plain("10.0.0.1").to_string(),
+            "plain http is allowed only on loopback addresses, not 10.0.0.1; use https"
+        );
+        assert_eq!(
+            EndpointError::Scheme {
+                scheme: "ftp".into()
+            }
+            .to_string(),
+            "scheme \"ftp\" is not supported; use https"
+        );
     }
 
     #[test]

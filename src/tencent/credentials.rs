@@ -126,7 +126,8 @@ pub enum CredentialError {
         /// The metadata base URL.
         url: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        reason: MetadataError,
     },
     /// No source had keys.
     #[error(
@@ -275,7 +276,7 @@ impl CredentialChain {
 
     async fn role_keys(&self, base: &str) -> Result<Credentials, CredentialError> {
         let base = base.trim_end_matches('/');
-        let err = |reason: String| CredentialError::Metadata {
+        let err = |reason: MetadataError| CredentialError::Metadata {
             url: base.to_string(),
             reason,
         };
@@ -289,10 +290,10 @@ impl CredentialChain {
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_string)
-            .ok_or_else(|| err("no role is attached to this instance".into()))?;
+            .ok_or_else(|| err(MetadataError::NoRole))?;
         let body = self.fetch(&format!("{list}{role}")).await.map_err(err)?;
-        let keys: RoleKeys = serde_json::from_str(&body)
-            .map_err(|e| err(format!("unexpected role key document: {e}")))?;
+        let keys: RoleKeys =
+            serde_json::from_str(&body).map_err(|e| err(MetadataError::Document(e)))?;
         Ok(Credentials {
             secret_id: keys.tmp_secret_id,
             secret_key: SecretString::from(keys.tmp_secret_key),
@@ -302,19 +303,37 @@ impl CredentialChain {
         })
     }
 
-    async fn fetch(&self, url: &str) -> Result<String, String> {
+    async fn fetch(&self, url: &str) -> Result<String, MetadataError> {
         let resp = self
             .http
             .get(url)
             .timeout(Duration::from_secs(3))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(MetadataError::Transport)?;
         if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status().as_u16()));
+            return Err(MetadataError::Status(resp.status().as_u16()));
         }
-        resp.text().await.map_err(|e| e.to_string())
+        resp.text().await.map_err(MetadataError::Transport)
     }
+}
+
+/// Why the CVM metadata service gave no role keys. Never carries a key: the
+/// role document is named only by what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// The service could not be reached, or its answer broke off.
+    #[error("{0}")]
+    Transport(#[source] reqwest::Error),
+    /// The service answered with a status other than 2xx.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// The role list is empty: no CAM role is attached to the instance.
+    #[error("no role is attached to this instance")]
+    NoRole,
+    /// The role key document is not the JSON the service writes.
+    #[error("unexpected role key document: {0}")]
+    Document(#[source] serde_json::Error),
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, CredentialError> {

@@ -225,7 +225,8 @@ pub enum ApiError {
         /// The action called.
         action: &'static str,
         /// Why leadership was not good enough.
-        reason: String,
+        #[source]
+        reason: super::client::SendRefused,
     },
     /// A retry would have used a ClientToken older than the server's dedup window
     /// allows; the outcome of the earlier attempts must be reconciled instead.

@@ -11,7 +11,8 @@ pub mod limiter;
 pub mod sign;
 
 pub use client::{
-    ApiObserver, ClientSettings, ClientToken, EmrClient, NoObserver, RetryPolicy, SendGate,
+    ApiObserver, ClientSettings, ClientSetupError, ClientToken, EmrClient, EndpointError,
+    NoObserver, RetryPolicy, SendGate, SendRefused,
 };
 pub use credentials::{CredentialChain, CredentialSources, Credentials};
 pub use emr::Action;
