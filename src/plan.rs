@@ -15,6 +15,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::connect::ConnectError;
+use crate::daemon::choose::ChooseError;
 use crate::daemon::status::CapacityStatus;
 use crate::policy::{self, DataIssue, Decision, Reading, RuleKind, Sample, Sustain, Unit};
 use crate::prom::Prometheus;
@@ -55,7 +57,7 @@ pub struct RemovalPlan {
     /// The stabilization window the daemon waits for.
     pub stabilization: Duration,
     /// The nodes, in removal order, or why none can be picked.
-    pub chosen: Result<Vec<String>, String>,
+    pub chosen: Result<Vec<String>, std::sync::Arc<ChooseError>>,
     /// Every other node and why it is not taken.
     pub passed_over: Vec<(String, String)>,
 }
@@ -117,7 +119,7 @@ async fn samples(
 
 /// Evaluates every cluster once, now. Failures name the rule; the plan still
 /// covers every cluster (a failed rule counts as missing data).
-pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>), String> {
+pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>), ConnectError> {
     evaluate_at(config, crate::clock::wall_now(), None).await
 }
 
@@ -127,10 +129,10 @@ pub async fn evaluate_at(
     config: &Config,
     now: DateTime<Utc>,
     fixed: Option<crate::tencent::Credentials>,
-) -> Result<(Vec<ClusterPlan>, Vec<Failure>), String> {
-    let connections = crate::connect::Connections::new(config, fixed).map_err(|e| e.to_string())?;
-    let emr = connections.emr_quiet(config).map_err(|e| e.to_string())?;
-    let prom = connections.prometheus(config).map_err(|e| e.to_string())?;
+) -> Result<(Vec<ClusterPlan>, Vec<Failure>), ConnectError> {
+    let connections = crate::connect::Connections::new(config, fixed)?;
+    let emr = connections.emr_quiet(config)?;
+    let prom = connections.prometheus(config)?;
     let interval = config.daemon.evaluation_interval;
     let read = match &config.ha {
         // With [ha] the state is the leader's, in etcd.
@@ -281,7 +283,7 @@ async fn removal_plan(
     {
         Ok(s) => s,
         Err(e) => {
-            plan.chosen = Err(format!("{e} (the daemon removes nothing then)"));
+            plan.chosen = Err(std::sync::Arc::new(e));
             return plan;
         }
     };
@@ -300,7 +302,7 @@ fn removal_json(r: &RemovalPlan) -> serde_json::Value {
         "bounded": r.bounded,
         "stabilization_seconds": r.stabilization.as_secs(),
         "nodes": r.chosen.as_ref().ok(),
-        "error": r.chosen.as_ref().err(),
+        "error": r.chosen.as_ref().err().map(|e| format!("{e} (the daemon removes nothing then)")),
         "not_taken": r.passed_over.iter().map(|(n, w)| json!({"node": n, "why": w})).collect::<Vec<_>>(),
     })
 }
@@ -422,7 +424,10 @@ pub fn print(
                     writeln!(out, "    would remove: nothing eligible")?
                 }
                 Ok(nodes) => writeln!(out, "    would remove: {}", nodes.join(", "))?,
-                Err(e) => writeln!(out, "    would remove: nothing ({e})")?,
+                Err(e) => writeln!(
+                    out,
+                    "    would remove: nothing ({e} (the daemon removes nothing then))"
+                )?,
             }
             for (node, why) in &r.passed_over {
                 writeln!(out, "    not taken: {node}: {why}")?;

@@ -10,6 +10,17 @@ use crate::policy::scale_in::{Ineligible, Node, Selection, select};
 use crate::tencent::EmrClient;
 use crate::yarn::Yarn;
 
+/// Why no node can be picked now.
+#[derive(Debug, thiserror::Error)]
+pub enum ChooseError {
+    /// `DescribeClusterNodes` failed.
+    #[error("cannot read the node list: {0}")]
+    NodeList(#[source] crate::tencent::ApiError),
+    /// No ResourceManager answered.
+    #[error("cannot read the YARN ResourceManager: {0}")]
+    ResourceManager(#[source] crate::yarn::YarnError),
+}
+
 /// Picks up to `count` nodes of `cluster` by its scale-in rules. The node
 /// list just read bounds the removal by `min_task_nodes` once more (a
 /// capacity snapshot can be older than the last removal). An `Err` says why
@@ -20,18 +31,18 @@ pub async fn choose(
     cluster: &ClusterConfig,
     count: u32,
     yarn_timeout: Duration,
-) -> Result<Selection, String> {
+) -> Result<Selection, ChooseError> {
     let listed = emr
         .task_nodes(&cluster.instance_id)
         .await
-        .map_err(|e| format!("cannot read the node list: {e}"))?;
+        .map_err(ChooseError::NodeList)?;
     let yarn_state = match &cluster.yarn {
         None => None,
         Some(y) => Some(
             Yarn::new(http.clone(), y.resourcemanager_urls.clone(), yarn_timeout)
                 .state()
                 .await
-                .map_err(|e| format!("cannot read the YARN ResourceManager: {e}"))?,
+                .map_err(ChooseError::ResourceManager)?,
         ),
     };
     let nodes: Vec<Node> = listed.iter().map(Node::from).collect();

@@ -29,6 +29,7 @@ use super::{ADMIN_ADDR_FILE, Shared, StateHandle, actuator, capacity, worker};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::connect::Connections;
+use crate::etcd::EtcdError;
 use crate::state::{StateError, StateStore};
 use crate::telemetry::metrics::Metrics;
 
@@ -38,22 +39,140 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// How long the command waits for a running daemon's answer.
 const DAEMON_ANSWER_WITHIN: Duration = Duration::from_secs(660);
 
+/// Why a manual order got no answer. Every message says whether anything
+/// may have been ordered.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The state directory could not be opened.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A client the configuration describes could not be built.
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
+    /// The HTTP client for the admin API could not be built.
+    #[error(transparent)]
+    Http(#[from] crate::http::BuildError),
+    /// The admin token file could not be read.
+    #[error(
+        "cannot read daemon.admin_token_file {}: {reason}; the running daemon needs its token",
+        path.display()
+    )]
+    TokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The recorded daemon address is not a URL.
+    #[error("{0}")]
+    Address(url::ParseError),
+    /// The process at the recorded address did not prove it knows the token.
+    #[error(
+        "the process at {addr} (from {}) does not know the admin token ({why}); the token was not sent and nothing was ordered",
+        file.display()
+    )]
+    Unproven {
+        /// The address dialled.
+        addr: std::net::SocketAddr,
+        /// Where the address was read.
+        file: std::path::PathBuf,
+        /// What it answered.
+        why: String,
+    },
+    /// The order left, but no answer came back.
+    #[error(
+        "the daemon at {addr} did not answer ({error}); the order may have been placed: check GET /api/v1/status before trying again"
+    )]
+    Lost {
+        /// The address dialled.
+        addr: std::net::SocketAddr,
+        /// What went wrong.
+        error: reqwest::Error,
+    },
+    /// etcd could not be reached to find the leader.
+    #[error("{0}")]
+    Etcd(EtcdError),
+    /// The leader key could not be read.
+    #[error(
+        "cannot read the leader from etcd ({0}); with [ha] an order goes only to the leader, so nothing was sent"
+    )]
+    LeaderUnreadable(EtcdError),
+    /// Nobody leads.
+    #[error(
+        "no daemon leads ({key} is empty in etcd); start a daemon or wait for a standby to take over. Nothing was sent"
+    )]
+    NoLeader {
+        /// The leader key.
+        key: String,
+    },
+    /// The leader key holds something else.
+    #[error("the leader key {key} cannot be read ({error}); nothing was sent")]
+    LeaderKey {
+        /// The leader key.
+        key: String,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// The leader advertises something that is not a URL.
+    #[error("the leader's advertise_url {url:?} is not a URL ({error}); nothing was sent")]
+    LeaderUrl {
+        /// What it advertises.
+        url: String,
+        /// Why.
+        error: url::ParseError,
+    },
+    /// Nobody answers at the leader's address.
+    #[error(
+        "the leader {name} at {url} does not answer; nothing was sent. Check that ha.advertise_url is reachable from this host"
+    )]
+    LeaderSilent {
+        /// The leader's node name.
+        name: String,
+        /// Its advertise_url.
+        url: String,
+    },
+    /// The leader did not prove it knows the token.
+    #[error(
+        "the leader {name} at {url} does not know the admin token ({why}); the token was not sent and nothing was ordered"
+    )]
+    LeaderUnproven {
+        /// The leader's node name.
+        name: String,
+        /// Its advertise_url.
+        url: String,
+        /// What it answered.
+        why: String,
+    },
+    /// The order left for the leader, but no answer came back.
+    #[error(
+        "the leader {name} at {url} did not answer ({error}); the order may have been placed: check GET /api/v1/status before trying again"
+    )]
+    LeaderLost {
+        /// The leader's node name.
+        name: String,
+        /// Its advertise_url.
+        url: String,
+        /// What went wrong.
+        error: reqwest::Error,
+    },
+}
+
 /// Places one manual order on `instance_id`.
 pub async fn order(
     config: &Config,
     instance_id: &str,
     ask: Ask,
     clock: SharedClock,
-) -> Result<Reply, String> {
-    if config.ha.is_some() {
+) -> Result<Reply, OrderError> {
+    if let Some(ha) = &config.ha {
         // With [ha] only the leader acts: never alone, never a standby.
-        return via_leader(config, instance_id, ask).await;
+        return via_leader(config, ha, instance_id, ask).await;
     }
     // The lock taken at once: no daemon runs, whatever admin.addr says.
     match StateStore::open(&config.daemon.state_dir, false) {
         Ok(opened) => return alone(config, instance_id, ask, clock, opened).await,
         Err(StateError::Locked { .. }) => {}
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     }
     if let Some(reply) = via_daemon(config, instance_id, ask).await? {
         return Ok(reply);
@@ -63,16 +182,16 @@ pub async fn order(
 }
 
 /// The admin token, when one is configured.
-fn admin_token(config: &Config) -> Result<Option<String>, String> {
+fn admin_token(config: &Config) -> Result<Option<String>, OrderError> {
     let Some(file) = &config.daemon.admin_token_file else {
         return Ok(None);
     };
-    crate::files::read_secret(file).map(Some).map_err(|e| {
-        format!(
-            "cannot read daemon.admin_token_file {}: {e}; the running daemon needs its token",
-            file.display()
-        )
-    })
+    crate::files::read_secret(file)
+        .map(Some)
+        .map_err(|e| OrderError::TokenFile {
+            path: file.clone(),
+            reason: e.to_string(),
+        })
 }
 
 /// Why an address did not prove it knows the token.
@@ -118,7 +237,11 @@ async fn prove(http: &reqwest::Client, base: &url::Url, token: &str) -> Result<(
 
 /// Sends the order to the daemon whose address is in `state_dir` (a daemon
 /// holds the lock); `None` when nobody answers there.
-async fn via_daemon(config: &Config, instance_id: &str, ask: Ask) -> Result<Option<Reply>, String> {
+async fn via_daemon(
+    config: &Config,
+    instance_id: &str,
+    ask: Ask,
+) -> Result<Option<Reply>, OrderError> {
     let path = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
     let Ok(text) = crate::files::read_text_capped(&path, 256) else {
         return Ok(None);
@@ -133,7 +256,7 @@ async fn via_daemon(config: &Config, instance_id: &str, ask: Ask) -> Result<Opti
     } else {
         addr
     };
-    let base = url::Url::parse(&format!("http://{addr}")).map_err(|e| e.to_string())?;
+    let base = url::Url::parse(&format!("http://{addr}")).map_err(OrderError::Address)?;
     tracing::info!(message = "Sending the order to the running daemon.", addr = %addr, cluster = %instance_id);
     match post(config, &base, instance_id, ask).await? {
         Ok(reply) => Ok(Some(reply)),
@@ -141,15 +264,12 @@ async fn via_daemon(config: &Config, instance_id: &str, ask: Ask) -> Result<Opti
             tracing::info!(message = "No daemon answers at the recorded address; waiting for the state lock.", addr = %addr);
             Ok(None)
         }
-        Err(Sent::Unproven(why)) => Err(format!(
-            "the process at {addr} (from {}) does not know the admin token ({why}); \
-             the token was not sent and nothing was ordered",
-            path.display()
-        )),
-        Err(Sent::Lost(e)) => Err(format!(
-            "the daemon at {addr} did not answer ({e}); the order may have been placed: \
-             check GET /api/v1/status before trying again"
-        )),
+        Err(Sent::Unproven(why)) => Err(OrderError::Unproven {
+            addr,
+            file: path,
+            why,
+        }),
+        Err(Sent::Lost(error)) => Err(OrderError::Lost { addr, error }),
     }
 }
 
@@ -171,9 +291,8 @@ async fn post(
     base: &url::Url,
     instance_id: &str,
     ask: Ask,
-) -> Result<Result<Reply, Sent>, String> {
-    let http = crate::http::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)
-        .map_err(|e| e.to_string())?;
+) -> Result<Result<Reply, Sent>, OrderError> {
+    let http = crate::http::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
     let token = admin_token(config)?;
     if let Some(token) = &token {
         match prove(&http, base, token).await {
@@ -202,49 +321,36 @@ async fn post(
 
 /// With `[ha]`: sends the order to the leader named in etcd, whichever host
 /// this command runs on.
-async fn via_leader(config: &Config, instance_id: &str, ask: Ask) -> Result<Reply, String> {
-    let Some(ha) = &config.ha else {
-        return Err("no [ha] section".into());
-    };
-    let etcd = crate::etcd::Etcd::new(ha, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+async fn via_leader(
+    config: &Config,
+    ha: &crate::config::ha::HaConfig,
+    instance_id: &str,
+    ask: Ask,
+) -> Result<Reply, OrderError> {
+    let etcd = crate::etcd::Etcd::new(ha, Duration::from_secs(3)).map_err(OrderError::Etcd)?;
     let key = format!("{}{}", ha.prefix, super::ha::LEADER_KEY);
-    let value = etcd.get(&key).await.map_err(|e| {
-        format!("cannot read the leader from etcd ({e}); with [ha] an order goes only to the leader, so nothing was sent")
-    })?;
+    let value = etcd.get(&key).await.map_err(OrderError::LeaderUnreadable)?;
     let Some(value) = value else {
-        return Err(format!(
-            "no daemon leads ({key} is empty in etcd); start a daemon or wait for a standby to take over. Nothing was sent"
-        ));
+        return Err(OrderError::NoLeader { key });
     };
     let leader: super::ha::LeaderInfo = serde_json::from_slice(&value.bytes)
-        .map_err(|e| format!("the leader key {key} cannot be read ({e}); nothing was sent"))?;
+        .map_err(|error| OrderError::LeaderKey { key, error })?;
     tracing::info!(message = "Sending the order to the leader.", leader = %leader.node_name, url = %leader.advertise_url, cluster = %instance_id);
-    let base = url::Url::parse(&leader.advertise_url).map_err(|e| {
-        format!(
-            "the leader's advertise_url {:?} is not a URL ({e}); nothing was sent",
-            leader.advertise_url
-        )
+    let base = url::Url::parse(&leader.advertise_url).map_err(|error| OrderError::LeaderUrl {
+        url: leader.advertise_url.clone(),
+        error,
     })?;
+    let (name, url) = (leader.node_name, leader.advertise_url);
     match post(config, &base, instance_id, ask).await? {
         Ok(reply) => Ok(reply),
-        Err(Sent::NoAnswer) => Err(format!(
-            "the leader {} at {} does not answer; nothing was sent. Check that ha.advertise_url is reachable from this host",
-            leader.node_name, leader.advertise_url
-        )),
-        Err(Sent::Unproven(why)) => Err(format!(
-            "the leader {} at {} does not know the admin token ({why}); the token was not sent and nothing was ordered",
-            leader.node_name, leader.advertise_url
-        )),
-        Err(Sent::Lost(e)) => Err(format!(
-            "the leader {} at {} did not answer ({e}); the order may have been placed: \
-             check GET /api/v1/status before trying again",
-            leader.node_name, leader.advertise_url
-        )),
+        Err(Sent::NoAnswer) => Err(OrderError::LeaderSilent { name, url }),
+        Err(Sent::Unproven(why)) => Err(OrderError::LeaderUnproven { name, url, why }),
+        Err(Sent::Lost(error)) => Err(OrderError::LeaderLost { name, url, error }),
     }
 }
 
 /// Opens the state directory, waiting up to [`LOCK_WAIT`] for its lock.
-async fn open_waiting(config: &Config) -> Result<(StateStore, crate::state::State), String> {
+async fn open_waiting(config: &Config) -> Result<(StateStore, crate::state::State), OrderError> {
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
         match StateStore::open(&config.daemon.state_dir, false) {
@@ -253,7 +359,7 @@ async fn open_waiting(config: &Config) -> Result<(StateStore, crate::state::Stat
                 tracing::debug!(message = "State directory locked; waiting.", lock = %path.display());
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -265,16 +371,16 @@ async fn alone(
     ask: Ask,
     clock: SharedClock,
     (store, state): (StateStore, crate::state::State),
-) -> Result<Reply, String> {
+) -> Result<Reply, OrderError> {
     let Some(cluster) = config.cluster(instance_id) else {
         return Ok(Reply::error(
             404,
             format!("{instance_id} is not a configured cluster"),
         ));
     };
-    let connections = Connections::new(config, None).map_err(|e| e.to_string())?;
-    let emr = connections.emr_quiet(config).map_err(|e| e.to_string())?;
-    let prom = connections.prometheus(config).map_err(|e| e.to_string())?;
+    let connections = Connections::new(config, None)?;
+    let emr = connections.emr_quiet(config)?;
+    let prom = connections.prometheus(config)?;
     let (tx, rx) = watch::channel(capacity::Snapshot::default());
     let shared = Shared {
         clock: clock.clone(),

@@ -855,7 +855,7 @@ async fn pick(
     cluster: &ClusterConfig,
     count: u32,
     reason: &str,
-) -> Result<crate::policy::scale_in::Selection, String> {
+) -> Result<crate::policy::scale_in::Selection, super::choose::ChooseError> {
     let id = cluster.instance_id.as_str();
     let selection = {
         let _call = shared.board.in_call(

@@ -288,7 +288,7 @@ async fn plan_at(
     let credentials = Credentials::new(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, None);
     let (plans, failures) = crate::plan::evaluate_at(&config, now, Some(credentials))
         .await
-        .map_err(DemoError::Setup)?;
+        .map_err(|e| DemoError::Setup(e.to_string()))?;
     let _ = writeln!(
         out,
         "plan at {} of the demo's day, against the EMR simulator and a Prometheus stand-in \
