@@ -32,14 +32,14 @@
 //!
 //! Pause, breaker, dry-run and sold-out backoff do not apply to replays.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::policy::{self, ClusterPolicy, Decision, Outcome, Proposal, Reading, Sample, Unit};
-use crate::replay::{Costs, Model};
+use crate::replay::{Costs, Model, Signals};
 use crate::state::Projection;
 
 use super::BacktestError;
@@ -345,120 +345,263 @@ fn chrono_dur(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Replays one cluster over `grid`, closed loop. Pure and deterministic.
-pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterRun {
-    let policy = input.policy;
-    let model = input.model;
-    let modes = rule_modes(policy);
-    let units: Vec<Unit> = policy.rules.iter().map(|r| r.unit).collect();
-    let max_gap = policy::max_gap(grid.step);
-    let delay = chrono_dur(model.provisioning_delay);
-    let cooldown = chrono_dur(policy.cooldown);
-    let scale_in = &policy.scale_in;
-    let grace = chrono_dur(scale_in.grace_period);
-    let scale_in_cooldown = chrono_dur(scale_in.cooldown);
-    let day = chrono::Duration::days(1);
-    // A recorded point counts for the step it falls in.
-    let point_life = chrono_dur(grid.step);
+/// The replayed cluster: what serves, what is billed, what is in flight
+/// and the view the policy judges, updated step by step.
+struct Fleet {
+    /// Chunks in order. Operations never overlap, so their send and serving
+    /// times are non-decreasing.
+    chunks: Vec<ChunkRecord>,
+    /// `chunks[..sent]` were sent at or before now.
+    sent: usize,
+    /// `chunks[..served]` are serving.
+    served: usize,
+    /// Orders (send time, nodes), for budgets.
+    orders: Vec<(DateTime<Utc>, u32)>,
+    /// `orders[budget_from..]` are younger than a day.
+    budget_from: usize,
+    /// Task nodes serving.
+    running: u32,
+    /// Nodes ever ordered, ever serving, ever removed.
+    ordered: u32,
+    served_nodes: u32,
+    removed: u32,
+    /// Task nodes billed now: the initial ones from the start, ordered ones
+    /// from their send, removed ones until drained.
+    billed: u32,
+    /// Removed nodes still billed, until their grace period ends (in order).
+    draining: VecDeque<(DateTime<Utc>, u32)>,
+    /// The cluster's one operation runs until then.
+    operation_until: Option<DateTime<Utc>>,
+    /// The same projection the daemon and `plan` decide from.
+    seen: Projection,
+    /// Earlier removal proposals, for the stabilization window.
+    removal_history: Vec<Proposal>,
+}
 
-    let mut histories: Vec<History> = policy
-        .rules
-        .iter()
-        .map(|r| History::new(r.kind.retention(grid.step)))
-        .collect();
-    let empty: Vec<Sample> = Vec::new();
-    let mut open_cursors: Vec<Cursor<'_, Sample>> = (0..policy.rules.len())
-        .map(|i| {
-            Cursor::new(
-                input
-                    .history
-                    .get(i)
-                    .and_then(|h| h.as_deref())
-                    .unwrap_or(&empty),
-            )
-        })
-        .collect();
-    let mut demand_cursor = Cursor::new(input.demand);
-
-    // The replayed cluster as the policy sees it, updated in place: the
-    // same projection the daemon and `plan` decide from. A replayed flow
-    // takes the provisioning delay.
-    let mut seen = Projection {
-        last_fired: vec![None; policy.rules.len()],
-        schedule_done: vec![None; policy.rules.len()],
-        scale_out: Some(model.provisioning_delay),
-        ..Projection::default()
-    };
-    // Chunks in order: (sent_at, serving_at, nodes). Operations never overlap,
-    // so both times are non-decreasing.
-    let mut chunks: Vec<ChunkRecord> = Vec::new();
-    let mut orders: Vec<(DateTime<Utc>, u32)> = Vec::new();
-    let mut sent = 0usize; // chunks[..sent] were sent at or before now
-    let mut served = 0usize; // chunks[..served] are serving
-    let mut budget_from = 0usize; // orders[budget_from..] are younger than a day
-    let mut ordered_nodes = 0u32;
-    // The initial task nodes are billed from the start.
-    let mut billed_nodes = input.initial_task_nodes;
-    // Removed nodes still billed, until their grace period ends (in order).
-    let mut draining: std::collections::VecDeque<(DateTime<Utc>, u32)> =
-        std::collections::VecDeque::new();
-    let mut removed_nodes = 0u32;
-    let mut removal_history: Vec<Proposal> = Vec::new();
-    let mut served_nodes = 0u32;
-    let mut running = input.initial_task_nodes;
-    let mut operation_until: Option<DateTime<Utc>> = None;
-
-    let mut costs = Costs::default();
-    let mut summary = Summary {
-        initial_task_nodes: input.initial_task_nodes,
-        steps: grid.steps,
-        open_loop_rules: policy
-            .rules
-            .iter()
-            .zip(&modes)
-            .filter(|(_, m)| matches!(m, RuleMode::Open(_)))
-            .map(|(r, _)| r.name.to_string())
-            .collect(),
-        ..Summary::default()
-    };
-    let mut outcome_counts = [0usize; Outcome::ALL.len()];
-    let mut timeline = Vec::with_capacity(if detail == Detail::Summary {
-        0
-    } else {
-        grid.steps
-    });
-    let mut in_flight_by_step = Vec::with_capacity(grid.steps);
-    let empty_reason: Arc<str> = Arc::from("");
-    let mut last_reason: Option<(Decision, bool, Arc<str>)> = None;
-
-    for i in 0..grid.steps {
-        let now = grid.at(i);
-        // 1. Chunks that have arrived serve; chunks that are due are sent.
-        while served < chunks.len() && chunks[served].serving_at <= now {
-            running = running.saturating_add(chunks[served].nodes);
-            served_nodes = served_nodes.saturating_add(chunks[served].nodes);
-            served += 1;
+impl Fleet {
+    fn new(input: &ClusterInput<'_>) -> Self {
+        let rules = input.policy.rules.len();
+        Self {
+            chunks: Vec::new(),
+            sent: 0,
+            served: 0,
+            orders: Vec::new(),
+            budget_from: 0,
+            running: input.initial_task_nodes,
+            ordered: 0,
+            served_nodes: 0,
+            removed: 0,
+            billed: input.initial_task_nodes,
+            draining: VecDeque::new(),
+            operation_until: None,
+            // A replayed flow takes the provisioning delay.
+            seen: Projection {
+                last_fired: vec![None; rules],
+                schedule_done: vec![None; rules],
+                scale_out: Some(input.model.provisioning_delay),
+                ..Projection::default()
+            },
+            removal_history: Vec::new(),
         }
-        while sent < chunks.len() && chunks[sent].sent_at <= now {
-            billed_nodes = billed_nodes.saturating_add(chunks[sent].nodes);
-            sent += 1;
+    }
+
+    /// Nodes ordered and not yet serving.
+    fn in_flight(&self) -> u32 {
+        self.ordered.saturating_sub(self.served_nodes)
+    }
+
+    /// Chunks that arrived serve, chunks that are due are sent (billed),
+    /// drained nodes stop billing, orders older than a day leave budgets.
+    fn advance(&mut self, now: DateTime<Utc>) {
+        while self.served < self.chunks.len() && self.chunks[self.served].serving_at <= now {
+            let nodes = self.chunks[self.served].nodes;
+            self.running = self.running.saturating_add(nodes);
+            self.served_nodes = self.served_nodes.saturating_add(nodes);
+            self.served += 1;
         }
-        while draining.front().is_some_and(|(end, _)| *end <= now) {
-            if let Some((_, n)) = draining.pop_front() {
-                billed_nodes = billed_nodes.saturating_sub(n);
+        self.send_due(now);
+        while self.draining.front().is_some_and(|(end, _)| *end <= now) {
+            if let Some((_, n)) = self.draining.pop_front() {
+                self.billed = self.billed.saturating_sub(n);
             }
         }
-        while budget_from < sent && orders[budget_from].0 <= now - day {
-            budget_from += 1;
+        let day = chrono::Duration::days(1);
+        while self.budget_from < self.sent && self.orders[self.budget_from].0 <= now - day {
+            self.budget_from += 1;
         }
-        let in_flight_before = ordered_nodes.saturating_sub(served_nodes);
+    }
 
-        // 2. Demand, held between samples.
-        let demand = demand_cursor.at(now, |p| p.0).map(|p| p.1);
+    /// Bills the chunks whose send time has come.
+    fn send_due(&mut self, now: DateTime<Utc>) {
+        while self.sent < self.chunks.len() && self.chunks[self.sent].sent_at <= now {
+            self.billed = self.billed.saturating_add(self.chunks[self.sent].nodes);
+            self.sent += 1;
+        }
+    }
+
+    /// Whether the cluster's operation still runs at `now`.
+    fn busy(&self, now: DateTime<Utc>) -> bool {
+        self.operation_until.is_some_and(|t| now < t)
+    }
+
+    /// Decides at `now` from the rules' `observations`, and remembers the
+    /// removal proposal for the stabilization window.
+    fn decide(
+        &mut self,
+        policy: &ClusterPolicy,
+        observations: &[&[Sample]],
+        now: DateTime<Utc>,
+        max_gap: Duration,
+    ) -> Decision {
+        self.seen.running = Some(self.running);
+        self.seen.in_flight = self.in_flight();
+        self.seen.operation_open = self.busy(now);
+        self.seen.orders.clear();
+        self.seen
+            .orders
+            .extend_from_slice(&self.orders[self.budget_from..self.sent]);
+        let decision = policy::decide(
+            policy,
+            &self.seen.view(&self.removal_history),
+            observations,
+            now,
+            max_gap,
+        );
+        let scale_in = &policy.scale_in;
+        if scale_in.enabled {
+            self.removal_history.push(Proposal {
+                at: now,
+                nodes: decision.proposal,
+                effective: decision.effective,
+            });
+            policy::scale_in::prune(
+                &mut self.removal_history,
+                now,
+                scale_in.stabilization,
+                max_gap,
+            );
+        }
+        decision
+    }
+
+    /// Gives back up to `wanted` nodes at `now`: out of service at once,
+    /// billed until drained. With nodes = "ours", only nodes this replay
+    /// ordered can go (the initial ones carry no owner tag).
+    fn remove(&mut self, policy: &ClusterPolicy, wanted: u32, now: DateTime<Utc>) -> u32 {
+        let scale_in = &policy.scale_in;
+        let removable = match scale_in.scope {
+            policy::NodeScope::Ours { .. } => self.served_nodes.saturating_sub(self.removed),
+            policy::NodeScope::AnyTask => self.running,
+        }
+        .min(self.running);
+        let removed = wanted.min(removable);
+        if removed > 0 {
+            let drained = now + chrono_dur(scale_in.grace_period);
+            self.running -= removed;
+            self.removed = self.removed.saturating_add(removed);
+            self.draining.push_back((drained, removed));
+            self.operation_until = Some(drained);
+            self.seen.scale_in_cooldown_until = Some(drained + chrono_dur(scale_in.cooldown));
+        }
+        removed
+    }
+
+    /// Orders the decision's chunks at `now`: chunk `k` (from 0) is sent
+    /// `k` delays later and serves one delay after that.
+    fn order(
+        &mut self,
+        policy: &ClusterPolicy,
+        decision: &Decision,
+        delay: chrono::Duration,
+        now: DateTime<Utc>,
+    ) {
+        for (k, nodes) in decision.chunks.iter().enumerate() {
+            let sent_at = now + delay * k as i32;
+            self.chunks.push(ChunkRecord {
+                decided_at: now,
+                sent_at,
+                serving_at: sent_at + delay,
+                nodes: *nodes,
+            });
+            self.orders.push((sent_at, *nodes));
+        }
+        let done = now + delay * decision.chunks.len() as i32;
+        self.operation_until = Some(done);
+        self.seen.scale_in_cooldown_until = Some(done + chrono_dur(policy.scale_in.cooldown));
+        self.seen.cooldown_until = Some(done + chrono_dur(policy.cooldown));
+        self.ordered = self.ordered.saturating_add(decision.increment);
+        // The votes are in rule order; the driving ones mute their rule.
+        for (idx, v) in decision.votes.iter().enumerate() {
+            if v.increment > 0 && v.outcome == decision.outcome {
+                self.seen.last_fired[idx] = Some(now);
+                if let policy::VoteReason::WindowOpen {
+                    since,
+                    add_once: Some(_),
+                    ..
+                } = v.reason
+                {
+                    self.seen.schedule_done[idx] = Some(since);
+                }
+            }
+        }
+        // The first chunk is sent now: bill it from this step.
+        self.send_due(now);
+    }
+}
+
+/// What the rules observe: closed-loop rules the simulated signals,
+/// open-loop rules their recorded history, each kept to its retention.
+struct Observer<'a> {
+    modes: Vec<RuleMode>,
+    histories: Vec<History>,
+    open: Vec<Cursor<'a, Sample>>,
+    demand: Cursor<'a, (DateTime<Utc>, f64)>,
+    /// A recorded point counts for the step it falls in.
+    point_life: chrono::Duration,
+}
+
+impl<'a> Observer<'a> {
+    fn new(input: &ClusterInput<'a>, grid: &Grid) -> Self {
+        let rules = &input.policy.rules;
+        Self {
+            modes: rule_modes(input.policy),
+            histories: rules
+                .iter()
+                .map(|r| History::new(r.kind.retention(grid.step)))
+                .collect(),
+            open: (0..rules.len())
+                .map(|i| {
+                    Cursor::new(
+                        input
+                            .history
+                            .get(i)
+                            .and_then(|h| h.as_deref())
+                            .unwrap_or(&[]),
+                    )
+                })
+                .collect(),
+            demand: Cursor::new(input.demand),
+            point_life: chrono_dur(grid.step),
+        }
+    }
+
+    /// Demand at `now` (held between samples), and every rule's reading of
+    /// `signals` or its history appended.
+    fn observe(
+        &mut self,
+        now: DateTime<Utc>,
+        model: &Model,
+        running: u32,
+    ) -> (Option<f64>, Signals) {
+        let demand = self.demand.at(now, |p| p.0).map(|p| p.1);
         let signals = model.signals(demand.unwrap_or(0.0), running);
-
-        // 3. Observations.
-        for ((mode, history), cursor) in modes.iter().zip(&mut histories).zip(&mut open_cursors) {
+        let point_life = self.point_life;
+        for ((mode, history), cursor) in self
+            .modes
+            .iter()
+            .zip(&mut self.histories)
+            .zip(&mut self.open)
+        {
             let value = match mode {
                 RuleMode::Schedule => continue,
                 RuleMode::Closed(signal) => match demand {
@@ -472,152 +615,146 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             };
             history.push(Sample { at: now, value });
         }
+        (demand, signals)
+    }
 
-        // 4. Decide.
-        let obs: Vec<&[Sample]> = histories.iter().map(History::recent).collect();
-        let busy_with_operation = operation_until.is_some_and(|t| now < t);
-        seen.running = Some(running);
-        seen.in_flight = in_flight_before;
-        seen.operation_open = busy_with_operation;
-        seen.orders.clear();
-        seen.orders.extend_from_slice(&orders[budget_from..sent]);
-        let view = seen.view(&removal_history);
-        let decision = policy::decide(policy, &view, &obs, now, max_gap);
-        if scale_in.enabled {
-            removal_history.push(Proposal {
-                at: now,
-                nodes: decision.proposal,
-                effective: decision.effective,
-            });
-            policy::scale_in::prune(&mut removal_history, now, scale_in.stabilization, max_gap);
-        }
-        let acted = decision.orders() && !busy_with_operation;
-        // With nodes = "ours", only nodes this replay ordered can go (the
-        // initial ones carry no owner tag).
-        let removable = match scale_in.scope {
-            policy::NodeScope::Ours { .. } => served_nodes.saturating_sub(removed_nodes),
-            policy::NodeScope::AnyTask => running,
-        }
-        .min(running);
-        let removed = if busy_with_operation {
+    /// Every rule's recent samples, newest last.
+    fn recent(&self) -> Vec<&[Sample]> {
+        self.histories.iter().map(History::recent).collect()
+    }
+}
+
+/// The timeline's sentences: consecutive steps that explain the same way
+/// share one string, and with [`Detail::Events`] quiet steps have none.
+struct Narrator {
+    detail: Detail,
+    units: Vec<Unit>,
+    empty: Arc<str>,
+    last: Option<(Decision, bool, Arc<str>)>,
+}
+
+impl Narrator {
+    fn reason(&mut self, decision: Decision, held_by_operation: bool) -> Arc<str> {
+        let quiet = decision.outcome == Outcome::Hold && decision.proposed == 0;
+        let reason = match &self.last {
+            _ if self.detail == Detail::Events && quiet => self.empty.clone(),
+            // Explaining costs microseconds; most steps repeat the last one.
+            Some((prev, held, text))
+                if *held == held_by_operation && same_explanation(prev, &decision) =>
+            {
+                text.clone()
+            }
+            _ => {
+                let mut text = decision.explain(&self.units);
+                if held_by_operation {
+                    text.push_str("; an operation is still in progress -> hold");
+                }
+                Arc::from(text)
+            }
+        };
+        self.last = Some((decision, held_by_operation, reason.clone()));
+        reason
+    }
+}
+
+/// Replays one cluster over `grid`, closed loop. Pure and deterministic.
+pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterRun {
+    let policy = input.policy;
+    let model = input.model;
+    let max_gap = policy::max_gap(grid.step);
+    let delay = chrono_dur(model.provisioning_delay);
+    let mut fleet = Fleet::new(input);
+    let mut observer = Observer::new(input, grid);
+    let mut narrator = Narrator {
+        detail,
+        units: policy.rules.iter().map(|r| r.unit).collect(),
+        empty: Arc::from(""),
+        last: None,
+    };
+    let mut costs = Costs::default();
+    let mut summary = Summary {
+        initial_task_nodes: input.initial_task_nodes,
+        steps: grid.steps,
+        open_loop_rules: policy
+            .rules
+            .iter()
+            .zip(&observer.modes)
+            .filter(|(_, m)| matches!(m, RuleMode::Open(_)))
+            .map(|(r, _)| r.name.to_string())
+            .collect(),
+        ..Summary::default()
+    };
+    let mut outcome_counts = [0usize; Outcome::ALL.len()];
+    let mut timeline = Vec::with_capacity(if detail == Detail::Summary {
+        0
+    } else {
+        grid.steps
+    });
+    let mut in_flight_by_step = Vec::with_capacity(grid.steps);
+
+    for i in 0..grid.steps {
+        let now = grid.at(i);
+        fleet.advance(now);
+        let (demand, signals) = observer.observe(now, &model, fleet.running);
+        let decision = fleet.decide(policy, &observer.recent(), now, max_gap);
+
+        // Act: while the operation runs, nothing is sent.
+        let busy = fleet.busy(now);
+        let removed = if busy {
             0
         } else {
-            decision.removes().min(removable)
+            fleet.remove(policy, decision.removes(), now)
         };
         if removed > 0 {
-            // Out of service at once; billed until drained.
-            running -= removed;
-            removed_nodes = removed_nodes.saturating_add(removed);
-            draining.push_back((now + grace, removed));
-            operation_until = Some(now + grace);
-            seen.scale_in_cooldown_until = Some(now + grace + scale_in_cooldown);
             summary.nodes_removed = summary.nodes_removed.saturating_add(removed);
             summary.api_calls += 1;
             summary.operations += 1;
         }
-
-        // 5. Act.
+        let acted = decision.orders() && !busy;
         if acted {
-            let n = decision.chunks.len() as i32;
-            for (k, nodes) in decision.chunks.iter().enumerate() {
-                let k = k as i32;
-                let sent_at = now + delay * k;
-                chunks.push(ChunkRecord {
-                    decided_at: now,
-                    sent_at,
-                    serving_at: sent_at + delay,
-                    nodes: *nodes,
-                });
-                orders.push((sent_at, *nodes));
-            }
-            let done = now + delay * n;
-            operation_until = Some(done);
-            seen.scale_in_cooldown_until = Some(done + scale_in_cooldown);
-            seen.cooldown_until = Some(done + cooldown);
-            ordered_nodes = ordered_nodes.saturating_add(decision.increment);
+            fleet.order(policy, &decision, delay, now);
             summary.nodes_added = summary.nodes_added.saturating_add(decision.increment);
             summary.chunks += decision.chunks.len() as u32;
             summary.api_calls += decision.chunks.len() as u32;
             summary.operations += 1;
-            // The votes are in rule order; the driving ones mute their rule.
-            for (idx, v) in decision.votes.iter().enumerate() {
-                if v.increment > 0 && v.outcome == decision.outcome {
-                    seen.last_fired[idx] = Some(now);
-                    if let policy::VoteReason::WindowOpen {
-                        since,
-                        add_once: Some(_),
-                        ..
-                    } = v.reason
-                    {
-                        seen.schedule_done[idx] = Some(since);
-                    }
-                }
-            }
-            // The first chunk is sent now: bill it from this step.
-            while sent < chunks.len() && chunks[sent].sent_at <= now {
-                billed_nodes = billed_nodes.saturating_add(chunks[sent].nodes);
-                sent += 1;
-            }
         }
-        let (outcome, increment) =
-            if (decision.orders() && !acted) || (decision.removes() > 0 && removed == 0) {
-                (Outcome::Hold, 0)
-            } else {
-                (decision.outcome, if acted { decision.increment } else { 0 })
-            };
-        let in_flight = ordered_nodes.saturating_sub(served_nodes);
+        let held_by_operation =
+            (decision.orders() && !acted) || (decision.removes() > 0 && removed == 0);
+        let (outcome, increment) = if held_by_operation {
+            (Outcome::Hold, 0)
+        } else {
+            (decision.outcome, if acted { decision.increment } else { 0 })
+        };
+        let in_flight = fleet.in_flight();
         summary.peak_in_flight = summary.peak_in_flight.max(in_flight);
         in_flight_by_step.push(in_flight);
         if let Some(k) = Outcome::ALL.iter().position(|o| *o == outcome) {
             outcome_counts[k] += 1;
         }
 
-        // 7. Costs over [now, now + step); removed nodes no longer serve.
+        // Costs over [now, now + step); removed nodes no longer serve.
         let signals = if removed > 0 {
-            model.signals(demand.unwrap_or(0.0), running)
+            model.signals(demand.unwrap_or(0.0), fleet.running)
         } else {
             signals
         };
-        costs.step(&signals, billed_nodes, grid.step);
+        costs.step(&signals, fleet.billed, grid.step);
         if demand.is_none() {
             summary.steps_without_demand += 1;
         }
 
         if detail != Detail::Summary {
-            let quiet = decision.outcome == Outcome::Hold && decision.proposed == 0;
-            let held_by_operation =
-                (decision.orders() && !acted) || (decision.removes() > 0 && removed == 0);
-            let reason = if detail == Detail::Events && quiet {
-                empty_reason.clone()
-            } else {
-                match &last_reason {
-                    // Explaining costs microseconds; most steps repeat the last one.
-                    Some((prev, held, text))
-                        if *held == held_by_operation && same_explanation(prev, &decision) =>
-                    {
-                        text.clone()
-                    }
-                    _ => {
-                        let mut text = decision.explain(&units);
-                        if held_by_operation {
-                            text.push_str("; an operation is still in progress -> hold");
-                        }
-                        Arc::from(text)
-                    }
-                }
-            };
             timeline.push(StepRecord {
                 time: now,
                 demand_mb: demand,
                 capacity_mb: signals.capacity_mb,
-                running,
+                running: fleet.running,
                 in_flight,
                 outcome,
                 increment,
                 removed,
-                reason: reason.clone(),
+                reason: narrator.reason(decision, held_by_operation),
             });
-            last_reason = Some((decision, held_by_operation, reason));
         }
     }
     summary.node_hours = costs.node_hours;
@@ -625,8 +762,8 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
     summary.unmet_gib_minutes = costs.unmet_gib_minutes;
     summary.final_task_nodes = input
         .initial_task_nodes
-        .saturating_add(ordered_nodes)
-        .saturating_sub(removed_nodes);
+        .saturating_add(fleet.ordered)
+        .saturating_sub(fleet.removed);
     summary.outcomes = Outcome::ALL
         .iter()
         .zip(outcome_counts)
@@ -638,7 +775,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
         summary,
         timeline,
         in_flight: in_flight_by_step,
-        chunks,
+        chunks: fleet.chunks,
     }
 }
 
