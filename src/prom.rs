@@ -5,6 +5,11 @@
 //! Nothing that is not a single finite sample ever becomes a number: an empty
 //! vector, several series, NaN/Inf, a stale sample or a failed query are all
 //! reported as such, so a missing series can never read as zero.
+//!
+//! # Rules
+//! - Freshness is Prometheus's own (a series no longer scraped reads empty, which
+//!   holds). The former rule key `max_age` is refused by `check` with the PromQL
+//!   that replaces it: on aggregated queries `timestamp()` is the evaluation time.
 
 use std::path::PathBuf;
 use std::time::Duration;

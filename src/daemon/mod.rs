@@ -4,6 +4,11 @@
 //! Events are few and closed: a worker's tick, a capacity snapshot, a reload,
 //! a stop. Workers never wait on each other: each evaluates its own cluster
 //! on its own timer, and sends through the shared, fair per-action limiters.
+//!
+//! # Rules
+//! - READY=1 is sent once the config is valid, the state is loaded and the listener is
+//!   bound; it never waits on Prometheus or the EMR API. `--ready-file` is written just
+//!   before, once the admin server is spawned; if it cannot be written, `run` fails.
 
 pub mod actuator;
 pub mod admin;

@@ -24,6 +24,33 @@
 //! [`Effect::Save`], then at most one call ([`Effect::Send`] or
 //! [`Effect::ReadFlow`]), then notes for metrics and logs, and
 //! [`Effect::Close`] last. A shell that cannot save performs nothing after it.
+//!
+//! # Rules
+//! - A scale-in is an operation of the same machine: its node list (`RemovalIntent`) is on
+//!   disk before `TerminateClusterNodes` is sent, and the client never retries it (no
+//!   token). "The same token" reads "the same node list", with no age limit: an unknown
+//!   removal waits for a snapshot after the doubt with status 2, has the node list read
+//!   (`ListNodes` -> `NodesListed`), and re-sends only the named nodes still listed and
+//!   eligible, or closes when none remain. A first-attempt `ResourceNotFound` (a named node
+//!   is gone) re-reads the list instead of counting as a config fault. Its flow deadline
+//!   is `grace_period + flow_timeout`. It counts in no budget, records no arrival and
+//!   starts no cluster cooldown; every operation's end starts the scale-in cooldown
+//!   (`last_operation_end`).
+//! - A success without FlowId is executed and never re-sent; it ends when a later
+//!   snapshot shows the nodes, or shows the cluster scaling and then idle.
+//! - One operation per cluster at a time. A decision above 20 nodes is one operation of
+//!   ceil(N/20) chunks; chunk k+1 goes out only with a capacity snapshot taken after chunk
+//!   k's flow ended (so its task-node count includes chunk k), and the cooldown starts
+//!   after the last one. Nodes of the operation not yet running count as in flight.
+//! - Rule cooldowns and schedule one-shots are marked when a chunk was accepted or may
+//!   have executed, never before: a refused order does not use up a schedule window.
+//! - Refusals: sold_out backs the cluster off for `sold_out_backoff`; invalid, auth and
+//!   not_found back it off for its cooldown; a refused first chunk starts no cooldown.
+//! - A chunk unfinished after `flow_timeout` (flow running, flow unreadable, outcome
+//!   unknown) opens the breaker once. An unreadable flow shows on `/readyz` at once. A
+//!   flow that ends -1 or -3 ends the operation and counts in `flows_failed_total`.
+//! - Pause stops an operation before its next chunk. Resume clears the breaker; a stuck
+//!   operation is then judged from the task-node count and closed, never re-sent.
 
 use chrono::{DateTime, Duration, Utc};
 

@@ -1,5 +1,14 @@
 //! What the admin server shows: per-cluster status, readiness reasons and
 //! loop progress for `/healthz` and the watchdog.
+//!
+//! # Rules
+//! - Liveness is the process, readiness is the world. `/healthz` and WATCHDOG=1 fail
+//!   only when an owner or the capacity poller has neither completed a step nor been
+//!   waiting on a call still inside that call's own timeout (`InCall` guards; an EMR
+//!   call's is `TencentConfig::call_within`, retries included) for 3 x
+//!   evaluation_interval + 10 s. Slow or failing APIs show on `/readyz` (labels:
+//!   data_error, capacity_unknown, auth, flow_unreadable, breaker, ...), status and
+//!   metrics, never on liveness.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -1,6 +1,24 @@
 //! One cluster's loop: follow the operation, observe every rule, read
 //! capacity, decide, report, act. Each cluster runs on its own timer, so a
 //! slow query or API call for one never delays another.
+//!
+//! # Rules
+//! - After any operation ends, no removal is decided until a capacity snapshot taken
+//!   after its end; and the node list read for a removal bounds it once more by
+//!   `min_task_nodes` (a snapshot can be older than the last removal). A refused
+//!   removal backs nothing off (a scale-in never delays a scale-out); an unknown one
+//!   past its deadline opens the breaker and is never re-sent. With `nodes = "ours"` and
+//!   no `owner_tag`, no node is ours.
+//! - Which nodes go: the owner reads the node list (and the ResourceManager when
+//!   `[clusters.yarn]` is set) only once the policy decided a removal, picks them with
+//!   `policy::scale_in::select`, and shows the choice (and why every other node was passed
+//!   over) as `last_selection` in the status. No list, or no ResourceManager answer, means
+//!   no scale-in this time. The stabilization history lives in the owner's memory, so
+//!   after a start one full window is observed before any removal.
+//! - Tencent's own auto-scaling is read before the first decision and every 10 minutes
+//!   (a failed read after 1 minute): an enabled strategy holds both directions with
+//!   outcome `conflict` unless `coexist_with_builtin`; unreadable strategies hold
+//!   scale-in only; both show on `/readyz` as `conflict`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -16,6 +16,16 @@
 //!   inside the client; nothing here prints it.
 //! - **Build.** Plain HTTP and JSON over the process's reqwest: every build
 //!   has HA, and nothing beyond cargo is needed to build it.
+//!
+//! # Rules
+//! - etcd calls: each attempt is bounded (a quarter of the TTL, 0.5 to 3 s) and tried
+//!   on the next member when it fails (`Grpc-Metadata-hasleader: true` on every
+//!   gateway request is etcd's require-leader metadata, so a member without quorum
+//!   refuses at once with "no leader", reads included). The gateway's JSON is read
+//!   as etcd writes it: 64-bit integers as strings, default values left out (a
+//!   failed transaction has no `succeeded`, a lost lease's keep-alive no `TTL`). The elector renews and campaigns every round (TTL/4, at most
+//!   1 s). A member's loss that costs a Raft election needs a TTL above the election
+//!   time; the default 10 s rides it out (measured: 2 s does not, 5 s does).
 
 use std::time::Duration;
 

@@ -22,6 +22,15 @@
 //! most of the ramp. Measured on `docs/demand-week.csv` and in the daemon's
 //! ramp test: ordering on the trend alone met a ramp's first minutes with
 //! one node and left pending work for a flow and a half.
+//!
+//! # Rules
+//! - A capacity rule sizes from demand (allocated plus pending, which does not fall when
+//!   nodes arrive): `desired = ceil((D + max(headroom, horizon x growth) - reserved) /
+//!   per_node)` against running plus in flight. Growth alone never starts a scale-out:
+//!   one is due only once demand plus headroom outgrows running plus in flight, because
+//!   an order holds the cluster for a flow and a ramp's first evaluations see a sliver
+//!   of its slope. The automatic horizon reads `scale_out_secs` in the state (the last
+//!   10 flows, recorded when a chunk's nodes arrive).
 
 use std::time::Duration;
 

@@ -8,6 +8,21 @@
 //! A capacity rule ([`capacity`]) bounds every removal by what it wants, so
 //! no other rule removes nodes it needs. With a cluster's scale-in off, a
 //! rule proposing fewer nodes than running means "hold".
+//!
+//! # Rules
+//! - Guard rails apply in this order: pause / breaker / unknown capacity (hold), then
+//!   max_task_nodes (running + in flight), max_step, hourly and daily budgets, and last
+//!   the cluster cooldown or sold-out backoff, during which only a floor
+//!   (min_task_nodes or an open schedule's floor) may be restored. Budgets and the
+//!   ceiling apply to floors too.
+//! - Missing data (empty, NaN/Inf, stale, several series, query error) is never a number.
+//!   With the default `on_missing = "hold"` it never adds nodes.
+//! - The demand-sized target form counts nodes in flight against the demand:
+//!   `desired = ceil(pending / per_node x factor) + running`, so the increment is
+//!   `ceil(..) - in_flight`. Pending memory does not fall until ordered nodes arrive, so
+//!   the literal `+ effective` form would order the same demand again on every tick.
+//! - Capacity unknown (no fresh DescribeInstances answer, no TaskNodeSize) means hold.
+//!   A cluster in a flow that is not ours (status not 2 or 302) holds too.
 
 pub mod capacity;
 pub mod decision;

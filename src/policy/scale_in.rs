@@ -14,6 +14,21 @@
 //! "ours", and, with YARN configured, matched to a YARN node by its `Ip`. A
 //! node whose state is unknown (a field missing, null tags under "ours", no
 //! YARN match) is never eligible.
+//!
+//! # Rules
+//! - Scale-in, in the policy: a removal is proposed only when no rule adds (muted votes
+//!   and unmet floors count as adding), no rule lacks data, and scale-in is enabled. The
+//!   proposal is the smallest among the rules that propose one (a ratio target below its
+//!   band with no node settling, or a threshold with `remove = N`; the demand form never
+//!   proposes one, since pending work cannot show idle capacity). A capacity rule bounds
+//!   the removal even when it proposes none (no rule removes nodes it wants).
+//!   `stabilization` keeps the largest desired count of its window (each proposal records
+//!   the count it was made against, so after a removal the window's earlier wishes are
+//!   judged against what is left), and a window must be observed continuously after
+//!   every start. Then: no removal while an operation is open or either cooldown runs,
+//!   never below `min_task_nodes` or an open schedule's floor, at most `scale_in.max_step`.
+//!   Nodes named by an open scale-in count as gone. `conflict` (Tencent's own auto-scaling
+//!   on) holds both directions; unreadable strategies hold only scale-in.
 
 use std::collections::BTreeSet;
 use std::fmt;

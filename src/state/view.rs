@@ -8,6 +8,12 @@
 //! removal's nodes count as gone, a cooldown or a tripped breaker holds,
 //! and a flow Tencent runs makes the cluster busy. `backtest`, which keeps
 //! no durable record, fills a [`Projection`] from its replayed cluster.
+//!
+//! # Rules
+//! - Arrivals: nodes of a finished chunk count in flight until a snapshot taken after
+//!   their arrival shows them, then for `settle` (default 2 x evaluation_interval, at
+//!   least 1m) as "settling": target rules judge demand against the capacity without
+//!   them, so a metric that lags never orders the same demand twice.
 
 use std::time::Duration;
 
