@@ -60,11 +60,6 @@ impl ManualClock {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
         *now += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
     }
-
-    /// Sets the clock to `to`.
-    pub fn set(&self, to: DateTime<Utc>) {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = to;
-    }
 }
 
 impl Clock for ManualClock {
@@ -90,11 +85,6 @@ impl ScaledClock {
             origin: tokio::time::Instant::now(),
             speed: speed.max(f64::MIN_POSITIVE),
         }
-    }
-
-    /// The acceleration factor.
-    pub fn speed(&self) -> f64 {
-        self.speed
     }
 }
 

@@ -34,7 +34,7 @@ pub enum ConnectError {
 
 /// What outlives a reload.
 #[derive(Debug, Clone)]
-pub struct Connections {
+pub(crate) struct Connections {
     /// The one HTTP client.
     pub http: reqwest::Client,
     /// The credential chain (its cache of temporary keys included).
@@ -46,7 +46,7 @@ pub struct Connections {
 impl Connections {
     /// Connections for `config`; `fixed` credentials (the demo) replace the
     /// process's credential chain.
-    pub fn new(config: &Config, fixed: Option<Credentials>) -> Result<Self, ConnectError> {
+    pub(crate) fn new(config: &Config, fixed: Option<Credentials>) -> Result<Self, ConnectError> {
         let http = crate::http::http_client(
             config.tencent.connect_timeout,
             config.tencent.request_timeout,
@@ -67,7 +67,7 @@ impl Connections {
 
     /// The EMR client for `config` over these connections, reporting every
     /// attempt to `observer`.
-    pub fn emr(
+    pub(crate) fn emr(
         &self,
         config: &Config,
         observer: Arc<dyn ApiObserver>,
@@ -91,12 +91,12 @@ impl Connections {
     }
 
     /// The EMR client with no observer.
-    pub fn emr_quiet(&self, config: &Config) -> Result<EmrClient, ConnectError> {
+    pub(crate) fn emr_quiet(&self, config: &Config) -> Result<EmrClient, ConnectError> {
         self.emr(config, Arc::new(NoObserver))
     }
 
     /// Prometheus for `config` over the shared HTTP client.
-    pub fn prometheus(&self, config: &Config) -> Result<Prometheus, ConnectError> {
+    pub(crate) fn prometheus(&self, config: &Config) -> Result<Prometheus, ConnectError> {
         Ok(Prometheus::new(
             self.http.clone(),
             config.prometheus.url.as_str(),
@@ -109,7 +109,7 @@ impl Connections {
 /// Prometheus for long range queries over history (`backtest`), on its own
 /// HTTP client whose timeout allows a range query its 4 × `prometheus.timeout`.
 /// No EMR client is built next to it, so there is nothing to share.
-pub fn history_prometheus(config: &Config) -> Result<Prometheus, ConnectError> {
+pub(crate) fn history_prometheus(config: &Config) -> Result<Prometheus, ConnectError> {
     let p = &config.prometheus;
     let http = crate::http::http_client(std::time::Duration::from_secs(5), p.timeout * 4)?;
     Ok(Prometheus::new(

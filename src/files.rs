@@ -9,11 +9,11 @@ use std::io::{self, Read};
 use std::path::Path;
 
 /// The largest secret file read: credentials, tokens, passwords.
-pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
 /// Reads `path` whole, refusing a file larger than `max` bytes with an
 /// [`io::ErrorKind::FileTooLarge`] error that names the cap.
-pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let file = std::fs::File::open(path)?;
     let mut bytes = Vec::new();
     file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
@@ -27,19 +27,19 @@ pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
 }
 
 /// Reads a text file of at most `max` bytes.
-pub fn read_text_capped(path: &Path, max: u64) -> io::Result<String> {
+pub(crate) fn read_text_capped(path: &Path, max: u64) -> io::Result<String> {
     String::from_utf8(read_capped(path, max)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 /// Reads a secret file (at most [`MAX_SECRET_BYTES`]), trimmed of
 /// surrounding white space.
-pub fn read_secret(path: &Path) -> io::Result<String> {
+pub(crate) fn read_secret(path: &Path) -> io::Result<String> {
     Ok(read_text_capped(path, MAX_SECRET_BYTES)?.trim().to_string())
 }
 
 /// Whether a file's permission bits let its group or others read it.
-pub fn readable_by_others(path: &Path) -> bool {
+pub(crate) fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
 }

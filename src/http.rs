@@ -9,7 +9,10 @@ use std::time::Duration;
 
 /// A client builder with the process's redirect policy and timeouts, for a
 /// client that needs more (etcd's CA bundle and client certificate).
-pub fn builder(connect_timeout: Duration, request_timeout: Duration) -> reqwest::ClientBuilder {
+pub(crate) fn builder(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> reqwest::ClientBuilder {
     // The ring provider keeps the build light; a second install is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -70,7 +73,10 @@ pub enum ReadError {
 
 /// Reads `resp`'s body, refusing more than `max` bytes: a declared length
 /// over the cap is refused before reading, a stream over it is cut off.
-pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, ReadError> {
     if let Some(declared) = resp.content_length().filter(|&n| n > max as u64) {
         return Err(ReadError::Declared { declared, max });
     }
@@ -87,7 +93,7 @@ pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<
 /// An error with its sources, `outer: inner: innermost`: a client's "error
 /// sending request" says nothing until its cause (a timeout, a refused
 /// connection) is named.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

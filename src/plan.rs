@@ -25,7 +25,7 @@ use crate::tencent::emr::ClusterInfo;
 
 /// A rule whose data could not be read.
 #[derive(Debug, Clone)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The cluster.
     pub cluster: String,
     /// The rule, or `-` for the EMR API.
@@ -36,7 +36,7 @@ pub struct Failure {
 
 /// One cluster's plan.
 #[derive(Debug, Clone)]
-pub struct ClusterPlan {
+pub(crate) struct ClusterPlan {
     /// The cluster.
     pub instance_id: String,
     /// The decision.
@@ -49,7 +49,7 @@ pub struct ClusterPlan {
 
 /// What a proposed removal would take.
 #[derive(Debug, Clone)]
-pub struct RemovalPlan {
+pub(crate) struct RemovalPlan {
     /// Nodes the rules propose to give back now.
     pub proposed: u32,
     /// After the floors and `scale_in.max_step`.
@@ -119,13 +119,15 @@ async fn samples(
 
 /// Evaluates every cluster once, now. Failures name the rule; the plan still
 /// covers every cluster (a failed rule counts as missing data).
-pub async fn evaluate(config: &Config) -> Result<(Vec<ClusterPlan>, Vec<Failure>), ConnectError> {
+pub(crate) async fn evaluate(
+    config: &Config,
+) -> Result<(Vec<ClusterPlan>, Vec<Failure>), ConnectError> {
     evaluate_at(config, crate::clock::wall_now(), None).await
 }
 
 /// As [`evaluate`], at `now`, with `fixed` credentials instead of the
 /// process's chain (the demo's simulator).
-pub async fn evaluate_at(
+pub(crate) async fn evaluate_at(
     config: &Config,
     now: DateTime<Utc>,
     fixed: Option<crate::tencent::Credentials>,
@@ -325,7 +327,7 @@ fn opt(v: Option<u32>) -> String {
 }
 
 /// Prints the plan as a table, or JSON.
-pub fn print(
+pub(crate) fn print(
     out: &mut dyn Write,
     plans: &[ClusterPlan],
     failures: &[Failure],

@@ -20,7 +20,7 @@ use prometheus_http_query::response::{Data, PromqlResult};
 use crate::policy::{DataIssue, Reading, Sample};
 
 /// Prometheus returns at most this many points per series in one range query.
-pub const MAX_POINTS_PER_QUERY: i64 = 11_000;
+pub(crate) const MAX_POINTS_PER_QUERY: i64 = 11_000;
 
 /// How queries authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,7 +78,7 @@ pub struct UrlError {
 
 /// The largest Prometheus answer read (a range chunk of 11,000 points is far
 /// below it); a bigger one is a failed query.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The API's envelope.
 #[derive(serde::Deserialize)]
@@ -146,7 +146,7 @@ impl std::fmt::Debug for Prometheus {
 }
 
 /// Classifies an instant query result. Pure.
-pub fn classify(data: &Data) -> Reading {
+pub(crate) fn classify(data: &Data) -> Reading {
     match data {
         Data::Vector(v) => match v.as_slice() {
             [] => Reading::Missing(DataIssue::Empty),
@@ -250,7 +250,7 @@ impl Prometheus {
     /// Evaluates `query` over `[start, end]` every `step`, in as many requests
     /// as Prometheus's 11,000-points limit needs. Several series are an error;
     /// no series gives no samples.
-    pub async fn range(
+    pub(crate) async fn range(
         &self,
         query: &str,
         start: DateTime<Utc>,

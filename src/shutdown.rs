@@ -1,7 +1,7 @@
 //! Stop signals: SIGTERM and SIGINT.
 
 /// Resolves on the first SIGTERM or SIGINT.
-pub async fn signal() {
+pub(crate) async fn signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

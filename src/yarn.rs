@@ -20,7 +20,7 @@ use url::Url;
 use crate::policy::scale_in::{YarnNode, YarnState, host_of};
 
 /// The largest answer read (a cluster of thousands of nodes fits easily).
-pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// The most redirects one read follows (standby to active is one).
 const MAX_REDIRECTS: usize = 3;

@@ -14,7 +14,7 @@ use plotters::prelude::*;
 use super::engine::{ClusterRun, Grid};
 
 /// At most this many clusters are drawn; the caption says when more ran.
-pub const MAX_PANELS: usize = 16;
+pub(crate) const MAX_PANELS: usize = 16;
 /// At most this many points per line.
 const MAX_POINTS: usize = 2000;
 
@@ -38,11 +38,11 @@ pub struct ChartError {
 
 /// Another configuration's runs, drawn over the first's: its name, and its
 /// runs (matched to the first's by cluster).
-pub type Overlay<'a> = (&'a str, &'a [ClusterRun]);
+pub(crate) type Overlay<'a> = (&'a str, &'a [ClusterRun]);
 
 /// Writes the chart of `clusters` over `grid` to `path`, with `overlay`'s
 /// serving capacity in the same panels.
-pub fn write(
+pub(crate) fn write(
     path: &Path,
     grid: &Grid,
     title: &str,

@@ -69,7 +69,7 @@ use crate::state::Projection;
 use super::BacktestError;
 
 /// Replays can be long, but not absurd: more steps than this is refused.
-pub const MAX_STEPS: usize = 20_000_000;
+pub(crate) const MAX_STEPS: usize = 20_000_000;
 
 /// The instants a replay evaluates: `steps` of them from `from`, `step` apart.
 /// Each stands for the interval `[t, t + step)`; the last one ends at or
@@ -126,13 +126,8 @@ impl Grid {
     }
 
     /// The end of the last step.
-    pub fn end(&self) -> DateTime<Utc> {
+    pub(crate) fn end(&self) -> DateTime<Utc> {
         self.at(self.steps)
-    }
-
-    /// Minutes one step stands for.
-    pub fn step_minutes(&self) -> f64 {
-        self.step.as_secs_f64() / 60.0
     }
 }
 
@@ -281,7 +276,7 @@ pub struct Summary {
 
 impl Summary {
     /// Adds `other`'s additive figures; peak in flight is left to the caller.
-    pub fn accumulate(&mut self, other: &Summary) {
+    pub(crate) fn accumulate(&mut self, other: &Summary) {
         self.nodes_added += other.nodes_added;
         self.nodes_removed += other.nodes_removed;
         self.node_hours += other.node_hours;

@@ -20,11 +20,11 @@ use chrono::{DateTime, Utc};
 use super::BacktestError;
 
 /// Demand points `(time, MB)` in time order.
-pub type DemandSeries = Vec<(DateTime<Utc>, f64)>;
+pub(crate) type DemandSeries = Vec<(DateTime<Utc>, f64)>;
 
 /// The demand rows of a file.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DemandTable {
+pub(crate) struct DemandTable {
     /// Rows without a cluster, in time order.
     pub all: DemandSeries,
     /// Rows per cluster, in time order.
@@ -35,7 +35,7 @@ impl DemandTable {
     /// The series for `cluster`: its own rows merged with the rows for every
     /// cluster (at one instant, the cluster's own row wins). `None` when no
     /// row applies.
-    pub fn for_cluster(&self, cluster: &str) -> Option<DemandSeries> {
+    pub(crate) fn for_cluster(&self, cluster: &str) -> Option<DemandSeries> {
         let own = self.by_cluster.get(cluster);
         if self.all.is_empty() && own.is_none_or(Vec::is_empty) {
             return None;
@@ -51,7 +51,7 @@ impl DemandTable {
 }
 
 /// Parses a timestamp: RFC3339 or Unix seconds.
-pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.to_utc());
@@ -77,7 +77,7 @@ fn field(s: &str) -> &str {
 }
 
 /// Parses CSV text; `source` names it in errors.
-pub fn parse(text: &str, source: &str) -> Result<DemandTable, BacktestError> {
+pub(crate) fn parse(text: &str, source: &str) -> Result<DemandTable, BacktestError> {
     let mut table = DemandTable::default();
     let err = |line: usize, message: String| BacktestError::Input {
         file: source.to_string(),
@@ -156,7 +156,7 @@ pub fn parse(text: &str, source: &str) -> Result<DemandTable, BacktestError> {
 }
 
 /// Reads and parses a CSV file.
-pub fn read(path: &Path) -> Result<DemandTable, BacktestError> {
+pub(crate) fn read(path: &Path) -> Result<DemandTable, BacktestError> {
     let text = std::fs::read_to_string(path).map_err(|e| BacktestError::Io {
         what: format!("cannot read {}", path.display()),
         reason: e.to_string(),

@@ -12,10 +12,10 @@
 //! cluster it does not have), 1 anything else (bad CSV line, Prometheus
 //! failure naming the query, unwritable output).
 
-pub mod chart;
-pub mod engine;
-pub mod input;
-pub mod report;
+pub(crate) mod chart;
+pub(crate) mod engine;
+pub(crate) mod input;
+pub(crate) mod report;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub use engine::{
     ClusterInput, ClusterRun, Detail, Grid, RuleMode, StepRecord, Summary, replay, rule_modes,
 };
-pub use report::ConfigRun;
+pub(crate) use report::ConfigRun;
 
 use crate::config::{self, ClusterConfig, Config, ConfigError};
 use crate::policy::Sample;
@@ -106,7 +106,7 @@ fn input_text(file: &str, line: usize, message: &str) -> String {
 impl BacktestError {
     /// Whether a configuration is at fault (an invalid file, or a cluster it
     /// does not have), rather than the input, Prometheus or the output.
-    pub fn is_config(&self) -> bool {
+    pub(crate) fn is_config(&self) -> bool {
         matches!(
             self,
             BacktestError::Config(_) | BacktestError::UnknownCluster { .. }
@@ -209,7 +209,7 @@ async fn fetch(
 
 /// What one backtest replays, and where its outputs go.
 #[derive(Debug, Clone)]
-pub struct BacktestOptions {
+pub(crate) struct BacktestOptions {
     /// The configuration whose clusters and rules are replayed.
     pub config: PathBuf,
     /// Start of the replayed window.
@@ -235,7 +235,7 @@ pub struct BacktestOptions {
 }
 
 /// Runs the backtest `args` describe; returns the summary table.
-pub async fn run(args: &BacktestOptions) -> Result<String, BacktestError> {
+pub(crate) async fn run(args: &BacktestOptions) -> Result<String, BacktestError> {
     let config = config::load(&args.config)?;
     let other = match &args.compare {
         Some(p) => Some((config::load(p)?, p)),

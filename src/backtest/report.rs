@@ -12,7 +12,7 @@ use crate::replay::Model;
 
 /// Every cluster's replay under one configuration.
 #[derive(Debug, Clone)]
-pub struct ConfigRun {
+pub(crate) struct ConfigRun {
     /// The configuration file, as given.
     pub config: String,
     /// One run per cluster, in configuration order.
@@ -22,7 +22,7 @@ pub struct ConfigRun {
 impl ConfigRun {
     /// All clusters together. Peak in flight is the most nodes in flight
     /// across clusters at one step.
-    pub fn total(&self) -> Summary {
+    pub(crate) fn total(&self) -> Summary {
         let mut total = Summary::default();
         for c in &self.clusters {
             total.accumulate(&c.summary);
@@ -77,7 +77,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Writes `timeline.csv`: one row per cluster and step.
-pub fn write_timeline_csv(path: &Path, run: &ConfigRun) -> Result<(), BacktestError> {
+pub(crate) fn write_timeline_csv(path: &Path, run: &ConfigRun) -> Result<(), BacktestError> {
     let file = std::fs::File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::new(file);
     writeln!(
@@ -140,7 +140,7 @@ impl<'a> JsonStep<'a> {
 }
 
 /// Writes `timeline.json`: an array of step objects.
-pub fn write_timeline_json(path: &Path, run: &ConfigRun) -> Result<(), BacktestError> {
+pub(crate) fn write_timeline_json(path: &Path, run: &ConfigRun) -> Result<(), BacktestError> {
     let file = std::fs::File::create(path).map_err(io_err(path))?;
     let mut w = BufWriter::new(file);
     let json_err = |e: serde_json::Error| BacktestError::Io {
@@ -165,7 +165,7 @@ pub fn write_timeline_json(path: &Path, run: &ConfigRun) -> Result<(), BacktestE
 
 /// The parameters of a backtest, for `summary.json`.
 #[derive(Debug, Clone)]
-pub struct Setup<'a> {
+pub(crate) struct Setup<'a> {
     /// The step grid.
     pub grid: Grid,
     /// The simulated cluster sizes.
@@ -191,7 +191,7 @@ fn config_json(run: &ConfigRun) -> serde_json::Value {
 
 /// Writes `summary.json`: the setup, the figures of `run` and, when given,
 /// of the compared configuration.
-pub fn write_summary(
+pub(crate) fn write_summary(
     path: &Path,
     setup: &Setup<'_>,
     run: &ConfigRun,
@@ -252,7 +252,7 @@ fn rows(s: &Summary) -> Vec<(&'static str, String)> {
 
 /// The summary table: one column per configuration; per cluster when there
 /// are several, then all clusters together.
-pub fn table(grid: &Grid, runs: &[&ConfigRun]) -> String {
+pub(crate) fn table(grid: &Grid, runs: &[&ConfigRun]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let clusters = runs.first().map_or(0, |r| r.clusters.len());

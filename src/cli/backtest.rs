@@ -46,7 +46,7 @@ fn positive_megabytes(text: &str) -> Result<f64, String> {
 /// Writes timeline.csv, timeline.json, summary.json and chart.svg into
 /// --out and prints a summary table on stdout.
 #[derive(Debug, Args)]
-pub struct BacktestArgs {
+pub(crate) struct BacktestArgs {
     #[command(flatten)]
     /// The configuration whose clusters and rules are replayed.
     pub config: ConfigArg,
@@ -101,7 +101,7 @@ pub struct BacktestArgs {
 
 impl BacktestArgs {
     /// The replay these arguments describe.
-    pub fn options(self) -> BacktestOptions {
+    pub(crate) fn options(self) -> BacktestOptions {
         BacktestOptions {
             model: Model {
                 base_capacity_mb: self.base_capacity_mb,

@@ -19,7 +19,7 @@ fn report_config_error(e: &ConfigError) -> ExitCode {
 }
 
 /// `run`: the daemon, until SIGTERM/SIGINT.
-pub async fn run(args: RunArgs) -> ExitCode {
+pub(crate) async fn run(args: RunArgs) -> ExitCode {
     let options = crate::daemon::RunOptions {
         config_path: args.config.config,
         reset_state: args.reset_state,
@@ -38,7 +38,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 }
 
 /// `demo`: the self-contained simulation.
-pub async fn demo(args: DemoArgs) -> ExitCode {
+pub(crate) async fn demo(args: DemoArgs) -> ExitCode {
     let options = crate::demo::DemoOptions {
         config: args.config,
         speed: args.speed,
@@ -58,7 +58,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
 }
 
 /// `plan`: what the daemon would do now; exits 1 when a query fails.
-pub async fn plan(args: PlanArgs) -> ExitCode {
+pub(crate) async fn plan(args: PlanArgs) -> ExitCode {
     let config = match config::load(&args.config.config) {
         Ok(c) => c,
         Err(e) => return report_config_error(&e),
@@ -86,7 +86,7 @@ pub async fn plan(args: PlanArgs) -> ExitCode {
 }
 
 /// `check`: prints every problem, or a one-line summary.
-pub fn check(path: &std::path::Path) -> ExitCode {
+pub(crate) fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(c) => {
             println!("{}: OK ({} cluster(s))", path.display(), c.clusters.len());
@@ -124,7 +124,7 @@ fn configured(path: &std::path::Path, instance_id: &str) -> Result<config::Confi
 }
 
 /// `scale-out`: one manual order through the daemon's client path.
-pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
+pub(crate) async fn scale_out(args: ScaleOutArgs) -> ExitCode {
     let config = match configured(&args.config.config, &args.instance_id) {
         Ok(c) => c,
         Err(code) => return code,
@@ -201,7 +201,7 @@ pub async fn scale_out(args: ScaleOutArgs) -> ExitCode {
 }
 
 /// `sim`: serves the simulator until SIGINT or SIGTERM.
-pub async fn sim(args: SimArgs) -> ExitCode {
+pub(crate) async fn sim(args: SimArgs) -> ExitCode {
     use crate::sim::{SimCluster, SimConfig, Simulator};
     if !args.listen.ip().is_loopback() {
         eprintln!(
@@ -249,7 +249,7 @@ pub async fn sim(args: SimArgs) -> ExitCode {
 
 /// `backtest`: runs, prints the summary table; 78 when a configuration is
 /// at fault.
-pub async fn backtest(args: super::backtest::BacktestArgs) -> ExitCode {
+pub(crate) async fn backtest(args: super::backtest::BacktestArgs) -> ExitCode {
     match crate::backtest::run(&args.options()).await {
         Ok(table) => {
             print!("{table}");
@@ -267,7 +267,7 @@ pub async fn backtest(args: super::backtest::BacktestArgs) -> ExitCode {
 }
 
 /// `generate`: writes the artifact and prints the paths written.
-pub fn generate(args: &super::generate::GenerateArgs) -> ExitCode {
+pub(crate) fn generate(args: &super::generate::GenerateArgs) -> ExitCode {
     match super::generate::write(args.what, &args.out_dir) {
         Ok(paths) => {
             let mut out = std::io::stdout().lock();
@@ -319,7 +319,7 @@ fn print_reply(reply: &Reply) -> ExitCode {
 }
 
 /// `scale-in`: one manual graceful removal through the daemon's path.
-pub async fn scale_in(args: ScaleInArgs) -> ExitCode {
+pub(crate) async fn scale_in(args: ScaleInArgs) -> ExitCode {
     let config = match configured(&args.config.config, &args.instance_id) {
         Ok(c) => c,
         Err(code) => return code,

@@ -18,11 +18,11 @@ use clap_complete::Shell;
 use super::Cli;
 
 /// The installed name of the binary.
-pub const BIN_NAME: &str = "emr-autoscaler";
+pub(crate) const BIN_NAME: &str = "emr-autoscaler";
 
 /// What `generate` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Artifact {
+pub(crate) enum Artifact {
     /// Manual pages: emr-autoscaler.1 and one page per subcommand.
     Man,
     /// The bash completion script (emr-autoscaler.bash).
@@ -38,7 +38,7 @@ pub enum Artifact {
 
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub(crate) struct GenerateArgs {
     /// What to write.
     #[arg(value_enum)]
     pub what: Artifact,
@@ -49,7 +49,7 @@ pub struct GenerateArgs {
 
 /// Writes `what` into `out_dir` (created when missing) and returns the files
 /// written.
-pub fn write(what: Artifact, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn write(what: Artifact, out_dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out_dir)?;
     let shell = match what {
         Artifact::Man => return man_pages(out_dir),

@@ -3,9 +3,9 @@
 //!
 //! Exit codes: 0 success, 78 (EX_CONFIG) invalid configuration, 1 anything else.
 
-pub mod backtest;
-pub mod commands;
-pub mod generate;
+pub(crate) mod backtest;
+pub(crate) mod commands;
+pub(crate) mod generate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::DEFAULT_PATH;
 
 /// Exit code for an invalid configuration (sysexits EX_CONFIG).
-pub const EX_CONFIG: u8 = 78;
+pub(crate) const EX_CONFIG: u8 = 78;
 
 /// Keeps Tencent Cloud EMR clusters sized to their YARN load.
 ///
@@ -26,7 +26,7 @@ pub const EX_CONFIG: u8 = 78;
 /// decision.
 #[derive(Debug, Parser)]
 #[command(name = "emr-autoscaler", version, about, long_about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log format on stderr. The level comes from RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -37,7 +37,7 @@ pub struct Cli {
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -91,7 +91,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// The config file argument every subcommand shares.
 #[derive(Debug, Clone, Args)]
-pub struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Configuration file (TOML). EMR_AUTOSCALER__SECTION__KEY variables override it.
     #[arg(long, short = 'c', default_value = DEFAULT_PATH, value_name = "PATH")]
     pub config: PathBuf,
@@ -99,7 +99,7 @@ pub struct ConfigArg {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the daemon: evaluate every cluster each interval, scale out and,
     /// where enabled, scale in.
     ///
@@ -169,7 +169,7 @@ pub enum Command {
 
 /// Arguments of `sim`.
 #[derive(Debug, Args)]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// Address to listen on; must be loopback. Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
@@ -197,7 +197,7 @@ pub struct SimArgs {
 
 /// Arguments of `plan`.
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     #[command(flatten)]
     /// The configuration.
     pub config: ConfigArg,
@@ -208,7 +208,7 @@ pub struct PlanArgs {
 
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Run your own policies (the [[clusters]] rules of this file) against the
     /// synthetic demand instead of the built-in example. Rules read the
     /// simulated signal named by their `replay_signal`.
@@ -232,7 +232,7 @@ pub struct DemoArgs {
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     /// The configuration.
     pub config: ConfigArg,
@@ -252,7 +252,7 @@ pub struct RunArgs {
 
 /// Arguments of `scale-in`.
 #[derive(Debug, Args)]
-pub struct ScaleInArgs {
+pub(crate) struct ScaleInArgs {
     #[command(flatten)]
     /// The configuration.
     pub config: ConfigArg,
@@ -270,7 +270,7 @@ pub struct ScaleInArgs {
 /// Arguments of `scale-out`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("count").required(true).args(["task_count", "core_count"])))]
-pub struct ScaleOutArgs {
+pub(crate) struct ScaleOutArgs {
     #[command(flatten)]
     /// The configuration.
     pub config: ConfigArg,

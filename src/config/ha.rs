@@ -14,7 +14,7 @@ use super::raw::Field;
 /// `[ha]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawHa {
+pub(crate) struct RawHa {
     /// etcd client URLs, `http://` or `https://`.
     pub etcd_endpoints: Field<Vec<String>>,
     /// The leader lease's time to live; humantime, whole seconds, at least 2s.
@@ -60,7 +60,7 @@ pub struct HaConfig {
 }
 
 /// The host name, for `node_name`'s default.
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
@@ -213,7 +213,7 @@ impl super::Config {
     /// the `[ha]` prefix and TTL. Per-host keys (`listen`, `state_dir`,
     /// `node_name`, `advertise_url`, the TLS and password files) are left
     /// out. The leader publishes it; a standby whose digest differs says so.
-    pub fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         use sha2::Digest;
         let d = &self.daemon;
         let t = &self.tencent;

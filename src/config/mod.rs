@@ -7,7 +7,7 @@
 
 pub mod ha;
 pub mod promql;
-pub mod raw;
+pub(crate) mod raw;
 mod rules;
 
 use std::fmt;
@@ -24,23 +24,23 @@ use crate::tencent::emr::{self, PreExecuteFileSettings, ScaleOutInstanceRequest,
 use raw::{Field, RawCluster, RawConfig, RawScaleIn, RawScaleOut, RawYarn};
 
 /// Where `--config` points by default.
-pub const DEFAULT_PATH: &str = "/etc/emr-autoscaler/config.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/emr-autoscaler/config.toml";
 /// Environment override prefix; `__` separates the levels.
-pub const ENV_PREFIX: &str = "EMR_AUTOSCALER";
+pub(crate) const ENV_PREFIX: &str = "EMR_AUTOSCALER";
 
 /// The largest config file read (a config of hundreds of clusters is far
 /// smaller); a bigger file is refused before it is parsed.
-pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The largest `max_task_nodes` accepted.
-pub const MAX_TASK_NODES: u32 = 10_000;
+pub(crate) const MAX_TASK_NODES: u32 = 10_000;
 
 /// The documented range of a duration key. Every duration key is read
 /// through one validator that needs its span, so no key can forget its
 /// bounds, and every duration the daemon computes with is small enough that
 /// its time arithmetic cannot overflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
+pub(crate) struct Span {
     /// The shortest value accepted.
     pub min: Duration,
     /// The longest value accepted.
@@ -56,7 +56,7 @@ impl Span {
     }
 
     /// Whether `d` lies within the span, ends included.
-    pub fn contains(&self, d: Duration) -> bool {
+    pub(crate) fn contains(&self, d: Duration) -> bool {
         self.min <= d && d <= self.max
     }
 }
@@ -75,7 +75,7 @@ impl fmt::Display for Span {
 }
 
 /// The span of every duration key, as `config/example.toml` documents it.
-pub mod spans {
+pub(crate) mod spans {
     use super::Span;
 
     const MINUTE: u64 = 60;
@@ -83,30 +83,30 @@ pub mod spans {
     const DAY: u64 = 24 * HOUR;
 
     /// `daemon.evaluation_interval`.
-    pub const EVALUATION_INTERVAL: Span = Span::secs(1, HOUR);
+    pub(crate) const EVALUATION_INTERVAL: Span = Span::secs(1, HOUR);
     /// Every timeout of a call (`prometheus.timeout`, `tencent.connect_timeout`,
     /// `tencent.request_timeout`).
-    pub const TIMEOUT: Span = Span::secs(1, 10 * MINUTE);
+    pub(crate) const TIMEOUT: Span = Span::secs(1, 10 * MINUTE);
     /// `daemon.flow_timeout`.
-    pub const FLOW_TIMEOUT: Span = Span::secs(MINUTE, DAY);
+    pub(crate) const FLOW_TIMEOUT: Span = Span::secs(MINUTE, DAY);
     /// `daemon.sold_out_backoff`.
-    pub const SOLD_OUT_BACKOFF: Span = Span::secs(0, DAY);
+    pub(crate) const SOLD_OUT_BACKOFF: Span = Span::secs(0, DAY);
     /// Every cooldown (cluster, rule, scale-in).
-    pub const COOLDOWN: Span = Span::secs(0, 7 * DAY);
+    pub(crate) const COOLDOWN: Span = Span::secs(0, 7 * DAY);
     /// `clusters.scale_in.stabilization`.
-    pub const STABILIZATION: Span = Span::secs(0, 7 * DAY);
+    pub(crate) const STABILIZATION: Span = Span::secs(0, 7 * DAY);
     /// `clusters.settle`.
-    pub const SETTLE: Span = Span::secs(0, DAY);
+    pub(crate) const SETTLE: Span = Span::secs(0, DAY);
     /// `clusters.scale_in.grace_period`: the API's GraceDownTime range.
-    pub const GRACE_PERIOD: Span = Span::secs(60, 30 * MINUTE);
+    pub(crate) const GRACE_PERIOD: Span = Span::secs(60, 30 * MINUTE);
     /// A threshold rule's `for`.
-    pub const SUSTAIN: Span = Span::secs(0, DAY);
+    pub(crate) const SUSTAIN: Span = Span::secs(0, DAY);
     /// A capacity rule's `trend_window` and `trend_horizon`.
-    pub const TREND: Span = Span::secs(0, HOUR);
+    pub(crate) const TREND: Span = Span::secs(0, HOUR);
     /// A schedule rule's `duration`.
-    pub const WINDOW: Span = Span::secs(1, 7 * DAY);
+    pub(crate) const WINDOW: Span = Span::secs(1, 7 * DAY);
     /// `ha.lease_ttl` (etcd raises anything under 2 s).
-    pub const LEASE_TTL: Span = Span::secs(2, 5 * MINUTE);
+    pub(crate) const LEASE_TTL: Span = Span::secs(2, 5 * MINUTE);
 }
 
 /// One problem, with the key it concerns.
@@ -259,13 +259,13 @@ pub struct YarnConfig {
 
 impl ClusterConfig {
     /// The settle window for `evaluation_interval`.
-    pub fn settle(&self, evaluation_interval: Duration) -> Duration {
+    pub(crate) fn settle(&self, evaluation_interval: Duration) -> Duration {
         self.settle
             .unwrap_or_else(|| (evaluation_interval * 2).max(Duration::from_secs(60)))
     }
 
     /// The guard rails and rules the policy core decides with.
-    pub fn policy(&self) -> crate::policy::ClusterPolicy {
+    pub(crate) fn policy(&self) -> crate::policy::ClusterPolicy {
         crate::policy::ClusterPolicy {
             min_task_nodes: self.min_task_nodes,
             max_task_nodes: self.max_task_nodes,
@@ -284,7 +284,7 @@ impl TencentConfig {
     /// connect and request timeouts, the longest backoff between attempts,
     /// and 30 s in the limiter's queue. An owner waiting on a call for less
     /// than this is alive.
-    pub fn call_within(&self) -> Duration {
+    pub(crate) fn call_within(&self) -> Duration {
         let attempts = self.max_attempts.max(1);
         (self.connect_timeout + self.request_timeout) * attempts
             + Duration::from_secs(10) * (attempts - 1)
@@ -294,7 +294,7 @@ impl TencentConfig {
 
 impl Config {
     /// The cluster with this id.
-    pub fn cluster(&self, instance_id: &str) -> Option<&ClusterConfig> {
+    pub(crate) fn cluster(&self, instance_id: &str) -> Option<&ClusterConfig> {
         self.clusters.iter().find(|c| c.instance_id == instance_id)
     }
 }
@@ -415,7 +415,7 @@ fn did_you_mean(leaf: &str) -> Option<&'static str> {
 }
 
 /// Validates a raw value tree (after environment overrides).
-pub fn from_value(value: serde_json::Value) -> Result<Config, Vec<Issue>> {
+pub(crate) fn from_value(value: serde_json::Value) -> Result<Config, Vec<Issue>> {
     let mut issues = Vec::new();
     let mut unknown = Vec::new();
     let mut record = |p: serde_ignored::Path<'_>| unknown.push(format_path(&p));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer};
 
 /// One leaf value: absent, well typed, or the reason it is not.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub enum Field<T> {
+pub(crate) enum Field<T> {
     /// The key is not in the file.
     #[default]
     Missing,
@@ -30,7 +30,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// `[daemon]`
     pub daemon: RawDaemon,
     /// `[prometheus]`
@@ -46,7 +46,7 @@ pub struct RawConfig {
 /// `[daemon]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawDaemon {
+pub(crate) struct RawDaemon {
     /// How often each cluster is evaluated; humantime, at least 1s.
     pub evaluation_interval: Field<String>,
     /// Decide and report, but send nothing.
@@ -66,7 +66,7 @@ pub struct RawDaemon {
 /// `[prometheus]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawPrometheus {
+pub(crate) struct RawPrometheus {
     /// Base URL of the Prometheus HTTP API.
     pub url: Field<String>,
     /// Per-query timeout.
@@ -82,7 +82,7 @@ pub struct RawPrometheus {
 /// `[tencent]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawTencent {
+pub(crate) struct RawTencent {
     /// `X-TC-Region`, e.g. `ap-guangzhou`.
     pub region: Field<String>,
     /// API endpoint.
@@ -104,7 +104,7 @@ pub struct RawTencent {
 /// `[[clusters]]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawCluster {
+pub(crate) struct RawCluster {
     /// `emr-xxxxxxxx`.
     pub instance_id: Field<String>,
     /// Floor of task nodes.
@@ -138,7 +138,7 @@ pub struct RawCluster {
 /// `[clusters.scale_out]`: snake_case ScaleOutInstance fields.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawScaleOut {
+pub(crate) struct RawScaleOut {
     /// 0 pay-as-you-go, 1 monthly.
     pub pay_mode: Field<u8>,
     /// `s` or `m`.
@@ -176,7 +176,7 @@ pub struct RawScaleOut {
 /// `[clusters.scale_in]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawScaleIn {
+pub(crate) struct RawScaleIn {
     /// Opt in per cluster.
     pub enabled: Field<bool>,
     /// `GraceDownTime`, 60 s to 1800 s.
@@ -196,7 +196,7 @@ pub struct RawScaleIn {
 /// `[clusters.yarn]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawYarn {
+pub(crate) struct RawYarn {
     /// ResourceManager base URLs (a standby's redirect is followed).
     pub resourcemanager_urls: Field<Vec<String>>,
 }
@@ -204,7 +204,7 @@ pub struct RawYarn {
 /// One tag.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawTag {
+pub(crate) struct RawTag {
     /// Tag key.
     pub key: Field<String>,
     /// Tag value.
@@ -214,7 +214,7 @@ pub struct RawTag {
 /// One bootstrap script.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawPreExecute {
+pub(crate) struct RawPreExecute {
     /// Script path.
     pub path: Field<String>,
     /// Arguments.
@@ -243,7 +243,7 @@ pub struct RawPreExecute {
 /// checked per type.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RawRule {
+pub(crate) struct RawRule {
     /// Unique name within the cluster.
     pub name: Field<String>,
     /// `threshold`, `target` or `schedule`.
@@ -310,7 +310,7 @@ pub struct RawRule {
 
 impl RawRule {
     /// The keys set in this rule, by name.
-    pub fn present(&self) -> Vec<&'static str> {
+    pub(crate) fn present(&self) -> Vec<&'static str> {
         fn set<T>(f: &Field<T>) -> bool {
             !matches!(f, Field::Missing)
         }

@@ -30,7 +30,7 @@ fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
 
 /// What driving an event came to, for the owner and for manual orders.
 #[derive(Debug, Default)]
-pub struct Driven {
+pub(crate) struct Driven {
     /// The last `ScaleOutInstance` answer, with the token it was sent under.
     pub response: Option<(String, Result<ScaleOutInstanceResponse, ApiError>)>,
     /// The last `TerminateClusterNodes` answer, with the nodes it named.
@@ -131,7 +131,7 @@ fn apply(
 }
 
 /// Feeds `event` to the cluster's operation and carries out what follows.
-pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Driven {
+pub(crate) async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Driven {
     let id = cluster.instance_id.as_str();
     let mut driven = Driven::default();
     let mut next = Some(event);

@@ -40,39 +40,38 @@ use tokio_util::sync::CancellationToken;
 
 use super::owners::{Answer, Command, Owners, Refusal, Reply};
 use super::status::StatusBoard;
-use crate::clock::SharedClock;
 use crate::state::NodeKind;
 use crate::telemetry::metrics::Metrics;
 
 /// The largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The admin token file, as the latest (re)load names it: shared between
 /// the daemon (which changes it on reload) and the server (which reads the
 /// file on every mutating request, so a rotated token applies at once).
 #[derive(Debug, Clone, Default)]
-pub struct TokenSource(Arc<std::sync::RwLock<Option<PathBuf>>>);
+pub(crate) struct TokenSource(Arc<std::sync::RwLock<Option<PathBuf>>>);
 
 impl TokenSource {
     /// A source naming `file` (or no token).
-    pub fn new(file: Option<PathBuf>) -> Self {
+    pub(crate) fn new(file: Option<PathBuf>) -> Self {
         Self(Arc::new(std::sync::RwLock::new(file)))
     }
 
     /// Names another file (or none) from now on.
-    pub fn set(&self, file: Option<PathBuf>) {
+    pub(crate) fn set(&self, file: Option<PathBuf>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = file;
     }
 
     /// The file named now.
-    pub fn file(&self) -> Option<PathBuf> {
+    pub(crate) fn file(&self) -> Option<PathBuf> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 /// What the handlers need.
 #[derive(Debug, Clone)]
-pub struct AdminState {
+pub(crate) struct AdminState {
     /// Metrics to expose.
     pub metrics: Arc<Metrics>,
     /// Per-cluster status.
@@ -81,8 +80,6 @@ pub struct AdminState {
     pub owners: Arc<Owners>,
     /// The bearer token file, as the latest (re)load names it.
     pub token: TokenSource,
-    /// For timestamps.
-    pub clock: SharedClock,
     /// Leadership, with `[ha]`: a standby forwards operator commands to
     /// the leader.
     pub ha: Option<Arc<super::ha::Ha>>,
@@ -95,7 +92,7 @@ pub struct AdminState {
 }
 
 /// The router, for tests and `serve`.
-pub fn router(state: AdminState) -> Router {
+pub(crate) fn router(state: AdminState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -134,7 +131,7 @@ async fn authenticate(State(s): State<AdminState>, request: Request, next: Next)
 
 /// `GET /api/v1/whoami?nonce=N`.
 #[derive(Debug, serde::Deserialize)]
-pub struct WhoamiQuery {
+pub(crate) struct WhoamiQuery {
     /// A fresh random value from the caller, at most 256 bytes.
     pub nonce: String,
 }
@@ -193,7 +190,7 @@ impl AdminState {
 }
 
 /// Serves on `listener` until `cancel`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     cancel: CancellationToken,
@@ -437,7 +434,7 @@ fn checked_id(id: &str) -> Result<(), Box<Response>> {
 /// The HTTP answer to an owner's answer: 200 with what it did, or the
 /// refusal's status code with its message (and, for a dry run, the request
 /// that would have been sent; for an API error, Tencent's code and ids).
-pub fn reply(answer: Answer) -> Reply {
+pub(crate) fn reply(answer: Answer) -> Reply {
     let refusal = match answer {
         Ok(accepted) => {
             return Reply::ok(serde_json::to_value(accepted).unwrap_or_default());
@@ -517,7 +514,7 @@ async fn ask_owner(
 /// The body of `POST /api/v1/clusters/{id}/scale-out`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScaleOutBody {
+pub(crate) struct ScaleOutBody {
     /// Task nodes, 1 to 20.
     pub task_count: Option<u32>,
     /// Core nodes, 1 to 20.
@@ -562,13 +559,13 @@ async fn scale_out(
 /// The body of `POST /api/v1/clusters/{id}/scale-in`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScaleInBody {
+pub(crate) struct ScaleInBody {
     /// Task nodes to give back, 1 to [`MAX_MANUAL_REMOVAL`].
     pub count: u32,
 }
 
 /// The most nodes one manual scale-in gives back.
-pub const MAX_MANUAL_REMOVAL: u32 = 100;
+pub(crate) const MAX_MANUAL_REMOVAL: u32 = 100;
 
 async fn scale_in(
     State(s): State<AdminState>,
@@ -684,7 +681,7 @@ mod tests {
             let _guard = tracing::subscriber::set_default(subscriber);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (status, open) = rt.block_on(async {
-                let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+                let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
                 let http = crate::http::http_client(
                     std::time::Duration::from_secs(2),
                     std::time::Duration::from_secs(5),
@@ -695,7 +692,6 @@ mod tests {
                     board: Arc::new(StatusBoard::new(clock.clone())),
                     owners: Arc::new(Owners::new()),
                     token: TokenSource::new(Some(token.clone())),
-                    clock,
                     ha: None,
                     http: http.clone(),
                     state: None,
@@ -748,7 +744,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         std::fs::write(&token, "the-right-token\n").unwrap();
-        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
         let http = crate::http::http_client(
             std::time::Duration::from_secs(2),
             std::time::Duration::from_secs(5),
@@ -761,7 +757,6 @@ mod tests {
             board: Arc::new(StatusBoard::new(clock.clone())),
             owners: Arc::new(Owners::new()),
             token: TokenSource::new(Some(token)),
-            clock,
             ha: None,
             http: http.clone(),
             state: None,

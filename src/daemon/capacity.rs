@@ -13,11 +13,11 @@ use crate::tencent::ErrorClass;
 use crate::tencent::emr::ClusterInfo;
 
 /// The poller's name on the status board, for `/healthz`.
-pub const POLLER: &str = "(capacity poller)";
+pub(crate) const POLLER: &str = "(capacity poller)";
 
 /// The latest answer about every cluster.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// When it was taken (real time), `None` before the first answer.
     pub taken: Option<tokio::time::Instant>,
     /// When it was taken, on the injected clock.
@@ -34,7 +34,7 @@ impl Snapshot {
     /// Takes in one `DescribeInstances` result, answered at `at` (the
     /// injected clock). A failure keeps the last clusters but marks them
     /// unusable until the next answer.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         result: Result<Vec<ClusterInfo>, crate::tencent::ApiError>,
         at: DateTime<Utc>,
@@ -58,7 +58,7 @@ impl Snapshot {
     }
 
     /// The cluster's info if the snapshot is younger than `max_age` (real time).
-    pub fn fresh(&self, id: &str, max_age: std::time::Duration) -> Option<&ClusterInfo> {
+    pub(crate) fn fresh(&self, id: &str, max_age: std::time::Duration) -> Option<&ClusterInfo> {
         let taken = self.taken?;
         if taken.elapsed() > max_age || self.error.is_some() {
             return None;
@@ -70,7 +70,7 @@ impl Snapshot {
 /// Polls until cancelled: `DescribeInstances` on a single host or a
 /// leader (which also publishes each answer in etcd), the leader's published
 /// snapshot on a standby.
-pub async fn poll(
+pub(crate) async fn poll(
     shared: Arc<Shared>,
     tx: Arc<watch::Sender<Snapshot>>,
     cancel: CancellationToken,

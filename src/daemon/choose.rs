@@ -12,7 +12,7 @@ use crate::yarn::Yarn;
 
 /// Why no node can be picked now.
 #[derive(Debug, thiserror::Error)]
-pub enum ChooseError {
+pub(crate) enum ChooseError {
     /// `DescribeClusterNodes` failed.
     #[error("cannot read the node list: {0}")]
     NodeList(#[source] crate::tencent::ApiError),
@@ -25,7 +25,7 @@ pub enum ChooseError {
 /// list just read bounds the removal by `min_task_nodes` once more (a
 /// capacity snapshot can be older than the last removal). An `Err` says why
 /// nothing can be picked now: no node list, or no ResourceManager answer.
-pub async fn choose(
+pub(crate) async fn choose(
     emr: &EmrClient,
     http: &reqwest::Client,
     cluster: &ClusterConfig,

@@ -40,16 +40,16 @@ use crate::tencent::emr::ClusterInfo;
 use crate::tencent::{Action, SendGate, SendRefused};
 
 /// The leader key under the prefix.
-pub const LEADER_KEY: &str = "leader";
+pub(crate) const LEADER_KEY: &str = "leader";
 /// The published capacity snapshot under the prefix.
-pub const CAPACITY_KEY: &str = "capacity";
+pub(crate) const CAPACITY_KEY: &str = "capacity";
 /// Attempt records, one per cluster, under the prefix.
-pub const ATTEMPTS_KEY: &str = "attempts/";
+pub(crate) const ATTEMPTS_KEY: &str = "attempts/";
 
 /// This daemon's part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub(crate) enum Role {
     /// No `[ha]`: the only daemon.
     Single,
     /// Holds the lease and acts.
@@ -60,7 +60,7 @@ pub enum Role {
 
 impl Role {
     /// `single`, `leader` or `standby`.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Role::Single => "single",
             Role::Leader => "leader",
@@ -71,7 +71,7 @@ impl Role {
 
 /// What the leader publishes in its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaderInfo {
+pub(crate) struct LeaderInfo {
     /// Its `node_name`.
     pub node_name: String,
     /// Where its admin server is reached (manual orders go there).
@@ -84,7 +84,7 @@ pub struct LeaderInfo {
 
 /// The capacity snapshot the leader publishes for the standbys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PublishedCapacity {
+pub(crate) struct PublishedCapacity {
     /// When the `DescribeInstances` answer came, on the leader's decision
     /// clock; a standby treats a new value as a fresh snapshot.
     pub at: DateTime<Utc>,
@@ -94,7 +94,7 @@ pub struct PublishedCapacity {
 
 /// What status, readiness and metrics show about leadership.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HaView {
+pub(crate) struct HaView {
     /// This daemon's role.
     pub role: Role,
     /// This daemon's `node_name`.
@@ -127,7 +127,7 @@ pub enum HaSetupError {
 
 /// The elector and the fence: one per daemon process with `[ha]`.
 #[derive(Debug)]
-pub struct Ha {
+pub(crate) struct Ha {
     config: HaConfig,
     etcd: Etcd,
     me: Mutex<LeaderInfo>,
@@ -144,14 +144,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Ha {
     /// This daemon's own `advertise_url`.
-    pub fn advertise_url(&self) -> String {
+    pub(crate) fn advertise_url(&self) -> String {
         lock(&self.me).advertise_url.clone()
     }
 
     /// Sets up leadership for `config` (which has `[ha]`), advertising
     /// `advertise_url` unless the config names one. Registers the `[ha]`
     /// metrics. Reads the TLS and password files; dials nothing yet.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         advertise_url: String,
         metrics: Arc<Metrics>,
@@ -194,7 +194,7 @@ impl Ha {
     }
 
     /// How often the elector renews and campaigns.
-    pub fn round(&self) -> Duration {
+    pub(crate) fn round(&self) -> Duration {
         (self.config.lease_ttl / 4).min(Duration::from_secs(1))
     }
 
@@ -203,32 +203,32 @@ impl Ha {
     }
 
     /// The etcd client (shared with the state store).
-    pub fn etcd(&self) -> &Etcd {
+    pub(crate) fn etcd(&self) -> &Etcd {
         &self.etcd
     }
 
     /// The fence every durable write is made under.
-    pub fn fence_cell(&self) -> Arc<Mutex<Option<Fence>>> {
+    pub(crate) fn fence_cell(&self) -> Arc<Mutex<Option<Fence>>> {
         self.fence.clone()
     }
 
     /// The full key for `name`.
-    pub fn key(&self, name: &str) -> String {
+    pub(crate) fn key(&self, name: &str) -> String {
         format!("{}{name}", self.config.prefix)
     }
 
     /// Watches the role, the leader and etcd's health.
-    pub fn watch(&self) -> watch::Receiver<HaView> {
+    pub(crate) fn watch(&self) -> watch::Receiver<HaView> {
         self.view.subscribe()
     }
 
     /// The current view.
-    pub fn view(&self) -> HaView {
+    pub(crate) fn view(&self) -> HaView {
         self.view.borrow().clone()
     }
 
     /// Whether this daemon leads and its deadline has not passed.
-    pub fn leads(&self) -> bool {
+    pub(crate) fn leads(&self) -> bool {
         lock(&self.deadline).is_some_and(|d| Instant::now() < d)
     }
 
@@ -402,7 +402,7 @@ impl Ha {
 
     /// The elector: runs rounds until cancelled. It never revokes: see
     /// [`Ha::resign`].
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let round = self.round();
         loop {
             tokio::select! {
@@ -418,7 +418,7 @@ impl Ha {
 
     /// Gives up leadership at a graceful stop: drops the fence, then revokes
     /// the lease so a standby takes over at its next round.
-    pub async fn resign(&self) {
+    pub(crate) async fn resign(&self) {
         self.step_down("stopping");
         let lease = lock(&self.lease).take();
         if let Some(l) = lease {
@@ -435,7 +435,10 @@ impl Ha {
     }
 
     /// The leader publishes its capacity snapshot (fenced).
-    pub async fn publish_capacity(&self, snapshot: &PublishedCapacity) -> Result<(), EtcdError> {
+    pub(crate) async fn publish_capacity(
+        &self,
+        snapshot: &PublishedCapacity,
+    ) -> Result<(), EtcdError> {
         let fence = lock(&self.fence).clone().ok_or(EtcdError::Fenced)?;
         let bytes = serde_json::to_vec(snapshot).unwrap_or_default();
         self.etcd
@@ -444,7 +447,7 @@ impl Ha {
     }
 
     /// A standby reads the leader's capacity snapshot.
-    pub async fn read_capacity(&self) -> Result<Option<PublishedCapacity>, EtcdError> {
+    pub(crate) async fn read_capacity(&self) -> Result<Option<PublishedCapacity>, EtcdError> {
         let value = self.etcd.get(&self.key(CAPACITY_KEY)).await?;
         Ok(value.and_then(|v| serde_json::from_slice(&v.bytes).ok()))
     }

@@ -34,7 +34,7 @@ use crate::state::{StateError, StateStore};
 use crate::telemetry::metrics::Metrics;
 
 /// How long the command waits for the state lock.
-pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// How long the command waits for a running daemon's answer.
 const DAEMON_ANSWER_WITHIN: Duration = Duration::from_secs(660);
@@ -42,7 +42,7 @@ const DAEMON_ANSWER_WITHIN: Duration = Duration::from_secs(660);
 /// Why a manual order got no answer. Every message says whether anything
 /// may have been ordered.
 #[derive(Debug, thiserror::Error)]
-pub enum OrderError {
+pub(crate) enum OrderError {
     /// The state directory could not be opened.
     #[error(transparent)]
     State(#[from] StateError),
@@ -158,7 +158,7 @@ pub enum OrderError {
 }
 
 /// Places one manual order on `instance_id`.
-pub async fn order(
+pub(crate) async fn order(
     config: &Config,
     instance_id: &str,
     ask: Ask,

@@ -10,16 +10,16 @@
 //!   bound; it never waits on Prometheus or the EMR API. `--ready-file` is written just
 //!   before, once the admin server is spawned; if it cannot be written, `run` fails.
 
-pub mod actuator;
-pub mod admin;
-pub mod capacity;
-pub mod choose;
-pub mod ha;
-pub mod manual;
-pub mod operation;
-pub mod owners;
-pub mod status;
-pub mod worker;
+pub(crate) mod actuator;
+pub(crate) mod admin;
+pub(crate) mod capacity;
+pub(crate) mod choose;
+pub(crate) mod ha;
+pub(crate) mod manual;
+pub(crate) mod operation;
+pub(crate) mod owners;
+pub(crate) mod status;
+pub(crate) mod worker;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ use status::StatusBoard;
 
 /// The file in `state_dir` holding the running daemon's admin address, for
 /// manual orders typed next to it.
-pub const ADMIN_ADDR_FILE: &str = "admin.addr";
+pub(crate) const ADMIN_ADDR_FILE: &str = "admin.addr";
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,7 @@ pub enum DaemonError {
 
 /// The durable state and the one writer of its store.
 #[derive(Debug)]
-pub struct StateHandle {
+pub(crate) struct StateHandle {
     store: Store,
     state: std::sync::Mutex<State>,
     save_lock: tokio::sync::Mutex<()>,
@@ -95,12 +95,12 @@ pub struct StateHandle {
 
 impl StateHandle {
     /// Wraps an opened file store and its loaded state.
-    pub fn new(store: StateStore, state: State) -> Self {
+    pub(crate) fn new(store: StateStore, state: State) -> Self {
         Self::over(Store::File(store), state)
     }
 
     /// Wraps any store and the state loaded from it.
-    pub fn over(store: Store, state: State) -> Self {
+    pub(crate) fn over(store: Store, state: State) -> Self {
         Self {
             store,
             state: std::sync::Mutex::new(state),
@@ -112,7 +112,7 @@ impl StateHandle {
 
     /// Why the state cannot be written now, when the last save of the file
     /// store failed (etcd's failures show as `etcd_unreachable` instead).
-    pub fn write_error(&self) -> Option<String> {
+    pub(crate) fn write_error(&self) -> Option<String> {
         self.write_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -120,13 +120,13 @@ impl StateHandle {
     }
 
     /// Cancelled once the store is lost (see [`StateError::Lost`]).
-    pub fn lost(&self) -> &CancellationToken {
+    pub(crate) fn lost(&self) -> &CancellationToken {
         &self.lost
     }
 
     /// Checks that this process still owns the store (the lock file is the
     /// one it holds); a lost store cancels [`lost`](Self::lost).
-    pub fn check(&self) -> Result<(), StateError> {
+    pub(crate) fn check(&self) -> Result<(), StateError> {
         let checked = self.store.check();
         if let Err(e) = &checked {
             self.note(e);
@@ -144,25 +144,25 @@ impl StateHandle {
     }
 
     /// The store (the file, or etcd with `[ha]`).
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
     /// Replaces the state in memory (a new leader's load, a standby's
     /// refresh); nothing is written.
-    pub async fn replace(&self, state: State) {
+    pub(crate) async fn replace(&self, state: State) {
         let _turn = self.save_lock.lock().await;
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
     /// Reads or changes the state in memory.
-    pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Writes the current state to disk (atomically). Later calls always
     /// write newer state than earlier ones.
-    pub async fn save(&self) -> Result<(), StateError> {
+    pub(crate) async fn save(&self) -> Result<(), StateError> {
         let _turn = self.save_lock.lock().await;
         if self.lost.is_cancelled() {
             return Err(StateError::Lost {
@@ -179,7 +179,7 @@ impl StateHandle {
     }
 
     /// Changes the state and writes it before returning.
-    pub async fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, StateError> {
+    pub(crate) async fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, StateError> {
         let r = self.with(f);
         self.save().await?;
         Ok(r)
@@ -188,7 +188,7 @@ impl StateHandle {
 
 /// Everything the workers share.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Decision time.
     pub clock: SharedClock,
     /// The validated configuration.
@@ -321,7 +321,6 @@ pub async fn run(
         board: board.clone(),
         owners: owners.clone(),
         token: token.clone(),
-        clock: clock.clone(),
         ha: ha.clone(),
         http: connections.http.clone(),
         state: Some(state.clone()),
@@ -904,7 +903,7 @@ async fn start_generation(
 
 /// Validates the config, binds the admin port and runs until SIGTERM/SIGINT;
 /// SIGHUP reloads. A second stop signal exits at once.
-pub async fn run_until_signalled(
+pub(crate) async fn run_until_signalled(
     options: RunOptions,
     clock: SharedClock,
 ) -> Result<(), DaemonError> {

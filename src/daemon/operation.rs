@@ -61,7 +61,7 @@ use crate::tencent::emr::status;
 
 /// What the shell knows at the moment of a step.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Env {
+pub(crate) struct Env {
     /// Decision time (the injected clock).
     pub now: DateTime<Utc>,
     /// The wall clock, which alone judges a ClientToken's age.
@@ -75,7 +75,7 @@ pub struct Env {
 
 /// One capacity snapshot (`DescribeInstances`), as the machine needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Capacity {
+pub(crate) struct Capacity {
     /// When it was taken (the injected clock).
     pub at: DateTime<Utc>,
     /// The cluster's status code.
@@ -86,7 +86,7 @@ pub struct Capacity {
 
 impl Capacity {
     /// The cluster is in no flow: running, or its last scale-out failed.
-    pub fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         matches!(
             self.status,
             Some(status::RUNNING) | Some(status::SCALE_OUT_FAILED)
@@ -96,7 +96,7 @@ impl Capacity {
 
 /// Where a flow stands, as `DescribeClusterFlowStatusDetail` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub(crate) enum Flow {
     /// 0 init or 1 running, or a value this build does not know.
     Running,
     /// 2 done or 3 done with skips.
@@ -109,7 +109,7 @@ pub enum Flow {
 
 /// What one `ScaleOutInstance` call came back with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// The API accepted the order.
     Accepted {
         /// The flow that provisions the nodes, when the answer names one.
@@ -131,7 +131,7 @@ pub enum Answer {
 /// The judgement of one answer: the only place that decides whether an
 /// order may have executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// It executed.
     Executed,
     /// It certainly did not execute.
@@ -142,7 +142,7 @@ pub enum Verdict {
 
 /// The one "may have executed" rule. `first_send` says this was the first
 /// send ever started under the chunk's token.
-pub fn verdict(answer: &Answer, first_send: bool) -> Verdict {
+pub(crate) fn verdict(answer: &Answer, first_send: bool) -> Verdict {
     let Answer::Failed {
         class,
         code,
@@ -185,7 +185,7 @@ pub fn verdict(answer: &Answer, first_send: bool) -> Verdict {
 
 /// A new operation, as decided by the policy or asked for by an operator.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Its id (a UUID).
     pub id: String,
     /// Why, for operators.
@@ -200,7 +200,7 @@ pub struct Plan {
 
 /// What a plan does: add nodes, or give named nodes back; never both.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Work {
+pub(crate) enum Work {
     /// Order nodes, in chunks sent one after another.
     ScaleOut {
         /// Chunk sizes, each 1 to 20.
@@ -216,7 +216,7 @@ pub enum Work {
 
 /// Everything that can happen to an operation.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The policy or an operator decided; starts an operation when none runs.
     Decided(Plan),
     /// The `ScaleOutInstance` call of the current chunk returned.
@@ -246,7 +246,7 @@ pub enum Event {
 
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// Every chunk's flow finished.
     Completed,
     /// The API refused a chunk; nothing of it executed.
@@ -264,7 +264,7 @@ pub enum Ending {
 
 impl Ending {
     /// A short label for logs and status.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Ending::Completed => "completed",
             Ending::Refused(_) => "refused",
@@ -278,7 +278,7 @@ impl Ending {
 
 /// Something the shell must do.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// Count an order in budgets (once per token).
     CountOrder {
         /// The chunk's token.
@@ -358,7 +358,7 @@ pub enum Effect {
 
 /// The result of one step.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Step {
+pub(crate) struct Step {
     /// The operation after the event; `None` once closed (or when none ran).
     pub op: Option<Operation>,
     /// What to do, in order.
@@ -367,7 +367,7 @@ pub struct Step {
 
 /// A phase of an operation, derived from its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// No chunk is current: the next one waits for a fresh capacity snapshot.
     BetweenChunks,
     /// A send was started and its answer has not been seen.
@@ -381,7 +381,7 @@ pub enum Phase {
 }
 
 /// The phase of `op`.
-pub fn phase(op: &Operation) -> Phase {
+pub(crate) fn phase(op: &Operation) -> Phase {
     match &op.current {
         None => Phase::BetweenChunks,
         Some(c) if c.flow_id.is_some() => Phase::InFlow,
@@ -392,12 +392,12 @@ pub fn phase(op: &Operation) -> Phase {
 }
 
 /// Whether `op` is stuck: its chunk outlived `flow_timeout`.
-pub fn is_stuck(op: &Operation) -> bool {
+pub(crate) fn is_stuck(op: &Operation) -> bool {
     op.current.as_ref().is_some_and(|c| c.stuck)
 }
 
 /// Advances `op` by `event`.
-pub fn step(op: Option<Operation>, event: Event, env: &Env) -> Step {
+pub(crate) fn step(op: Option<Operation>, event: Event, env: &Env) -> Step {
     match (op, event) {
         (None, Event::Decided(plan)) => start(plan, env),
         (None, _) => Step {

@@ -20,7 +20,7 @@ use crate::state::NodeKind;
 
 /// What an operator asks of a cluster's owner.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Stop scaling; an operation stops before its next chunk.
     Pause(oneshot::Sender<Answer>),
     /// Scale again; closes the breaker, reconciles a stuck operation.
@@ -46,7 +46,7 @@ pub enum Command {
 
 impl Command {
     /// Refuses the command without serving it.
-    pub fn refuse(self, refusal: Refusal) {
+    pub(crate) fn refuse(self, refusal: Refusal) {
         let tx = match self {
             Command::Pause(tx) | Command::Resume(tx) => tx,
             Command::ScaleOut { reply, .. } | Command::ScaleIn { reply, .. } => reply,
@@ -56,12 +56,12 @@ impl Command {
 }
 
 /// An owner's answer to a command.
-pub type Answer = Result<Accepted, Refusal>;
+pub(crate) type Answer = Result<Accepted, Refusal>;
 
 /// What an owner did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum Accepted {
+pub(crate) enum Accepted {
     /// The cluster was paused or resumed.
     Switched {
         /// The cluster.
@@ -107,7 +107,7 @@ pub enum Accepted {
 
 /// Why an owner did nothing. The messages say what to do about it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The role changed to standby while the command was on its way.
     #[error("this daemon stands by; send the command to the leader (see /api/v1/status)")]
     Standby,
@@ -205,7 +205,7 @@ pub enum Refusal {
 
 /// An EMR API error answer to a manual order or removal.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     /// The error, as the product words it.
     pub error: String,
     /// Its class (`busy`, `invalid`, ...).
@@ -226,7 +226,7 @@ pub struct Rejection {
 
 impl Rejection {
     /// The rejection of `error`.
-    pub fn of(error: &crate::tencent::error::ApiError) -> Self {
+    pub(crate) fn of(error: &crate::tencent::error::ApiError) -> Self {
         Self {
             error: error.to_string(),
             class: error.class().metric_label(),
@@ -240,7 +240,7 @@ impl Rejection {
 
 /// A manual order, as the command line and the admin API ask for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ask {
+pub(crate) enum Ask {
     /// Add `count` nodes of `kind`.
     ScaleOut {
         /// Task or core nodes.
@@ -257,7 +257,7 @@ pub enum Ask {
 
 impl Ask {
     /// The admin API path suffix and JSON body of this order.
-    pub fn request(&self) -> (&'static str, Value) {
+    pub(crate) fn request(&self) -> (&'static str, Value) {
         match *self {
             Ask::ScaleOut {
                 kind: NodeKind::Task,
@@ -274,7 +274,7 @@ impl Ask {
 
 /// An owner's answer: an HTTP status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// 200, 409, 502, ...
     pub status: u16,
     /// The body.
@@ -283,12 +283,12 @@ pub struct Reply {
 
 impl Reply {
     /// A 200 answer.
-    pub fn ok(body: Value) -> Self {
+    pub(crate) fn ok(body: Value) -> Self {
         Self { status: 200, body }
     }
 
     /// An error answer with a message.
-    pub fn error(status: u16, message: impl Into<String>) -> Self {
+    pub(crate) fn error(status: u16, message: impl Into<String>) -> Self {
         Self {
             status,
             body: serde_json::json!({ "error": message.into() }),
@@ -298,30 +298,30 @@ impl Reply {
 
 /// Every running owner's mailbox, by cluster id.
 #[derive(Debug, Default)]
-pub struct Owners {
+pub(crate) struct Owners {
     inner: Mutex<BTreeMap<String, mpsc::Sender<Command>>>,
 }
 
 impl Owners {
     /// An empty registry.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Registers the owner of `id`, replacing a stopped one; returns its mailbox.
-    pub fn register(&self, id: &str) -> mpsc::Receiver<Command> {
+    pub(crate) fn register(&self, id: &str) -> mpsc::Receiver<Command> {
         let (tx, rx) = mpsc::channel(16);
         self.lock().insert(id.to_owned(), tx);
         rx
     }
 
     /// Removes the owner of `id`.
-    pub fn remove(&self, id: &str) {
+    pub(crate) fn remove(&self, id: &str) {
         self.lock().remove(id);
     }
 
     /// The mailbox of `id`'s owner, if a cluster with that id is configured.
-    pub fn get(&self, id: &str) -> Option<mpsc::Sender<Command>> {
+    pub(crate) fn get(&self, id: &str) -> Option<mpsc::Sender<Command>> {
         self.lock().get(id).cloned()
     }
 

@@ -21,7 +21,7 @@ use crate::clock::SharedClock;
 
 /// The last API error a cluster saw.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ApiErrorStatus {
+pub(crate) struct ApiErrorStatus {
     /// The error class (`result` label).
     pub class: &'static str,
     /// The API code, if any.
@@ -36,7 +36,7 @@ pub struct ApiErrorStatus {
 
 /// One rule's vote, for `/api/v1/status`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct VoteStatus {
+pub(crate) struct VoteStatus {
     /// Rule name.
     pub rule: String,
     /// Latest value.
@@ -56,7 +56,7 @@ pub struct VoteStatus {
 
 /// How a capacity rule sized the cluster, in the query's unit.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct CapacityStatus {
+pub(crate) struct CapacityStatus {
     /// Demand, the query's value.
     pub demand: f64,
     /// Growth of demand per minute over the trend window (0 when falling).
@@ -79,7 +79,7 @@ pub struct CapacityStatus {
 
 impl CapacityStatus {
     /// The sizing of a capacity vote; `None` for any other reason.
-    pub fn of(reason: &crate::policy::VoteReason) -> Option<Self> {
+    pub(crate) fn of(reason: &crate::policy::VoteReason) -> Option<Self> {
         match *reason {
             crate::policy::VoteReason::Capacity {
                 sizing,
@@ -103,7 +103,7 @@ impl CapacityStatus {
 
 /// Budget use.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
-pub struct BudgetStatus {
+pub(crate) struct BudgetStatus {
     /// Nodes ordered in the last hour.
     pub hour_used: u32,
     /// The hourly budget, if set.
@@ -116,7 +116,7 @@ pub struct BudgetStatus {
 
 impl VoteStatus {
     /// How `/api/v1/status` shows one rule's vote.
-    pub fn of(v: &crate::policy::Vote) -> Self {
+    pub(crate) fn of(v: &crate::policy::Vote) -> Self {
         Self {
             rule: v.rule.to_string(),
             value: v.value,
@@ -131,7 +131,7 @@ impl VoteStatus {
 
 /// One cluster, as `/api/v1/status` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
-pub struct ClusterStatus {
+pub(crate) struct ClusterStatus {
     /// The cluster.
     pub instance_id: String,
     /// Running task nodes, when known.
@@ -179,7 +179,7 @@ pub struct ClusterStatus {
 
 /// An operation as `/api/v1/status` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct OperationStatus {
+pub(crate) struct OperationStatus {
     /// The operation's UUID.
     pub id: String,
     /// Planned chunk sizes, in order.
@@ -194,7 +194,7 @@ pub struct OperationStatus {
 
 /// The chunk an operation is sending or following.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ChunkStatus {
+pub(crate) struct ChunkStatus {
     /// Nodes requested.
     pub nodes: u32,
     /// The flow, once the API answered.
@@ -207,7 +207,7 @@ pub struct ChunkStatus {
 
 impl OperationStatus {
     /// How `/api/v1/status` shows `o`.
-    pub fn of(o: &crate::state::Operation) -> Self {
+    pub(crate) fn of(o: &crate::state::Operation) -> Self {
         Self {
             id: o.id.clone(),
             chunks: o.chunks.clone(),
@@ -225,7 +225,7 @@ impl OperationStatus {
 
 /// The last decision that ordered nodes.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct OrderStatus {
+pub(crate) struct OrderStatus {
     /// When it was decided.
     pub at: DateTime<Utc>,
     /// Nodes ordered.
@@ -238,7 +238,7 @@ pub struct OrderStatus {
 
 /// A scale-in's node choice.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SelectionStatus {
+pub(crate) struct SelectionStatus {
     /// When the nodes were picked.
     pub at: DateTime<Utc>,
     /// Nodes the removal wanted.
@@ -255,7 +255,7 @@ pub struct SelectionStatus {
 
 /// A node a scale-in did not choose.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PassedOver {
+pub(crate) struct PassedOver {
     /// Its machine id.
     pub node: String,
     /// Why it stays.
@@ -264,7 +264,7 @@ pub struct PassedOver {
 
 /// Tencent's own auto-scaling on a cluster, as last read.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct BuiltinStatus {
+pub(crate) struct BuiltinStatus {
     /// When the strategies were last read.
     pub read_at: Option<DateTime<Utc>>,
     /// Auto-scaling groups, when read.
@@ -279,7 +279,7 @@ pub struct BuiltinStatus {
 
 /// One readiness reason. `reason` is one of [`NotReady::LABELS`].
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct NotReady {
+pub(crate) struct NotReady {
     /// The fixed label.
     pub reason: &'static str,
     /// What happened, for operators.
@@ -288,7 +288,7 @@ pub struct NotReady {
 
 impl NotReady {
     /// The fixed set of reason labels `/readyz` uses.
-    pub const LABELS: [&'static str; 9] = [
+    pub(crate) const LABELS: [&'static str; 9] = [
         "data_error",
         "capacity_unknown",
         "auth",
@@ -301,7 +301,7 @@ impl NotReady {
     ];
 
     /// A reason; `reason` must be one of [`Self::LABELS`].
-    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: &'static str, detail: impl Into<String>) -> Self {
         debug_assert!(Self::LABELS.contains(&reason), "unknown label {reason}");
         Self {
             reason,
@@ -312,7 +312,7 @@ impl NotReady {
 
 /// One readiness reason as `/readyz` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ReadinessReason {
+pub(crate) struct ReadinessReason {
     /// The cluster, or `None` for a process-wide reason.
     pub cluster: Option<String>,
     /// The fixed label.
@@ -351,7 +351,7 @@ impl Progress {
 
 /// Marks a loop as waiting on an external call until dropped.
 #[derive(Debug)]
-pub struct InCall<'a> {
+pub(crate) struct InCall<'a> {
     board: &'a StatusBoard,
     id: String,
 }
@@ -379,14 +379,14 @@ struct Inner {
 
 /// Shared status of every cluster.
 #[derive(Debug)]
-pub struct StatusBoard {
+pub(crate) struct StatusBoard {
     clock: SharedClock,
     inner: Mutex<Inner>,
 }
 
 impl StatusBoard {
     /// An empty board.
-    pub fn new(clock: SharedClock) -> Self {
+    pub(crate) fn new(clock: SharedClock) -> Self {
         Self {
             clock,
             inner: Mutex::new(Inner::default()),
@@ -397,15 +397,8 @@ impl StatusBoard {
         f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Replaces a cluster's status.
-    pub fn set(&self, status: ClusterStatus) {
-        self.with(|i| {
-            i.clusters.insert(status.instance_id.clone(), status);
-        });
-    }
-
     /// Changes a cluster's status in place.
-    pub fn update(&self, id: &str, f: impl FnOnce(&mut ClusterStatus)) {
+    pub(crate) fn update(&self, id: &str, f: impl FnOnce(&mut ClusterStatus)) {
         self.with(|i| {
             let s = i
                 .clusters
@@ -420,7 +413,7 @@ impl StatusBoard {
 
     /// Records that a cluster's loop made progress; `allowance` is how long it
     /// may take until the next time (2 × interval + query timeout).
-    pub fn progressed(&self, id: &str, allowance: Duration) {
+    pub(crate) fn progressed(&self, id: &str, allowance: Duration) {
         self.with(|i| {
             let p = i
                 .progress
@@ -433,7 +426,7 @@ impl StatusBoard {
 
     /// Marks loop `id` as waiting on an external call whose own timeout is
     /// `within`, until the returned guard is dropped. Such a loop is alive.
-    pub fn in_call(&self, id: &str, within: Duration) -> InCall<'_> {
+    pub(crate) fn in_call(&self, id: &str, within: Duration) -> InCall<'_> {
         self.with(|i| {
             let p = i
                 .progress
@@ -451,7 +444,7 @@ impl StatusBoard {
 
     /// Registers a worker before its first tick, so a loop that never gets
     /// going is noticed.
-    pub fn expect(&self, id: &str, allowance: Duration) {
+    pub(crate) fn expect(&self, id: &str, allowance: Duration) {
         self.with(|i| {
             i.progress
                 .entry(id.to_string())
@@ -466,7 +459,7 @@ impl StatusBoard {
     }
 
     /// Removes a cluster that is no longer configured.
-    pub fn forget(&self, id: &str) {
+    pub(crate) fn forget(&self, id: &str) {
         self.with(|i| {
             i.clusters.remove(id);
             i.progress.remove(id);
@@ -474,12 +467,12 @@ impl StatusBoard {
     }
 
     /// Every cluster's status.
-    pub fn snapshot(&self) -> Vec<ClusterStatus> {
+    pub(crate) fn snapshot(&self) -> Vec<ClusterStatus> {
         self.with(|i| i.clusters.values().cloned().collect())
     }
 
     /// Loops that made no progress within their allowance.
-    pub fn stalled(&self) -> Vec<String> {
+    pub(crate) fn stalled(&self) -> Vec<String> {
         let now = tokio::time::Instant::now();
         self.with(|i| {
             i.progress
@@ -496,12 +489,12 @@ impl StatusBoard {
     }
 
     /// Whether every loop is making progress.
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         self.stalled().is_empty()
     }
 
     /// Why the daemon is not ready, across clusters, with the fixed labels.
-    pub fn not_ready(&self) -> Vec<ReadinessReason> {
+    pub(crate) fn not_ready(&self) -> Vec<ReadinessReason> {
         self.with(|i| {
             let mut out: Vec<ReadinessReason> = i
                 .clusters
@@ -530,7 +523,7 @@ impl StatusBoard {
     }
 
     /// The board's clock reading, for responses.
-    pub fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 }

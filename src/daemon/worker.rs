@@ -65,7 +65,7 @@ fn jittered(d: Duration) -> Duration {
 /// Runs until cancelled: the cluster's one owner. A step in progress (an
 /// order being sent, a flow being read) always finishes first; commands from
 /// the admin server are served between steps.
-pub async fn run(
+pub(crate) async fn run(
     shared: Arc<Shared>,
     cluster: ClusterConfig,
     cancel: CancellationToken,
@@ -265,7 +265,7 @@ async fn dry_run_refusal<Req: serde::Serialize>(
 /// (409 with the rendered request), and a task order never takes running
 /// plus in-flight task nodes above `max_task_nodes` (409 naming the bound).
 /// It is refused while the cluster is paused or has an operation running.
-pub async fn manual_order(
+pub(crate) async fn manual_order(
     shared: &Shared,
     cluster: &ClusterConfig,
     kind: NodeKind,
@@ -973,7 +973,7 @@ async fn remove(shared: &Shared, cluster: &ClusterConfig, count: u32, running: u
 /// picked by the scale-in rules (eligibility, ordering), never below
 /// `min_task_nodes`, refused while the cluster is paused or has an
 /// operation running. It skips the stabilization window and the cooldowns.
-pub async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32) -> Answer {
+pub(crate) async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, count: u32) -> Answer {
     let id = cluster.instance_id.as_str();
     if !cluster.scale_in.scope.is_usable() {
         return Err(Refusal::NoOwnerTag { id: id.to_string() });

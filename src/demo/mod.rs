@@ -25,17 +25,17 @@ use crate::sim::{DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimCluster, SimConfig, S
 use crate::tencent::Credentials;
 
 /// The built-in policy: a capacity rule with scale-in.
-pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+pub(crate) const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
 /// The previous built-in policy, which the demo's summary compares with.
-pub const PREVIOUS_CONFIG: &str = include_str!("../../docs/demo-previous.toml");
+pub(crate) const PREVIOUS_CONFIG: &str = include_str!("../../docs/demo-previous.toml");
 
 /// Where simulated time starts: a Monday, midnight UTC.
 const START: &str = "2026-11-02T00:00:00Z";
 
 /// Options of `demo`.
 #[derive(Debug, Clone)]
-pub struct DemoOptions {
+pub(crate) struct DemoOptions {
     /// The user's config, instead of the built-in policy.
     pub config: Option<PathBuf>,
     /// Simulated seconds per real second; default: `duration` in about 60 s.
@@ -50,7 +50,7 @@ pub struct DemoOptions {
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum DemoError {
+pub(crate) enum DemoError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
@@ -67,7 +67,7 @@ pub enum DemoError {
 
 /// What the demo ends with.
 #[derive(Debug, Clone, Default)]
-pub struct DemoSummary {
+pub(crate) struct DemoSummary {
     /// Per cluster costs.
     pub clusters: BTreeMap<String, Costs>,
     /// Requests the simulator received, by action.
@@ -80,7 +80,7 @@ pub struct DemoSummary {
 
 /// Two policies replayed over the demo's demand, side by side.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     /// What the first is.
     pub this_label: String,
     /// The policy the demo ran.
@@ -94,12 +94,12 @@ pub struct Comparison {
 impl Comparison {
     /// How much fewer node-hours the demo's policy bills, as a fraction of
     /// the other's.
-    pub fn node_hours_saved(&self) -> f64 {
+    pub(crate) fn node_hours_saved(&self) -> f64 {
         saved(self.this.node_hours, self.other.node_hours)
     }
 
     /// How much less unmet demand (GiB·minutes) it leaves, as a fraction.
-    pub fn unmet_saved(&self) -> f64 {
+    pub(crate) fn unmet_saved(&self) -> f64 {
         saved(self.this.unmet_gib_minutes, self.other.unmet_gib_minutes)
     }
 }
@@ -143,7 +143,7 @@ fn replay_all(
 
 /// The built-in policy next to the previous demo policy
 /// (`docs/demo-previous.toml`) over the same demand.
-pub fn compare_previous(
+pub(crate) fn compare_previous(
     config: &Config,
     demand: &[SyntheticDemand],
     model: Model,
@@ -161,7 +161,7 @@ pub fn compare_previous(
 
 /// A policy with scale-in next to the same policy without it; `None` when
 /// no cluster enables scale-in.
-pub fn compare_scale_in(
+pub(crate) fn compare_scale_in(
     config: &Config,
     demand: &[SyntheticDemand],
     model: Model,
@@ -306,7 +306,7 @@ fn gib(mb: f64) -> String {
 }
 
 /// Runs the demo, printing the timeline to `out`.
-pub async fn run(
+pub(crate) async fn run(
     options: DemoOptions,
     out: &mut (dyn Write + Send),
 ) -> Result<DemoSummary, DemoError> {

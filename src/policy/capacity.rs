@@ -40,10 +40,10 @@ use super::{Reading, Sample};
 
 /// How long a scale-out takes until one has been observed: Tencent
 /// documents 10 to 20 minutes.
-pub const DEFAULT_SCALE_OUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_SCALE_OUT: Duration = Duration::from_secs(600);
 
 /// How many completed scale-out flows the automatic horizon reads.
-pub const SCALE_OUT_MEMORY: usize = 10;
+pub(crate) const SCALE_OUT_MEMORY: usize = 10;
 
 /// How far ahead a capacity rule projects growth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub struct Sizing {
 impl Sizing {
     /// What is kept above demand: the headroom or the projected growth,
     /// whichever is larger.
-    pub fn margin(&self) -> f64 {
+    pub(crate) fn margin(&self) -> f64 {
         self.headroom.max(self.trend)
     }
 }
@@ -105,7 +105,7 @@ impl Sizing {
 impl Capacity {
     /// The horizon in use: fixed, or twice `scale_out` (the cluster's
     /// median scale-out duration; [`DEFAULT_SCALE_OUT`] when none is known).
-    pub fn horizon(&self, scale_out: Option<Duration>) -> Duration {
+    pub(crate) fn horizon(&self, scale_out: Option<Duration>) -> Duration {
         match self.trend_horizon {
             Horizon::Fixed(d) => d,
             Horizon::Auto => scale_out.unwrap_or(DEFAULT_SCALE_OUT).saturating_mul(2),
@@ -114,7 +114,7 @@ impl Capacity {
 
     /// Sizes the cluster for `demand`, with growth from `samples` (the
     /// rule's own observations, newest last).
-    pub fn size(
+    pub(crate) fn size(
         &self,
         demand: f64,
         samples: &[Sample],
@@ -148,7 +148,7 @@ impl Capacity {
 /// newest value against the oldest one at or after `now − window`. Zero when
 /// the values fall, when `window` is zero, or while fewer than two readings
 /// span at least half the window. `samples` are in time order.
-pub fn growth(samples: &[Sample], now: DateTime<Utc>, window: Duration) -> f64 {
+pub(crate) fn growth(samples: &[Sample], now: DateTime<Utc>, window: Duration) -> f64 {
     let Ok(span) = chrono::Duration::from_std(window) else {
         return 0.0;
     };
@@ -182,7 +182,7 @@ pub fn growth(samples: &[Sample], now: DateTime<Utc>, window: Duration) -> f64 {
 
 /// The median of recent scale-out durations, whole seconds (the newest
 /// [`SCALE_OUT_MEMORY`] at most); `None` when there are none.
-pub fn median_scale_out(durations_secs: &[u64]) -> Option<Duration> {
+pub(crate) fn median_scale_out(durations_secs: &[u64]) -> Option<Duration> {
     let recent = &durations_secs[durations_secs.len().saturating_sub(SCALE_OUT_MEMORY)..];
     if recent.is_empty() {
         return None;

@@ -40,7 +40,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in label order.
-    pub const ALL: [Outcome; 12] = [
+    pub(crate) const ALL: [Outcome; 12] = [
         Outcome::ScaleOut,
         Outcome::Hold,
         Outcome::Cooldown,
@@ -56,7 +56,7 @@ impl Outcome {
     ];
 
     /// The `outcome` label value.
-    pub fn metric_label(self) -> &'static str {
+    pub(crate) fn metric_label(self) -> &'static str {
         match self {
             Outcome::ScaleOut => "scale_out",
             Outcome::Hold => "hold",
@@ -241,17 +241,17 @@ pub struct Decision {
 
 impl Decision {
     /// The total the cluster is heading for.
-    pub fn desired(&self) -> u32 {
+    pub(crate) fn desired(&self) -> u32 {
         self.effective.saturating_add(self.increment)
     }
 
     /// Whether nodes should be ordered now (not in dry-run).
-    pub fn orders(&self) -> bool {
+    pub(crate) fn orders(&self) -> bool {
         self.outcome == Outcome::ScaleOut && self.increment > 0
     }
 
     /// How many nodes to give back now (not in dry-run).
-    pub fn removes(&self) -> u32 {
+    pub(crate) fn removes(&self) -> u32 {
         if self.outcome == Outcome::ScaleIn {
             self.removal.nodes()
         } else {
@@ -260,7 +260,7 @@ impl Decision {
     }
 
     /// Rules whose positive vote this decision carries out (for rule cooldowns).
-    pub fn driving_rules(&self) -> impl Iterator<Item = &Vote> {
+    pub(crate) fn driving_rules(&self) -> impl Iterator<Item = &Vote> {
         self.votes
             .iter()
             .filter(|v| v.increment > 0 && v.outcome == self.outcome)
@@ -271,7 +271,7 @@ struct Value(f64, Unit);
 
 impl Unit {
     /// `v` as explanations show it: MB as GiB, a ratio as a percentage.
-    pub fn show(self, v: f64) -> String {
+    pub(crate) fn show(self, v: f64) -> String {
         Value(v, self).to_string()
     }
 }
@@ -312,7 +312,7 @@ fn sustain_text(s: Sustain) -> String {
 }
 
 /// A vote rendered with its rule's display unit.
-pub struct VoteText<'a>(pub &'a Vote, pub Unit);
+pub(crate) struct VoteText<'a>(pub &'a Vote, pub Unit);
 
 impl fmt::Display for VoteText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -493,7 +493,7 @@ impl fmt::Display for Cap {
 impl Decision {
     /// The decision as one sentence, with each rule's values in its unit
     /// (`units[i]` for vote `i`; missing entries show plain numbers).
-    pub fn explain(&self, units: &[Unit]) -> String {
+    pub(crate) fn explain(&self, units: &[Unit]) -> String {
         use fmt::Write;
         let unit = |i: usize| units.get(i).copied().unwrap_or_default();
         let mut s = String::new();

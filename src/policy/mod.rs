@@ -24,12 +24,12 @@
 //! - Capacity unknown (no fresh DescribeInstances answer, no TaskNodeSize) means hold.
 //!   A cluster in a flow that is not ours (status not 2 or 302) holds too.
 
-pub mod capacity;
-pub mod decision;
+pub(crate) mod capacity;
+pub(crate) mod decision;
 pub mod scale_in;
 pub mod schedule;
-pub mod sustain;
-pub mod time;
+pub(crate) mod sustain;
+pub(crate) mod time;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub use schedule::{Window, WindowEnd};
 pub use sustain::Sustain;
 
 /// The most nodes one ScaleOutInstance request may add.
-pub const MAX_CHUNK: u32 = 20;
+pub(crate) const MAX_CHUNK: u32 = 20;
 
 /// Why an observation is not a usable number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,7 +65,7 @@ pub enum DataIssue {
 
 impl DataIssue {
     /// Every issue, in label order.
-    pub const ALL: [DataIssue; 6] = [
+    pub(crate) const ALL: [DataIssue; 6] = [
         DataIssue::Empty,
         DataIssue::NaN,
         DataIssue::Stale,
@@ -75,7 +75,7 @@ impl DataIssue {
     ];
 
     /// The `kind` metric label.
-    pub fn metric_label(self) -> &'static str {
+    pub(crate) fn metric_label(self) -> &'static str {
         match self {
             DataIssue::Empty => "empty",
             DataIssue::NaN => "nan",
@@ -98,7 +98,7 @@ pub enum Reading {
 
 impl Reading {
     /// A value, with NaN and infinities turned into [`DataIssue::NaN`].
-    pub fn from_f64(v: f64) -> Self {
+    pub(crate) fn from_f64(v: f64) -> Self {
         if v.is_finite() {
             Reading::Value(v)
         } else {
@@ -108,7 +108,7 @@ impl Reading {
 
     /// The reading, with a value whose magnitude is above `max_value` made
     /// [`DataIssue::OutOfRange`].
-    pub fn bounded(self, max_value: f64) -> Self {
+    pub(crate) fn bounded(self, max_value: f64) -> Self {
         match self {
             Reading::Value(v) if v.abs() > max_value => Reading::Missing(DataIssue::OutOfRange),
             other => other,
@@ -116,7 +116,7 @@ impl Reading {
     }
 
     /// The value, if usable.
-    pub fn value(self) -> Option<f64> {
+    pub(crate) fn value(self) -> Option<f64> {
         match self {
             Reading::Value(v) => Some(v),
             Reading::Missing(_) => None,
@@ -181,7 +181,7 @@ pub enum Bound {
 
 impl Bound {
     /// Whether `v` breaches.
-    pub fn breached(self, v: f64) -> bool {
+    pub(crate) fn breached(self, v: f64) -> bool {
         match self {
             Bound::Above(b) => v > b,
             Bound::Below(b) => v < b,
@@ -202,7 +202,7 @@ pub enum Amount {
 
 impl Amount {
     /// The increment for `effective` nodes.
-    pub fn nodes(self, effective: u32) -> u32 {
+    pub(crate) fn nodes(self, effective: u32) -> u32 {
         match self {
             Amount::Add(n) => n,
             Amount::Remove(_) => 0,
@@ -275,7 +275,7 @@ impl RuleKind {
     /// How many recent samples judge this rule: enough for its sustain
     /// window at one sample per `interval`. The daemon and the backtest keep
     /// this many per rule.
-    pub fn retention(&self, interval: Duration) -> usize {
+    pub(crate) fn retention(&self, interval: Duration) -> usize {
         let per = interval.as_secs_f64().max(0.001);
         match self {
             RuleKind::Threshold {
@@ -395,10 +395,10 @@ pub struct ClusterView<'a> {
 
 /// Per rule (same order as the policy's rules): recent samples, newest last.
 /// Schedules take an empty slice.
-pub type Observations<'a> = &'a [&'a [Sample]];
+pub(crate) type Observations<'a> = &'a [&'a [Sample]];
 
 /// Splits `n` nodes into requests of at most [`MAX_CHUNK`].
-pub fn chunks(n: u32) -> Vec<u32> {
+pub(crate) fn chunks(n: u32) -> Vec<u32> {
     let mut out = Vec::with_capacity(n.div_ceil(MAX_CHUNK) as usize);
     let mut left = n;
     while left > 0 {
@@ -668,7 +668,7 @@ fn ceil_u32(x: f64) -> u32 {
 /// continuous, for samples taken every `interval`: 2.5 intervals, so one
 /// late or lost evaluation does not restart a `for` window or a
 /// stabilization window, and two do.
-pub fn max_gap(interval: Duration) -> Duration {
+pub(crate) fn max_gap(interval: Duration) -> Duration {
     interval * 2 + interval / 2
 }
 

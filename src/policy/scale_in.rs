@@ -195,7 +195,7 @@ pub enum NodeScope {
 
 impl NodeScope {
     /// Whether the scope can recognise any node: "ours" needs its tag.
-    pub fn is_usable(&self) -> bool {
+    pub(crate) fn is_usable(&self) -> bool {
         !matches!(self, NodeScope::Ours { key, .. } if key.is_empty())
     }
 }
@@ -266,7 +266,7 @@ impl YarnState {
 
 /// The host part of a `host:port` address (`nodeHTTPAddress`,
 /// `amHostHttpAddress`), IPv6 brackets removed.
-pub fn host_of(address: &str) -> &str {
+pub(crate) fn host_of(address: &str) -> &str {
     let a = address.trim();
     if let Some(rest) = a.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
@@ -364,7 +364,7 @@ impl Selection {
 }
 
 /// Why `node` may not be removed, or `None` when it may.
-pub fn ineligibility(
+pub(crate) fn ineligibility(
     node: &Node,
     scope: &NodeScope,
     yarn: Option<&YarnState>,
@@ -416,7 +416,7 @@ pub fn ineligibility(
 }
 
 /// Parses `ApplyTime` (`YYYY-MM-DD HH:MM:SS`, or RFC 3339).
-pub fn parse_apply_time(text: &str) -> Option<NaiveDateTime> {
+pub(crate) fn parse_apply_time(text: &str) -> Option<NaiveDateTime> {
     let t = text.trim();
     NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S")
         .ok()
@@ -505,14 +505,14 @@ pub struct Proposal {
 
 impl Proposal {
     /// The task-node count this evaluation wanted.
-    pub fn desired(&self) -> u32 {
+    pub(crate) fn desired(&self) -> u32 {
         self.effective.saturating_sub(self.nodes)
     }
 }
 
 /// What the stabilization window allows now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stabilized {
+pub(crate) enum Stabilized {
     /// Less than one full window observed since the start (or since a gap).
     Observing {
         /// Since when the evaluations are continuous.
@@ -527,7 +527,7 @@ pub enum Stabilized {
 /// proposal's) less the largest count wanted over `[now - window, now]`, once the evaluations have been continuous (no gap
 /// above `max_gap`) for one full window. `history` is oldest first and ends
 /// with the current evaluation.
-pub fn stabilize(
+pub(crate) fn stabilize(
     history: &[Proposal],
     now: DateTime<Utc>,
     window: Duration,
@@ -572,7 +572,12 @@ pub fn stabilize(
 
 /// Drops proposals older than `window` plus `max_gap` before `now`; what
 /// [`stabilize`] no longer reads.
-pub fn prune(history: &mut Vec<Proposal>, now: DateTime<Utc>, window: Duration, max_gap: Duration) {
+pub(crate) fn prune(
+    history: &mut Vec<Proposal>,
+    now: DateTime<Utc>,
+    window: Duration,
+    max_gap: Duration,
+) {
     let keep =
         chrono::Duration::from_std(window.saturating_add(max_gap)).unwrap_or(chrono::Duration::MAX);
     history.retain(|p| now - p.at <= keep);

@@ -109,7 +109,7 @@ impl Window {
     }
 
     /// The start of the window open at `now`, if one is.
-    pub fn open_since(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn open_since(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if let Some(span) = self.memo.get()
             && span.from <= now
             && now < span.until

@@ -23,7 +23,7 @@ pub enum Sustain {
 
 /// The unbroken run of breaching samples that ends with the newest one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Run {
+pub(crate) struct Run {
     /// Time of the run's first sample.
     pub since: DateTime<Utc>,
     /// Samples in the run.
@@ -32,7 +32,7 @@ pub struct Run {
 
 /// The run of samples (newest last) satisfying `breach`, ending at the newest
 /// sample, or `None` if the newest does not breach or is older than `max_gap`.
-pub fn current_run(
+pub(crate) fn current_run(
     samples: &[Sample],
     now: DateTime<Utc>,
     max_gap: Duration,
@@ -61,7 +61,7 @@ pub fn current_run(
 
 impl Sustain {
     /// Whether `run` satisfies this requirement at `now`.
-    pub fn is_met(&self, run: Option<Run>, now: DateTime<Utc>) -> bool {
+    pub(crate) fn is_met(&self, run: Option<Run>, now: DateTime<Utc>) -> bool {
         match (self, run) {
             (_, None) => false,
             (Sustain::For(d), Some(r)) => (now - r.since).to_std().is_ok_and(|held| held >= *d),
@@ -70,7 +70,7 @@ impl Sustain {
     }
 
     /// How long the run has held so far, for explanations.
-    pub fn progress(run: Option<Run>, now: DateTime<Utc>) -> Duration {
+    pub(crate) fn progress(run: Option<Run>, now: DateTime<Utc>) -> Duration {
         run.and_then(|r| (now - r.since).to_std().ok())
             .unwrap_or_default()
     }

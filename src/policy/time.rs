@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 /// `t + d`, saturating at the calendar's end.
-pub fn after(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+pub(crate) fn after(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(d)
         .ok()
         .and_then(|d| t.checked_add_signed(d))
@@ -14,7 +14,7 @@ pub fn after(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
 }
 
 /// `t - d`, saturating at the calendar's start.
-pub fn before(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+pub(crate) fn before(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(d)
         .ok()
         .and_then(|d| t.checked_sub_signed(d))

@@ -6,7 +6,7 @@
 //! Pending memory, available memory and utilisation are recomputed from the
 //! two at every step, so a policy that adds nodes sees its own effect.
 
-pub mod week;
+pub(crate) mod week;
 
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ impl Default for Model {
 
 /// The derived signals at one instant.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Signals {
+pub(crate) struct Signals {
     /// Demand, MB.
     pub demand_mb: f64,
     /// Serving capacity, MB.
@@ -57,7 +57,7 @@ impl Model {
     }
 
     /// The derived signals for `demand_mb` and `task_nodes` running.
-    pub fn signals(&self, demand_mb: f64, task_nodes: u32) -> Signals {
+    pub(crate) fn signals(&self, demand_mb: f64, task_nodes: u32) -> Signals {
         let demand_mb = demand_mb.max(0.0);
         let capacity_mb = self.capacity_mb(task_nodes);
         let allocated = demand_mb.min(capacity_mb);
@@ -77,7 +77,7 @@ impl Model {
 
 impl Signals {
     /// The value a rule declared with `replay_signal` sees.
-    pub fn get(&self, signal: ReplaySignal) -> f64 {
+    pub(crate) fn get(&self, signal: ReplaySignal) -> f64 {
         match signal {
             ReplaySignal::PendingMb => self.pending_mb,
             ReplaySignal::AvailableMb => self.available_mb,
@@ -89,7 +89,7 @@ impl Signals {
 
 /// How long a synthetic burst takes to build up, and to go: bursts of YARN
 /// demand ramp over a few minutes as their jobs are submitted.
-pub const BURST_RAMP: Duration = Duration::from_secs(240);
+pub(crate) const BURST_RAMP: Duration = Duration::from_secs(240);
 
 /// A synthetic daily demand: a business-hours hump over a night floor, with
 /// seeded bursts that ramp up and down over [`BURST_RAMP`]. Deterministic
@@ -160,7 +160,7 @@ impl SyntheticDemand {
 
 /// Costs of a run: node-hours and unmet demand, integrated step by step.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Costs {
+pub(crate) struct Costs {
     /// Nodes ordered.
     pub nodes_added: u32,
     /// Hours billed for task nodes (each ordered one from its order).
@@ -173,7 +173,7 @@ pub struct Costs {
 
 impl Costs {
     /// Adds one step of `step` with `signals` and `billed_nodes` ordered so far.
-    pub fn step(&mut self, signals: &Signals, billed_nodes: u32, step: Duration) {
+    pub(crate) fn step(&mut self, signals: &Signals, billed_nodes: u32, step: Duration) {
         let minutes = step.as_secs_f64() / 60.0;
         self.node_hours += f64::from(billed_nodes) * minutes / 60.0;
         if signals.pending_mb > 0.0 {

@@ -25,10 +25,10 @@ use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
 const GIB: f64 = 1024.0;
 
 /// The seed of `docs/demand-week.csv`.
-pub const SEED: u64 = 2026;
+pub(crate) const SEED: u64 = 2026;
 
 /// The first minute of `docs/demand-week.csv`: Monday 2026-11-02 00:00 UTC.
-pub const START: &str = "2026-11-02T00:00:00Z";
+pub(crate) const START: &str = "2026-11-02T00:00:00Z";
 
 /// Minutes in the week.
 const MINUTES: usize = 7 * 1440;
@@ -60,7 +60,7 @@ fn arrival_rate(minute: usize, weekend: bool) -> f64 {
 
 /// Seven days of demand from `start` (a Monday midnight for the documented
 /// shape), one sample a minute: `(time, MB)`.
-pub fn week(seed: u64, start: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
+pub(crate) fn week(seed: u64, start: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut jobs: Vec<Job> = Vec::new();
     for day in 0..7usize {
@@ -122,7 +122,7 @@ pub fn week(seed: u64, start: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
 }
 
 /// The week as the CSV `backtest --input` reads: `timestamp,demand_mb`.
-pub fn csv(rows: &[(DateTime<Utc>, f64)]) -> String {
+pub(crate) fn csv(rows: &[(DateTime<Utc>, f64)]) -> String {
     let mut s = String::with_capacity(rows.len() * 32 + 32);
     s.push_str("timestamp,demand_mb\n");
     for (t, v) in rows {

@@ -140,7 +140,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The Tencent Cloud error code, e.g. `ResourceInUse.InstanceInProcess`.
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         match self {
             Self::InvalidAuthorization(_) => "AuthFailure.InvalidAuthorization",
             Self::SignatureFailure(_) => "AuthFailure.SignatureFailure",

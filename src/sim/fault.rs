@@ -52,7 +52,7 @@ pub enum Fault {
 
 impl Fault {
     /// Whether this fault changes a flow rather than a request.
-    pub fn is_flow_fault(&self) -> bool {
+    pub(crate) fn is_flow_fault(&self) -> bool {
         matches!(self, Self::SlowFlow(_) | Self::FailFlow)
     }
 }

@@ -96,7 +96,7 @@ impl LedgerEntry {
     }
 
     /// The `CvmInstanceIds` strings of the body (empty when absent).
-    pub fn cvm_instance_ids(&self) -> Vec<String> {
+    pub(crate) fn cvm_instance_ids(&self) -> Vec<String> {
         self.params
             .get("CvmInstanceIds")
             .and_then(Value::as_array)
@@ -168,11 +168,6 @@ impl Ledger {
     /// Every entry, in arrival order.
     pub fn entries(&self) -> &[LedgerEntry] {
         &self.entries
-    }
-
-    /// Every entry, in arrival order, by value.
-    pub fn into_entries(self) -> Vec<LedgerEntry> {
-        self.entries
     }
 
     /// The number of requests received.

@@ -80,7 +80,7 @@ impl RateLimiter {
 
 /// The largest number of `arrivals` (sorted, ascending) that fall within any
 /// half-open interval `[t, t + window)`.
-pub fn max_in_any_window(arrivals: &[Duration], window: Duration) -> usize {
+pub(crate) fn max_in_any_window(arrivals: &[Duration], window: Duration) -> usize {
     let mut best = 0;
     let mut start = 0;
     for (end, &t) in arrivals.iter().enumerate() {

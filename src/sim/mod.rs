@@ -47,7 +47,7 @@
 //! SimHandle::update_node(id, order_no, impl FnOnce(&mut SimNode)) -> bool
 //! SimHandle::set_node_gone(id, order_no) -> bool
 //! SimHandle::set_builtin_strategy(id, BuiltinStrategy) / clear_builtin(id) -> bool
-//! SimHandle::set_flow_duration(id, Option<Duration>) / set_config_null(id, bool) -> bool
+//! SimHandle::set_flow_duration(id, Option<Duration>) -> bool
 //! SimHandle::set_flow_before_token(bool)
 //! SimHandle::shutdown(self).await
 //!
@@ -152,7 +152,6 @@ mod sign;
 mod yarn;
 
 use std::fmt;
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,14 +168,12 @@ pub use engine::{
     QUICK_SCALE_IN, STATUS_RUNNING, STATUS_SCALE_OUT_FAILED, STATUS_SCALING_IN, STATUS_SCALING_OUT,
     TERMINATE_NODE_FLAG,
 };
-pub use error::{ApiError, StartError};
+pub(crate) use error::StartError;
 pub use fault::Fault;
 pub use ledger::{FlowStart, Handled, Ledger, LedgerEntry};
-pub use limit::max_in_any_window;
 pub use node::{
     APPLY_TIME_FORMAT, NODE_FLAG_COMMON, NODE_FLAG_CORE, NODE_FLAG_MASTER, NODE_FLAG_TASK, SimNode,
 };
-pub use server::VERSION;
 pub use yarn::{YarnApp, YarnNode, YarnRm};
 
 /// The SecretId the default config accepts.
@@ -241,14 +238,9 @@ impl SimCluster {
         self
     }
 
-    /// Sets the starting core-node count.
-    pub fn with_core_nodes(mut self, n: u32) -> Self {
-        self.core_nodes = n;
-        self
-    }
-
+    #[cfg(test)]
     /// Sets this cluster's provisioning time.
-    pub fn with_flow_duration(mut self, d: Duration) -> Self {
+    pub(crate) fn with_flow_duration(mut self, d: Duration) -> Self {
         self.flow_duration = Some(d);
         self
     }
@@ -326,7 +318,7 @@ impl SimConfig {
     }
 
     /// Checks the config for contradictions.
-    pub fn validate(&self) -> Result<(), StartError> {
+    pub(crate) fn validate(&self) -> Result<(), StartError> {
         let mut seen = std::collections::HashSet::new();
         for c in &self.clusters {
             if c.instance_id.is_empty() {
@@ -388,7 +380,7 @@ impl Simulator {
 
     /// Starts a simulator on `addr`. It serves in a background task until
     /// [`SimHandle::shutdown`] or until the handle is dropped.
-    pub async fn start_on(
+    pub(crate) async fn start_on(
         addr: SocketAddr,
         config: SimConfig,
         clock: SharedClock,
@@ -406,35 +398,6 @@ impl Simulator {
             shared,
             task: Some(task),
         })
-    }
-}
-
-/// Runs a simulator on `addr` in the foreground until `shutdown` completes
-/// (for a CLI `sim` subcommand).
-pub async fn serve_until<F>(
-    config: SimConfig,
-    clock: SharedClock,
-    addr: SocketAddr,
-    shutdown: F,
-) -> Result<(), StartError>
-where
-    F: Future<Output = ()>,
-{
-    let mut handle = Simulator::start_on(addr, config, clock).await?;
-    let Some(mut task) = handle.task.take() else {
-        return Ok(());
-    };
-    tokio::select! {
-        () = shutdown => {
-            handle.shared.shutdown.cancel();
-            finish(task).await;
-            Ok(())
-        }
-        result = &mut task => match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(StartError::Serve(error)),
-            Err(join) => Err(StartError::Serve(std::io::Error::other(join))),
-        },
     }
 }
 
@@ -508,22 +471,6 @@ impl SimHandle {
         self.shared.lock().engine.cluster(id, now)
     }
 
-    /// Every cluster's state at the clock's current time.
-    pub fn clusters(&self) -> Vec<ClusterSnapshot> {
-        let now = self.shared.clock.now();
-        let mut state = self.shared.lock();
-        let ids = state.engine.cluster_ids();
-        ids.iter()
-            .filter_map(|id| state.engine.cluster(id, now))
-            .collect()
-    }
-
-    /// A flow's state at the clock's current time.
-    pub fn flow(&self, flow_id: u64) -> Option<FlowSnapshot> {
-        let now = self.shared.clock.now();
-        self.shared.lock().engine.flow(flow_id, now)
-    }
-
     /// Makes the cluster list `n` task nodes (as if changed elsewhere):
     /// adds untagged task nodes (ApplyTime the clock's now), or drops
     /// untagged ones no scale-in is removing, newest first, then others.
@@ -534,16 +481,6 @@ impl SimHandle {
             .lock()
             .engine
             .set_count(id, NODE_FLAG_TASK, n, now)
-    }
-
-    /// Makes the cluster list `n` core nodes, as [`SimHandle::set_task_nodes`]
-    /// does for task nodes. False when the cluster does not exist.
-    pub fn set_core_nodes(&self, id: &str, n: u32) -> bool {
-        let now = self.shared.clock.now();
-        self.shared
-            .lock()
-            .engine
-            .set_count(id, NODE_FLAG_CORE, n, now)
     }
 
     /// A cluster's node list at the clock's current time, in
@@ -607,15 +544,6 @@ impl SimHandle {
     /// some API servers do, or the token first (`false`, the default).
     pub fn set_flow_before_token(&self, on: bool) {
         self.shared.lock().engine.flow_before_token = on;
-    }
-
-    /// Makes `DescribeInstances` answer `"Config": null` for the cluster
-    /// until turned off. False when the cluster does not exist.
-    pub fn set_config_null(&self, id: &str, null: bool) -> bool {
-        self.shared
-            .lock()
-            .engine
-            .modify(id, |k| *k.config_null = null)
     }
 
     /// Stops accepting requests, lets in-flight ones finish (up to 5 s) and

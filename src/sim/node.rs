@@ -91,7 +91,7 @@ impl SimNode {
     }
 
     /// A master node (Flag 1, not destroyable).
-    pub fn master() -> Self {
+    pub(crate) fn master() -> Self {
         Self::task()
             .with_flag(NODE_FLAG_MASTER)
             .with_destroyable(false)
@@ -103,20 +103,22 @@ impl SimNode {
         self
     }
 
+    #[cfg(test)]
     /// Sets the EMR resource id.
-    pub fn with_emr_resource_id(mut self, id: impl Into<String>) -> Self {
+    pub(crate) fn with_emr_resource_id(mut self, id: impl Into<String>) -> Self {
         self.emr_resource_id = id.into();
         self
     }
 
+    #[cfg(test)]
     /// Sets the private IP.
-    pub fn with_ip(mut self, ip: impl Into<String>) -> Self {
+    pub(crate) fn with_ip(mut self, ip: impl Into<String>) -> Self {
         self.ip = ip.into();
         self
     }
 
     /// Sets `Flag` (see the `NODE_FLAG_*` constants).
-    pub fn with_flag(mut self, flag: i64) -> Self {
+    pub(crate) fn with_flag(mut self, flag: i64) -> Self {
         self.flag = flag;
         self
     }
@@ -145,18 +147,6 @@ impl SimNode {
         self
     }
 
-    /// Sets `ChargeType`.
-    pub fn with_charge_type(mut self, charge_type: i64) -> Self {
-        self.charge_type = charge_type;
-        self
-    }
-
-    /// Sets `HardwareResourceType`.
-    pub fn with_hardware_resource_type(mut self, kind: impl Into<String>) -> Self {
-        self.hardware_resource_type = kind.into();
-        self
-    }
-
     /// Sets `ApplyTime`.
     pub fn with_apply_time(mut self, at: DateTime<Utc>) -> Self {
         self.apply_time = Some(at);
@@ -180,7 +170,7 @@ impl SimNode {
     }
 
     /// `ApplyTime` as the API writes it (`YYYY-MM-DD HH:MM:SS`, UTC), when set.
-    pub fn apply_time_text(&self) -> Option<String> {
+    pub(crate) fn apply_time_text(&self) -> Option<String> {
         self.apply_time
             .map(|t| t.format(APPLY_TIME_FORMAT).to_string())
     }

@@ -45,7 +45,7 @@ use super::sign::{SignedParts, Verifier};
 use crate::clock::{SharedClock, wall_now};
 
 /// The only API version served.
-pub const VERSION: &str = "2019-01-03";
+pub(crate) const VERSION: &str = "2019-01-03";
 
 /// State shared by the handler and the [`SimHandle`](super::SimHandle).
 #[allow(clippy::disallowed_types)] // Ledger offsets and the rate limit are about real traffic.

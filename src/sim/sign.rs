@@ -18,15 +18,15 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 
 /// The only signing algorithm the server accepts.
-pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "TC3-HMAC-SHA256";
 /// The service name in the credential scope.
-pub const SERVICE: &str = "emr";
+pub(crate) const SERVICE: &str = "emr";
 /// How far `X-TC-Timestamp` may be from the server's wall clock, in seconds.
-pub const MAX_SKEW_SECS: i64 = 300;
+pub(crate) const MAX_SKEW_SECS: i64 = 300;
 
 /// The parts of an HTTP request that the signature covers or depends on.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SignedParts<'a> {
+pub(crate) struct SignedParts<'a> {
     /// The `Authorization` header.
     pub authorization: Option<&'a str>,
     /// The `Content-Type` header, as sent.
@@ -43,7 +43,7 @@ pub struct SignedParts<'a> {
 
 /// Checks request signatures against a fixed set of credentials.
 #[derive(Debug, Clone, Default)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     keys: HashMap<String, String>,
     required_token: Option<String>,
 }
@@ -59,7 +59,7 @@ struct Authorization<'a> {
 impl Verifier {
     /// A verifier that knows the `(secret_id, secret_key)` pairs and, when
     /// `required_token` is set, demands that `X-TC-Token` equals it.
-    pub fn new(credentials: &[(String, String)], required_token: Option<String>) -> Self {
+    pub(crate) fn new(credentials: &[(String, String)], required_token: Option<String>) -> Self {
         Self {
             keys: credentials.iter().cloned().collect(),
             required_token,
@@ -68,7 +68,11 @@ impl Verifier {
 
     /// Verifies the request as the API gateway would at wall-clock time `now`.
     /// Returns the caller's SecretId.
-    pub fn verify(&self, parts: &SignedParts<'_>, now: DateTime<Utc>) -> Result<String, ApiError> {
+    pub(crate) fn verify(
+        &self,
+        parts: &SignedParts<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<String, ApiError> {
         let header = parts
             .authorization
             .ok_or_else(|| ApiError::InvalidAuthorization("the header is missing".into()))?;
@@ -188,7 +192,7 @@ fn utc_date(timestamp: i64) -> Option<String> {
 }
 
 /// The lowercase hex TC3 signature of a POST / request with the given parts.
-pub fn signature(
+pub(crate) fn signature(
     secret_key: &str,
     content_type: &str,
     host: &str,

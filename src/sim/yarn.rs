@@ -36,9 +36,9 @@ use tracing::{info, warn};
 use super::error::StartError;
 
 /// The nodes path.
-pub const NODES_PATH: &str = "/ws/v1/cluster/nodes";
+pub(crate) const NODES_PATH: &str = "/ws/v1/cluster/nodes";
 /// The applications path.
-pub const APPS_PATH: &str = "/ws/v1/cluster/apps";
+pub(crate) const APPS_PATH: &str = "/ws/v1/cluster/apps";
 
 /// How long a graceful shutdown may take before the server task is aborted.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -188,11 +188,6 @@ impl YarnRm {
             shutdown,
             task: Some(task),
         })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// The base URL, `http://127.0.0.1:PORT`.

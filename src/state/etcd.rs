@@ -14,11 +14,11 @@ use super::{State, StateError, store};
 use crate::etcd::{Etcd, EtcdError, Fence};
 
 /// The key of the state under the prefix.
-pub const STATE_KEY: &str = "state";
+pub(crate) const STATE_KEY: &str = "state";
 
 /// The state in etcd, written under the current fence.
 #[derive(Debug)]
-pub struct EtcdStore {
+pub(crate) struct EtcdStore {
     etcd: Etcd,
     key: String,
     fence: Arc<Mutex<Option<Fence>>>,
@@ -27,7 +27,7 @@ pub struct EtcdStore {
 impl EtcdStore {
     /// The store at `<prefix>state`, writing under whatever fence `fence`
     /// holds at the time of each save (none: every save is refused).
-    pub fn new(etcd: Etcd, prefix: &str, fence: Arc<Mutex<Option<Fence>>>) -> Self {
+    pub(crate) fn new(etcd: Etcd, prefix: &str, fence: Arc<Mutex<Option<Fence>>>) -> Self {
         Self {
             etcd,
             key: format!("{prefix}{STATE_KEY}"),
@@ -61,7 +61,7 @@ impl EtcdStore {
     }
 
     /// Reads the state; `None` when the key does not exist yet.
-    pub async fn load(&self) -> Result<Option<State>, StateError> {
+    pub(crate) async fn load(&self) -> Result<Option<State>, StateError> {
         let value = self.etcd.get(&self.key).await.map_err(Self::err)?;
         match value {
             None => Ok(None),
@@ -70,7 +70,7 @@ impl EtcdStore {
     }
 
     /// Writes `state`, fenced.
-    pub async fn save(&self, state: &State) -> Result<(), StateError> {
+    pub(crate) async fn save(&self, state: &State) -> Result<(), StateError> {
         let (fence, bytes) = self.prepare(state)?;
         self.etcd
             .fenced_put(&fence, &self.key, bytes)
@@ -80,7 +80,7 @@ impl EtcdStore {
 
     /// Writes `state` only if no state exists yet (the one-time import of
     /// a `state_dir`); `Ok(false)` when one did.
-    pub async fn create(&self, state: &State) -> Result<bool, StateError> {
+    pub(crate) async fn create(&self, state: &State) -> Result<bool, StateError> {
         let (fence, bytes) = self.prepare(state)?;
         self.etcd
             .fenced_create(&fence, &self.key, bytes)

@@ -32,18 +32,18 @@
 //! it is kept: lock, atomic writes, schema migration) in [`store`]; the one
 //! projection of a record into what the policy judges in [`view`].
 
-pub mod etcd;
-pub mod records;
-pub mod store;
-pub mod view;
+pub(crate) mod etcd;
+pub(crate) mod records;
+pub(crate) mod store;
+pub(crate) mod view;
 
 pub use records::*;
 pub use store::*;
-pub use view::{Circumstances, Projection, Snapshot};
+pub(crate) use view::{Circumstances, Projection, Snapshot};
 
 /// Where the state is kept: the file in `state_dir`, or (with `[ha]`) etcd.
 #[derive(Debug)]
-pub enum Store {
+pub(crate) enum Store {
     /// Single host: `state_dir/state.json` under its lock.
     File(StateStore),
     /// High availability: `<prefix>state` in etcd, fenced on leadership.
@@ -54,7 +54,7 @@ impl Store {
     /// Checks that this process still owns the store: for the file, that its
     /// lock is still the lock file at its path ([`StateError::Lost`] if not);
     /// etcd writes are fenced on every save instead.
-    pub fn check(&self) -> Result<(), StateError> {
+    pub(crate) fn check(&self) -> Result<(), StateError> {
         match self {
             Store::File(f) => f.check_lock(),
             Store::Etcd(_) => Ok(()),
@@ -62,7 +62,7 @@ impl Store {
     }
 
     /// Writes `state` durably: atomically to the file, or fenced to etcd.
-    pub async fn save(&self, state: &State) -> Result<(), StateError> {
+    pub(crate) async fn save(&self, state: &State) -> Result<(), StateError> {
         match self {
             Store::File(f) => tokio::task::block_in_place(|| f.save(state)),
             Store::Etcd(e) => e.save(state).await,

@@ -12,7 +12,7 @@ use super::SCHEMA_VERSION;
 
 /// How long orders are kept for budgets: a 24-hour budget window plus an hour
 /// of slack.
-pub const ORDER_RETENTION: TimeDelta = TimeDelta::hours(25);
+pub(crate) const ORDER_RETENTION: TimeDelta = TimeDelta::hours(25);
 
 /// Everything the daemon remembers, per cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,7 +94,7 @@ pub struct Arrival {
 
 impl ClusterState {
     /// Remembers that a scale-out flow took `took`; keeps the newest ten.
-    pub fn record_scale_out(&mut self, took: TimeDelta) {
+    pub(crate) fn record_scale_out(&mut self, took: TimeDelta) {
         let keep = crate::policy::capacity::SCALE_OUT_MEMORY;
         self.scale_out_secs
             .push(u64::try_from(took.num_seconds()).unwrap_or(0));
@@ -103,28 +103,20 @@ impl ClusterState {
     }
 
     /// The median of the recent scale-out flows' durations.
-    pub fn scale_out_median(&self) -> Option<std::time::Duration> {
+    pub(crate) fn scale_out_median(&self) -> Option<std::time::Duration> {
         crate::policy::capacity::median_scale_out(&self.scale_out_secs)
     }
 
     /// Drops arrivals older than `settle` before `now`.
-    pub fn prune_arrivals(&mut self, now: DateTime<Utc>, settle: TimeDelta) {
+    pub(crate) fn prune_arrivals(&mut self, now: DateTime<Utc>, settle: TimeDelta) {
         self.arrivals.retain(|a| now - a.at < settle);
     }
 }
 
 impl ClusterState {
-    /// Nodes ordered strictly after `since`, saturating at `u32::MAX`.
-    pub fn nodes_ordered_since(&self, since: DateTime<Utc>) -> u32 {
-        self.orders
-            .iter()
-            .filter(|o| o.at > since)
-            .fold(0u32, |sum, o| sum.saturating_add(o.nodes))
-    }
-
     /// Drops orders older than [`ORDER_RETENTION`] before `now`. Orders dated
     /// after `now` (a clock step backwards) are kept.
-    pub fn prune_orders(&mut self, now: DateTime<Utc>) {
+    pub(crate) fn prune_orders(&mut self, now: DateTime<Utc>) {
         let Some(cutoff) = now.checked_sub_signed(ORDER_RETENTION) else {
             return; // `now` is near the start of time: nothing can be that old.
         };
@@ -170,7 +162,7 @@ pub struct BreakerTrip {
 
 impl ClusterState {
     /// Closes the breaker if `flow` opened it: that flow has ended.
-    pub fn flow_ended(&mut self, flow: i64) {
+    pub(crate) fn flow_ended(&mut self, flow: i64) {
         if self
             .breaker_open
             .as_ref()
@@ -248,7 +240,7 @@ pub struct RemovalIntent {
 
 impl RemovalIntent {
     /// The named nodes not yet found gone, in decision order.
-    pub fn remaining(&self) -> Vec<String> {
+    pub(crate) fn remaining(&self) -> Vec<String> {
         self.nodes
             .iter()
             .filter(|n| !self.gone.contains(n))

@@ -22,16 +22,16 @@ use super::records::*;
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// The state file's name inside `state_dir`.
-pub const STATE_FILE: &str = "state.json";
+pub(crate) const STATE_FILE: &str = "state.json";
 
 /// The lock file's name inside `state_dir`.
-pub const LOCK_FILE: &str = "lock";
+pub(crate) const LOCK_FILE: &str = "lock";
 
 pub(super) const TMP_FILE: &str = "state.json.tmp";
 
 /// The largest state file read; a bigger one is refused as corrupt (a real
 /// state of a hundred clusters is well under a megabyte).
-pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Why the state could not be opened, read or saved. Every variant names the
 /// file or directory involved.
@@ -326,7 +326,7 @@ impl StateStore {
     /// `state_dir/lock` (same device and inode). When the directory was
     /// deleted or replaced, another process may lock the new one:
     /// [`StateError::Lost`].
-    pub fn check_lock(&self) -> Result<(), StateError> {
+    pub(crate) fn check_lock(&self) -> Result<(), StateError> {
         use std::os::unix::fs::MetadataExt;
         let lost = || StateError::Lost {
             dir: self.dir.clone(),
@@ -345,8 +345,9 @@ impl StateStore {
         &self.state_path
     }
 
+    #[cfg(test)]
     /// The state directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 }

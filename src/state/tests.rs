@@ -103,28 +103,6 @@ fn cluster_mut_inserts_default_then_returns_the_same_entry() {
 }
 
 #[test]
-fn nodes_ordered_since_counts_only_orders_strictly_after() {
-    let c = ClusterState {
-        orders: vec![order(t(0), 5), order(t(10), 7), order(t(20), 11)],
-        ..ClusterState::default()
-    };
-    assert_eq!(c.nodes_ordered_since(t(-1)), 23);
-    assert_eq!(c.nodes_ordered_since(t(0)), 18);
-    assert_eq!(c.nodes_ordered_since(t(10)), 11);
-    assert_eq!(c.nodes_ordered_since(t(20)), 0);
-    assert_eq!(ClusterState::default().nodes_ordered_since(t(0)), 0);
-}
-
-#[test]
-fn nodes_ordered_since_saturates() {
-    let c = ClusterState {
-        orders: vec![order(t(1), u32::MAX), order(t(2), 5)],
-        ..ClusterState::default()
-    };
-    assert_eq!(c.nodes_ordered_since(t(0)), u32::MAX);
-}
-
-#[test]
 fn prune_orders_keeps_25_hours_and_the_future() {
     let now = t(100 * 3600);
     let h25 = 25 * 3600;

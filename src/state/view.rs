@@ -24,7 +24,7 @@ use crate::policy::{ClusterView, Proposal};
 
 /// What the cloud said about the cluster at its last capacity snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Running task nodes; `None` when they could not be read.
     pub running: Option<u32>,
     /// The cluster's status says a flow runs (neither running nor
@@ -36,7 +36,7 @@ pub struct Snapshot {
 
 /// What the daemon knows besides the record and the snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Circumstances {
+pub(crate) struct Circumstances {
     /// Decide and report only.
     pub dry_run: bool,
     /// Tencent's own auto-scaling is enabled here and coexistence is off.
@@ -53,7 +53,7 @@ pub struct Circumstances {
 
 /// A cluster's view, owned: [`view`](Self::view) lends it to the policy.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Projection {
+pub(crate) struct Projection {
     /// See [`ClusterView::running`].
     pub running: Option<u32>,
     /// See [`ClusterView::in_flight`].
@@ -91,7 +91,7 @@ pub struct Projection {
 impl Projection {
     /// The view the policy core judges, with the cluster's earlier removal
     /// proposals (kept in memory, not in the record).
-    pub fn view<'a>(&'a self, removal_history: &'a [Proposal]) -> ClusterView<'a> {
+    pub(crate) fn view<'a>(&'a self, removal_history: &'a [Proposal]) -> ClusterView<'a> {
         let c = &self.circumstances;
         ClusterView {
             running: self.running,
@@ -129,7 +129,7 @@ impl ClusterState {
     /// - An operation that just ended keeps the cluster's operation open
     ///   until a snapshot taken after its end: that snapshot may still
     ///   count the nodes it removed.
-    pub fn project<'a>(
+    pub(crate) fn project<'a>(
         &self,
         rules: impl Iterator<Item = &'a str> + Clone,
         snapshot: &Snapshot,

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -17,7 +17,7 @@ pub enum Format {
 
 /// Installs the global subscriber, at `default_level` unless `RUST_LOG` says
 /// otherwise. Safe to call twice; the second call is ignored.
-pub fn init(format: Format, default_level: &str) {
+pub(crate) fn init(format: Format, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -1,6 +1,6 @@
 //! Observability: logging, metrics and systemd notifications. (The admin
 //! HTTP server serving the metrics is the daemon's: `daemon::admin`.)
 
-pub mod logging;
+pub(crate) mod logging;
 pub mod metrics;
-pub mod notify;
+pub(crate) mod notify;

@@ -15,12 +15,12 @@ fn send(states: &[NotifyState<'_>]) {
 }
 
 /// Config valid, state loaded, listener bound.
-pub fn ready() {
+pub(crate) fn ready() {
     send(&[NotifyState::Ready, NotifyState::Status("evaluating")]);
 }
 
 /// A SIGHUP reload started.
-pub fn reloading() {
+pub(crate) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(_) => send(&[NotifyState::Reloading]),
@@ -28,17 +28,17 @@ pub fn reloading() {
 }
 
 /// Shutting down.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
 /// One watchdog keep-alive.
-pub fn watchdog() {
+pub(crate) fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
 /// How often to send keep-alives: half of `WATCHDOG_USEC`, if set for this process.
-pub fn watchdog_period() -> Option<Duration> {
+pub(crate) fn watchdog_period() -> Option<Duration> {
     std::env::var_os("NOTIFY_SOCKET")?;
     sd_notify::watchdog_enabled().map(|d| d / 2)
 }

@@ -27,10 +27,10 @@ use crate::tencent::limiter::Limiters;
 
 /// The largest EMR answer read; a bigger one is a malformed answer. Batched
 /// `DescribeInstances` answers for 100 clusters stay far below it.
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// A ClientToken is re-sent only while younger than this (the server keeps it 5 minutes).
-pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(270);
+pub(crate) const TOKEN_MAX_AGE: Duration = Duration::from_secs(270);
 
 /// Why a URL cannot be the EMR API endpoint. Signed requests and session
 /// tokens go there, so only https (or plain http on loopback) to a bare
@@ -59,7 +59,7 @@ pub enum EndpointError {
 }
 
 /// Checks an API endpoint: https anywhere, plain http only on loopback.
-pub fn check_endpoint(url: &Url) -> Result<(), EndpointError> {
+pub(crate) fn check_endpoint(url: &Url) -> Result<(), EndpointError> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(url) => {}
@@ -96,7 +96,7 @@ pub struct ClientSetupError {
 }
 
 /// Whether the URL's host is a loopback address.
-pub fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
@@ -107,7 +107,7 @@ pub fn is_loopback(url: &Url) -> bool {
 
 /// The `Host` header value reqwest sends for `url`: the host, plus `:port`
 /// when the URL names a non-default one.
-pub fn host_header(url: &Url) -> String {
+pub(crate) fn host_header(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
     match url.port() {
         Some(port) => format!("{host}:{port}"),
@@ -139,7 +139,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The backoff after failed attempt `attempt` (1-based): exponential, with
     /// jitter between half and all of it.
-    pub fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
@@ -168,7 +168,7 @@ impl ClientToken {
     }
 
     /// Whether the server still honours it for deduplication, with margin.
-    pub fn is_young(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn is_young(&self, now: DateTime<Utc>) -> bool {
         token_young(self.created_at, now)
     }
 }
@@ -177,7 +177,7 @@ impl ClientToken {
 /// [`TOKEN_MAX_AGE`] at `now`. A negative age means the wall clock stepped
 /// back: the true age is unknown, so the token counts as old and is never
 /// re-sent.
-pub fn token_young(created_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+pub(crate) fn token_young(created_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     (now - created_at)
         .to_std()
         .is_ok_and(|age| age < TOKEN_MAX_AGE)
@@ -262,7 +262,7 @@ pub struct ClientSettings {
 
 /// A request as it would be sent, with the signature and token masked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RenderedRequest {
+pub(crate) struct RenderedRequest {
     /// POST target.
     pub url: String,
     /// Headers in send order.
@@ -309,14 +309,9 @@ impl EmrClient {
     }
 
     /// The same client, asking `gate` before every attempt.
-    pub fn with_gate(mut self, gate: Arc<dyn SendGate>) -> Self {
+    pub(crate) fn with_gate(mut self, gate: Arc<dyn SendGate>) -> Self {
         self.gate = Some(gate);
         self
-    }
-
-    /// The limiters every call passes through.
-    pub fn limiters(&self) -> &Arc<Limiters> {
-        &self.limiters
     }
 
     fn headers(
@@ -540,7 +535,11 @@ impl EmrClient {
     }
 
     /// What `call` would send, with the signature and token masked.
-    pub async fn render<Req: Serialize>(&self, action: Action, request: &Req) -> RenderedRequest {
+    pub(crate) async fn render<Req: Serialize>(
+        &self,
+        action: Action,
+        request: &Req,
+    ) -> RenderedRequest {
         let body = serde_json::to_vec(request).unwrap_or_default();
         let creds = self
             .credentials
@@ -611,7 +610,7 @@ fn transport_error(action: Action, e: &reqwest::Error, timeout: Duration) -> Api
 /// Turns an HTTP answer into the `Response` object, or a typed error.
 ///
 /// `Response.Error` is checked whatever the Content-Type says. Never panics.
-pub fn parse_envelope(
+pub(crate) fn parse_envelope(
     action: Action,
     status: StatusCode,
     body: &[u8],

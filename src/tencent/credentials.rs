@@ -25,7 +25,7 @@ use crate::clock::wall_now;
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// The default metadata service of a CVM instance.
-pub const DEFAULT_METADATA_URL: &str = "http://metadata.tencentyun.com";
+pub(crate) const DEFAULT_METADATA_URL: &str = "http://metadata.tencentyun.com";
 
 /// Where a key pair came from. Shown in logs; never the keys themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl Credentials {
     }
 
     /// The SecretKey, for signing only.
-    pub fn secret_key(&self) -> &str {
+    pub(crate) fn secret_key(&self) -> &str {
         self.secret_key.expose_secret()
     }
 
@@ -159,7 +159,7 @@ pub struct CredentialSources {
 
 impl CredentialSources {
     /// The sources as this process sees them.
-    pub fn from_process(metadata_url: Option<String>) -> Self {
+    pub(crate) fn from_process(metadata_url: Option<String>) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut profiles = Vec::new();
         if let Some(home) = std::env::var_os("HOME") {

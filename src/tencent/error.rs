@@ -34,7 +34,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in label order.
-    pub const ALL: [ErrorClass; 9] = [
+    pub(crate) const ALL: [ErrorClass; 9] = [
         ErrorClass::Throttled,
         ErrorClass::Busy,
         ErrorClass::SoldOut,
@@ -71,15 +71,6 @@ impl ErrorClass {
                 | ErrorClass::Timeout
         )
     }
-
-    /// Whether the request may have been executed by the server although no
-    /// usable answer came back.
-    pub fn outcome_unknown(self) -> bool {
-        matches!(
-            self,
-            ErrorClass::Transport | ErrorClass::Timeout | ErrorClass::Internal
-        )
-    }
 }
 
 impl fmt::Display for ErrorClass {
@@ -93,7 +84,7 @@ impl fmt::Display for ErrorClass {
 /// Covers every code of the ScaleOutInstance page, the per-action lists of the
 /// current SDK and the common error codes. An unknown code is `Internal`:
 /// retrying it is bounded and always keeps the ClientToken, so it cannot order twice.
-pub fn classify(code: &str) -> ErrorClass {
+pub(crate) fn classify(code: &str) -> ErrorClass {
     let head = code.split('.').next().unwrap_or(code);
     match (head, code) {
         (_, "ResourceInUse.InstanceInProcess" | "FailedOperation.DuplicateOrderNotAllowed") => {
@@ -291,7 +282,7 @@ impl ApiError {
     }
 
     /// Whether nothing was sent at all, so the server cannot have acted.
-    pub fn never_sent(&self) -> bool {
+    pub(crate) fn never_sent(&self) -> bool {
         matches!(
             self,
             ApiError::Preflight(_) | ApiError::Credentials(_) | ApiError::Fenced { .. }
@@ -300,7 +291,7 @@ impl ApiError {
 }
 
 /// The first 512 bytes of a body, as text, for error messages.
-pub fn body_excerpt(body: &[u8]) -> String {
+pub(crate) fn body_excerpt(body: &[u8]) -> String {
     const LIMIT: usize = 512;
     let cut = &body[..body.len().min(LIMIT)];
     String::from_utf8_lossy(cut).into_owned()

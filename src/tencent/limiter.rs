@@ -21,11 +21,11 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use crate::tencent::emr::Action;
 
 /// The documented EMR limit, per action.
-pub const API_REQUESTS_PER_SECOND: u32 = 20;
+pub(crate) const API_REQUESTS_PER_SECOND: u32 = 20;
 
 /// One action's queue and limiter.
 #[derive(Debug)]
-pub struct ActionLimiter {
+pub(crate) struct ActionLimiter {
     /// The FIFO queue; holds the quota and the grant times of the last `rps` calls.
     queue: tokio::sync::Mutex<Window>,
 }
@@ -43,7 +43,7 @@ struct Window {
 /// No more than `rps` grants fall in any window this long. The extra 100 ms
 /// over a second absorbs scheduling and network jitter between the grant and
 /// the request's arrival, so the server never sees `rps + 1` in one second.
-pub const WINDOW: Duration = Duration::from_millis(1100);
+pub(crate) const WINDOW: Duration = Duration::from_millis(1100);
 
 fn governor_for(period: Duration) -> DefaultDirectRateLimiter {
     let quota = Quota::with_period(period)
@@ -54,7 +54,7 @@ fn governor_for(period: Duration) -> DefaultDirectRateLimiter {
 
 impl ActionLimiter {
     /// A limiter for `rps` requests per second, spaced evenly with no burst.
-    pub fn new(rps: NonZeroU32) -> Self {
+    pub(crate) fn new(rps: NonZeroU32) -> Self {
         let period = spacing(rps);
         Self {
             queue: tokio::sync::Mutex::new(Window {
@@ -66,15 +66,10 @@ impl ActionLimiter {
         }
     }
 
-    /// The minimum gap between two calls.
-    pub async fn period(&self) -> Duration {
-        self.queue.lock().await.period
-    }
-
     /// Changes the rate to `rps`, keeping the recent grant times: the
     /// window and the spacing from the last grant still hold across the
     /// change, so a re-quota never lets a burst through.
-    pub async fn requota(&self, rps: NonZeroU32) {
+    pub(crate) async fn requota(&self, rps: NonZeroU32) {
         let mut w = self.queue.lock().await;
         if w.rps == rps.get() as usize {
             return;
@@ -89,7 +84,7 @@ impl ActionLimiter {
 
     /// Waits for this caller's turn; returns how long it waited.
     #[allow(clippy::disallowed_types)] // governor runs on real time, so this window does too.
-    pub async fn acquire(&self) -> Duration {
+    pub(crate) async fn acquire(&self) -> Duration {
         let start = std::time::Instant::now();
         let mut w = self.queue.lock().await;
         w.limiter.until_ready().await;
@@ -109,6 +104,12 @@ impl ActionLimiter {
         }
         start.elapsed()
     }
+
+    #[cfg(test)]
+    /// The minimum gap between two calls.
+    pub async fn period(&self) -> Duration {
+        self.queue.lock().await.period
+    }
 }
 
 /// Sleeps until the real-clock instant `at`, if it is still ahead.
@@ -121,7 +122,7 @@ async fn sleep_until(at: std::time::Instant) {
 }
 
 /// The gap between calls for `rps` requests per second: `1000/rps + 2` ms.
-pub fn spacing(rps: NonZeroU32) -> Duration {
+pub(crate) fn spacing(rps: NonZeroU32) -> Duration {
     Duration::from_millis(1000 / u64::from(rps.get()) + 2)
 }
 
@@ -151,13 +152,13 @@ impl Limiters {
     }
 
     /// The limiter of `action`.
-    pub fn get(&self, action: Action) -> &ActionLimiter {
+    pub(crate) fn get(&self, action: Action) -> &ActionLimiter {
         &self.by_action[&action]
     }
 
     /// Re-quotas ScaleOutInstance's limiter (a reload changed
     /// `requests_per_second`), keeping its recent grants.
-    pub async fn requota_scale_out(&self, rps: NonZeroU32) {
+    pub(crate) async fn requota_scale_out(&self, rps: NonZeroU32) {
         self.get(Action::ScaleOutInstance).requota(rps).await;
     }
 }

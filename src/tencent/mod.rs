@@ -6,7 +6,7 @@
 pub mod client;
 pub mod credentials;
 pub mod emr;
-pub mod error;
+pub(crate) mod error;
 pub mod limiter;
 pub mod sign;
 

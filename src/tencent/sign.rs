@@ -10,11 +10,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 /// The signing algorithm's name, as it appears on the wire.
-pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "TC3-HMAC-SHA256";
 /// The headers covered by the signature, in canonical order.
-pub const SIGNED_HEADERS: &str = "content-type;host";
+pub(crate) const SIGNED_HEADERS: &str = "content-type;host";
 /// The only content type this client sends.
-pub const CONTENT_TYPE: &str = "application/json";
+pub(crate) const CONTENT_TYPE: &str = "application/json";
 
 /// What a signature covers.
 #[derive(Clone, Copy)]
@@ -62,12 +62,12 @@ impl std::fmt::Debug for Signature {
 
 /// Whether two secrets (tokens, proofs) are equal, in time that does not
 /// depend on where they first differ.
-pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// HMAC-SHA256 of `msg` under `key` (also the admin API's proof of the token).
-pub fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(msg);
@@ -75,12 +75,12 @@ pub fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
 }
 
 /// Lowercase hex SHA-256 of `data`.
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
 /// The UTC calendar date of a Unix timestamp, as `YYYY-MM-DD`.
-pub fn utc_date(timestamp: i64) -> String {
+pub(crate) fn utc_date(timestamp: i64) -> String {
     DateTime::from_timestamp(timestamp, 0)
         .unwrap_or_default()
         .format("%Y-%m-%d")

@@ -35,11 +35,10 @@ impl Engine {
             .skip(offset)
             .take(limit)
             .map(|c| {
-                let null = c.config_null
-                    || hooks
-                        .null_config
-                        .as_ref()
-                        .is_some_and(|only| only.as_ref().is_none_or(|id| *id == c.id));
+                let null = hooks
+                    .null_config
+                    .as_ref()
+                    .is_some_and(|only| only.as_ref().is_none_or(|id| *id == c.id));
                 let config = if null {
                     Value::Null
                 } else {

@@ -20,7 +20,6 @@ impl Engine {
                 flows_failed: c.flows_failed,
                 task_nodes_added: c.task_added,
                 core_nodes_added: c.core_added,
-                config_null: c.config_null,
                 removing: c
                     .flow
                     .and_then(|f| self.flows.get(&f))
@@ -134,12 +133,6 @@ impl Engine {
         self.clusters.iter().map(|c| c.id.clone()).collect()
     }
 
-    /// A snapshot of one flow, after settling at `now`.
-    pub(crate) fn flow(&mut self, flow_id: u64, now: DateTime<Utc>) -> Option<FlowSnapshot> {
-        self.settle(now);
-        self.flows.get(&flow_id).map(|f| f.snapshot(now))
-    }
-
     /// Changes a cluster in place; false when it does not exist.
     pub(crate) fn modify(&mut self, id: &str, change: impl FnOnce(&mut ClusterKnobs<'_>)) -> bool {
         let Some(c) = self.clusters.iter_mut().find(|c| c.id == id) else {
@@ -147,9 +140,15 @@ impl Engine {
         };
         change(&mut ClusterKnobs {
             flow_duration: &mut c.flow_duration,
-            config_null: &mut c.config_null,
             strategies: &mut c.strategies,
         });
         true
+    }
+
+    #[cfg(test)]
+    /// A snapshot of one flow, after settling at `now`.
+    pub(crate) fn flow(&mut self, flow_id: u64, now: DateTime<Utc>) -> Option<FlowSnapshot> {
+        self.settle(now);
+        self.flows.get(&flow_id).map(|f| f.snapshot(now))
     }
 }

@@ -49,7 +49,7 @@ pub const CLIENT_TOKEN_TTL: Duration = Duration::from_secs(300);
 /// The most task or core nodes one `ScaleOutInstance` may add.
 pub const MAX_NODES_PER_REQUEST: i64 = 20;
 /// The longest ClientToken accepted.
-pub const MAX_CLIENT_TOKEN_LEN: usize = 64;
+pub(crate) const MAX_CLIENT_TOKEN_LEN: usize = 64;
 
 /// Cluster status: running.
 pub const STATUS_RUNNING: i64 = 2;
@@ -99,7 +99,7 @@ pub enum Action {
 
 impl Action {
     /// Every served action.
-    pub const ALL: [Action; 7] = [
+    pub(crate) const ALL: [Action; 7] = [
         Self::ScaleOutInstance,
         Self::DescribeInstances,
         Self::DescribeClusterFlowStatusDetail,
@@ -110,12 +110,12 @@ impl Action {
     ];
 
     /// The action named by `X-TC-Action`, if served.
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
     /// The API name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::ScaleOutInstance => "ScaleOutInstance",
             Self::DescribeInstances => "DescribeInstances",
@@ -149,8 +149,6 @@ pub struct ClusterSnapshot {
     pub task_nodes_added: u64,
     /// Core nodes added by finished flows.
     pub core_nodes_added: u64,
-    /// Whether `DescribeInstances` answers `"Config": null` for it.
-    pub config_null: bool,
     /// Machine ids the running scale-in flow will remove (still listed).
     pub removing: Vec<String>,
     /// Nodes removed by finished scale-in flows (not by
@@ -232,7 +230,6 @@ struct Cluster {
     nodes: Vec<SimNode>,
     flow: Option<u64>,
     flow_duration: Option<Duration>,
-    config_null: bool,
     flows_started: u64,
     flows_failed: u64,
     task_added: u64,
@@ -309,6 +306,7 @@ impl Flow {
         }
     }
 
+    #[cfg(test)]
     fn snapshot(&self, now: DateTime<Utc>) -> FlowSnapshot {
         let (total_status, progress) = self.status(now);
         FlowSnapshot {
@@ -397,7 +395,6 @@ impl Engine {
                     nodes,
                     flow: None,
                     flow_duration: c.flow_duration,
-                    config_null: false,
                     flows_started: 0,
                     flows_failed: 0,
                     task_added: 0,
@@ -519,6 +516,5 @@ impl Engine {
 /// The parts of a cluster a test may set directly.
 pub(crate) struct ClusterKnobs<'a> {
     pub(crate) flow_duration: &'a mut Option<Duration>,
-    pub(crate) config_null: &'a mut bool,
     pub(crate) strategies: &'a mut Vec<BuiltinStrategy>,
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `FlowParam` of `DescribeClusterFlowStatusDetail`.
 #[derive(Debug, Clone, Serialize)]
-pub struct FlowParam {
+pub(crate) struct FlowParam {
     /// Always `FlowId`.
     #[serde(rename = "FKey")]
     pub key: &'static str,
@@ -16,7 +16,7 @@ pub struct FlowParam {
 /// The `DescribeClusterFlowStatusDetail` request.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DescribeFlowRequest {
+pub(crate) struct DescribeFlowRequest {
     /// The cluster.
     pub instance_id: String,
     /// Which flow.
@@ -25,7 +25,7 @@ pub struct DescribeFlowRequest {
 
 impl DescribeFlowRequest {
     /// Asks for flow `flow_id` of `instance_id`.
-    pub fn new(instance_id: &str, flow_id: i64) -> Self {
+    pub(crate) fn new(instance_id: &str, flow_id: i64) -> Self {
         Self {
             instance_id: instance_id.to_string(),
             flow_param: FlowParam {
@@ -53,7 +53,7 @@ pub enum FlowState {
 
 impl FlowState {
     /// Maps `FlowTotalStatus`.
-    pub fn from_code(code: i64) -> Self {
+    pub(crate) fn from_code(code: i64) -> Self {
         match code {
             0 | 1 => FlowState::Running,
             2 | 3 => FlowState::Done,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// The `DescribeInstances` request, in its cluster-list form.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DescribeInstancesRequest {
+pub(crate) struct DescribeInstancesRequest {
     /// Always `clusterList`.
     pub display_strategy: &'static str,
     /// The clusters to describe.
@@ -19,11 +19,11 @@ pub struct DescribeInstancesRequest {
 }
 
 /// Largest `DescribeInstances` page.
-pub const DESCRIBE_INSTANCES_BATCH: usize = 100;
+pub(crate) const DESCRIBE_INSTANCES_BATCH: usize = 100;
 
 impl DescribeInstancesRequest {
     /// One batch of at most [`DESCRIBE_INSTANCES_BATCH`] ids.
-    pub fn for_ids(ids: &[String]) -> Self {
+    pub(crate) fn for_ids(ids: &[String]) -> Self {
         Self {
             display_strategy: "clusterList",
             instance_ids: ids.to_vec(),
@@ -71,26 +71,26 @@ impl ClusterInfo {
 
     /// The status says a flow runs: neither running nor "scale-out failed"
     /// (after which the cluster takes new orders).
-    pub fn in_flow(&self) -> bool {
+    pub(crate) fn in_flow(&self) -> bool {
         self.status
             .is_some_and(|s| s != status::RUNNING && s != status::SCALE_OUT_FAILED)
     }
 }
 
 /// Cluster status codes the autoscaler cares about.
-pub mod status {
+pub(crate) mod status {
     /// Running.
-    pub const RUNNING: i64 = 2;
+    pub(crate) const RUNNING: i64 = 2;
     /// Scaling out.
-    pub const SCALING_OUT: i64 = 4;
+    pub(crate) const SCALING_OUT: i64 = 4;
     /// Scale-out failed.
-    pub const SCALE_OUT_FAILED: i64 = 302;
+    pub(crate) const SCALE_OUT_FAILED: i64 = 302;
 }
 
 /// The `DescribeInstances` response.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DescribeInstancesResponse {
+pub(crate) struct DescribeInstancesResponse {
     /// Matching clusters.
     #[serde(default)]
     pub total_cnt: Option<i64>,

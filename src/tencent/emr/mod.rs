@@ -18,21 +18,21 @@ mod terminate;
 mod tests;
 
 pub use flow::*;
-pub use instances::*;
-pub use nodes::*;
+pub(crate) use instances::*;
+pub(crate) use nodes::*;
 pub use scale_out::*;
-pub use strategies::*;
+pub(crate) use strategies::*;
 pub use terminate::*;
 
 use super::error::PreflightError;
 
 /// The API version every action here belongs to.
-pub const VERSION: &str = "2019-01-03";
+pub(crate) const VERSION: &str = "2019-01-03";
 /// The service name used in signing and the default host.
-pub const SERVICE: &str = "emr";
+pub(crate) const SERVICE: &str = "emr";
 
 /// Whether `id` looks like an EMR instance id: `emr-` and 8 of `[a-z0-9]`.
-pub fn is_valid_instance_id(id: &str) -> bool {
+pub(crate) fn is_valid_instance_id(id: &str) -> bool {
     id.strip_prefix("emr-").is_some_and(|rest| {
         rest.len() == 8
             && rest
@@ -69,7 +69,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in label order.
-    pub const ALL: [Action; 7] = [
+    pub(crate) const ALL: [Action; 7] = [
         Action::ScaleOutInstance,
         Action::TerminateClusterNodes,
         Action::DescribeInstances,
@@ -80,7 +80,7 @@ impl Action {
     ];
 
     /// The wire name, also the `action` metric label.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Action::ScaleOutInstance => "ScaleOutInstance",
             Action::DescribeInstances => "DescribeInstances",
@@ -95,7 +95,7 @@ impl Action {
     /// Whether the action changes anything (and so needs a ClientToken to
     /// retry; TerminateClusterNodes has none, so it is never retried by the
     /// client: its operation re-sends the same node list instead).
-    pub fn is_mutating(self) -> bool {
+    pub(crate) fn is_mutating(self) -> bool {
         matches!(
             self,
             Action::ScaleOutInstance | Action::TerminateClusterNodes
@@ -172,23 +172,6 @@ impl super::EmrClient {
             None,
         )
         .await
-    }
-
-    /// How many task nodes the cluster lists.
-    pub async fn task_node_count(&self, instance_id: &str) -> Result<Option<i64>, super::ApiError> {
-        let resp: DescribeClusterNodesResponse = self
-            .call(
-                Action::DescribeClusterNodes,
-                &DescribeClusterNodesRequest {
-                    instance_id: instance_id.to_string(),
-                    node_flag: "task".into(),
-                    offset: 0,
-                    limit: 1,
-                },
-                None,
-            )
-            .await?;
-        Ok(resp.total_cnt)
     }
 
     /// Every task node of the cluster, page by page ([`DESCRIBE_NODES_PAGE`]

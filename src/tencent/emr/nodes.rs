@@ -7,7 +7,7 @@ use super::Tag;
 /// The `DescribeClusterNodes` request.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DescribeClusterNodesRequest {
+pub(crate) struct DescribeClusterNodesRequest {
     /// The cluster.
     pub instance_id: String,
     /// `task`, `core`, `all` …
@@ -19,16 +19,16 @@ pub struct DescribeClusterNodesRequest {
 }
 
 /// Largest `DescribeClusterNodes` page.
-pub const DESCRIBE_NODES_PAGE: u32 = 100;
+pub(crate) const DESCRIBE_NODES_PAGE: u32 = 100;
 
 /// Most pages read for one node list (10,000 nodes): a server that keeps
 /// answering full pages cannot keep the caller reading for ever.
-pub const DESCRIBE_NODES_MAX_PAGES: u32 = 100;
+pub(crate) const DESCRIBE_NODES_MAX_PAGES: u32 = 100;
 
 /// The `DescribeClusterNodes` response.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DescribeClusterNodesResponse {
+pub(crate) struct DescribeClusterNodesResponse {
     /// Nodes matching the flag.
     #[serde(default)]
     pub total_cnt: Option<i64>,

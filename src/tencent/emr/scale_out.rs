@@ -6,11 +6,11 @@ use super::{is_valid_instance_id, refuse};
 use crate::tencent::error::PreflightError;
 
 /// Most nodes of one kind one ScaleOutInstance request may add.
-pub const MAX_NODES_PER_REQUEST: u32 = 20;
+pub(crate) const MAX_NODES_PER_REQUEST: u32 = 20;
 
 /// The values `HardwareResourceType` takes: CVM machines, TKE/EKS pods, and
 /// fully managed nodes.
-pub const HARDWARE_RESOURCE_TYPES: [&str; 3] = ["HOST", "POD", "MNode"];
+pub(crate) const HARDWARE_RESOURCE_TYPES: [&str; 3] = ["HOST", "POD", "MNode"];
 
 /// A tag bound to the added nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +144,11 @@ pub struct ScaleOutInstanceRequest {
 }
 
 /// Checks the billing fields alone; the config validation reuses it.
-pub fn check_billing(pay_mode: u8, time_unit: &str, time_span: u64) -> Result<(), PreflightError> {
+pub(crate) fn check_billing(
+    pay_mode: u8,
+    time_unit: &str,
+    time_span: u64,
+) -> Result<(), PreflightError> {
     match pay_mode {
         0 if time_unit != "s" => refuse(
             "InvalidParameter.InvalidTimeUnit",
@@ -172,7 +176,7 @@ pub fn check_billing(pay_mode: u8, time_unit: &str, time_span: u64) -> Result<()
 
 impl ScaleOutInstanceRequest {
     /// Refuses what the API would reject, with the API's own error names.
-    pub fn preflight(&self) -> Result<(), PreflightError> {
+    pub(crate) fn preflight(&self) -> Result<(), PreflightError> {
         if !is_valid_instance_id(&self.instance_id) {
             refuse(
                 "InvalidParameter.InvalidClusterId",

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// request: one cluster (and, for strategies, optionally one group).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct AutoScaleRequest {
+pub(crate) struct AutoScaleRequest {
     /// The cluster.
     pub instance_id: String,
     /// The auto-scaling group, for strategies.
@@ -18,7 +18,7 @@ pub struct AutoScaleRequest {
 /// The part of `AutoScaleResourceConf` this product reads.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct AutoScaleGroup {
+pub(crate) struct AutoScaleGroup {
     /// The group id.
     pub id: Option<i64>,
     /// The group's name.
@@ -28,7 +28,7 @@ pub struct AutoScaleGroup {
 /// One `GroupGlobalConfs` item.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct GroupGlobalConf {
+pub(crate) struct GroupGlobalConf {
     /// The group; may be null.
     pub group_global_conf: Option<AutoScaleGroup>,
 }
@@ -36,7 +36,7 @@ pub struct GroupGlobalConf {
 /// The `DescribeAutoScaleGroupGlobalConf` response.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DescribeAutoScaleGroupGlobalConfResponse {
+pub(crate) struct DescribeAutoScaleGroupGlobalConfResponse {
     /// The cluster's auto-scaling groups; may be null.
     #[serde(default)]
     pub group_global_confs: Option<Vec<GroupGlobalConf>>,
@@ -48,7 +48,7 @@ pub struct DescribeAutoScaleGroupGlobalConfResponse {
 /// fields that say whether it is on.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct AutoScaleStrategy {
+pub(crate) struct AutoScaleStrategy {
     /// The strategy id.
     pub strategy_id: Option<i64>,
     /// Its name.
@@ -60,12 +60,12 @@ pub struct AutoScaleStrategy {
 }
 
 /// `StrategyStatus` of an enabled strategy, for both kinds.
-pub const STRATEGY_ENABLED: i64 = 1;
+pub(crate) const STRATEGY_ENABLED: i64 = 1;
 
 /// The `DescribeAutoScaleStrategies` response.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct DescribeAutoScaleStrategiesResponse {
+pub(crate) struct DescribeAutoScaleStrategiesResponse {
     /// Load-based strategies; may be null.
     #[serde(default)]
     pub load_auto_scale_strategies: Option<Vec<AutoScaleStrategy>>,
@@ -87,7 +87,7 @@ pub struct BuiltinScaling {
 
 impl BuiltinScaling {
     /// Adds the enabled strategies of one `DescribeAutoScaleStrategies` answer.
-    pub fn add(&mut self, answer: &DescribeAutoScaleStrategiesResponse) {
+    pub(crate) fn add(&mut self, answer: &DescribeAutoScaleStrategiesResponse) {
         for (kind, list) in [
             ("load", &answer.load_auto_scale_strategies),
             ("time", &answer.time_based_auto_scale_strategies),

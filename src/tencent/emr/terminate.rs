@@ -8,10 +8,10 @@ use crate::tencent::error::PreflightError;
 
 /// The node flag `TerminateClusterNodes` takes for task nodes; the only one
 /// this product sends.
-pub const TASK_NODE_FLAG: &str = "TASK";
+pub(crate) const TASK_NODE_FLAG: &str = "TASK";
 
 /// The graceful decommission times the API accepts, in seconds.
-pub const GRACE_DOWN_SECONDS: std::ops::RangeInclusive<u64> = 60..=1800;
+pub(crate) const GRACE_DOWN_SECONDS: std::ops::RangeInclusive<u64> = 60..=1800;
 
 /// The `TerminateClusterNodes` request: a graceful removal of named task
 /// nodes.
@@ -45,7 +45,7 @@ impl TerminateClusterNodesRequest {
     /// Refuses what the API would reject, and what this product never
     /// sends: an empty or repeated list, a node flag other than TASK, a
     /// removal without graceful decommission, a grace time outside 60..1800 s.
-    pub fn preflight(&self) -> Result<(), PreflightError> {
+    pub(crate) fn preflight(&self) -> Result<(), PreflightError> {
         if !is_valid_instance_id(&self.instance_id) {
             refuse(
                 "InvalidParameter.InvalidClusterId",
