@@ -26,7 +26,6 @@ use crate::tencent::emr::ClusterInfo;
 /// A rule whose data could not be read.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
-    /// The cluster.
     pub cluster: String,
     /// The rule, or `-` for the EMR API.
     pub rule: String,
@@ -37,9 +36,7 @@ pub(crate) struct Failure {
 /// One cluster's plan.
 #[derive(Debug, Clone)]
 pub(crate) struct ClusterPlan {
-    /// The cluster.
     pub instance_id: String,
-    /// The decision.
     pub decision: Decision,
     /// Rule display units, by rule.
     pub units: Vec<Unit>,

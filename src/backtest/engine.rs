@@ -300,7 +300,7 @@ impl Summary {
 /// The result of replaying one cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterRun {
-    /// The cluster.
+    /// The cluster\'s instance id (`emr-…`).
     pub instance_id: String,
     /// Its figures.
     pub summary: Summary,

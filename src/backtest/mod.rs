@@ -43,7 +43,7 @@ pub enum BacktestError {
     /// compared configuration lacks a replayed cluster.
     #[error("{cluster} is not configured in {config}; configured: {configured}")]
     UnknownCluster {
-        /// The cluster.
+        /// The cluster\'s instance id (`emr-…`).
         cluster: String,
         /// The configuration file.
         config: String,
@@ -66,7 +66,7 @@ pub enum BacktestError {
     /// No demand sample applies to a cluster.
     #[error("no demand for {cluster} from {from}")]
     NoDemand {
-        /// The cluster.
+        /// The cluster\'s instance id (`emr-…`).
         cluster: String,
         /// The file or query.
         from: String,

@@ -97,7 +97,6 @@ pub(crate) struct ConfigArg {
     pub config: PathBuf,
 }
 
-/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the daemon: evaluate every cluster each interval, scale out and,
@@ -199,7 +198,6 @@ pub(crate) struct SimArgs {
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
     #[command(flatten)]
-    /// The configuration.
     pub config: ConfigArg,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -234,7 +232,6 @@ pub(crate) struct DemoArgs {
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     #[command(flatten)]
-    /// The configuration.
     pub config: ConfigArg,
     /// Move an unreadable state file aside (state.json.corrupt-<time>) and start
     /// with empty state, instead of refusing to start.
@@ -254,7 +251,6 @@ pub(crate) struct RunArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ScaleInArgs {
     #[command(flatten)]
-    /// The configuration.
     pub config: ConfigArg,
     /// The cluster, as configured (emr-xxxxxxxx).
     #[arg(long, value_name = "ID")]
@@ -272,7 +268,6 @@ pub(crate) struct ScaleInArgs {
 #[command(group(clap::ArgGroup::new("count").required(true).args(["task_count", "core_count"])))]
 pub(crate) struct ScaleOutArgs {
     #[command(flatten)]
-    /// The configuration.
     pub config: ConfigArg,
     /// The cluster, as configured (emr-xxxxxxxx).
     #[arg(long, value_name = "ID")]

@@ -72,7 +72,6 @@ impl Role {
 /// What the leader publishes in its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LeaderInfo {
-    /// Its `node_name`.
     pub node_name: String,
     /// Where its admin server is reached (manual orders go there).
     pub advertise_url: String,

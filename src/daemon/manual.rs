@@ -58,7 +58,6 @@ pub(crate) enum OrderError {
         path.display()
     )]
     TokenFile {
-        /// The file.
         path: std::path::PathBuf,
         /// Why.
         reason: String,
@@ -128,7 +127,6 @@ pub(crate) enum OrderError {
     LeaderSilent {
         /// The leader's node name.
         name: String,
-        /// Its advertise_url.
         url: String,
     },
     /// The leader did not prove it knows the token.
@@ -138,7 +136,6 @@ pub(crate) enum OrderError {
     LeaderUnproven {
         /// The leader's node name.
         name: String,
-        /// Its advertise_url.
         url: String,
         /// What it answered.
         why: String,
@@ -150,7 +147,6 @@ pub(crate) enum OrderError {
     LeaderLost {
         /// The leader's node name.
         name: String,
-        /// Its advertise_url.
         url: String,
         /// What went wrong.
         error: reqwest::Error,

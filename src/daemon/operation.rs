@@ -283,7 +283,6 @@ pub(crate) enum Effect {
     CountOrder {
         /// The chunk's token.
         token: String,
-        /// Its nodes.
         nodes: u32,
     },
     /// A counted order was judged not executed: take it out of the budgets.
@@ -345,7 +344,6 @@ pub(crate) enum Effect {
     FlowFailed(i64),
     /// A chunk was judged from the task-node count (doubt metric, log).
     Judged {
-        /// The token.
         token: String,
         /// Whether it was judged executed.
         executed: bool,

@@ -64,7 +64,6 @@ pub(crate) type Answer = Result<Accepted, Refusal>;
 pub(crate) enum Accepted {
     /// The cluster was paused or resumed.
     Switched {
-        /// The cluster.
         instance_id: String,
         /// Whether it is paused now.
         paused: bool,
@@ -74,7 +73,6 @@ pub(crate) enum Accepted {
     /// `ScaleOutInstance` accepted a manual order.
     #[serde(rename_all = "PascalCase")]
     Ordered {
-        /// The cluster.
         instance_id: String,
         /// The flow to follow.
         flow_id: Option<i64>,
@@ -90,7 +88,6 @@ pub(crate) enum Accepted {
     /// `TerminateClusterNodes` accepted a manual removal.
     #[serde(rename_all = "PascalCase")]
     Removed {
-        /// The cluster.
         instance_id: String,
         /// The flow to follow.
         flow_id: Option<i64>,
@@ -114,7 +111,6 @@ pub(crate) enum Refusal {
     /// An operator paused the cluster.
     #[error("{id} is paused; resume it before {what}")]
     Paused {
-        /// The cluster.
         id: String,
         /// What was asked ("ordering", "removing nodes").
         what: &'static str,
@@ -122,7 +118,6 @@ pub(crate) enum Refusal {
     /// One operation at a time per cluster.
     #[error("{id} has an operation running ({operation}); wait for it to end")]
     OperationRunning {
-        /// The cluster.
         id: String,
         /// The open operation's id.
         operation: String,
@@ -132,17 +127,13 @@ pub(crate) enum Refusal {
         "{id}: the task-node count is unknown ({why}), so max_task_nodes cannot be checked; nothing was sent"
     )]
     MaxUncheckable {
-        /// The cluster.
         id: String,
         /// Why the count is unknown.
         why: String,
     },
     /// Without the running count, `min_task_nodes` cannot be checked.
     #[error("{id}: the task-node count is unknown; nothing was sent")]
-    CountUnknown {
-        /// The cluster.
-        id: String,
-    },
+    CountUnknown { id: String },
     /// The order would pass `max_task_nodes`.
     #[error(
         "ordering {count} task node(s) with {running} running would pass max_task_nodes {max}; nothing was sent (to go past it, raise max_task_nodes and reload)"
@@ -152,7 +143,6 @@ pub(crate) enum Refusal {
         count: u32,
         /// Nodes running.
         running: u32,
-        /// The bound.
         max: u32,
     },
     /// The removal would go below `min_task_nodes`.
@@ -164,17 +154,13 @@ pub(crate) enum Refusal {
         count: u32,
         /// Nodes running.
         running: u32,
-        /// The bound.
         min: u32,
     },
     /// `nodes = "ours"` without a tag: no node is known to be ours.
     #[error(
         "{id} has nodes = \"ours\" but no owner_tag, so no node is known to be ours; set [clusters.scale_in] owner_tag, or nodes = \"any_task\"; nothing was sent"
     )]
-    NoOwnerTag {
-        /// The cluster.
-        id: String,
-    },
+    NoOwnerTag { id: String },
     /// Every node was passed over; the text says why, node by node.
     #[error("no task node is eligible for removal ({0}); nothing was sent")]
     NoneEligible(String),
@@ -277,7 +263,6 @@ impl Ask {
 pub(crate) struct Reply {
     /// 200, 409, 502, ...
     pub status: u16,
-    /// The body.
     pub body: Value,
 }
 

@@ -45,7 +45,6 @@ pub(crate) struct VoteStatus {
     pub increment: u32,
     /// Nodes it would give back (scale-in on only).
     pub removal: u32,
-    /// Its outcome.
     pub outcome: &'static str,
     /// Its data problem, if any.
     pub data_issue: Option<&'static str>,
@@ -132,7 +131,6 @@ impl VoteStatus {
 /// One cluster, as `/api/v1/status` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub(crate) struct ClusterStatus {
-    /// The cluster.
     pub instance_id: String,
     /// Running task nodes, when known.
     pub current: Option<u32>,
@@ -142,9 +140,7 @@ pub(crate) struct ClusterStatus {
     pub desired: Option<u32>,
     /// The last decision, as a sentence.
     pub last_decision: Option<String>,
-    /// Its outcome.
     pub outcome: Option<&'static str>,
-    /// Its votes.
     pub votes: Vec<VoteStatus>,
     /// When it was made.
     pub last_evaluation: Option<DateTime<Utc>>,

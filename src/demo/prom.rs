@@ -58,7 +58,7 @@ impl Demand {
 /// One cluster's demand and the signals its rules read.
 #[derive(Debug, Clone)]
 pub struct Source {
-    /// The cluster.
+    /// The cluster\'s instance id (`emr-…`).
     pub instance_id: String,
     /// Its demand.
     pub demand: Demand,

@@ -92,16 +92,10 @@ pub enum ApiError {
     },
     /// The cluster is not running (status other than 2) and no flow runs on it.
     #[error("The instance {instance_id} is not running (status {status}).")]
-    InstanceNotRunning {
-        /// The cluster.
-        instance_id: String,
-        /// Its status.
-        status: i64,
-    },
+    InstanceNotRunning { instance_id: String, status: i64 },
     /// A node named by `TerminateClusterNodes` is not listed in the cluster.
     #[error("The node {node} was not found in the instance {instance_id}.")]
     NodeNotFound {
-        /// The cluster.
         instance_id: String,
         /// The machine id asked for.
         node: String,

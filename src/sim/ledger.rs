@@ -141,7 +141,7 @@ pub struct FlowStart {
     pub seq: u64,
     /// Wall-clock arrival time.
     pub arrived_at: DateTime<Utc>,
-    /// The cluster.
+    /// The cluster\'s instance id (`emr-…`).
     pub instance_id: String,
     /// The ClientToken it carried.
     pub client_token: Option<String>,

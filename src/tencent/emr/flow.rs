@@ -17,7 +17,6 @@ pub(crate) struct FlowParam {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct DescribeFlowRequest {
-    /// The cluster.
     pub instance_id: String,
     /// Which flow.
     pub flow_param: FlowParam,

@@ -8,7 +8,6 @@ use super::Tag;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct DescribeClusterNodesRequest {
-    /// The cluster.
     pub instance_id: String,
     /// `task`, `core`, `all` …
     pub node_flag: String,

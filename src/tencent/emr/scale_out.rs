@@ -258,7 +258,7 @@ impl ScaleOutInstanceRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ScaleOutInstanceResponse {
-    /// The cluster.
+    /// The cluster\'s instance id (`emr-…`).
     #[serde(default)]
     pub instance_id: Option<String>,
     /// The flow that provisions the nodes.

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct AutoScaleRequest {
-    /// The cluster.
     pub instance_id: String,
     /// The auto-scaling group, for strategies.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,7 +50,6 @@ pub(crate) struct DescribeAutoScaleGroupGlobalConfResponse {
 pub(crate) struct AutoScaleStrategy {
     /// The strategy id.
     pub strategy_id: Option<i64>,
-    /// Its name.
     pub strategy_name: Option<String>,
     /// Load: 1 on, 3 off. Time-based: 1 valid, 2 invalid, 3 paused.
     pub strategy_status: Option<i64>,

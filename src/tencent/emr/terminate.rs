@@ -18,7 +18,7 @@ pub(crate) const GRACE_DOWN_SECONDS: std::ops::RangeInclusive<u64> = 60..=1800;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TerminateClusterNodesRequest {
-    /// The cluster.
+    /// The cluster\'s instance id (`emr-…`).
     pub instance_id: String,
     /// The nodes' machine ids (`OrderNo`).
     pub cvm_instance_ids: Vec<String>,
