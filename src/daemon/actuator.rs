@@ -131,6 +131,9 @@ fn apply(
 }
 
 /// Feeds `event` to the cluster's operation and carries out what follows.
+///
+/// Most ticks drive nothing; the save and the calls an operation makes are
+/// boxed, so that every owner's task does not carry their room while idle.
 pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Driven {
     let id = cluster.instance_id.as_str();
     let mut driven = Driven::default();
@@ -171,7 +174,7 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
             }
         });
         if step.effects.contains(&Effect::Save)
-            && let Err(e) = shared.state.save().await
+            && let Err(e) = Box::pin(shared.state.save()).await
         {
             tracing::error!(message = "Cannot write state; nothing is sent until it can be.", cluster = %id, error = %e);
             shared.state.with(|s| *s.cluster_mut(id) = before);
@@ -193,7 +196,7 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
                     resend,
                     ..
                 } => {
-                    let (answer, response) = send(
+                    let (answer, response) = Box::pin(send(
                         shared,
                         cluster,
                         kind,
@@ -202,7 +205,7 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
                         nodes,
                         chunk,
                         resend,
-                    )
+                    ))
                     .await;
                     driven.response = Some(response);
                     next = Some(Event::Answered(answer));
@@ -212,7 +215,7 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
                         let _call = shared
                             .board
                             .in_call(id, shared.config.tencent.call_within());
-                        shared.emr.describe_flow(id, flow).await
+                        Box::pin(shared.emr.describe_flow(id, flow)).await
                     };
                     next = Some(match read {
                         Ok(r) => match r.state() {
@@ -240,8 +243,14 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
                     grace_secs,
                     resend,
                 } => {
-                    let (answer, result) =
-                        terminate(shared, cluster, nodes.clone(), grace_secs, resend).await;
+                    let (answer, result) = Box::pin(terminate(
+                        shared,
+                        cluster,
+                        nodes.clone(),
+                        grace_secs,
+                        resend,
+                    ))
+                    .await;
                     driven.removal = Some((nodes, result));
                     next = Some(Event::Answered(answer));
                 }
@@ -250,7 +259,7 @@ pub async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Dr
                         let _call = shared
                             .board
                             .in_call(id, shared.config.tencent.call_within() * 4);
-                        shared.emr.task_nodes(id).await
+                        Box::pin(shared.emr.task_nodes(id)).await
                     };
                     match read {
                         Ok(list) => {
