@@ -3,8 +3,8 @@
 //!
 //! - `policy`: one evaluation round of the pure decision core;
 //! - `backtest`: the closed-loop replay of 30 days for 50 clusters;
-//! - `daemon`: the real binary's idle RSS and CPU, and the latency from a
-//!   breach to the request at the simulator.
+//! - `daemon`: the real binary's idle RSS and CPU with 50 and with 500
+//!   clusters, and the latency from a breach to the request at the simulator.
 //!
 //! `cargo bench --bench figures` runs them all; `cargo bench --bench figures
 //! -- NAME` runs one. Under `cargo test --all-targets` each runs once on a

@@ -71,7 +71,7 @@ pub fn dispatch() -> ExitCode {
     crate::telemetry::logging::init(cli.log_format.into(), if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Check(args) => commands::check(&args.config),
-        Command::Run(args) => runtime().block_on(commands::run(args)),
+        Command::Run(args) => daemon_runtime().block_on(commands::run(args)),
         Command::Demo(args) => runtime().block_on(commands::demo(args)),
         Command::Plan(args) => runtime().block_on(commands::plan(args)),
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
@@ -84,6 +84,27 @@ pub fn dispatch() -> ExitCode {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+/// Worker threads of the daemon's runtime, at most.
+const DAEMON_WORKERS: usize = 2;
+
+/// The daemon's runtime: at most [`DAEMON_WORKERS`] worker threads, not one
+/// per core. The daemon mostly waits on sockets and timers (500 clusters
+/// take about 1% of a core), and every further worker is an idle thread with
+/// its own stack and, under glibc, its own malloc arena: resident memory that
+/// grows with the host's core count. `TOKIO_WORKER_THREADS`, when set,
+/// still decides.
+fn daemon_runtime() -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        builder.worker_threads(cores.min(DAEMON_WORKERS));
+    }
+    builder
         .enable_all()
         .build()
         .expect("the tokio runtime starts")

@@ -131,6 +131,9 @@ fn apply(
 }
 
 /// Feeds `event` to the cluster's operation and carries out what follows.
+///
+/// Most ticks drive nothing; the save and the calls an operation makes are
+/// boxed, so that every owner's task does not carry their room while idle.
 pub(crate) async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event) -> Driven {
     let id = cluster.instance_id.as_str();
     let mut driven = Driven::default();
@@ -145,7 +148,7 @@ pub(crate) async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event
         let kind = op.map_or(NodeKind::Task, |o| o.kind);
         record(shared, cluster, &before, &step, source, now);
         if step.effects.contains(&Effect::Save)
-            && let Err(e) = shared.state.save().await
+            && let Err(e) = Box::pin(shared.state.save()).await
         {
             tracing::error!(message = "Cannot write state; nothing is sent until it can be.", cluster = %id, error = %e);
             shared.state.with(|s| *s.cluster_mut(id) = before);
@@ -215,7 +218,7 @@ async fn perform(
             resend,
             ..
         } => {
-            let (answer, response) = send(
+            let (answer, response) = Box::pin(send(
                 shared,
                 cluster,
                 kind,
@@ -224,7 +227,7 @@ async fn perform(
                 nodes,
                 chunk,
                 resend,
-            )
+            ))
             .await;
             driven.response = Some(response);
             Some(Event::Answered(answer))
@@ -235,8 +238,14 @@ async fn perform(
             grace_secs,
             resend,
         } => {
-            let (answer, result) =
-                terminate(shared, cluster, nodes.clone(), grace_secs, resend).await;
+            let (answer, result) = Box::pin(terminate(
+                shared,
+                cluster,
+                nodes.clone(),
+                grace_secs,
+                resend,
+            ))
+            .await;
             driven.removal = Some((nodes, result));
             Some(Event::Answered(answer))
         }
@@ -274,7 +283,7 @@ async fn read_flow(shared: &Shared, id: &str, flow: i64, now: DateTime<Utc>) -> 
         let _call = shared
             .board
             .in_call(id, shared.config.tencent.call_within());
-        shared.emr.describe_flow(id, flow).await
+        Box::pin(shared.emr.describe_flow(id, flow)).await
     };
     match read {
         Ok(r) => Event::FlowRead(match r.state() {
@@ -305,7 +314,7 @@ async fn list_nodes(shared: &Shared, cluster: &ClusterConfig, now: DateTime<Utc>
         let _call = shared
             .board
             .in_call(id, shared.config.tencent.call_within() * 4);
-        shared.emr.task_nodes(id).await
+        Box::pin(shared.emr.task_nodes(id)).await
     };
     match read {
         Ok(list) => {

@@ -298,11 +298,38 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn status(State(s): State<AdminState>) -> Response {
-    let mut body = json!({"now": s.board.now(), "clusters": s.board.snapshot()});
-    if let Some(ha) = &s.ha {
-        body["ha"] = json!(ha.view());
+    Json(StatusAnswer {
+        clusters: OneByOne(s.board.snapshot()),
+        ha: s.ha.as_ref().map(|h| json!(h.view())),
+        now: s.board.now(),
+    })
+    .into_response()
+}
+
+/// `/api/v1/status`'s answer. Its keys are in name order, as a JSON value's
+/// are, and so are every cluster's (see [`OneByOne`]).
+#[derive(serde::Serialize)]
+struct StatusAnswer {
+    clusters: OneByOne<super::status::ClusterStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ha: Option<serde_json::Value>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+/// A list written one element at a time, each as its JSON value (keys in
+/// name order): the same text as the list's JSON value, without building
+/// the value of the whole list (several megabytes for 500 clusters).
+struct OneByOne<T>(Vec<T>);
+
+impl<T: serde::Serialize> serde::Serialize for OneByOne<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq as _};
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for item in &self.0 {
+            seq.serialize_element(&serde_json::to_value(item).map_err(S::Error::custom)?)?;
+        }
+        seq.end()
     }
-    Json(body).into_response()
 }
 
 fn authorize(
@@ -623,6 +650,52 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The status answer is the text of the JSON value it was built as
+    /// before: keys in name order at every level.
+    #[test]
+    fn the_status_answer_is_written_as_its_json_value() {
+        use super::super::status::{ClusterStatus, NotReady, VoteStatus};
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clusters = vec![
+            ClusterStatus {
+                instance_id: "emr-b".into(),
+                current: Some(3),
+                votes: vec![VoteStatus {
+                    rule: "pending".into(),
+                    value: Some(0.5),
+                    increment: 2,
+                    removal: 0,
+                    outcome: "hold",
+                    data_issue: None,
+                    capacity: None,
+                }],
+                not_ready: vec![NotReady::new("data_error", "rule pending: empty")],
+                last_evaluation: Some(now),
+                ..ClusterStatus::default()
+            },
+            ClusterStatus {
+                instance_id: "emr-a".into(),
+                ..ClusterStatus::default()
+            },
+        ];
+        let ha = json!({"role": "leader", "leader": "a"});
+        for ha in [None, Some(ha)] {
+            let mut want = json!({"now": now, "clusters": clusters});
+            if let Some(h) = &ha {
+                want["ha"] = h.clone();
+            }
+            let got = StatusAnswer {
+                clusters: OneByOne(clusters.clone()),
+                ha,
+                now,
+            };
+            assert_eq!(
+                serde_json::to_string(&got).unwrap(),
+                serde_json::to_string(&want).unwrap()
+            );
+        }
+    }
 
     /// Log lines written while a test runs.
     #[derive(Clone, Default)]

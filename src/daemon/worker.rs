@@ -95,7 +95,7 @@ pub(crate) async fn run(
     // An intent left by an earlier process (or, with [ha], an earlier
     // leader) may have been sent. A standby leaves it to the leader.
     if shared.role != super::ha::Role::Standby {
-        actuator::drive(&shared, &cluster, Event::Restart).await;
+        Box::pin(actuator::drive(&shared, &cluster, Event::Restart)).await;
     }
     'owner: loop {
         stall_for_tests(&id).await;
@@ -104,7 +104,9 @@ pub(crate) async fn run(
             builtin: &mut builtin,
             removals: &mut removals,
         };
-        tick(&shared, &cluster, &policy, &mut memory).await;
+        // Boxed, as a command is below: the task keeps only what lasts
+        // between ticks, not the room of one in progress.
+        Box::pin(tick(&shared, &cluster, &policy, &mut memory)).await;
         shared.board.progressed(&id, allowance);
         let next = tokio::time::Instant::now() + jittered(real);
         loop {
@@ -112,7 +114,7 @@ pub(crate) async fn run(
                 _ = cancel.cancelled() => break 'owner,
                 _ = tokio::time::sleep_until(next) => break,
                 Some(command) = mailbox.recv() => {
-                    serve(&shared, &cluster, command).await;
+                    Box::pin(serve(&shared, &cluster, command)).await;
                     shared.board.progressed(&id, allowance);
                 }
             }
@@ -440,7 +442,9 @@ impl Seen {
 /// it is unusable when it is.
 fn read_capacity(shared: &Shared, id: &str, not_ready: &mut Vec<NotReady>) -> Seen {
     let real = shared.clock.real(shared.config.daemon.evaluation_interval);
-    let snapshot = shared.capacity.borrow().clone();
+    // Only this cluster's entry is copied out: every owner reads the
+    // snapshot of every cluster on every tick.
+    let snapshot = shared.capacity.borrow();
     let info = snapshot
         .fresh(id, real * 2 + shared.config.prometheus.timeout)
         .cloned();
@@ -451,12 +455,14 @@ fn read_capacity(shared: &Shared, id: &str, not_ready: &mut Vec<NotReady>) -> Se
         (None, false) => Some("cluster missing from DescribeInstances or answer too old".into()),
         (None, true) => None,
     };
-    not_ready.extend(detail.map(|d| NotReady::new("capacity_unknown", d)));
-    Seen {
+    let seen = Seen {
         info,
         at: snapshot.at,
         auth_failed: snapshot.auth_failed,
-    }
+    };
+    drop(snapshot);
+    not_ready.extend(detail.map(|d| NotReady::new("capacity_unknown", d)));
+    seen
 }
 
 /// Reads Tencent's own auto-scaling strategies before the first decision

@@ -1,9 +1,12 @@
-//! The exported metrics: one typed field per family of the binding contract,
-//! registered once in a private [`prometheus::Registry`] and written in the
-//! Prometheus text format 0.0.4 (which `promtool check metrics` validates).
+//! The exported metrics: every family of the binding contract, written in
+//! the Prometheus text format 0.0.4 (which `promtool check metrics`
+//! validates). The process-wide families are typed fields registered once in
+//! a private [`prometheus::Registry`]; the per-cluster and per-rule ones are
+//! one compact record per cluster (`series`), written as text directly and
+//! merged with the registry's families in name order.
 //!
-//! Label values come only from fixed sets ([`Outcome`], [`DataIssue`],
-//! [`ErrorClass`], [`Action`], the budget windows) and from the cluster ids and
+//! Label values come only from fixed sets ([`Outcome`](crate::policy::Outcome),
+//! [`DataIssue`], [`ErrorClass`], [`Action`], the budget windows) and from the cluster ids and
 //! rule names of the configuration; never from free text such as API error
 //! codes or messages.
 //!
@@ -16,7 +19,7 @@
 //!   series at zero at that moment, so no family ever shows a partial set.
 //!
 //! A family with no label set at all (the per-rule families when no cluster has
-//! a rule) is not printed: the `prometheus` crate prunes empty families.
+//! a rule) is not printed, as the `prometheus` crate prunes its empty families.
 //!
 //! Choices where the contract leaves room:
 //! - `budget_remaining_nodes` is `+Inf` for a window without a budget: "no
@@ -37,20 +40,24 @@
 //!   Together with `rule_value` (the demand) they draw demand, demand plus
 //!   headroom, and the capacity the cluster gives, in the query's unit.
 
+mod series;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
-use crate::policy::{DataIssue, Decision, Outcome, VoteReason};
+use crate::policy::{DataIssue, Decision, VoteReason};
 use crate::tencent::{Action, ApiObserver, ErrorClass};
+use series::{
+    ClusterRecord, ClusterSeries, Counter as SeriesCounter, Gauge as SeriesGauge, RuleGauge,
+};
 
 /// The prefix of every metric name.
 pub const PREFIX: &str = "emr_autoscaler_";
@@ -103,36 +110,14 @@ pub struct ClusterSnapshot {
 /// Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Metrics {
     registry: Registry,
-    decisions: IntCounterVec,
-    rule_value: GaugeVec,
-    rule_proposed: IntGaugeVec,
-    rule_desired: IntGaugeVec,
-    rule_growth: GaugeVec,
-    rule_headroom: GaugeVec,
-    rule_capacity: GaugeVec,
-    desired: IntGaugeVec,
-    max_task_nodes: IntGaugeVec,
-    current: IntGaugeVec,
-    inflight: IntGaugeVec,
-    nodes_requested: IntCounterVec,
-    nodes_removed: IntCounterVec,
+    /// Every per-cluster and per-rule family, one record per cluster.
+    clusters: ClusterSeries,
     api_requests: IntCounterVec,
     api_duration: HistogramVec,
     limiter_wait: Histogram,
-    query_errors: IntCounterVec,
-    last_evaluation: GaugeVec,
-    paused: IntGaugeVec,
-    breaker_open: IntGaugeVec,
     build_info: IntGaugeVec,
-    flows_failed: IntCounterVec,
-    cooldown_until: GaugeVec,
-    budget_remaining: GaugeVec,
     reload_success: IntGauge,
     last_reload: Gauge,
-    sold_out: IntCounterVec,
-    reconcile_doubts: IntCounterVec,
-    /// The clusters with series, and the rules of each.
-    known: Mutex<BTreeMap<String, BTreeSet<String>>>,
     /// The `[ha]` families, registered only when `[ha]` is configured.
     ha: std::sync::OnceLock<HaMetrics>,
 }
@@ -174,7 +159,7 @@ impl HaMetrics {
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics")
-            .field("clusters", &*self.known())
+            .field("clusters", &self.clusters.names())
             .finish_non_exhaustive()
     }
 }
@@ -203,11 +188,6 @@ fn opts(name: &str, help: &str) -> Opts {
 /// (never, with the fixed label lists of this module).
 fn series<T: MetricVecBuilder>(vec: &MetricVec<T>, labels: &[&str]) -> Option<T::M> {
     vec.get_metric_with_label_values(labels).ok()
-}
-
-/// Removes one series; a series that does not exist is not an error here.
-fn remove<T: MetricVecBuilder>(vec: &MetricVec<T>, labels: &[&str]) {
-    let _ = vec.remove_label_values(labels);
 }
 
 /// Seconds since the Unix epoch, with sub-second precision.
@@ -252,139 +232,7 @@ impl Metrics {
     /// As [`Metrics::new`], returning the registry's error instead of panicking.
     pub fn try_new() -> prometheus::Result<Self> {
         let r = Registry::new();
-        let cluster = &["cluster"][..];
-        let cluster_rule = &["cluster", "rule"][..];
         let m = Metrics {
-            decisions: register(
-                &r,
-                IntCounterVec::new(
-                    opts(
-                        "decisions_total",
-                        "Rule votes evaluated, by the outcome the rule's vote got.",
-                    ),
-                    &["cluster", "rule", "outcome"],
-                ),
-            )?,
-            rule_value: register(
-                &r,
-                GaugeVec::new(
-                    opts(
-                        "rule_value",
-                        "Last usable value a rule's query returned, in the query's unit.",
-                    ),
-                    cluster_rule,
-                ),
-            )?,
-            rule_proposed: register(
-                &r,
-                IntGaugeVec::new(
-                    opts(
-                        "rule_proposed_task_nodes",
-                        "Task nodes a rule proposed at the last evaluation: effective capacity plus its vote.",
-                    ),
-                    cluster_rule,
-                ),
-            )?,
-            rule_desired: register(
-                &r,
-                IntGaugeVec::new(
-                    opts(
-                        "rule_desired_task_nodes",
-                        "Task nodes a capacity rule wants at the last evaluation, within the cluster's bounds.",
-                    ),
-                    cluster_rule,
-                ),
-            )?,
-            rule_growth: register(
-                &r,
-                GaugeVec::new(
-                    opts(
-                        "rule_demand_growth_per_second",
-                        "A capacity rule's demand growth over its trend window, per second, in the query's unit (0 when falling).",
-                    ),
-                    cluster_rule,
-                ),
-            )?,
-            rule_headroom: register(
-                &r,
-                GaugeVec::new(
-                    opts(
-                        "rule_headroom",
-                        "What a capacity rule keeps above demand: its headroom or the projected growth, the larger, in the query's unit.",
-                    ),
-                    cluster_rule,
-                ),
-            )?,
-            rule_capacity: register(
-                &r,
-                GaugeVec::new(
-                    opts(
-                        "rule_capacity",
-                        "What the cluster gives by a capacity rule's reckoning: reserved plus running and in-flight task nodes times per_node, in the query's unit.",
-                    ),
-                    cluster_rule,
-                ),
-            )?,
-            desired: register(
-                &r,
-                IntGaugeVec::new(
-                    opts(
-                        "desired_task_nodes",
-                        "Task nodes the cluster is heading for after the last decision.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            max_task_nodes: register(
-                &r,
-                IntGaugeVec::new(
-                    opts(
-                        "max_task_nodes",
-                        "The cluster's max_task_nodes: running plus in flight never passes it.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            current: register(
-                &r,
-                IntGaugeVec::new(
-                    opts(
-                        "current_task_nodes",
-                        "Running task nodes at the last successful capacity read.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            inflight: register(
-                &r,
-                IntGaugeVec::new(
-                    opts(
-                        "inflight_task_nodes",
-                        "Task nodes this daemon ordered whose flow is not done yet.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            nodes_requested: register(
-                &r,
-                IntCounterVec::new(
-                    opts(
-                        "nodes_requested_total",
-                        "Task nodes requested with ScaleOutInstance.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            nodes_removed: register(
-                &r,
-                IntCounterVec::new(
-                    opts(
-                        "nodes_removed_total",
-                        "Task nodes named in TerminateClusterNodes requests that started a graceful removal.",
-                    ),
-                    cluster,
-                ),
-            )?,
             api_requests: register(
                 &r,
                 IntCounterVec::new(
@@ -416,46 +264,6 @@ impl Metrics {
                     .buckets(LIMITER_WAIT_BUCKETS.to_vec()),
                 ),
             )?,
-            query_errors: register(
-                &r,
-                IntCounterVec::new(
-                    opts(
-                        "metric_query_errors_total",
-                        "Rule queries that gave no usable value, by kind of problem.",
-                    ),
-                    &["cluster", "rule", "kind"],
-                ),
-            )?,
-            last_evaluation: register(
-                &r,
-                GaugeVec::new(
-                    opts(
-                        "last_evaluation_timestamp_seconds",
-                        "Unix time of the cluster's last completed evaluation.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            paused: register(
-                &r,
-                IntGaugeVec::new(
-                    opts(
-                        "paused",
-                        "1 when an operator paused the cluster's scaling, else 0.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            breaker_open: register(
-                &r,
-                IntGaugeVec::new(
-                    opts(
-                        "breaker_open",
-                        "1 when a flow outlived its limit and ordering stopped until resumed, else 0.",
-                    ),
-                    cluster,
-                ),
-            )?,
             build_info: register(
                 &r,
                 IntGaugeVec::new(
@@ -464,36 +272,6 @@ impl Metrics {
                         "Always 1; the version label names the running build.",
                     ),
                     &["version"],
-                ),
-            )?,
-            flows_failed: register(
-                &r,
-                IntCounterVec::new(
-                    opts(
-                        "flows_failed_total",
-                        "Scale-out flows that ended in failure or outlived their limit.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            cooldown_until: register(
-                &r,
-                GaugeVec::new(
-                    opts(
-                        "cooldown_until_timestamp_seconds",
-                        "Unix time the cluster cooldown ends; 0 when none was set.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            budget_remaining: register(
-                &r,
-                GaugeVec::new(
-                    opts(
-                        "budget_remaining_nodes",
-                        "Task nodes left in the rolling budget window; +Inf when the window has no budget.",
-                    ),
-                    &["cluster", "window"],
                 ),
             )?,
             reload_success: register(
@@ -510,28 +288,8 @@ impl Metrics {
                     "Unix time of the last successful configuration load.",
                 )),
             )?,
-            sold_out: register(
-                &r,
-                IntCounterVec::new(
-                    opts(
-                        "sold_out_total",
-                        "ScaleOutInstance answers saying the instance type is sold out or insufficient.",
-                    ),
-                    cluster,
-                ),
-            )?,
-            reconcile_doubts: register(
-                &r,
-                IntCounterVec::new(
-                    opts(
-                        "state_reconcile_doubts_total",
-                        "Old unacknowledged orders reconciled at start-up whose outcome stayed in doubt.",
-                    ),
-                    cluster,
-                ),
-            )?,
             registry: r,
-            known: Mutex::new(BTreeMap::new()),
+            clusters: ClusterSeries::default(),
             ha: std::sync::OnceLock::new(),
         };
         if let Some(g) = series(&m.build_info, &[env!("CARGO_PKG_VERSION")]) {
@@ -594,15 +352,32 @@ impl Metrics {
         self.ha.get()
     }
 
-    /// The registry holding every family, for serving or for tests.
-    pub fn registry(&self) -> &prometheus::Registry {
-        &self.registry
-    }
-
-    /// Everything, in the Prometheus text format 0.0.4.
+    /// Everything, in the Prometheus text format 0.0.4: the registry's
+    /// families and the per-cluster ones, in name order.
     pub fn encode(&self) -> Result<String, prometheus::Error> {
-        let text = TextEncoder::new().encode_to_string(&self.registry.gather())?;
-        Ok(canonical_infinities(text))
+        // The registry's families (the process-wide ones: a few kilobytes),
+        // each as its own text.
+        let encoder = TextEncoder::new();
+        let mut process = Vec::new();
+        for family in self.registry.gather() {
+            let mut one = String::new();
+            encoder.encode_utf8(std::slice::from_ref(&family), &mut one)?;
+            process.push((family.name().to_owned(), canonical_infinities(one)));
+        }
+        let size = process.iter().map(|(_, one)| one.len()).sum::<usize>();
+        let mut process = process.into_iter().peekable();
+        let clusters = self.clusters.lock();
+        let mut text = String::with_capacity(size + series::size_hint(&clusters));
+        series::write(&clusters, &mut text, |name, text| {
+            while let Some((_, one)) = process.next_if(|(n, _)| n.as_str() < name) {
+                text.push_str(&one);
+            }
+        });
+        drop(clusters);
+        for (_, one) in process {
+            text.push_str(&one);
+        }
+        Ok(text)
     }
 
     /// Sets the configured clusters and their rules, `(id, rule names)`, and
@@ -626,46 +401,28 @@ impl Metrics {
 
     /// As [`Metrics::register_clusters`], from borrowed labels.
     pub fn register(&self, clusters: &[ClusterLabels<'_>]) {
-        let mut known = self.known();
         let wanted: BTreeMap<&str, BTreeSet<&str>> = clusters
             .iter()
             .map(|c| (c.id, c.rules.iter().copied().collect()))
             .collect();
-        let gone: Vec<String> = known
-            .keys()
-            .filter(|id| !wanted.contains_key(id.as_str()))
-            .cloned()
-            .collect();
-        for id in gone {
-            self.forget_locked(&mut known, &id);
-        }
+        let mut records = self.clusters.lock();
+        records.retain(|id, _| wanted.contains_key(id.as_str()));
         for (id, rules) in wanted {
-            let old: Vec<String> = known
-                .get(id)
-                .map(|r| {
-                    r.iter()
-                        .filter(|name| !rules.contains(name.as_str()))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            for rule in &old {
-                self.remove_rule(id, rule);
+            if !records.contains_key(id) {
+                records.insert(id.to_owned(), ClusterRecord::default());
             }
-            if let Some(set) = known.get_mut(id) {
-                for rule in &old {
-                    set.remove(rule);
-                }
+            let record = records.get_mut(id).expect("inserted above");
+            record.retain_rules(|name| rules.contains(name));
+            for rule in rules {
+                record.rule(rule);
             }
-            self.ensure_locked(&mut known, id, rules);
         }
     }
 
     /// Removes every series of one cluster. A later recording for it creates
     /// them again, so call this once the cluster's evaluation has stopped.
     pub fn forget_cluster(&self, id: &str) {
-        let mut known = self.known();
-        self.forget_locked(&mut known, id);
+        self.clusters.lock().remove(id);
     }
 
     /// Records one decision: per vote, `decisions_total{outcome}` +1,
@@ -675,121 +432,90 @@ impl Metrics {
     ///
     /// Missing data is not counted here; see [`Metrics::record_query_error`].
     pub fn record_decision(&self, cluster: &str, decision: &Decision) {
-        self.ensure(cluster, decision.votes.iter().map(|v| &*v.rule));
-        for vote in &decision.votes {
-            let rule = &*vote.rule;
-            if let Some(c) = series(
-                &self.decisions,
-                &[cluster, rule, vote.outcome.metric_label()],
-            ) {
-                c.inc();
-            }
-            if let Some(value) = vote.value
-                && let Some(g) = series(&self.rule_value, &[cluster, rule])
-            {
-                g.set(value);
-            }
-            if let Some(g) = series(&self.rule_proposed, &[cluster, rule]) {
-                g.set(i64::from(decision.effective.saturating_add(vote.increment)));
-            }
-            if let VoteReason::Capacity {
-                sizing,
-                desired,
-                has,
-            } = vote.reason
-            {
-                let labels = [cluster, rule];
-                if let Some(g) = series(&self.rule_desired, &labels) {
-                    g.set(i64::from(desired));
+        self.clusters.with(cluster, |c| {
+            for vote in &decision.votes {
+                let rule = c.rule(&vote.rule);
+                rule.decided(vote.outcome);
+                if let Some(value) = vote.value {
+                    rule.set(RuleGauge::Value, value);
                 }
-                for (vec, v) in [
-                    (&self.rule_growth, sizing.growth),
-                    (&self.rule_headroom, sizing.margin()),
-                    (
-                        &self.rule_capacity,
+                rule.set(
+                    RuleGauge::Proposed,
+                    f64::from(decision.effective.saturating_add(vote.increment)),
+                );
+                if let VoteReason::Capacity {
+                    sizing,
+                    desired,
+                    has,
+                } = vote.reason
+                {
+                    rule.capacity = Some([
+                        f64::from(desired),
+                        sizing.growth,
+                        sizing.margin(),
                         sizing.reserved + f64::from(has) * sizing.per_node,
-                    ),
-                ] {
-                    if let Some(g) = series(vec, &labels) {
-                        g.set(v);
-                    }
+                    ]);
                 }
             }
-        }
-        if let Some(g) = series(&self.desired, &[cluster]) {
-            g.set(i64::from(decision.desired()));
-        }
-        if let Some(running) = decision.running
-            && let Some(g) = series(&self.current, &[cluster])
-        {
-            g.set(i64::from(running));
-        }
-        if let Some(g) = series(&self.inflight, &[cluster]) {
-            g.set(i64::from(decision.in_flight));
-        }
+            c.set(SeriesGauge::Desired, f64::from(decision.desired()));
+            if let Some(running) = decision.running {
+                c.set(SeriesGauge::Current, f64::from(running));
+            }
+            c.set(SeriesGauge::InFlight, f64::from(decision.in_flight));
+        });
     }
 
     /// Counts a rule query that gave no usable value.
     pub fn record_query_error(&self, cluster: &str, rule: &str, issue: DataIssue) {
-        self.ensure(cluster, [rule]);
-        if let Some(c) = series(&self.query_errors, &[cluster, rule, issue.metric_label()]) {
-            c.inc();
-        }
+        self.clusters.with(cluster, |c| c.rule(rule).missed(issue));
     }
 
     /// Sets the cluster's pause, breaker, cooldown, budget and last-evaluation gauges.
     pub fn set_cluster_state(&self, cluster: &str, state: &ClusterSnapshot) {
-        self.ensure(cluster, []);
-        let flag = |vec: &IntGaugeVec, on: bool| {
-            if let Some(g) = series(vec, &[cluster]) {
-                g.set(i64::from(on));
-            }
-        };
-        flag(&self.paused, state.paused);
-        if let Some(g) = series(&self.max_task_nodes, &[cluster]) {
-            g.set(i64::from(state.max_task_nodes));
-        }
-        flag(&self.breaker_open, state.breaker_open);
-        if let Some(g) = series(&self.cooldown_until, &[cluster]) {
-            g.set(state.cooldown_until.map_or(0.0, unix_seconds));
-        }
-        for (window, left) in BUDGET_WINDOWS
-            .into_iter()
-            .zip([state.budget_hour, state.budget_day])
-        {
-            if let Some(g) = series(&self.budget_remaining, &[cluster, window]) {
-                g.set(left.map_or(f64::INFINITY, f64::from));
-            }
-        }
-        if let Some(g) = series(&self.last_evaluation, &[cluster]) {
-            g.set(unix_seconds(state.last_evaluation));
-        }
+        self.clusters.with(cluster, |c| {
+            c.set(SeriesGauge::Paused, f64::from(u8::from(state.paused)));
+            c.set(SeriesGauge::MaxTaskNodes, f64::from(state.max_task_nodes));
+            c.set(
+                SeriesGauge::BreakerOpen,
+                f64::from(u8::from(state.breaker_open)),
+            );
+            c.set(
+                SeriesGauge::CooldownUntil,
+                state.cooldown_until.map_or(0.0, unix_seconds),
+            );
+            c.budget = [state.budget_hour, state.budget_day]
+                .map(|left| left.map_or(f64::INFINITY, f64::from));
+            c.set(
+                SeriesGauge::LastEvaluation,
+                unix_seconds(state.last_evaluation),
+            );
+        });
     }
 
     /// Counts task nodes requested with ScaleOutInstance (one chunk or a whole order).
     pub fn nodes_requested(&self, cluster: &str, n: u32) {
-        self.count(&self.nodes_requested, cluster, u64::from(n));
+        self.count(SeriesCounter::NodesRequested, cluster, u64::from(n));
     }
 
     /// Counts task nodes given back (a TerminateClusterNodes that started
     /// a graceful removal).
     pub fn nodes_removed(&self, cluster: &str, n: u32) {
-        self.count(&self.nodes_removed, cluster, u64::from(n));
+        self.count(SeriesCounter::NodesRemoved, cluster, u64::from(n));
     }
 
     /// Counts a flow that failed or outlived its limit.
     pub fn flow_failed(&self, cluster: &str) {
-        self.count(&self.flows_failed, cluster, 1);
+        self.count(SeriesCounter::FlowsFailed, cluster, 1);
     }
 
     /// Counts a sold-out answer (class `sold_out`) for the cluster.
     pub fn sold_out(&self, cluster: &str) {
-        self.count(&self.sold_out, cluster, 1);
+        self.count(SeriesCounter::SoldOut, cluster, 1);
     }
 
     /// Counts an old unacknowledged order reconciled with doubt.
     pub fn reconcile_doubt(&self, cluster: &str) {
-        self.count(&self.reconcile_doubts, cluster, 1);
+        self.count(SeriesCounter::ReconcileDoubts, cluster, 1);
     }
 
     /// Records a configuration load: `config_reload_success` becomes 1 or 0,
@@ -801,136 +527,8 @@ impl Metrics {
         }
     }
 
-    fn count(&self, vec: &IntCounterVec, cluster: &str, n: u64) {
-        self.ensure(cluster, []);
-        if let Some(c) = series(vec, &[cluster]) {
-            c.inc_by(n);
-        }
-    }
-
-    fn known(&self) -> MutexGuard<'_, BTreeMap<String, BTreeSet<String>>> {
-        // The map is only ever extended or trimmed whole; a panic elsewhere
-        // cannot leave it half-written, so a poisoned lock is still usable.
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Makes sure the cluster and these rules have all their series.
-    fn ensure<'r>(&self, cluster: &str, rules: impl IntoIterator<Item = &'r str>) {
-        let mut known = self.known();
-        self.ensure_locked(&mut known, cluster, rules);
-    }
-
-    fn ensure_locked<'r>(
-        &self,
-        known: &mut BTreeMap<String, BTreeSet<String>>,
-        cluster: &str,
-        rules: impl IntoIterator<Item = &'r str>,
-    ) {
-        let set = match known.get_mut(cluster) {
-            Some(set) => set,
-            None => {
-                self.create_cluster(cluster);
-                known.entry(cluster.to_owned()).or_default()
-            }
-        };
-        for rule in rules {
-            if !set.contains(rule) {
-                self.create_rule(cluster, rule);
-                set.insert(rule.to_owned());
-            }
-        }
-    }
-
-    fn forget_locked(&self, known: &mut BTreeMap<String, BTreeSet<String>>, cluster: &str) {
-        if let Some(rules) = known.remove(cluster) {
-            for rule in &rules {
-                self.remove_rule(cluster, rule);
-            }
-        }
-        self.remove_cluster(cluster);
-    }
-
-    fn cluster_gauges(&self) -> [&IntGaugeVec; 6] {
-        [
-            &self.desired,
-            &self.max_task_nodes,
-            &self.current,
-            &self.inflight,
-            &self.paused,
-            &self.breaker_open,
-        ]
-    }
-
-    fn cluster_float_gauges(&self) -> [&GaugeVec; 2] {
-        [&self.last_evaluation, &self.cooldown_until]
-    }
-
-    fn cluster_counters(&self) -> [&IntCounterVec; 5] {
-        [
-            &self.nodes_requested,
-            &self.nodes_removed,
-            &self.flows_failed,
-            &self.sold_out,
-            &self.reconcile_doubts,
-        ]
-    }
-
-    fn create_cluster(&self, cluster: &str) {
-        let labels = [cluster];
-        for vec in self.cluster_gauges() {
-            let _ = series(vec, &labels);
-        }
-        for vec in self.cluster_float_gauges() {
-            let _ = series(vec, &labels);
-        }
-        for vec in self.cluster_counters() {
-            let _ = series(vec, &labels);
-        }
-        for window in BUDGET_WINDOWS {
-            let _ = series(&self.budget_remaining, &[cluster, window]);
-        }
-    }
-
-    fn remove_cluster(&self, cluster: &str) {
-        let labels = [cluster];
-        for vec in self.cluster_gauges() {
-            remove(vec, &labels);
-        }
-        for vec in self.cluster_float_gauges() {
-            remove(vec, &labels);
-        }
-        for vec in self.cluster_counters() {
-            remove(vec, &labels);
-        }
-        for window in BUDGET_WINDOWS {
-            remove(&self.budget_remaining, &[cluster, window]);
-        }
-    }
-
-    fn create_rule(&self, cluster: &str, rule: &str) {
-        for outcome in Outcome::ALL {
-            let _ = series(&self.decisions, &[cluster, rule, outcome.metric_label()]);
-        }
-        for issue in DataIssue::ALL {
-            let _ = series(&self.query_errors, &[cluster, rule, issue.metric_label()]);
-        }
-        let _ = series(&self.rule_value, &[cluster, rule]);
-        let _ = series(&self.rule_proposed, &[cluster, rule]);
-    }
-
-    fn remove_rule(&self, cluster: &str, rule: &str) {
-        for outcome in Outcome::ALL {
-            remove(&self.decisions, &[cluster, rule, outcome.metric_label()]);
-        }
-        for issue in DataIssue::ALL {
-            remove(&self.query_errors, &[cluster, rule, issue.metric_label()]);
-        }
-        remove(&self.rule_value, &[cluster, rule]);
-        remove(&self.rule_proposed, &[cluster, rule]);
-        remove(&self.rule_desired, &[cluster, rule]);
-        for vec in [&self.rule_growth, &self.rule_headroom, &self.rule_capacity] {
-            remove(vec, &[cluster, rule]);
-        }
+    fn count(&self, counter: SeriesCounter, cluster: &str, n: u64) {
+        self.clusters.with(cluster, |c| c.add(counter, n));
     }
 }
 
@@ -956,8 +554,8 @@ mod tests {
 
     use super::*;
     use crate::policy::{
-        Amount, Bound, ClusterPolicy, ClusterView, OnMissing, Reading, Rule, RuleKind, Sample,
-        Sustain, TargetForm, Unit, decide,
+        Amount, Bound, ClusterPolicy, ClusterView, OnMissing, Outcome, Reading, Rule, RuleKind,
+        Sample, Sustain, TargetForm, Unit, decide,
     };
 
     fn t(s: i64) -> DateTime<Utc> {
@@ -1602,6 +1200,93 @@ mod tests {
         );
         has(&text, &format!("{PREFIX}paused{{cluster=\"emr-c\"}}"), "0");
         assert!(format!("{m:?}").contains("emr-c"));
+    }
+
+    /// A sample line's name, and its label names and (unescaped) values in
+    /// the order written.
+    fn sample(line: &str) -> (&str, Vec<(String, String)>) {
+        let end = line.find(['{', ' ']).unwrap_or(line.len());
+        let (name, mut rest) = line.split_at(end);
+        let mut labels = Vec::new();
+        while let Some(r) = rest.strip_prefix(['{', ',']) {
+            let (label, r) = r.split_once("=\"").unwrap();
+            let mut value = String::new();
+            let mut chars = r.char_indices();
+            let close = loop {
+                match chars.next().unwrap() {
+                    (_, '\\') => match chars.next().unwrap().1 {
+                        'n' => value.push('\n'),
+                        c => value.push(c),
+                    },
+                    (i, '"') => break i,
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.push((label.to_owned(), value));
+            rest = &r[close + 1..];
+        }
+        (name, labels)
+    }
+
+    #[test]
+    fn families_and_series_are_written_in_the_registrys_order() {
+        let m = Metrics::new();
+        m.register_clusters(&[
+            ("emr-b".into(), vec!["zeta".into(), "alpha".into()]),
+            ("emr-a".into(), vec!["util".into()]),
+            ("emr-a\"\\\n".into(), vec![]),
+        ]);
+        m.record_decision(
+            "emr-b",
+            &decision(Reading::Value(150.0), Reading::Value(0.5)),
+        );
+        m.set_cluster_state(
+            "emr-a",
+            &ClusterSnapshot {
+                paused: false,
+                breaker_open: false,
+                cooldown_until: None,
+                budget_hour: Some(3),
+                budget_day: None,
+                last_evaluation: t(0),
+                max_task_nodes: 10,
+            },
+        );
+        let text = m.encode().unwrap();
+        let kinds = families(&text);
+        let mut names: Vec<&str> = kinds.iter().map(|(n, _)| n.as_str()).collect();
+        names.dedup();
+        assert_eq!(names.len(), kinds.len(), "a family written twice");
+        assert!(names.is_sorted(), "families out of name order: {names:?}");
+        let mut last: Option<(&str, Vec<String>)> = None;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, labels) = sample(line);
+            let label_names: Vec<&str> = labels.iter().map(|(l, _)| l.as_str()).collect();
+            assert!(label_names.is_sorted(), "labels out of order: {line}");
+            let values: Vec<String> = labels.into_iter().map(|(_, v)| v).collect();
+            if kinds
+                .iter()
+                .any(|(n, k)| k == "histogram" && name.starts_with(n.as_str()))
+            {
+                continue;
+            }
+            if let Some((prev, prev_values)) = &last
+                && *prev == name
+            {
+                assert!(*prev_values < values, "series out of order at {line}");
+            }
+            last = Some((name, values));
+        }
+        has(
+            &text,
+            &format!("{PREFIX}paused{{cluster=\"emr-a\\\"\\\\\\n\"}}"),
+            "0",
+        );
+        has(
+            &text,
+            &format!("{PREFIX}budget_remaining_nodes{{cluster=\"emr-a\",window=\"day\"}}"),
+            "+Inf",
+        );
     }
 
     #[test]
