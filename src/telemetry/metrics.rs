@@ -60,26 +60,26 @@ use series::{
 };
 
 /// The prefix of every metric name.
-pub const PREFIX: &str = "emr_autoscaler_";
+pub(crate) const PREFIX: &str = "emr_autoscaler_";
 
 /// The `result` label of a successful API attempt.
 pub const RESULT_OK: &str = "ok";
 
 /// The values of the `window` label of `budget_remaining_nodes`.
-pub const BUDGET_WINDOWS: [&str; 2] = ["hour", "day"];
+pub(crate) const BUDGET_WINDOWS: [&str; 2] = ["hour", "day"];
 
 /// Upper bounds of `api_request_duration_seconds`, from 10 ms to 30 s.
-pub const API_DURATION_BUCKETS: [f64; 11] =
+pub(crate) const API_DURATION_BUCKETS: [f64; 11] =
     [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// Upper bounds of `rate_limiter_wait_seconds`, from 1 ms to 60 s.
-pub const LIMITER_WAIT_BUCKETS: [f64; 15] = [
+pub(crate) const LIMITER_WAIT_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// The labels of one configured cluster: its id and its rule names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClusterLabels<'a> {
+pub(crate) struct ClusterLabels<'a> {
     /// The cluster id (the `cluster` label).
     pub id: &'a str,
     /// The names of its rules (the `rule` label), in any order.
@@ -124,7 +124,7 @@ pub struct Metrics {
 
 /// The leadership families (only with `[ha]`).
 #[derive(Debug, Clone)]
-pub struct HaMetrics {
+pub(crate) struct HaMetrics {
     leader: IntGauge,
     leader_changes: prometheus::IntCounter,
     lease_errors: prometheus::IntCounter,
@@ -133,25 +133,25 @@ pub struct HaMetrics {
 
 impl HaMetrics {
     /// `emr_autoscaler_leader`: 1 while this daemon leads.
-    pub fn set_leader(&self, leader: bool) {
+    pub(crate) fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
     }
 
     /// `emr_autoscaler_leader_changes_total`: this daemon became or stopped
     /// being the leader.
-    pub fn leader_changed(&self) {
+    pub(crate) fn leader_changed(&self) {
         self.leader_changes.inc();
     }
 
     /// `emr_autoscaler_ha_lease_errors_total`: a grant, renewal or campaign
     /// failed.
-    pub fn lease_error(&self) {
+    pub(crate) fn lease_error(&self) {
         self.lease_errors.inc();
     }
 
     /// `emr_autoscaler_ha_config_differs`: 1 while this daemon's config
     /// digest differs from the leader's.
-    pub fn set_config_differs(&self, differs: bool) {
+    pub(crate) fn set_config_differs(&self, differs: bool) {
         self.config_differs.set(i64::from(differs));
     }
 }
@@ -230,7 +230,7 @@ impl Metrics {
     }
 
     /// As [`Metrics::new`], returning the registry's error instead of panicking.
-    pub fn try_new() -> prometheus::Result<Self> {
+    pub(crate) fn try_new() -> prometheus::Result<Self> {
         let r = Registry::new();
         let m = Metrics {
             api_requests: register(
@@ -309,7 +309,7 @@ impl Metrics {
 
     /// Registers the `[ha]` families (once; later calls return the same).
     /// Without `[ha]` they are never registered, so they are absent.
-    pub fn enable_ha(&self) -> prometheus::Result<&HaMetrics> {
+    pub(crate) fn enable_ha(&self) -> prometheus::Result<&HaMetrics> {
         if let Some(h) = self.ha.get() {
             return Ok(h);
         }
@@ -348,7 +348,7 @@ impl Metrics {
     }
 
     /// The `[ha]` families, when enabled.
-    pub fn ha(&self) -> Option<&HaMetrics> {
+    pub(crate) fn ha(&self) -> Option<&HaMetrics> {
         self.ha.get()
     }
 
@@ -400,7 +400,7 @@ impl Metrics {
     }
 
     /// As [`Metrics::register_clusters`], from borrowed labels.
-    pub fn register(&self, clusters: &[ClusterLabels<'_>]) {
+    pub(crate) fn register(&self, clusters: &[ClusterLabels<'_>]) {
         let wanted: BTreeMap<&str, BTreeSet<&str>> = clusters
             .iter()
             .map(|c| (c.id, c.rules.iter().copied().collect()))
@@ -421,7 +421,7 @@ impl Metrics {
 
     /// Removes every series of one cluster. A later recording for it creates
     /// them again, so call this once the cluster's evaluation has stopped.
-    pub fn forget_cluster(&self, id: &str) {
+    pub(crate) fn forget_cluster(&self, id: &str) {
         self.clusters.lock().remove(id);
     }
 
@@ -499,7 +499,7 @@ impl Metrics {
 
     /// Counts task nodes given back (a TerminateClusterNodes that started
     /// a graceful removal).
-    pub fn nodes_removed(&self, cluster: &str, n: u32) {
+    pub(crate) fn nodes_removed(&self, cluster: &str, n: u32) {
         self.count(SeriesCounter::NodesRemoved, cluster, u64::from(n));
     }
 

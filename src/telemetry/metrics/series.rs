@@ -186,7 +186,7 @@ pub(super) struct ClusterRecord {
 
 impl ClusterRecord {
     /// The rule's series, created at zero when the rule is new.
-    pub fn rule(&mut self, name: &str) -> &mut RuleRecord {
+    pub(crate) fn rule(&mut self, name: &str) -> &mut RuleRecord {
         let at = match self.rules.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
             Ok(at) => at,
             Err(at) => {
@@ -200,17 +200,17 @@ impl ClusterRecord {
     }
 
     /// Keeps only the rules `keep` accepts.
-    pub fn retain_rules(&mut self, keep: impl Fn(&str) -> bool) {
+    pub(crate) fn retain_rules(&mut self, keep: impl Fn(&str) -> bool) {
         self.rules.retain(|(name, _)| keep(name));
     }
 
     /// Sets a gauge.
-    pub fn set(&mut self, gauge: Gauge, value: f64) {
+    pub(crate) fn set(&mut self, gauge: Gauge, value: f64) {
         self.gauges[gauge as usize] = value;
     }
 
     /// Adds to a counter.
-    pub fn add(&mut self, counter: Counter, n: u64) {
+    pub(crate) fn add(&mut self, counter: Counter, n: u64) {
         let c = &mut self.counters[counter as usize];
         *c = c.saturating_add(n);
     }
@@ -232,21 +232,21 @@ pub(super) struct RuleRecord {
 
 impl RuleRecord {
     /// Counts a vote's outcome.
-    pub fn decided(&mut self, outcome: Outcome) {
+    pub(crate) fn decided(&mut self, outcome: Outcome) {
         if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
             self.decisions[i] = self.decisions[i].saturating_add(1);
         }
     }
 
     /// Counts a query that gave no usable value.
-    pub fn missed(&mut self, issue: DataIssue) {
+    pub(crate) fn missed(&mut self, issue: DataIssue) {
         if let Some(i) = DataIssue::ALL.iter().position(|k| *k == issue) {
             self.query_errors[i] = self.query_errors[i].saturating_add(1);
         }
     }
 
     /// Sets a gauge.
-    pub fn set(&mut self, gauge: RuleGauge, value: f64) {
+    pub(crate) fn set(&mut self, gauge: RuleGauge, value: f64) {
         self.gauges[gauge as usize] = value;
     }
 }
@@ -259,14 +259,14 @@ pub(super) struct ClusterSeries {
 
 impl ClusterSeries {
     /// The records, by cluster id.
-    pub fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ClusterRecord>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ClusterRecord>> {
         // A record is plain numbers; a panic elsewhere cannot leave one
         // half-written in a way that matters, so a poisoned lock is usable.
         self.clusters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every cluster's rule names, for `Debug`.
-    pub fn names(&self) -> BTreeMap<String, Vec<String>> {
+    pub(crate) fn names(&self) -> BTreeMap<String, Vec<String>> {
         self.lock()
             .iter()
             .map(|(id, c)| (id.clone(), c.rules.iter().map(|(r, _)| r.clone()).collect()))
@@ -274,7 +274,7 @@ impl ClusterSeries {
     }
 
     /// Changes the cluster's record, created at zero when the cluster is new.
-    pub fn with<R>(&self, id: &str, f: impl FnOnce(&mut ClusterRecord) -> R) -> R {
+    pub(crate) fn with<R>(&self, id: &str, f: impl FnOnce(&mut ClusterRecord) -> R) -> R {
         let mut clusters = self.lock();
         if !clusters.contains_key(id) {
             clusters.insert(id.to_owned(), ClusterRecord::default());
