@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::daemon_proc::BIN;
+use crate::support::daemon_proc::{BIN, eventually_or};
 use crate::support::fake_prom::{Answer, FakeProm};
 use emr_autoscaler::clock::{SharedClock, SystemClock};
 use emr_autoscaler::sim::{
@@ -67,6 +67,22 @@ async fn run(args: Vec<String>, home: &std::path::Path) -> std::process::Output 
         .unwrap()
 }
 
+/// `plan --config CFG --json`, parsed.
+async fn plan_json(cfg: &std::path::Path, home: &std::path::Path) -> serde_json::Value {
+    let out = run(
+        vec![
+            "plan".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--json".into(),
+        ],
+        home,
+    )
+    .await;
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
 #[tokio::test]
 async fn plan_judges_for_windows_from_range_data_and_sends_nothing() {
     let clock: SharedClock = Arc::new(SystemClock);
@@ -109,18 +125,7 @@ async fn plan_judges_for_windows_from_range_data_and_sends_nothing() {
             .any(|l| l.contains("pending-memory") && l.contains("12 GiB") && l.ends_with("+2")),
         "{stdout}"
     );
-    let json = run(
-        vec![
-            "plan".into(),
-            "--config".into(),
-            cfg.display().to_string(),
-            "--json".into(),
-        ],
-        dir.path(),
-    )
-    .await;
-    let v: serde_json::Value = serde_json::from_slice(&json.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&json.stderr)));
+    let v = plan_json(&cfg, dir.path()).await;
     assert_eq!(v["clusters"][0]["current"], 10);
     assert_eq!(v["clusters"][0]["increment"], 2);
     assert_eq!(v["clusters"][0]["rules"][1]["value"], 0.5);
@@ -262,18 +267,17 @@ async fn plan_and_daemon_agree(held: Held, util: f64) -> (String, String) {
         // runs.
         Held::Removal => {
             let mut daemon = crate::support::inproc::InProcess::start(&cfg, clock.clone()).await;
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while !std::fs::read_to_string(state_dir.join("state.json"))
-                .unwrap_or_default()
-                .contains("\"flow_id\": ")
-            {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "no removal: {}",
-                    daemon.log()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let state_file = state_dir.join("state.json");
+            eventually_or(
+                Duration::from_secs(20),
+                "the removal's flow in the state",
+                || daemon.log(),
+                || {
+                    let text = std::fs::read_to_string(&state_file).unwrap_or_default();
+                    async move { text.contains("\"flow_id\": ") }
+                },
+            )
+            .await;
             daemon.stop().await.unwrap();
         }
         Held::Cooldown => c.cooldown_until = Some(now + chrono::Duration::hours(1)),
@@ -294,34 +298,19 @@ async fn plan_and_daemon_agree(held: Held, util: f64) -> (String, String) {
         .unwrap();
     }
 
-    let out = run(
-        vec![
-            "plan".into(),
-            "--config".into(),
-            cfg.display().to_string(),
-            "--json".into(),
-        ],
-        dir.path(),
-    )
-    .await;
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let plan = plan_json(&cfg, dir.path()).await;
     let plan = &plan["clusters"][0];
 
     let daemon = crate::support::inproc::InProcess::start(&cfg, clock).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let first = loop {
-        let v = daemon.status().await["clusters"][0].clone();
-        if v["last_decision"].is_string() {
-            break v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no decision: {}",
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The first decision stands until the next one, an interval (15 s) later.
+    eventually_or(
+        Duration::from_secs(20),
+        "the daemon's first decision",
+        || daemon.log(),
+        || async { daemon.status().await["clusters"][0]["last_decision"].is_string() },
+    )
+    .await;
+    let first = daemon.status().await["clusters"][0].clone();
     assert_eq!(
         (plan["outcome"].as_str(), plan["reason"].as_str()),
         (first["outcome"].as_str(), first["last_decision"].as_str()),
