@@ -13,7 +13,7 @@ use crate::daemon::owners::{Ask, Reply};
 use crate::tencent::ClientToken;
 use crate::tencent::emr::{Action, ScaleOutInstanceRequest};
 
-fn report_config_error(e: &ConfigError) -> ExitCode {
+pub(super) fn report_config_error(e: &ConfigError) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(EX_CONFIG)
 }
@@ -89,6 +89,27 @@ pub(crate) async fn plan(args: PlanArgs) -> ExitCode {
 pub(crate) fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(c) => {
+            let mut invalid = Vec::new();
+            for (i, w) in c.notify.webhooks.iter().enumerate() {
+                match crate::webhook::check(w) {
+                    Ok(()) => {}
+                    Err(crate::webhook::FileProblem::Unreadable(e)) => {
+                        println!(
+                            "note: notify.webhooks[{i}]: {e}; the daemon must be able to read it"
+                        );
+                    }
+                    Err(crate::webhook::FileProblem::Invalid(e)) => {
+                        invalid.push(format!("notify.webhooks[{i}].url_file: {e}"));
+                    }
+                }
+            }
+            if !invalid.is_empty() {
+                println!("{}: {} problem(s)", path.display(), invalid.len());
+                for problem in &invalid {
+                    println!("{problem}");
+                }
+                return ExitCode::from(EX_CONFIG);
+            }
             println!("{}: OK ({} cluster(s))", path.display(), c.clusters.len());
             ExitCode::SUCCESS
         }
@@ -285,7 +306,7 @@ pub(crate) fn generate(args: &super::generate::GenerateArgs) -> ExitCode {
 
 /// Prints an order's answer: the JSON on success, else the error with its
 /// class, code and ids; 78 for an unknown cluster.
-fn print_reply(reply: &Reply) -> ExitCode {
+pub(super) fn print_reply(reply: &Reply) -> ExitCode {
     match reply.status {
         200 => print_json(&reply.body),
         status => {
@@ -396,7 +417,7 @@ pub(crate) async fn scale_in(args: ScaleInArgs) -> ExitCode {
     }
 }
 
-fn print_json(value: &serde_json::Value) -> ExitCode {
+pub(super) fn print_json(value: &serde_json::Value) -> ExitCode {
     let mut out = std::io::stdout().lock();
     match serde_json::to_writer_pretty(&mut out, value)
         .and_then(|_| writeln!(out).map_err(serde_json::Error::io))

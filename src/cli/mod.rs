@@ -6,6 +6,7 @@
 pub(crate) mod backtest;
 pub(crate) mod commands;
 pub(crate) mod generate;
+pub(crate) mod operator;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,10 @@ pub fn dispatch() -> ExitCode {
         Command::ScaleOut(args) => runtime().block_on(commands::scale_out(args)),
         Command::ScaleIn(args) => runtime().block_on(commands::scale_in(args)),
         Command::Sim(args) => runtime().block_on(commands::sim(args)),
+        Command::Status(args) => runtime().block_on(operator::status(args)),
+        Command::History(args) => runtime().block_on(operator::history(args)),
+        Command::Pause(args) => runtime().block_on(operator::switch(args, true)),
+        Command::Resume(args) => runtime().block_on(operator::switch(args, false)),
         Command::Generate(args) => commands::generate(&args),
         Command::Backtest(args) => runtime().block_on(commands::backtest(args)),
     }
@@ -160,6 +165,26 @@ pub(crate) enum Command {
     /// nodes first and ApplicationMaster hosts last. Never below
     /// min_task_nodes. Prints the API response as JSON, with the nodes named.
     ScaleIn(ScaleInArgs),
+    /// Show what the running daemon sees: one line per cluster with its task
+    /// nodes, nodes in flight, last decision, and whether it is paused, its
+    /// breaker open or held by Tencent's own auto-scaling.
+    ///
+    /// Finds the daemon at state_dir/admin.addr (with [ha], the leader).
+    /// Exits 1 when no daemon answers.
+    Status(StatusArgs),
+    /// Show what the daemon did and why: orders, removals, refusals, breaker
+    /// trips, conflicts, pauses, resumes and lost nodes, newest first.
+    ///
+    /// Asks the running daemon; when none answers, reads state_dir/history.jsonl
+    /// (with [ha], etcd) directly.
+    History(HistoryArgs),
+    /// Pause one cluster in the running daemon: nothing is ordered or
+    /// removed until `resume`. An operation in progress stops before its next
+    /// chunk. Exits 1 when no daemon answers.
+    Pause(SwitchArgs),
+    /// Resume a paused cluster in the running daemon (and close its breaker).
+    /// Exits 1 when no daemon answers.
+    Resume(SwitchArgs),
     /// Serve a simulated EMR API on loopback, for trying configurations
     /// without a cloud account.
     ///
@@ -185,6 +210,42 @@ pub(crate) enum Command {
     /// timeline.json, summary.json and chart.svg into --out and prints a
     /// summary table. Exits 0, 78 for an invalid configuration, 1 otherwise.
     Backtest(backtest::BacktestArgs),
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the daemon's /api/v1/status JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// One cluster's events only (emr-xxxxxxxx).
+    #[arg(long, value_name = "ID")]
+    pub instance_id: Option<String>,
+    /// At most this many events, newest first.
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub limit: u64,
+    /// Print {"events": [...]} as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `pause` and `resume`.
+#[derive(Debug, Args)]
+pub(crate) struct SwitchArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The cluster, as configured (emr-xxxxxxxx).
+    #[arg(long, value_name = "ID")]
+    pub instance_id: String,
 }
 
 /// Arguments of `sim`.

@@ -6,6 +6,7 @@
 //! together, each with its key path, so `check` can print them at once.
 
 pub mod ha;
+pub mod notify;
 pub mod promql;
 pub(crate) mod raw;
 mod rules;
@@ -158,6 +159,8 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// `[ha]`; `None` for a single-host daemon.
     pub ha: Option<ha::HaConfig>,
+    /// `[notify]`: webhooks (none by default).
+    pub notify: notify::NotifyConfig,
 }
 
 /// `[daemon]`
@@ -177,6 +180,8 @@ pub struct DaemonConfig {
     pub flow_timeout: Duration,
     /// Quiet time for a cluster after a sold-out answer (default 10m).
     pub sold_out_backoff: Duration,
+    /// Events kept in the history (default 10,000; 100 to 100,000).
+    pub history_max: usize,
 }
 
 /// `[prometheus]`
@@ -569,12 +574,14 @@ impl Validator<'_> {
             }
         }
         let ha = raw.ha.map(|h| self.ha(h));
+        let notify = self.notify(raw.notify);
         Config {
             daemon,
             prometheus,
             tencent,
             clusters,
             ha,
+            notify,
         }
     }
 
@@ -668,9 +675,25 @@ impl Validator<'_> {
             "10m",
             spans::SOLD_OUT_BACKOFF,
         );
+        let history_max = match self.get(
+            "daemon.history_max",
+            raw.history_max,
+            Some(crate::history::DEFAULT_MAX as u64),
+        ) {
+            Some(n @ 100..=100_000) => n as usize,
+            Some(n) => {
+                self.issue(
+                    "daemon.history_max",
+                    format!("{n} is outside 100..=100000 events"),
+                );
+                crate::history::DEFAULT_MAX
+            }
+            None => crate::history::DEFAULT_MAX,
+        };
         DaemonConfig {
             flow_timeout,
             sold_out_backoff,
+            history_max,
             evaluation_interval,
             dry_run: self
                 .get("daemon.dry_run", raw.dry_run, Some(false))

@@ -41,6 +41,8 @@ pub(crate) struct RawConfig {
     pub clusters: Vec<RawCluster>,
     /// `[ha]`, when several daemons share the work.
     pub ha: Option<super::ha::RawHa>,
+    /// `[notify]`: webhooks.
+    pub notify: super::notify::RawNotify,
 }
 
 /// `[daemon]`
@@ -61,6 +63,8 @@ pub(crate) struct RawDaemon {
     pub flow_timeout: Field<String>,
     /// No orders for a cluster this long after a sold-out answer.
     pub sold_out_backoff: Field<String>,
+    /// Events kept in the history.
+    pub history_max: Field<u64>,
 }
 
 /// `[prometheus]`

@@ -836,3 +836,70 @@ fn a_misspelt_key_gets_a_suggestion_and_no_cascade() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn webhooks_and_history_max_load_with_defaults_and_every_problem_at_once() {
+    let base = data("minimal.toml");
+    let c = load_str(
+        &format!(
+            "{base}\n[[notify.webhooks]]\nurl_file = \"/etc/emr-autoscaler/wecom-url\"\nformat = \"wecom\"\n\
+             [[notify.webhooks]]\nname = \"ding\"\nurl_file = \"/u\"\nformat = \"dingtalk\"\n\
+             secret_file = \"/s\"\nevents = [\"breaker\", \"refused\", \"breaker\"]\n"
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.daemon.history_max, 10_000);
+    let [wecom, ding] = &c.notify.webhooks[..] else {
+        panic!("{:?}", c.notify)
+    };
+    assert_eq!(
+        (wecom.name.as_str(), wecom.format, wecom.events.len()),
+        ("0", notify::WebhookFormat::Wecom, 8)
+    );
+    assert_eq!(
+        (ding.name.as_str(), ding.format, ding.events.clone()),
+        (
+            "ding",
+            notify::WebhookFormat::Dingtalk,
+            vec![crate::history::Kind::Breaker, crate::history::Kind::Refused]
+        )
+    );
+    assert!(load_str(&base, None).unwrap().notify.webhooks.is_empty());
+
+    let bad = issues(&format!(
+        "{}\n[[notify.webhooks]]\nname = \"a\"\nformat = \"teams\"\nurl_file = \"/u\"\n\
+         [[notify.webhooks]]\nname = \"a\"\nformat = \"wecom\"\nsecret_file = \"/s\"\nevents = [\"orders\"]\n\
+         [[notify.webhooks]]\nname = \"b c\"\nurl_file = \"/u\"\nevents = []\nurl = \"https://x\"\n",
+        base.replace("[daemon]\n", "[daemon]\nhistory_max = 5\n")
+    ));
+    let found: Vec<(&str, &str)> = bad
+        .iter()
+        .map(|i| (i.path.as_str(), i.message.as_str()))
+        .collect();
+    for (path, words) in [
+        ("daemon.history_max", "outside 100..=100000"),
+        ("notify.webhooks[0].format", "\"teams\" is not a format"),
+        (
+            "notify.webhooks[1].name",
+            "already the name of notify.webhooks[0]",
+        ),
+        (
+            "notify.webhooks[1].url_file",
+            "required: the file that holds",
+        ),
+        ("notify.webhooks[1].secret_file", "only DingTalk"),
+        (
+            "notify.webhooks[1].events[0]",
+            "\"orders\" is not an event kind",
+        ),
+        ("notify.webhooks[2].name", "metric label"),
+        ("notify.webhooks[2].events", "an empty list sends nothing"),
+        ("notify.webhooks[2].url", "unknown key"),
+    ] {
+        assert!(
+            found.iter().any(|(p, m)| *p == path && m.contains(words)),
+            "{path}: {words:?} missing from {bad:#?}"
+        );
+    }
+}

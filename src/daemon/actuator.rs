@@ -17,6 +17,7 @@ use super::operation::{self, Answer, Effect, Ending, Env, Event, Flow};
 use super::status::ApiErrorStatus;
 use crate::clock::wall_now;
 use crate::config::ClusterConfig;
+use crate::history;
 use crate::state::{Arrival, BreakerTrip, ClusterState, NodeKind, OrderRecord, OrderSource};
 use crate::tencent::emr::{
     FlowState, ScaleOutInstanceRequest, ScaleOutInstanceResponse, TerminateClusterNodesRequest,
@@ -145,7 +146,11 @@ pub(crate) async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event
         let step = operation::step(before.operation.clone(), event, &env);
         let op = step.op.as_ref().or(before.operation.as_ref());
         let source = op.map(|o| o.source).unwrap_or_default();
-        let kind = op.map_or(NodeKind::Task, |o| o.kind);
+        let about = About {
+            kind: op.map_or(NodeKind::Task, |o| o.kind),
+            reason: op.map(|o| o.reason.clone()).unwrap_or_default(),
+            chunk: op.and_then(|o| o.current.as_ref()).map(|c| c.nodes),
+        };
         record(shared, cluster, &before, &step, source, now);
         if step.effects.contains(&Effect::Save)
             && let Err(e) = Box::pin(shared.state.save()).await
@@ -155,13 +160,23 @@ pub(crate) async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event
             driven.save_failed = true;
             return driven;
         }
+        if before.breaker_open.is_none()
+            && let Some(trip) = shared
+                .state
+                .with(|s| s.cluster_mut(id).breaker_open.clone())
+        {
+            shared.history.record(
+                history::Event::new(now, id, history::Kind::Breaker, "open", trip.reason)
+                    .flow(trip.flow_id),
+            );
+        }
         // The status shows the operation at once, also while a call of it
         // is still being retried.
         shared.board.update(id, |b| {
             b.operation = step.op.as_ref().map(super::status::OperationStatus::of);
         });
         for e in step.effects {
-            if let Some(event) = perform(shared, cluster, e, kind, now, &mut driven).await {
+            if let Some(event) = perform(shared, cluster, e, &about, now, &mut driven).await {
                 next = Some(event);
             }
         }
@@ -198,17 +213,63 @@ fn record(
     });
 }
 
+/// What the operation being driven is, for its calls and its history.
+struct About {
+    /// Task or core nodes.
+    kind: NodeKind,
+    /// Why it was decided.
+    reason: String,
+    /// The nodes of the chunk being sent, for a scale-out.
+    chunk: Option<u32>,
+}
+
+/// The history event of an API refusal that ended an operation: the error,
+/// and the operation's reason.
+fn refusal(id: &str, now: DateTime<Utc>, about: &About, driven: &Driven) -> Option<history::Event> {
+    let (error, nodes, token, offering) = match (&driven.response, &driven.removal) {
+        (Some((token, Err(e))), _) => (
+            e,
+            about.chunk,
+            Some(token.clone()),
+            Some(history::DEFAULT_OFFERING),
+        ),
+        (_, Some((nodes, Err(e)))) => (
+            e,
+            Some(u32::try_from(nodes.len()).unwrap_or(u32::MAX)),
+            None,
+            None,
+        ),
+        _ => return None,
+    };
+    let mut event = history::Event::new(
+        now,
+        id,
+        history::Kind::Refused,
+        error.class().metric_label(),
+        format!("{error}; not executed: {}", about.reason),
+    )
+    .token(token);
+    if let Some(n) = nodes {
+        event = event.nodes(n);
+    }
+    if let Some(o) = offering {
+        event = event.offering(o);
+    }
+    Some(event)
+}
+
 /// Carries out one effect that calls out or reports; returns the event its
 /// answer makes, if any.
 async fn perform(
     shared: &Shared,
     cluster: &ClusterConfig,
     effect: Effect,
-    kind: NodeKind,
+    about: &About,
     now: DateTime<Utc>,
     driven: &mut Driven,
 ) -> Option<Event> {
     let id = cluster.instance_id.as_str();
+    let kind = about.kind;
     match effect {
         Effect::Send {
             token,
@@ -229,6 +290,21 @@ async fn perform(
                 resend,
             ))
             .await;
+            if let (token, Ok(resp)) = &response {
+                shared.history.record(
+                    history::Event::new(
+                        now,
+                        id,
+                        history::Kind::ScaleOut,
+                        "accepted",
+                        &about.reason,
+                    )
+                    .nodes(nodes)
+                    .offering(history::DEFAULT_OFFERING)
+                    .token(Some(token.clone()))
+                    .flow(resp.flow_id),
+                );
+            }
             driven.response = Some(response);
             Some(Event::Answered(answer))
         }
@@ -246,6 +322,13 @@ async fn perform(
                 resend,
             ))
             .await;
+            if let Ok(resp) = &result {
+                shared.history.record(
+                    history::Event::new(now, id, history::Kind::ScaleIn, "accepted", &about.reason)
+                        .nodes(u32::try_from(nodes.len()).unwrap_or(u32::MAX))
+                        .flow(resp.flow_id),
+                );
+            }
             driven.removal = Some((nodes, result));
             Some(Event::Answered(answer))
         }
@@ -270,6 +353,11 @@ async fn perform(
         }
         Effect::Close(ending) => {
             tracing::info!(message = "Operation ended.", cluster = %id, outcome = ending.label(), detail = ?ending);
+            if matches!(ending, Ending::Refused(_))
+                && let Some(event) = refusal(id, now, about, driven)
+            {
+                shared.history.record(event);
+            }
             driven.closed = Some(ending);
             None
         }

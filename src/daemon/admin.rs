@@ -89,6 +89,8 @@ pub(crate) struct AdminState {
     pub state: Option<Arc<super::StateHandle>>,
     /// The address the admin server is bound to (whoami's relay check).
     pub bound: Option<SocketAddr>,
+    /// What the daemon did, for `/api/v1/history`.
+    pub history: Arc<crate::history::History>,
 }
 
 /// The router, for tests and `serve`.
@@ -98,6 +100,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/clusters/{id}/pause", post(pause))
         .route("/api/v1/clusters/{id}/resume", post(resume))
@@ -134,6 +137,53 @@ async fn authenticate(State(s): State<AdminState>, request: Request, next: Next)
 pub(crate) struct WhoamiQuery {
     /// A fresh random value from the caller, at most 256 bytes.
     pub nonce: String,
+}
+
+/// `GET /api/v1/history?cluster=ID&limit=N&since=RFC3339`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct HistoryQuery {
+    /// One cluster's events only.
+    pub cluster: Option<String>,
+    /// At most this many (default [`HISTORY_LIMIT`]).
+    pub limit: Option<String>,
+    /// Events at or after this time (RFC 3339).
+    pub since: Option<String>,
+}
+
+/// The events `/api/v1/history` answers without a `limit`.
+pub(crate) const HISTORY_LIMIT: usize = 100;
+
+/// What the daemon did, newest first: `{"events": [...]}`.
+async fn history(State(s): State<AdminState>, Query(q): Query<HistoryQuery>) -> Response {
+    let bad = |why: String| (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => HISTORY_LIMIT,
+        Some(Ok(n)) if n >= 1 => n,
+        Some(_) => return bad("limit must be a whole number of at least 1".into()),
+    };
+    let since = match q.since.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+        None => None,
+        Some(Ok(t)) => Some(t.with_timezone(&chrono::Utc)),
+        Some(Err(e)) => {
+            return bad(format!(
+                "since must be an RFC 3339 time like 2026-12-06T08:00:00Z ({e})"
+            ));
+        }
+    };
+    if let Some(id) = &q.cluster
+        && let Err(refused) = checked_id(id)
+    {
+        return *refused;
+    }
+    let events = s
+        .history
+        .query(&crate::history::Query {
+            cluster: q.cluster,
+            limit: Some(limit),
+            since,
+        })
+        .await;
+    Json(json!({ "events": events })).into_response()
 }
 
 /// Proves that this daemon knows the admin token, without revealing it.
@@ -769,6 +819,7 @@ mod tests {
                     http: http.clone(),
                     state: None,
                     bound: None,
+                    history: crate::history::History::start(crate::history::Log::Memory, 100),
                 };
                 let _mailbox = state.owners.register("emr-abc12345");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -834,6 +885,7 @@ mod tests {
             http: http.clone(),
             state: None,
             bound: Some(addr),
+            history: crate::history::History::start(crate::history::Log::Memory, 100),
         };
         let cancel = CancellationToken::new();
         let server = tokio::spawn(serve(listener, state, cancel.clone()));

@@ -140,6 +140,33 @@ pub(crate) enum OrderError {
         /// What it answered.
         why: String,
     },
+    /// No daemon answers (operator commands never act alone).
+    #[error(
+        "no emr-autoscaler daemon answers: {why}. Start it (systemctl start emr-autoscaler) and try again"
+    )]
+    NoDaemon {
+        /// What was tried.
+        why: String,
+    },
+    /// The daemon refused a read.
+    #[error("the daemon refused ({status}): {error}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// Its message.
+        error: String,
+    },
+    /// The daemon at `url` did not prove it knows the token.
+    #[error("the process at {url} does not know the admin token ({why}); the token was not sent")]
+    UnprovenAt {
+        /// Where.
+        url: String,
+        /// What it answered.
+        why: String,
+    },
+    /// The history could not be read.
+    #[error(transparent)]
+    History(crate::history::HistoryError),
     /// The order left for the leader, but no answer came back.
     #[error(
         "the leader {name} at {url} did not answer ({error}); the order may have been placed: check GET /api/v1/status before trying again"
@@ -239,22 +266,12 @@ async fn via_daemon(
     ask: Ask,
 ) -> Result<Option<Reply>, OrderError> {
     let path = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
-    let Ok(text) = crate::files::read_text_capped(&path, 256) else {
+    let Some(addr) = recorded_address(config) else {
         return Ok(None);
-    };
-    let Ok(addr) = text.trim().parse::<std::net::SocketAddr>() else {
-        tracing::warn!(message = "Ignoring an unreadable daemon address file.", path = %path.display());
-        return Ok(None);
-    };
-    // 0.0.0.0 or :: mean "every address": reach the daemon on loopback.
-    let addr = if addr.ip().is_unspecified() {
-        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
     };
     let base = url::Url::parse(&format!("http://{addr}")).map_err(OrderError::Address)?;
     tracing::info!(message = "Sending the order to the running daemon.", addr = %addr, cluster = %instance_id);
-    match post(config, &base, instance_id, ask).await? {
+    match post(config, &base, instance_id, ask.request()).await? {
         Ok(reply) => Ok(Some(reply)),
         Err(Sent::NoAnswer) => {
             tracing::info!(message = "No daemon answers at the recorded address; waiting for the state lock.", addr = %addr);
@@ -269,8 +286,25 @@ async fn via_daemon(
     }
 }
 
+/// The address the running daemon recorded in `state_dir/admin.addr`
+/// (0.0.0.0 or :: as loopback), when the file is there and readable.
+pub(super) fn recorded_address(config: &Config) -> Option<std::net::SocketAddr> {
+    let path = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
+    let text = crate::files::read_text_capped(&path, 256).ok()?;
+    let Ok(addr) = text.trim().parse::<std::net::SocketAddr>() else {
+        tracing::warn!(message = "Ignoring an unreadable daemon address file.", path = %path.display());
+        return None;
+    };
+    // 0.0.0.0 or :: mean "every address": reach the daemon on loopback.
+    Some(if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    })
+}
+
 /// Why an order sent to an admin server has no answer.
-enum Sent {
+pub(super) enum Sent {
     /// Nobody listens there: nothing was sent.
     NoAnswer,
     /// It did not prove it knows the token: nothing was sent.
@@ -279,14 +313,15 @@ enum Sent {
     Lost(reqwest::Error),
 }
 
-/// POSTs the order to the admin server at `base`. With a token configured,
-/// the server first proves it knows the token, and only then gets it. The
-/// outer `Err` is a local problem (the token file).
-async fn post(
+/// POSTs a command (`pause`, `scale-out`, ...: the path suffix and its
+/// body) to the admin server at `base`. With a token configured, the server
+/// first proves it knows the token, and only then gets it. The outer `Err`
+/// is a local problem (the token file).
+pub(super) async fn post(
     config: &Config,
     base: &url::Url,
     instance_id: &str,
-    ask: Ask,
+    (path, body): (&str, serde_json::Value),
 ) -> Result<Result<Reply, Sent>, OrderError> {
     let http = crate::http::http_client(Duration::from_secs(3), DAEMON_ANSWER_WITHIN)?;
     let token = admin_token(config)?;
@@ -297,7 +332,6 @@ async fn post(
             Err(Proof::Refused(why)) => return Ok(Err(Sent::Unproven(why))),
         }
     }
-    let (path, body) = ask.request();
     let mut url = base.clone();
     url.set_path(&format!("/api/v1/clusters/{instance_id}/{path}"));
     let mut request = http.post(url).json(&body);
@@ -323,6 +357,21 @@ async fn via_leader(
     instance_id: &str,
     ask: Ask,
 ) -> Result<Reply, OrderError> {
+    let (name, base) = leader(ha).await?;
+    tracing::info!(message = "Sending the order to the leader.", leader = %name, url = %base, cluster = %instance_id);
+    let url = base.to_string();
+    match post(config, &base, instance_id, ask.request()).await? {
+        Ok(reply) => Ok(reply),
+        Err(Sent::NoAnswer) => Err(OrderError::LeaderSilent { name, url }),
+        Err(Sent::Unproven(why)) => Err(OrderError::LeaderUnproven { name, url, why }),
+        Err(Sent::Lost(error)) => Err(OrderError::LeaderLost { name, url, error }),
+    }
+}
+
+/// The leader named in etcd: its node name and `advertise_url`.
+pub(super) async fn leader(
+    ha: &crate::config::ha::HaConfig,
+) -> Result<(String, url::Url), OrderError> {
     let etcd = crate::etcd::Etcd::new(ha, Duration::from_secs(3)).map_err(OrderError::Etcd)?;
     let key = format!("{}{}", ha.prefix, super::ha::LEADER_KEY);
     let value = etcd.get(&key).await.map_err(OrderError::LeaderUnreadable)?;
@@ -331,18 +380,11 @@ async fn via_leader(
     };
     let leader: super::ha::LeaderInfo = serde_json::from_slice(&value.bytes)
         .map_err(|error| OrderError::LeaderKey { key, error })?;
-    tracing::info!(message = "Sending the order to the leader.", leader = %leader.node_name, url = %leader.advertise_url, cluster = %instance_id);
     let base = url::Url::parse(&leader.advertise_url).map_err(|error| OrderError::LeaderUrl {
         url: leader.advertise_url.clone(),
         error,
     })?;
-    let (name, url) = (leader.node_name, leader.advertise_url);
-    match post(config, &base, instance_id, ask).await? {
-        Ok(reply) => Ok(reply),
-        Err(Sent::NoAnswer) => Err(OrderError::LeaderSilent { name, url }),
-        Err(Sent::Unproven(why)) => Err(OrderError::LeaderUnproven { name, url, why }),
-        Err(Sent::Lost(error)) => Err(OrderError::LeaderLost { name, url, error }),
-    }
+    Ok((leader.node_name, base))
 }
 
 /// Opens the state directory, waiting up to [`LOCK_WAIT`] for its lock.
@@ -378,6 +420,19 @@ async fn alone(
     let emr = connections.emr_quiet(config)?;
     let prom = connections.prometheus(config)?;
     let (tx, rx) = watch::channel(capacity::Snapshot::default());
+    // The order is history like any other: appended to the file under the
+    // lock this process holds (webhooks are the daemon's).
+    let max = config.daemon.history_max;
+    let history = crate::history::History::start(
+        crate::history::Log::File(crate::history::log::FileLog::new(
+            &config.daemon.state_dir,
+            max,
+        )),
+        max,
+    );
+    if let Err(e) = history.load().await {
+        tracing::warn!(message = "Cannot read the history; the order is still recorded.", error = %e);
+    }
     let shared = Shared {
         clock: clock.clone(),
         config: config.clone(),
@@ -390,6 +445,7 @@ async fn alone(
         capacity: rx,
         role: super::ha::Role::Single,
         ha: None,
+        history: history.clone(),
     };
     // Where the cluster stands, and any operation a daemon left open.
     let ids = vec![instance_id.to_string()];
@@ -404,8 +460,10 @@ async fn alone(
         task_nodes: i.task_nodes(),
     });
     actuator::drive(&shared, cluster, super::operation::Event::Tick(cap)).await;
-    Ok(super::admin::reply(match ask {
+    let answer = match ask {
         Ask::ScaleOut { kind, count } => worker::manual_order(&shared, cluster, kind, count).await,
         Ask::ScaleIn { count } => worker::manual_removal(&shared, cluster, count).await,
-    }))
+    };
+    history.close(Duration::from_secs(5)).await;
+    Ok(super::admin::reply(answer))
 }

@@ -17,6 +17,7 @@ pub(crate) mod choose;
 pub(crate) mod ha;
 pub(crate) mod manual;
 pub(crate) mod operation;
+pub(crate) mod operator;
 pub(crate) mod owners;
 pub(crate) mod status;
 pub(crate) mod worker;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::{self, ClusterConfig, Config, ConfigError};
 use crate::connect::Connections;
+use crate::history::History;
 use crate::prom::Prometheus;
 use crate::state::{State, StateError, StateStore, Store};
 use crate::telemetry::metrics::Metrics;
@@ -211,6 +213,8 @@ pub(crate) struct Shared {
     pub role: ha::Role,
     /// Leadership, with `[ha]`.
     pub ha: Option<Arc<ha::Ha>>,
+    /// What the daemon did, kept and told to the webhooks.
+    pub history: Arc<History>,
 }
 
 /// Options of `run`.
@@ -270,6 +274,7 @@ struct Base {
     board: Arc<StatusBoard>,
     owners: Arc<Owners>,
     ha: Option<Arc<ha::Ha>>,
+    history: Arc<History>,
 }
 
 fn cluster_labels(config: &Config) -> Vec<(String, Vec<String>)> {
@@ -314,6 +319,8 @@ pub async fn run(
     tracing::info!(message = "Admin server listening.", addr = %admin_addr);
     let owners = Arc::new(Owners::new());
     let connections = Connections::new(&config, options.credentials.clone())?;
+    let history = open_history(&config, ha.as_ref()).await;
+    listen(&history, &config, &connections.http, &metrics);
     // Reloads change the token in place: it protects the next request.
     let token = admin::TokenSource::new(config.daemon.admin_token_file.clone());
     let admin_state = admin::AdminState {
@@ -325,6 +332,7 @@ pub async fn run(
         http: connections.http.clone(),
         state: Some(state.clone()),
         bound: Some(admin_addr),
+        history: history.clone(),
     };
     // Manual orders find the daemon that holds this state directory here.
     let addr_file = config.daemon.state_dir.join(ADMIN_ADDR_FILE);
@@ -343,6 +351,7 @@ pub async fn run(
         board: board.clone(),
         owners,
         ha: ha.clone(),
+        history: history.clone(),
     };
     let role = if ha.is_some() {
         ha::Role::Standby
@@ -383,7 +392,53 @@ pub async fn run(
         (admin_cancel, admin_task),
         ha.as_ref().map(|h| (h, role)),
     )
-    .await
+    .await?;
+    // Every owner has stopped: nothing records any more.
+    history.close(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// The history: `state_dir/history.jsonl`, or with `[ha]` etcd (read once
+/// this daemon leads; a standby follows it). An unreadable file is logged
+/// and the daemon starts with what it could read.
+async fn open_history(config: &Config, ha: Option<&Arc<ha::Ha>>) -> Arc<History> {
+    use crate::history::log::{EtcdLog, FileLog};
+    let max = config.daemon.history_max;
+    match ha {
+        None => {
+            let history = History::start(
+                crate::history::Log::File(FileLog::new(&config.daemon.state_dir, max)),
+                max,
+            );
+            match history.load().await {
+                Ok(n) => tracing::info!(message = "History loaded.", events = n),
+                Err(e) => {
+                    tracing::error!(message = "Cannot read the history; starting without the old events.", error = %e)
+                }
+            }
+            history
+        }
+        Some(h) => {
+            let prefix = config.ha.as_ref().map_or("", |c| c.prefix.as_str());
+            let history = History::start(
+                crate::history::Log::Etcd(EtcdLog::new(h.etcd().clone(), prefix, max)),
+                max,
+            );
+            history.follow(true);
+            history
+        }
+    }
+}
+
+/// Points the history's events at `config`'s webhooks (none: nobody).
+fn listen(history: &History, config: &Config, http: &reqwest::Client, metrics: &Arc<Metrics>) {
+    if config.notify.webhooks.is_empty() {
+        history.listen(None);
+    } else {
+        let hooks =
+            crate::webhook::Webhooks::start(&config.notify.webhooks, http.clone(), metrics.clone());
+        history.listen(Some(Arc::new(hooks)));
+    }
 }
 
 /// Starts the admin server on `listener`, then writes its address to
@@ -532,6 +587,16 @@ async fn reload(
                 );
             }
             token.set(new.daemon.admin_token_file.clone());
+            if new.notify != generation.config.notify {
+                tracing::info!(message = "[notify] changed; the webhooks use it from now on.");
+                listen(&base.history, &new, &base.connections.http, &base.metrics);
+            }
+            if new.daemon.history_max != generation.config.daemon.history_max {
+                tracing::warn!(
+                    message =
+                        "daemon.history_max changed; the new bound takes effect after a restart."
+                );
+            }
             if new.ha != generation.config.ha {
                 tracing::warn!(
                     message = "[ha] changed; the new settings take effect after a restart."
@@ -797,6 +862,22 @@ async fn take_over(h: &ha::Ha, state: &StateHandle, config: &Config) -> bool {
     }
 }
 
+/// With `[ha]`: a standby follows the leader's history; a new leader reads
+/// it (the old leader's events included) before its owners record.
+async fn follow_as(history: &History, role: ha::Role) {
+    if role == ha::Role::Leader {
+        match history.load().await {
+            Ok(n) => tracing::info!(message = "Leader: history loaded from etcd.", events = n),
+            Err(e) => {
+                tracing::warn!(message = "Cannot read the history from etcd; new events are still kept.", error = %e)
+            }
+        }
+        history.follow(false);
+    } else {
+        history.follow(true);
+    }
+}
+
 /// Writes `addr` to `path` as one line, atomically: `PATH.tmp` in the same
 /// directory, fsync, rename. A reader sees either no file or the whole line.
 fn write_ready_file(path: &Path, addr: std::net::SocketAddr) -> Result<(), DaemonError> {
@@ -866,6 +947,9 @@ async fn start_generation(
     {
         tracing::warn!(message = "Lost the lead while loading the state; the owners stay fenced.");
     }
+    if base.ha.is_some() && role != old_role.unwrap_or(ha::Role::Standby) {
+        follow_as(&base.history, role).await;
+    }
     let (emr, prom) = match (fresh, &old_shared) {
         (Some(clients), _) => clients,
         (None, Some(old)) => (old.emr.clone(), old.prom.clone()),
@@ -883,6 +967,7 @@ async fn start_generation(
         capacity: capacity_tx.subscribe(),
         role,
         ha: base.ha.clone(),
+        history: base.history.clone(),
     });
     let poller_cancel = CancellationToken::new();
     let poller_task = tokio::spawn(capacity::poll(

@@ -36,6 +36,7 @@ use super::status::{
     SelectionStatus, VoteStatus,
 };
 use crate::config::ClusterConfig;
+use crate::history;
 use chrono::TimeDelta;
 
 use crate::policy::{self, Reading, Sample, Unit};
@@ -84,6 +85,7 @@ pub(crate) async fn run(
     let mut builtin = Builtin::default();
     // The stabilization window is observed anew after every start.
     let mut removals: Vec<policy::Proposal> = Vec::new();
+    let mut last_count = None;
 
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
     // Spread clusters over the first interval.
@@ -103,6 +105,7 @@ pub(crate) async fn run(
             histories: &mut histories,
             builtin: &mut builtin,
             removals: &mut removals,
+            last_count: &mut last_count,
         };
         // Boxed, as a command is below: the task keeps only what lasts
         // between ticks, not the room of one in progress.
@@ -172,6 +175,15 @@ async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
             actuator::drive(shared, cluster, Event::Pause).await;
             shared.board.update(id, |c| c.paused = true);
             tracing::info!(message = "Cluster paused by operator.", cluster = %id);
+            if saved.is_ok() {
+                shared.history.record(history::Event::new(
+                    now,
+                    id,
+                    history::Kind::Pause,
+                    "paused",
+                    "paused by an operator: nothing is ordered or removed until resumed",
+                ));
+            }
             let _ = reply.send(switched(id, true, now, saved));
         }
         Command::Resume(reply) => {
@@ -180,9 +192,23 @@ async fn serve(shared: &Shared, cluster: &ClusterConfig, command: Command) {
                 .update(|s| {
                     let c = s.cluster_mut(id);
                     c.paused = false;
-                    c.breaker_open = None;
+                    c.breaker_open.take().is_some()
                 })
                 .await;
+            if let Ok(breaker) = saved {
+                shared.history.record(history::Event::new(
+                    now,
+                    id,
+                    history::Kind::Resume,
+                    "resumed",
+                    if breaker {
+                        "resumed by an operator; the breaker is closed"
+                    } else {
+                        "resumed by an operator"
+                    },
+                ));
+            }
+            let saved = saved.map(|_| ());
             actuator::drive(shared, cluster, Event::Resume).await;
             shared.board.update(id, |c| {
                 c.paused = false;
@@ -352,6 +378,9 @@ struct Memory<'a> {
     histories: &'a mut [VecDeque<Sample>],
     builtin: &'a mut Builtin,
     removals: &'a mut Vec<policy::Proposal>,
+    /// The task-node count of the last fresh snapshot read with no
+    /// operation open, and when it was taken.
+    last_count: &'a mut Option<(u32, chrono::DateTime<chrono::Utc>)>,
 }
 
 /// One evaluation of a cluster, in phases: read the capacity snapshot,
@@ -372,6 +401,7 @@ async fn tick(
     // and reads Tencent's strategies.
     if !standby {
         actuator::drive(shared, cluster, Event::Tick(seen.capacity())).await;
+        notice_loss(shared, cluster, memory.last_count, &seen);
         refresh_builtin(shared, cluster, memory.builtin, now).await;
     }
     let builtin = judge_builtin(cluster, memory.builtin, standby, &mut not_ready);
@@ -494,6 +524,9 @@ async fn refresh_builtin(
     };
     builtin.next_read = Some(now + wait);
     builtin.read_at = Some(now);
+    if let Ok(b) = &answer {
+        record_conflict(shared, cluster, b, now);
+    }
     match &answer {
         Ok(b) if b.is_active() => {
             tracing::warn!(message = "Tencent's own auto-scaling is on for this cluster.", cluster = %id, strategies = %b.enabled.join(","), coexist = cluster.coexist_with_builtin)
@@ -504,6 +537,94 @@ async fn refresh_builtin(
         }
     }
     builtin.answer = Some(answer);
+}
+
+/// Records a change of conflict with Tencent's own auto-scaling: compared
+/// with the cluster's last conflict event, so a restart during a conflict
+/// tells nothing new.
+fn record_conflict(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    read: &BuiltinScaling,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let id = cluster.instance_id.as_str();
+    let conflict = !cluster.coexist_with_builtin && read.is_active();
+    let was = shared
+        .history
+        .last(id, history::Kind::Conflict)
+        .is_some_and(|e| e.outcome == "on");
+    if conflict == was {
+        return;
+    }
+    let (outcome, reason) = if conflict {
+        (
+            "on",
+            format!(
+                "Tencent's own auto-scaling has enabled strategies ({}); the cluster holds both directions until they are disabled or coexist_with_builtin is set",
+                read.enabled.join(", ")
+            ),
+        )
+    } else {
+        (
+            "off",
+            "Tencent's own auto-scaling no longer holds the cluster; it is scaled again".into(),
+        )
+    };
+    shared.history.record(history::Event::new(
+        now,
+        id,
+        history::Kind::Conflict,
+        outcome,
+        reason,
+    ));
+}
+
+/// Records task nodes that disappeared without a removal of ours: between
+/// two fresh snapshots with no operation open and none ended in between,
+/// the count fell.
+fn notice_loss(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    last: &mut Option<(u32, chrono::DateTime<chrono::Utc>)>,
+    seen: &Seen,
+) {
+    let id = cluster.instance_id.as_str();
+    let (Some(running), Some(at)) = (seen.info.as_ref().and_then(|i| i.task_nodes()), seen.at)
+    else {
+        return;
+    };
+    let (open, ended) = shared.state.with(|s| {
+        let c = s.cluster_mut(id);
+        (c.operation.is_some(), c.last_operation_end)
+    });
+    if open {
+        *last = None;
+        return;
+    }
+    if let Some((before, before_at)) = *last
+        && at > before_at
+        && running < before
+        && ended.is_none_or(|e| e < before_at)
+    {
+        let lost = before - running;
+        tracing::warn!(message = "Task nodes disappeared without a removal of ours.", cluster = %id, lost, before, now = running);
+        shared.history.record(
+            history::Event::new(
+                at,
+                id,
+                history::Kind::LostNodes,
+                "lost",
+                format!(
+                    "{lost} task node(s) disappeared without a removal by this daemon ({before} -> {running}); the rules replace them if the load needs them"
+                ),
+            )
+            .nodes(lost),
+        );
+    }
+    if last.is_none_or(|(_, t)| at > t) {
+        *last = Some((running, at));
+    }
 }
 
 /// What Tencent's own auto-scaling means for this decision.

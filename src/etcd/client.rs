@@ -27,7 +27,7 @@ use super::{Campaign, EtcdError, Fence, Lease, Value};
 use crate::config::ha::HaConfig;
 
 /// The largest answer read. etcd refuses requests above 1.5 MiB, and every
-/// read here is of one key.
+/// read here is of one key or of one page of history events.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// The gRPC status etcd gives an expired or unknown auth token.
@@ -94,6 +94,8 @@ struct Header {
 
 #[derive(Debug, Deserialize)]
 struct KeyValue {
+    #[serde(default, deserialize_with = "bytes")]
+    key: Vec<u8>,
     #[serde(default, deserialize_with = "int64")]
     create_revision: i64,
     #[serde(default, deserialize_with = "bytes")]
@@ -106,6 +108,14 @@ struct KeyValue {
 struct Range {
     #[serde(default)]
     kvs: Vec<KeyValue>,
+    #[serde(default, deserialize_with = "int64")]
+    count: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Deleted {
+    #[serde(default, deserialize_with = "int64")]
+    deleted: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +220,18 @@ fn put(key_text: &str, value: &[u8], lease: Option<i64>) -> Json {
         put["lease"] = Json::String(lease.to_string());
     }
     json!({"request_put": put})
+}
+
+/// The end of the range of every key starting with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 fn range(key_text: &str) -> Json {
@@ -512,6 +534,76 @@ impl Etcd {
             create_revision: kv.create_revision,
             lease: kv.lease,
         }))
+    }
+
+    /// Writes `key` = `value`, unconditionally (history events: facts that
+    /// happened, each under a key of its own).
+    pub async fn put(&self, key_text: &str, value: Vec<u8>) -> Result<(), EtcdError> {
+        self.call::<Json>(
+            "kv/put",
+            json!({"key": key(key_text), "value": BASE64.encode(value)}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Up to `limit` keys starting with `prefix` (and, when given, sorting
+    /// before `before`), newest key first, with their values.
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
+        let end = before.map_or_else(|| prefix_end(prefix), |b| b.as_bytes().to_vec());
+        let r: Range = self
+            .call(
+                "kv/range",
+                json!({"key": key(prefix), "range_end": BASE64.encode(end),
+                       "limit": limit.to_string(), "sort_order": "DESCEND", "sort_target": "KEY"}),
+            )
+            .await?;
+        Ok(r.kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value))
+            .collect())
+    }
+
+    /// How many keys start with `prefix`.
+    pub async fn count(&self, prefix: &str) -> Result<usize, EtcdError> {
+        let r: Range = self
+            .call(
+                "kv/range",
+                json!({"key": key(prefix), "range_end": BASE64.encode(prefix_end(prefix)),
+                       "count_only": true}),
+            )
+            .await?;
+        Ok(usize::try_from(r.count).unwrap_or(0))
+    }
+
+    /// Deletes the `n` oldest (first sorting) keys starting with `prefix`;
+    /// returns how many went.
+    pub async fn trim_oldest(&self, prefix: &str, n: usize) -> Result<usize, EtcdError> {
+        let r: Range = self
+            .call(
+                "kv/range",
+                json!({"key": key(prefix), "range_end": BASE64.encode(prefix_end(prefix)),
+                       "limit": n.to_string(), "sort_order": "ASCEND", "sort_target": "KEY",
+                       "keys_only": true}),
+            )
+            .await?;
+        let Some(last) = r.kvs.last() else {
+            return Ok(0);
+        };
+        let mut end = last.key.clone();
+        end.push(0);
+        let d: Deleted = self
+            .call(
+                "kv/deleterange",
+                json!({"key": key(prefix), "range_end": BASE64.encode(end)}),
+            )
+            .await?;
+        Ok(usize::try_from(d.deleted).unwrap_or(0))
     }
 
     /// Writes `key` = `value` only while `fence` holds.

@@ -118,6 +118,7 @@ pub struct Metrics {
     build_info: IntGaugeVec,
     reload_success: IntGauge,
     last_reload: Gauge,
+    notify_errors: IntCounterVec,
     /// The `[ha]` families, registered only when `[ha]` is configured.
     ha: std::sync::OnceLock<HaMetrics>,
 }
@@ -288,6 +289,16 @@ impl Metrics {
                     "Unix time of the last successful configuration load.",
                 )),
             )?,
+            notify_errors: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "notify_errors_total",
+                        "History events a webhook did not take: refused, unreachable after its retries, or dropped from a full queue.",
+                    ),
+                    &["webhook"],
+                ),
+            )?,
             registry: r,
             clusters: ClusterSeries::default(),
             ha: std::sync::OnceLock::new(),
@@ -305,6 +316,21 @@ impl Metrics {
             let _ = series(&m.api_duration, &[name]);
         }
         Ok(m)
+    }
+
+    /// Creates `emr_autoscaler_notify_errors_total` at zero for each of
+    /// these webhooks.
+    pub(crate) fn register_webhooks<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            let _ = series(&self.notify_errors, &[name]);
+        }
+    }
+
+    /// A webhook did not take an event.
+    pub(crate) fn notify_error(&self, webhook: &str) {
+        if let Some(c) = series(&self.notify_errors, &[webhook]) {
+            c.inc();
+        }
     }
 
     /// Registers the `[ha]` families (once; later calls return the same).

@@ -488,6 +488,20 @@ fn dashboard_is_importable() {
         with_queries += 1;
     }
     assert!(with_queries >= 4, "{with_queries} panels with queries");
+    // Orders and removals are annotations on every panel, from the metrics.
+    let annotations = d["annotations"]["list"].as_array().unwrap();
+    for family in [
+        "emr_autoscaler_nodes_requested_total",
+        "emr_autoscaler_nodes_removed_total",
+        "emr_autoscaler_breaker_open",
+    ] {
+        let a = annotations
+            .iter()
+            .find(|a| a["expr"].as_str().is_some_and(|e| e.contains(family)))
+            .unwrap_or_else(|| panic!("no annotation from {family}"));
+        assert_eq!(a["datasource"]["uid"], "${datasource}");
+        assert_eq!(a["enable"], true);
+    }
 }
 
 #[test]

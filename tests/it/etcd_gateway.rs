@@ -376,3 +376,63 @@ async fn a_member_without_quorum_refuses_at_once() {
     }
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// The history with `[ha]`: one key per event, read newest first in pages,
+/// the oldest trimmed past `history_max` plus a tenth.
+#[tokio::test]
+async fn history_events_page_and_trim_in_etcd() {
+    use emr_autoscaler::history::log::EtcdLog;
+    use emr_autoscaler::history::{Event, Kind, Log};
+    let cluster = start(1, Options::default()).await;
+    let etcd = Etcd::new(&config(&cluster.endpoints()), Duration::from_secs(3)).unwrap();
+    let log = Log::Etcd(EtcdLog::new(etcd.clone(), "/gw/", 100));
+    let at = |i: i64| chrono::DateTime::from_timestamp(1_800_000_000 + i, 0).unwrap();
+    for i in 0..115 {
+        let e = Event::new(
+            at(i),
+            "emr-abc12345",
+            Kind::ScaleOut,
+            "accepted",
+            format!("order {i}"),
+        )
+        .token(Some(format!("t{i}")));
+        log.append(&e).await.unwrap();
+    }
+    // The 111th append passed 100 + 10: the 11 oldest went; 4 came since.
+    assert_eq!(etcd.count("/gw/history/").await.unwrap(), 104);
+    let kept = log.load(1000).await.unwrap();
+    assert_eq!(kept.len(), 104);
+    assert_eq!(kept.first().unwrap().reason, "order 11");
+    assert_eq!(kept.last().unwrap().reason, "order 114");
+    assert!(kept.windows(2).all(|w| w[0].at < w[1].at), "oldest first");
+    assert_eq!(log.load(100).await.unwrap().len(), 100);
+    // A short load is the newest events.
+    let newest = log.load(3).await.unwrap();
+    assert_eq!(
+        newest.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+        vec!["order 112", "order 113", "order 114"]
+    );
+    // A value that is not an event is skipped, not fatal.
+    etcd.put(
+        "/gw/history/99999999999999999999-zzzz",
+        b"not json".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.load(1000).await.unwrap().len(), 104);
+
+    // More events than one page (500) of a read.
+    let many = Log::Etcd(EtcdLog::new(etcd.clone(), "/gw/many/", 5000));
+    for chunk in (0..1100).collect::<Vec<i64>>().chunks(100) {
+        futures_util::future::join_all(chunk.iter().map(|&i| {
+            let e = Event::new(at(i), "emr-abc12345", Kind::Pause, "paused", format!("{i}"));
+            let many = &many;
+            async move { many.append(&e).await.unwrap() }
+        }))
+        .await;
+    }
+    let read = many.load(5000).await.unwrap();
+    assert_eq!(read.len(), 1100);
+    assert!(read.windows(2).all(|w| w[0].at < w[1].at), "oldest first");
+    assert_eq!(many.load(700).await.unwrap()[0].reason, "400");
+}

@@ -855,3 +855,78 @@ async fn three_member_etcd_survives_one_loss_and_holds_on_two() {
     rig.assert_no_unknown_orders().await;
     rig.assert_senders_never_interleave();
 }
+
+/// `/api/v1/history` of daemon `n`: the events, newest first.
+async fn history(rig: &Rig, n: usize) -> Vec<serde_json::Value> {
+    let (_, body) = rig
+        .get(n, "/api/v1/history?limit=1000")
+        .await
+        .unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The ClientTokens of the orders among `events`.
+fn order_tokens(events: &[serde_json::Value]) -> BTreeSet<String> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "scale_out")
+        .filter_map(|e| e["client_token"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_is_in_etcd_and_a_new_leader_shows_the_old_leaders_events() {
+    let mut rig = Rig::new(1, 2, Duration::from_millis(500)).await;
+    rig.start(0);
+    rig.start(1);
+    let leader = rig.wait_leader(&[0, 1], Duration::from_secs(15)).await;
+    let standby = 1 - leader;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually_or(
+        Duration::from_secs(20),
+        "two orders in the leader's history",
+        || rig.logs(),
+        || async { order_tokens(&history(&rig, leader).await).len() >= 2 },
+    )
+    .await;
+    rig.prom.set(Q, Answer::Value(0.0));
+    rig.wait_no_operation(Duration::from_secs(20)).await;
+    let before = history(&rig, leader).await;
+    let tokens = order_tokens(&before);
+    // Every order the simulator executed is an event, once.
+    let executed: BTreeSet<String> = rig
+        .sim
+        .ledger()
+        .for_action(SCALE_OUT)
+        .filter(|e| e.started_flow().is_some())
+        .filter_map(|e| e.client_token.clone())
+        .collect();
+    assert_eq!(tokens, executed, "{before:#?}");
+    assert_eq!(
+        before.iter().filter(|e| e["kind"] == "scale_out").count(),
+        tokens.len()
+    );
+    // The standby reads the leader's events from etcd.
+    eventually_or(
+        Duration::from_secs(10),
+        "the standby shows the leader's events",
+        || rig.logs(),
+        || async { order_tokens(&history(&rig, standby).await) == tokens },
+    )
+    .await;
+    // The leader dies; the new one shows the old one's events.
+    rig.kill9(leader);
+    let new = rig
+        .wait_leader(&[standby], rig.ttl * 3 + Duration::from_secs(10))
+        .await;
+    eventually_or(
+        Duration::from_secs(10),
+        "the new leader shows the old leader's events",
+        || rig.logs(),
+        || async { order_tokens(&history(&rig, new).await).is_superset(&tokens) },
+    )
+    .await;
+}

@@ -21,6 +21,7 @@ mod docs;
 mod e2e_prometheus;
 mod etcd_gateway;
 mod ha;
+mod history;
 mod metrics_promtool;
 mod plan;
 mod prom_client;
