@@ -18,7 +18,9 @@ use crate::support::daemon_proc::{BIN, eventually, eventually_or};
 use crate::support::fake_prom::{Answer, FakeProm};
 use crate::support::inproc::InProcess;
 use emr_autoscaler::clock::{ScaledClock, SharedClock, wall_now};
-use emr_autoscaler::sim::{Fault, SimCluster, SimConfig, SimHandle, SimNode, Simulator};
+use emr_autoscaler::sim::{
+    BuiltinStrategy, Fault, SimCluster, SimConfig, SimHandle, SimNode, Simulator,
+};
 
 const CLUSTER: &str = "emr-abc12345";
 const Q: &str = "sum(yarn_pending_memory_mb)";
@@ -101,10 +103,18 @@ const OWNER: (&str, &str) = ("managed-by", "emr-autoscaler");
 
 impl Rig {
     async fn new() -> Rig {
-        let clock: SharedClock = Arc::new(ScaledClock::new(wall_now(), SPEED));
-        let cluster = SimCluster::new(CLUSTER)
-            .with_task_nodes(1)
-            .with_node(SimNode::task().with_tag(OWNER.0, OWNER.1));
+        Rig::with(SPEED, |c| c).await
+    }
+
+    /// On a clock `speed` times faster than real time, with the cluster
+    /// changed by `tweak`.
+    async fn with(speed: f64, tweak: impl FnOnce(SimCluster) -> SimCluster) -> Rig {
+        let clock: SharedClock = Arc::new(ScaledClock::new(wall_now(), speed));
+        let cluster = tweak(
+            SimCluster::new(CLUSTER)
+                .with_task_nodes(1)
+                .with_node(SimNode::task().with_tag(OWNER.0, OWNER.1)),
+        );
         let sim = Simulator::start(
             SimConfig {
                 clusters: vec![cluster],
@@ -739,4 +749,89 @@ async fn a_reload_adds_a_webhook_and_an_invalid_one_keeps_the_running_ones() {
             .unwrap()
             .contains("resumed")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_and_its_end_and_lost_nodes_are_events_once() {
+    // Tencent's strategies are read every 10 minutes: 5 s at 120 times.
+    let rig = Rig::with(120.0, |c| {
+        c.with_builtin_strategy(BuiltinStrategy::load(7, "cpu-high"))
+    })
+    .await;
+    let config = rig.write_config(&[("json", "/json")]);
+    let mut d = InProcess::start(&config, rig.clock.clone()).await;
+    eventually_or(
+        Duration::from_secs(10),
+        "the conflict event",
+        || d.log(),
+        || async { kinds(&history(&d).await).get("conflict") == Some(&1) },
+    )
+    .await;
+    // A restart during the conflict tells nothing new.
+    assert!(d.stop().await.is_ok(), "{}", d.log());
+    let d = InProcess::start(&config, rig.clock.clone()).await;
+    rig.wait_idle(&d).await;
+    assert!(rig.sim.clear_builtin(CLUSTER));
+    eventually_or(
+        Duration::from_secs(20),
+        "the end of the conflict",
+        || d.log(),
+        || async { kinds(&history(&d).await).get("conflict") == Some(&2) },
+    )
+    .await;
+    let events = history(&d).await;
+    let outcomes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "conflict")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["off", "on"], "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "conflict" && e["reason"].as_str().unwrap().contains("cpu-high"))
+    );
+    // Two of the four task nodes vanish with no removal of ours.
+    rig.wait_idle(&d).await;
+    let (code, body) = rig.ask(&d, "scale-out", json!({"task_count": 2})).await;
+    assert_eq!(code, 200, "{body}");
+    rig.wait_idle(&d).await;
+    eventually_or(
+        Duration::from_secs(10),
+        "four task nodes seen",
+        || format!("{:#}", rig.sim.cluster(CLUSTER).map(|c| c.task_nodes).unwrap_or(0)),
+        || async { d.status().await["clusters"][0]["current"] == 4 },
+    )
+    .await;
+    assert!(rig.sim.set_task_nodes(CLUSTER, 2));
+    eventually_or(
+        Duration::from_secs(10),
+        "the loss",
+        || d.log(),
+        || async { kinds(&history(&d).await).get("lost_nodes") == Some(&1) },
+    )
+    .await;
+    let events = history(&d).await;
+    let lost = events.iter().find(|e| e["kind"] == "lost_nodes").unwrap();
+    assert_eq!(lost["nodes"], 2, "{lost}");
+    eventually(
+        Duration::from_secs(10),
+        "every event at the webhook",
+        || async { rig.receiver.hits("/json").len() == events.len() },
+    )
+    .await;
+    // Our own removal is not a loss.
+    let (code, body) = rig.ask(&d, "scale-in", json!({"count": 1})).await;
+    assert_eq!(code, 200, "{body}");
+    rig.wait_idle(&d).await;
+    eventually(Duration::from_secs(10), "the removal done", || async {
+        d.status().await["clusters"][0]["current"] == 1
+    })
+    .await;
+    let after = decisions(&d).await;
+    eventually(Duration::from_secs(10), "more evaluations", || async {
+        decisions(&d).await >= after + 3.0
+    })
+    .await;
+    assert_eq!(kinds(&history(&d).await).get("lost_nodes"), Some(&1));
 }
