@@ -42,6 +42,43 @@ pub(crate) struct ClusterPlan {
     pub units: Vec<Unit>,
     /// With scale-in on and a removal proposed: the nodes that would go.
     pub removal: Option<RemovalPlan>,
+    /// With offerings: the ones an order would try, in order, and those
+    /// skipped with the time they are unavailable until.
+    pub offers: crate::state::Offers,
+}
+
+impl ClusterPlan {
+    /// Which offering an order would go through, and why earlier ones are
+    /// skipped; `None` without offerings.
+    fn offering_line(&self) -> Option<String> {
+        let o = &self.offers;
+        if o.usable.is_empty() && o.skipped.is_empty() {
+            return None;
+        }
+        let skipped: Vec<String> = o
+            .skipped
+            .iter()
+            .map(|(name, until)| {
+                format!(
+                    "{name} skipped: refused an order (sold out or spec refused), unavailable until {}",
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            })
+            .collect();
+        let first = match o.usable.split_first() {
+            Some((first, [])) => format!("an order would go through {first}"),
+            Some((first, rest)) => format!(
+                "an order would go through {first} (then {} if it is refused)",
+                rest.join(", then ")
+            ),
+            None => "every offering is unavailable: no order now".into(),
+        };
+        Some(if skipped.is_empty() {
+            first
+        } else {
+            format!("{first}; {}", skipped.join("; "))
+        })
+    }
 }
 
 /// What a proposed removal would take.
@@ -237,6 +274,7 @@ pub(crate) async fn evaluate_at(
             units: cluster.rules.iter().map(|r| r.unit).collect(),
             decision,
             removal,
+            offers: c.offers(cluster.offerings.iter().map(|o| o.name.as_str()), now),
         });
     }
     Ok((plans, failures))
@@ -345,6 +383,15 @@ pub(crate) fn print(
                     "chunks": d.chunks,
                     "reason": d.explain(&p.units),
                     "scale_in": p.removal.as_ref().map(removal_json),
+                    "offerings": (!p.offers.usable.is_empty() || !p.offers.skipped.is_empty()).then(|| json!({
+                        "would_use": p.offers.usable.first(),
+                        "then": p.offers.usable.iter().skip(1).collect::<Vec<_>>(),
+                        "skipped": p.offers.skipped.iter().map(|(n, until)| json!({
+                            "offering": n, "unavailable_until": until,
+                            "why": "refused an order outright (sold out, or the spec or zone refused)",
+                        })).collect::<Vec<_>>(),
+                        "summary": p.offering_line(),
+                    })),
                     "rules": d.votes.iter().map(|v| json!({
                         "rule": &*v.rule, "value": v.value, "proposal": v.increment,
                         "outcome": v.outcome.metric_label(), "data_issue": v.issue.map(|i| i.metric_label()),
@@ -410,6 +457,9 @@ pub(crate) fn print(
             d.increment,
             d.explain(&p.units)
         )?;
+        if let Some(line) = p.offering_line() {
+            writeln!(out, "  offerings: {line}")?;
+        }
         if let Some(r) = &p.removal {
             writeln!(
                 out,

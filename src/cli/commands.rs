@@ -89,6 +89,9 @@ pub(crate) async fn plan(args: PlanArgs) -> ExitCode {
 pub(crate) fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(c) => {
+            for note in &c.notes {
+                println!("note: {note}");
+            }
             let mut invalid = Vec::new();
             for (i, w) in c.notify.webhooks.iter().enumerate() {
                 match crate::webhook::check(w) {

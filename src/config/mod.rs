@@ -7,6 +7,7 @@
 
 pub mod ha;
 pub mod notify;
+pub mod offerings;
 pub mod promql;
 pub(crate) mod raw;
 mod rules;
@@ -161,6 +162,8 @@ pub struct Config {
     pub ha: Option<ha::HaConfig>,
     /// `[notify]`: webhooks (none by default).
     pub notify: notify::NotifyConfig,
+    /// What `check` says without refusing the file: keys that have no effect.
+    pub notes: Vec<Issue>,
 }
 
 /// `[daemon]`
@@ -245,6 +248,11 @@ pub struct ClusterConfig {
     /// The request template: everything but InstanceId, counts and token.
     /// With `scale_in.owner_tag` set, its tags include the owner tag.
     pub scale_out: ScaleOutInstanceRequest,
+    /// The specs, zones and charges task nodes are ordered through, in order
+    /// of preference (ScaleOutCluster); empty: ScaleOutInstance.
+    pub offerings: Vec<offerings::Offering>,
+    /// Task nodes kept on on-demand offerings (default 0).
+    pub on_demand_floor: u32,
     /// Scale-in (off unless enabled).
     pub scale_in: ScaleInPolicy,
     /// The owner tag, when set (`[clusters.scale_in] owner_tag`).
@@ -445,6 +453,7 @@ pub(crate) fn from_value(value: serde_json::Value) -> Result<Config, Vec<Issue>>
     };
     let config = Validator {
         issues: &mut issues,
+        notes: Vec::new(),
     }
     .config(raw);
     if issues.is_empty() {
@@ -458,6 +467,8 @@ pub(crate) fn from_value(value: serde_json::Value) -> Result<Config, Vec<Issue>>
 
 struct Validator<'a> {
     issues: &'a mut Vec<Issue>,
+    /// Keys with no effect, said but not refused.
+    notes: Vec<Issue>,
 }
 
 impl Validator<'_> {
@@ -582,6 +593,7 @@ impl Validator<'_> {
             clusters,
             ha,
             notify,
+            notes: std::mem::take(&mut self.notes),
         }
     }
 
@@ -828,14 +840,21 @@ impl Validator<'_> {
         let max_nodes_per_day = positive(self, "max_nodes_per_day", raw.max_nodes_per_day);
         let cooldown = self.duration(&p("cooldown"), raw.cooldown, "5m", spans::COOLDOWN);
         let settle = self.opt_duration(&p("settle"), raw.settle, spans::SETTLE);
-        let mut scale_out = match raw.scale_out {
-            Some(s) => self.scale_out(&p("scale_out"), s, &instance_id),
+        let (mut scale_out, offerings, on_demand_floor) = match raw.scale_out {
+            Some(mut s) => {
+                let raw_offerings = std::mem::take(&mut s.offerings);
+                let floor = std::mem::take(&mut s.on_demand_floor);
+                let (offerings, floor) = self.offerings(&p("scale_out"), raw_offerings, floor);
+                let template =
+                    self.scale_out(&p("scale_out"), s, &instance_id, !offerings.is_empty());
+                (template, offerings, floor)
+            }
             None => {
                 self.issue(
                     &p("scale_out"),
                     "required table [clusters.scale_out] is missing",
                 );
-                ScaleOutInstanceRequest::default()
+                (ScaleOutInstanceRequest::default(), Vec::new(), 0)
             }
         };
         let (scale_in, owner_tag) = self.scale_in(&p("scale_in"), raw.scale_in.unwrap_or_default());
@@ -875,6 +894,8 @@ impl Validator<'_> {
                 )
                 .unwrap_or(false),
             scale_out,
+            offerings,
+            on_demand_floor,
             scale_in,
             owner_tag,
             yarn,
@@ -1008,16 +1029,63 @@ impl Validator<'_> {
         }
     }
 
+    /// The ScaleOutInstance template. With offerings (`offerings`), task
+    /// nodes go through ScaleOutCluster: the billing keys are neither used
+    /// nor required (pay-as-you-go when absent, for core-node orders), and
+    /// the keys ScaleOutCluster cannot carry are refused.
     fn scale_out(
         &mut self,
         at: &str,
         raw: RawScaleOut,
         instance_id: &str,
+        offerings: bool,
     ) -> ScaleOutInstanceRequest {
         let p = |k: &str| format!("{at}.{k}");
-        let pay_mode = self.get(&p("pay_mode"), raw.pay_mode, None);
-        let time_unit = self.get(&p("time_unit"), raw.time_unit, None);
-        let time_span = self.get(&p("time_span"), raw.time_span, None);
+        let (pay_mode, time_unit, time_span) = if offerings {
+            let billing = (
+                self.optional(&p("pay_mode"), raw.pay_mode),
+                self.optional(&p("time_unit"), raw.time_unit),
+                self.optional(&p("time_span"), raw.time_span),
+            );
+            for (key, set) in [
+                ("pay_mode", billing.0.is_some()),
+                ("time_unit", billing.1.is_some()),
+                ("time_span", billing.2.is_some()),
+            ] {
+                if set {
+                    self.notes.push(Issue {
+                        path: p(key),
+                        message: "not used for task nodes beside offerings (each offering has its charge); only manual core-node orders read it".into(),
+                    });
+                }
+            }
+            for (key, set) in [
+                ("zone_id", !matches!(raw.zone_id, Field::Missing)),
+                ("subnet_id", !matches!(raw.subnet_id, Field::Missing)),
+                (
+                    "un_necessary_node_list",
+                    !matches!(raw.un_necessary_node_list, Field::Missing),
+                ),
+                ("router_count", !matches!(raw.router_count, Field::Missing)),
+            ] {
+                if set {
+                    self.issue(
+                        &p(key),
+                        "ScaleOutCluster has no such field: beside offerings, set the zone and subnet on each offering, and leave the others out",
+                    );
+                }
+            }
+            match billing {
+                (None, None, None) => (Some(0), Some("s".to_string()), Some(3600)),
+                other => other,
+            }
+        } else {
+            (
+                self.get(&p("pay_mode"), raw.pay_mode, None),
+                self.get(&p("time_unit"), raw.time_unit, None),
+                self.get(&p("time_span"), raw.time_span, None),
+            )
+        };
         if let (Some(m), Some(u), Some(s)) = (pay_mode, &time_unit, time_span)
             && let Err(e) = emr::check_billing(m, u, s)
         {

@@ -175,6 +175,10 @@ pub(crate) struct RawScaleOut {
     pub hardware_resource_type: Field<String>,
     /// Preset configuration group.
     pub scale_out_service_conf_assign: Field<String>,
+    /// Task nodes kept on on-demand offerings.
+    pub on_demand_floor: Field<u32>,
+    /// `[[clusters.scale_out.offerings]]`, in order of preference.
+    pub offerings: Vec<super::offerings::RawOffering>,
 }
 
 /// `[clusters.scale_in]`

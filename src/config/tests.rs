@@ -903,3 +903,88 @@ fn webhooks_and_history_max_load_with_defaults_and_every_problem_at_once() {
         );
     }
 }
+
+#[test]
+fn offerings_load_in_order_and_every_problem_is_named() {
+    let base = data("minimal.toml");
+    // minimal.toml's [clusters.scale_out] has the billing keys: noted, not refused.
+    let with = |offerings: &str| format!("{base}\n{offerings}");
+    let c = load_str(
+        &with(
+            "[[clusters.scale_out.offerings]]\nname = \"s5\"\ninstance_type = \"S5.2XLARGE32\"\nzone = \"ap-guangzhou-6\"\nprice_per_hour = 1.2\n\
+             [[clusters.scale_out.offerings]]\nname = \"sa5\"\ninstance_type = \"SA5.2XLARGE32\"\ncharge = \"on_demand\"\nsubnet_id = \"subnet-1\"\n",
+        ),
+        None,
+    )
+    .unwrap();
+    let o = &c.clusters[0].offerings;
+    assert_eq!(
+        o.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+        vec!["s5", "sa5"]
+    );
+    assert_eq!(o[0].zone.as_deref(), Some("ap-guangzhou-6"));
+    assert_eq!(o[0].charge, offerings::Charge::OnDemand);
+    assert_eq!(o[1].subnet_id.as_deref(), Some("subnet-1"));
+    assert_eq!(
+        c.notes.iter().map(|n| n.path.as_str()).collect::<Vec<_>>(),
+        vec![
+            "clusters[0].scale_out.pay_mode",
+            "clusters[0].scale_out.time_unit",
+            "clusters[0].scale_out.time_span"
+        ]
+    );
+    assert!(load_str(&base, None).unwrap().notes.is_empty());
+
+    let bad = issues(&with(
+        "zone_id = 100003\nrouter_count = 1\non_demand_floor = 2\n\
+         [[clusters.scale_out.offerings]]\nname = \"a\"\ninstance_type = \"S5.2XLARGE32\"\ncharge = \"reserved\"\n\
+         [[clusters.scale_out.offerings]]\nname = \"a\"\ninstance_type = \"\"\n\
+         [[clusters.scale_out.offerings]]\nname = \"default\"\ninstance_type = \"S5.LARGE8\"\ncharge = \"spot\"\nprice_per_hour = -1\n\
+         [[clusters.scale_out.offerings]]\ninstance_type = \"S5.LARGE8\"\ncpu = 8\n",
+    )
+    .replace("[clusters.scale_out]\n", "[clusters.scale_out]\nzone_id = 100003\nrouter_count = 1\non_demand_floor = 2\n")
+    .replacen("zone_id = 100003\nrouter_count = 1\non_demand_floor = 2\n[[", "[[", 1));
+    let found: Vec<(&str, &str)> = bad
+        .iter()
+        .map(|i| (i.path.as_str(), i.message.as_str()))
+        .collect();
+    for (path, words) in [
+        ("clusters[0].scale_out.zone_id", "no such field"),
+        ("clusters[0].scale_out.router_count", "no such field"),
+        ("clusters[0].scale_out.on_demand_floor", "leave it out"),
+        (
+            "clusters[0].scale_out.offerings[0].charge",
+            "\"reserved\" is not a charge",
+        ),
+        (
+            "clusters[0].scale_out.offerings[1].name",
+            "already the name of offerings[0]",
+        ),
+        (
+            "clusters[0].scale_out.offerings[1].instance_type",
+            "must not be empty",
+        ),
+        (
+            "clusters[0].scale_out.offerings[2].name",
+            "\"default\" names orders",
+        ),
+        (
+            "clusters[0].scale_out.offerings[2].charge",
+            "spot offerings are not supported",
+        ),
+        (
+            "clusters[0].scale_out.offerings[2].price_per_hour",
+            "0 or more",
+        ),
+        (
+            "clusters[0].scale_out.offerings[3].name",
+            "required key is missing",
+        ),
+        ("clusters[0].scale_out.offerings[3].cpu", "unknown key"),
+    ] {
+        assert!(
+            found.iter().any(|(p, m)| *p == path && m.contains(words)),
+            "{path}: {words:?} missing from {bad:#?}"
+        );
+    }
+}

@@ -20,8 +20,8 @@ use crate::config::ClusterConfig;
 use crate::history;
 use crate::state::{Arrival, BreakerTrip, ClusterState, NodeKind, OrderRecord, OrderSource};
 use crate::tencent::emr::{
-    FlowState, ScaleOutInstanceRequest, ScaleOutInstanceResponse, TerminateClusterNodesRequest,
-    TerminateClusterNodesResponse,
+    FlowState, ScaleOutClusterRequest, ScaleOutInstanceRequest, ScaleOutInstanceResponse,
+    TerminateClusterNodesRequest, TerminateClusterNodesResponse,
 };
 use crate::tencent::{ApiError, ClientToken, ErrorClass};
 
@@ -38,6 +38,8 @@ pub(crate) struct Driven {
     pub removal: Option<(Vec<String>, Result<TerminateClusterNodesResponse, ApiError>)>,
     /// How the operation ended, if it did.
     pub closed: Option<Ending>,
+    /// The offering of the last scale-out sent, if it had one.
+    pub offering: Option<String>,
     /// The state could not be written; nothing was sent.
     pub save_failed: bool,
 }
@@ -111,6 +113,11 @@ fn apply(
                     .max(shared.config.daemon.evaluation_interval),
             };
             c.backoff_until = Some(crate::policy::time::after(now, d));
+        }
+        Effect::OfferingRefused { offering, code } => {
+            let until = crate::policy::time::after(now, shared.config.daemon.sold_out_backoff);
+            tracing::warn!(message = "Offering refused the order; it is skipped until its backoff ends.", cluster = %id, offering = %offering, code = %code, until = %until);
+            c.unavailable.insert(offering.clone(), until);
         }
         Effect::OpenBreaker { reason, flow_id } if c.breaker_open.is_none() => {
             tracing::error!(message = "Operation outlived flow_timeout; breaker open.", cluster = %id, reason = %reason);
@@ -199,6 +206,19 @@ fn record(
         .as_ref()
         .and_then(|o| o.current.as_ref())
         .and_then(|c| c.first_sent_at);
+    // A sold-out answer counts once: at the cluster's backoff, or at the
+    // offering it refused when the order moves on to the next one.
+    let backoff = step
+        .effects
+        .contains(&Effect::Backoff(crate::tencent::ErrorClass::SoldOut));
+    for e in &step.effects {
+        if let Effect::OfferingRefused { code, .. } = e
+            && !backoff
+            && crate::tencent::error::classify(code) == crate::tencent::ErrorClass::SoldOut
+        {
+            shared.metrics.sold_out(&cluster.instance_id);
+        }
+    }
     shared.state.with(|s| {
         let c = s.cluster_mut(&cluster.instance_id);
         c.operation = step.op.clone();
@@ -231,7 +251,12 @@ fn refusal(id: &str, now: DateTime<Utc>, about: &About, driven: &Driven) -> Opti
             e,
             about.chunk,
             Some(token.clone()),
-            Some(history::DEFAULT_OFFERING),
+            Some(
+                driven
+                    .offering
+                    .as_deref()
+                    .unwrap_or(history::DEFAULT_OFFERING),
+            ),
         ),
         (_, Some((nodes, Err(e)))) => (
             e,
@@ -277,15 +302,19 @@ async fn perform(
             nodes,
             chunk,
             resend,
+            offering,
             ..
         } => {
+            let token = ClientToken {
+                value: token,
+                created_at: token_created_at,
+            };
             let (answer, response) = Box::pin(send(
                 shared,
                 cluster,
                 kind,
                 token,
-                token_created_at,
-                nodes,
+                (nodes, offering.as_deref()),
                 chunk,
                 resend,
             ))
@@ -300,13 +329,21 @@ async fn perform(
                         &about.reason,
                     )
                     .nodes(nodes)
-                    .offering(history::DEFAULT_OFFERING)
+                    .offering(offering.as_deref().unwrap_or(history::DEFAULT_OFFERING))
                     .token(Some(token.clone()))
                     .flow(resp.flow_id),
                 );
             }
             driven.response = Some(response);
+            driven.offering = offering;
             Some(Event::Answered(answer))
+        }
+        Effect::OfferingRefused { offering, .. } => {
+            if let Some(mut event) = refusal(id, now, about, driven) {
+                event.offering = Some(offering);
+                shared.history.record(event);
+            }
+            None
         }
         Effect::ReadFlow(flow) => Some(read_flow(shared, id, flow, now).await),
         Effect::Terminate {
@@ -480,44 +517,73 @@ async fn terminate(
     (answer, result)
 }
 
-/// Sends one chunk and turns the result into the machine's [`Answer`].
-#[allow(clippy::too_many_arguments)]
+/// Sends one chunk (through `offering` with ScaleOutCluster, or with
+/// ScaleOutInstance) and turns the result into the machine's [`Answer`].
 async fn send(
     shared: &Shared,
     cluster: &ClusterConfig,
     kind: NodeKind,
-    token: String,
-    token_created_at: DateTime<Utc>,
-    nodes: u32,
+    token: ClientToken,
+    (nodes, offering): (u32, Option<&str>),
     (chunk, of): (usize, usize),
     resend: bool,
 ) -> (Answer, (String, Result<ScaleOutInstanceResponse, ApiError>)) {
     let id = cluster.instance_id.as_str();
-    let request = match kind {
-        NodeKind::Task => ScaleOutInstanceRequest {
-            task_count: Some(nodes),
-            core_count: None,
-            ..cluster.scale_out.clone()
-        },
-        NodeKind::Core => ScaleOutInstanceRequest {
-            task_count: None,
-            core_count: Some(nodes),
-            ..cluster.scale_out.clone()
-        },
-    };
-    let token = ClientToken {
-        value: token,
-        created_at: token_created_at,
-    };
     tracing::info!(
-        message = if resend { "Re-sending ScaleOutInstance under its token." } else { "Sending ScaleOutInstance." },
+        message = match (offering.is_some(), resend) {
+            (false, false) => "Sending ScaleOutInstance.",
+            (false, true) => "Re-sending ScaleOutInstance under its token.",
+            (true, false) => "Sending ScaleOutCluster.",
+            (true, true) => "Re-sending ScaleOutCluster under its token.",
+        },
+        offering = offering.unwrap_or(crate::history::DEFAULT_OFFERING),
         cluster = %id, nodes, chunk, of, client_token = %token.value,
     );
     let (result, sent_attempts) = {
         let _call = shared
             .board
             .in_call(id, shared.config.tencent.call_within());
-        shared.emr.scale_out_counted(&request, &token).await
+        match offering {
+            None => {
+                let request = match kind {
+                    NodeKind::Task => ScaleOutInstanceRequest {
+                        task_count: Some(nodes),
+                        core_count: None,
+                        ..cluster.scale_out.clone()
+                    },
+                    NodeKind::Core => ScaleOutInstanceRequest {
+                        task_count: None,
+                        core_count: Some(nodes),
+                        ..cluster.scale_out.clone()
+                    },
+                };
+                shared.emr.scale_out_counted(&request, &token).await
+            }
+            Some(name) => match cluster.offerings.iter().find(|o| o.name == name) {
+                Some(o) => {
+                    let request = ScaleOutClusterRequest::task_nodes(
+                        &cluster.scale_out,
+                        nodes,
+                        (&o.instance_type, o.charge.wire()),
+                        (o.zone.as_deref(), o.subnet_id.as_deref()),
+                    );
+                    let (r, n) = shared.emr.scale_out_cluster_counted(&request, &token).await;
+                    (r.map(ScaleOutInstanceResponse::from), n)
+                }
+                // The offering left the configuration since the intent was
+                // written: nothing is sent (a re-send is then judged from
+                // the cluster).
+                None => (
+                    Err(ApiError::Preflight(crate::tencent::error::PreflightError {
+                        code: "InvalidParameter",
+                        message: format!(
+                            "offering {name:?} is no longer configured; nothing was sent"
+                        ),
+                    })),
+                    0,
+                ),
+            },
+        }
     };
     let answer = match &result {
         Ok(resp) => {

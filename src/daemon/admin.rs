@@ -522,6 +522,7 @@ pub(crate) fn reply(answer: Answer) -> Reply {
         Refusal::Standby | Refusal::MaxUncheckable { .. } | Refusal::CountUnknown { .. } => 503,
         Refusal::Paused { .. }
         | Refusal::OperationRunning { .. }
+        | Refusal::OfferingsUnavailable { .. }
         | Refusal::AboveMax { .. }
         | Refusal::BelowMin { .. }
         | Refusal::NoOwnerTag { .. }

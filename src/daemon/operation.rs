@@ -49,6 +49,12 @@
 //! - A chunk unfinished after `flow_timeout` (flow running, flow unreadable, outcome
 //!   unknown) opens the breaker once. An unreadable flow shows on `/readyz` at once. A
 //!   flow that ends -1 or -3 ends the operation and counts in `flows_failed_total`.
+//! - Offerings: with offerings a chunk goes through the first one its operation has not
+//!   seen refuse. A first-attempt refusal the offering causes (sold out, spec, zone or
+//!   subnet refused: `tencent::emr::refuses_offering`) marks it unavailable and sends the
+//!   same chunk to the next one at once, under a new token, in the same step and the same
+//!   save; when none is left the cluster backs off as for sold_out. An unknown outcome
+//!   never moves on.
 //! - Pause stops an operation before its next chunk. Resume clears the breaker; a stuck
 //!   operation is then judged from the task-node count and closed, never re-sent.
 
@@ -209,6 +215,9 @@ pub(crate) enum Work {
         kind: NodeKind,
         /// Rules to mark once the first chunk has ordered.
         marks: RuleMarks,
+        /// The offerings task-node chunks may go through, in order of
+        /// preference; empty: ScaleOutInstance with the cluster's spec.
+        offerings: Vec<String>,
     },
     /// Give back these task nodes.
     ScaleIn(RemovalIntent),
@@ -296,6 +305,14 @@ pub(crate) enum Effect {
     StartCooldown,
     /// Back off after a refusal of this class (sold out, or a config fault).
     Backoff(ErrorClass),
+    /// This offering refused a chunk outright: unavailable for
+    /// `sold_out_backoff`, and the chunk moves on to the next one.
+    OfferingRefused {
+        /// The offering.
+        offering: String,
+        /// The API's code.
+        code: String,
+    },
     /// Open the cluster's breaker.
     OpenBreaker {
         /// Why.
@@ -323,6 +340,8 @@ pub(crate) enum Effect {
         chunk: (usize, usize),
         /// Whether this re-sends a token sent before.
         resend: bool,
+        /// The offering (ScaleOutCluster); `None`: ScaleOutInstance.
+        offering: Option<String>,
     },
     /// Read the flow.
     ReadFlow(i64),
@@ -423,7 +442,7 @@ fn keep(op: Operation, effects: Vec<Effect>) -> Step {
 }
 
 fn start(plan: Plan, env: &Env) -> Step {
-    let (chunks, kind, marks) = match plan.work {
+    let (chunks, kind, marks, offerings) = match plan.work {
         Work::ScaleIn(removal) => {
             return start_removal(
                 plan.id,
@@ -438,7 +457,8 @@ fn start(plan: Plan, env: &Env) -> Step {
             chunks,
             kind,
             marks,
-        } => (chunks, kind, marks),
+            offerings,
+        } => (chunks, kind, marks, offerings),
     };
     let chunks: Vec<u32> = chunks.into_iter().filter(|n| *n > 0).collect();
     let op = Operation {
@@ -458,6 +478,8 @@ fn start(plan: Plan, env: &Env) -> Step {
         wait_capacity_after: None,
         marks,
         removal: None,
+        offerings,
+        refused_offerings: Vec::new(),
     };
     if op.chunks.is_empty() {
         return Step {
@@ -474,6 +496,15 @@ fn send_next(mut op: Operation, task_nodes_before: u32, env: &Env) -> Step {
     let Some(&nodes) = op.chunks.get(op.next_chunk) else {
         return close(op, Ending::Completed, vec![]);
     };
+    let offering = op.next_offering().map(str::to_string);
+    if offering.is_none() && !op.offerings.is_empty() {
+        // Every offering refused this operation outright.
+        return close(
+            op,
+            Ending::Refused(ErrorClass::SoldOut),
+            vec![Effect::Backoff(ErrorClass::SoldOut)],
+        );
+    }
     let (token, born) = env.fresh_token.clone();
     op.current = Some(ChunkIntent {
         client_token: token.clone(),
@@ -482,6 +513,7 @@ fn send_next(mut op: Operation, task_nodes_before: u32, env: &Env) -> Step {
         task_nodes_before,
         sends: 1,
         first_sent_at: Some(env.now),
+        offering: offering.clone(),
         ..ChunkIntent::default()
     });
     op.wait_capacity_after = None;
@@ -498,6 +530,7 @@ fn send_next(mut op: Operation, task_nodes_before: u32, env: &Env) -> Step {
                 kind,
                 chunk,
                 resend: false,
+                offering,
             },
         ],
     )
@@ -519,6 +552,7 @@ fn resend(mut op: Operation) -> Step {
         kind,
         chunk,
         resend: true,
+        offering: c.offering.clone(),
     };
     keep(op, vec![Effect::Save, effect])
 }
@@ -606,11 +640,30 @@ fn answered(mut op: Operation, answer: Answer, env: &Env) -> Step {
             keep(op, effects)
         }
         Verdict::NotExecuted => {
-            let class = match answer {
-                Answer::Failed { class, .. } => class,
-                Answer::Accepted { .. } => ErrorClass::Internal,
+            let (class, code) = match answer {
+                Answer::Failed { class, code, .. } => (class, code),
+                Answer::Accepted { .. } => (ErrorClass::Internal, None),
             };
-            op.current = None;
+            let refused = op.current.take();
+            // An offering that cannot be had now: the same chunk goes to
+            // the next one at once, under a new token, in this step. The
+            // refusal and the new intent are written in one save.
+            if let (Some(offering), Some(code)) =
+                (refused.as_ref().and_then(|c| c.offering.clone()), code)
+                && crate::tencent::emr::refuses_offering(&code)
+            {
+                op.refused_offerings.push(offering.clone());
+                effects.push(Effect::OfferingRefused { offering, code });
+                if op.next_offering().is_some() {
+                    let before = refused.map_or(op.task_nodes_before, |c| c.task_nodes_before);
+                    let next = send_next(op, before, env);
+                    effects.extend(next.effects);
+                    return Step {
+                        op: next.op,
+                        effects,
+                    };
+                }
+            }
             if !matches!(class, ErrorClass::Busy | ErrorClass::Throttled) {
                 effects.push(Effect::Backoff(class));
             }

@@ -115,6 +115,15 @@ pub(crate) enum Refusal {
         /// What was asked ("ordering", "removing nodes").
         what: &'static str,
     },
+    /// Every offering of the cluster refused an order not long ago.
+    #[error(
+        "every offering of {id} is unavailable (sold out or refused) until {until}; nothing was sent"
+    )]
+    OfferingsUnavailable {
+        id: String,
+        /// When the first one becomes available again.
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// One operation at a time per cluster.
     #[error("{id} has an operation running ({operation}); wait for it to end")]
     OperationRunning {

@@ -171,6 +171,41 @@ pub(crate) struct ClusterStatus {
     pub last_selection: Option<SelectionStatus>,
     /// Tencent's own auto-scaling on this cluster.
     pub builtin: Option<BuiltinStatus>,
+    /// The cluster's offerings in order of preference, each available or
+    /// not until a time (empty without offerings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offerings: Vec<OfferingStatus>,
+}
+
+/// One offering as `/api/v1/status` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub(crate) struct OfferingStatus {
+    /// Its name.
+    pub name: String,
+    /// An order may go through it now.
+    pub available: bool,
+    /// Refused outright: skipped until then.
+    pub unavailable_until: Option<DateTime<Utc>>,
+}
+
+impl OfferingStatus {
+    /// Every offering of `offers`, usable ones first as the order tries them.
+    pub(crate) fn of(offers: &crate::state::Offers) -> Vec<Self> {
+        offers
+            .usable
+            .iter()
+            .map(|name| OfferingStatus {
+                name: name.clone(),
+                available: true,
+                unavailable_until: None,
+            })
+            .chain(offers.skipped.iter().map(|(name, until)| OfferingStatus {
+                name: name.clone(),
+                available: false,
+                unavailable_until: Some(*until),
+            }))
+            .collect()
+    }
 }
 
 /// An operation as `/api/v1/status` shows it.

@@ -32,8 +32,8 @@ use super::actuator;
 use super::operation::{Capacity, Event, Plan, Work};
 use super::owners::{Accepted, Answer, Command, Refusal, Rejection};
 use super::status::{
-    BudgetStatus, BuiltinStatus, NotReady, OperationStatus, OrderStatus, PassedOver,
-    SelectionStatus, VoteStatus,
+    BudgetStatus, BuiltinStatus, NotReady, OfferingStatus, OperationStatus, OrderStatus,
+    PassedOver, SelectionStatus, VoteStatus,
 };
 use crate::config::ClusterConfig;
 use crate::history;
@@ -341,6 +341,15 @@ pub(crate) async fn manual_order(
         )
         .await);
     }
+    let offerings = match kind {
+        NodeKind::Task => {
+            offerings_now(shared, cluster).map_err(|until| Refusal::OfferingsUnavailable {
+                id: id.to_string(),
+                until,
+            })?
+        }
+        NodeKind::Core => Vec::new(),
+    };
     let plan = Plan {
         id: uuid::Uuid::new_v4().to_string(),
         reason: format!("manual scale-out of {count} {kind:?} node(s)"),
@@ -350,6 +359,7 @@ pub(crate) async fn manual_order(
             chunks: vec![count],
             kind,
             marks: RuleMarks::default(),
+            offerings,
         },
     };
     let driven = actuator::drive(shared, cluster, Event::Decided(plan)).await;
@@ -749,6 +759,8 @@ struct Record {
     operation: Option<crate::state::Operation>,
     /// Why the breaker is open.
     breaker: Option<crate::state::BreakerTrip>,
+    /// The cluster's offerings: usable now, or skipped until a time.
+    offers: crate::state::Offers,
 }
 
 /// Reads the record once (pruning what has aged out) and projects it.
@@ -783,6 +795,7 @@ fn view(
             ),
             operation: c.operation.clone(),
             breaker: c.breaker_open.clone(),
+            offers: c.offers(cluster.offerings.iter().map(|o| o.name.as_str()), now),
         }
     });
     // An operation never hangs silently: an unreadable flow shows at once,
@@ -923,7 +936,14 @@ fn report(
         s.not_ready = not_ready;
         s.scale_in = Some(decision.removal.to_string());
         s.builtin = Some(builtin);
+        s.offerings = OfferingStatus::of(&record.offers);
     });
+    for name in &record.offers.usable {
+        shared.metrics.offering_unavailable(id, name, false);
+    }
+    for (name, _) in &record.offers.skipped {
+        shared.metrics.offering_unavailable(id, name, true);
+    }
     let quiet = matches!(decision.outcome, policy::Outcome::Hold) && decision.proposed == 0;
     if quiet {
         tracing::debug!(message = "Decision.", cluster = %id, outcome = decision.outcome.metric_label(), reason = %text);
@@ -974,6 +994,13 @@ async fn act(shared: &Shared, cluster: &ClusterConfig, record: &Record, judged: 
                 marks.schedule.push((v.rule.to_string(), since));
             }
         }
+        let offerings = match offerings_now(shared, cluster) {
+            Ok(o) => o,
+            Err(until) => {
+                tracing::warn!(message = "Every offering is unavailable; the order waits.", cluster = %id, until = %until);
+                return;
+            }
+        };
         let plan = Plan {
             id: uuid::Uuid::new_v4().to_string(),
             reason: text,
@@ -983,12 +1010,40 @@ async fn act(shared: &Shared, cluster: &ClusterConfig, record: &Record, judged: 
                 chunks: decision.chunks.clone(),
                 kind: NodeKind::Task,
                 marks,
+                offerings,
             },
         };
         actuator::drive(shared, cluster, Event::Decided(plan)).await;
     } else if decision.removes() > 0 {
         let running = decision.running.unwrap_or(0);
         remove(shared, cluster, decision.removes(), running, &text).await;
+    }
+}
+
+/// The offerings a task-node order of this cluster may go through now, in
+/// order (empty without offerings: ScaleOutInstance); `Err` with the time
+/// the first becomes available again when every one is unavailable.
+fn offerings_now(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+) -> Result<Vec<String>, chrono::DateTime<chrono::Utc>> {
+    if cluster.offerings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = shared.clock.now();
+    let offers = shared.state.with(|s| {
+        s.cluster_mut(&cluster.instance_id)
+            .offers(cluster.offerings.iter().map(|o| o.name.as_str()), now)
+    });
+    if offers.usable.is_empty() {
+        Err(offers
+            .skipped
+            .iter()
+            .map(|(_, until)| *until)
+            .min()
+            .unwrap_or(now))
+    } else {
+        Ok(offers.usable)
     }
 }
 

@@ -70,6 +70,10 @@ pub struct ClusterState {
     /// `sold_out_until`.
     #[serde(alias = "sold_out_until")]
     pub backoff_until: Option<DateTime<Utc>>,
+    /// Offerings refused outright (sold out, a spec or zone that does not
+    /// fit), each unavailable until its time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unavailable: BTreeMap<String, DateTime<Utc>>,
     /// Nodes that arrived recently, for the settle window; pruned with
     /// [`ClusterState::prune_arrivals`].
     pub arrivals: Vec<Arrival>,
@@ -110,6 +114,35 @@ impl ClusterState {
     /// Drops arrivals older than `settle` before `now`.
     pub(crate) fn prune_arrivals(&mut self, now: DateTime<Utc>, settle: TimeDelta) {
         self.arrivals.retain(|a| now - a.at < settle);
+    }
+}
+
+/// The offerings an order may go through now, in order, and those skipped
+/// (each with the time it is unavailable until).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offers {
+    /// Available, in order of preference.
+    pub usable: Vec<String>,
+    /// Refused outright not long ago: unavailable until then.
+    pub skipped: Vec<(String, DateTime<Utc>)>,
+}
+
+impl ClusterState {
+    /// Splits `names` (the configured offerings, in order) into those an
+    /// order may use at `now` and those still unavailable.
+    pub fn offers<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+        now: DateTime<Utc>,
+    ) -> Offers {
+        let mut offers = Offers::default();
+        for name in names {
+            match self.unavailable.get(name) {
+                Some(until) if *until > now => offers.skipped.push((name.to_string(), *until)),
+                _ => offers.usable.push(name.to_string()),
+            }
+        }
+        offers
     }
 }
 
@@ -223,6 +256,25 @@ pub struct Operation {
     /// removal, and its intent carries no ClientToken).
     #[serde(default)]
     pub removal: Option<RemovalIntent>,
+    /// The offerings its task-node chunks may go through, in order of
+    /// preference (empty: ScaleOutInstance with the cluster's spec).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offerings: Vec<String>,
+    /// Offerings that refused a chunk of this operation outright: never
+    /// tried again by it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_offerings: Vec<String>,
+}
+
+impl Operation {
+    /// The offering the next chunk goes through: the first not refused;
+    /// `None` without offerings, or once every one refused.
+    pub(crate) fn next_offering(&self) -> Option<&str> {
+        self.offerings
+            .iter()
+            .find(|o| !self.refused_offerings.contains(o))
+            .map(String::as_str)
+    }
 }
 
 /// A scale-in's node list, on disk before `TerminateClusterNodes` is sent. A
@@ -371,6 +423,10 @@ pub struct ChunkIntent {
     /// The chunk outlived `flow_timeout` and opened the breaker.
     #[serde(default)]
     pub stuck: bool,
+    /// The offering it goes through (ScaleOutCluster); `None`:
+    /// ScaleOutInstance with the cluster's spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offering: Option<String>,
     /// The chunk counts in budgets (it was accepted or may have executed).
     #[serde(default)]
     pub counted: bool,

@@ -142,6 +142,7 @@ mod v1 {
                         breaker_open: c.breaker_open,
                         schedule_done: BTreeMap::new(),
                         backoff_until: c.sold_out_until,
+                        unavailable: BTreeMap::new(),
                         arrivals: Vec::new(),
                         last_operation_end: None,
                         scale_out_secs: Vec::new(),

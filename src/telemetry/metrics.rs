@@ -119,6 +119,7 @@ pub struct Metrics {
     reload_success: IntGauge,
     last_reload: Gauge,
     notify_errors: IntCounterVec,
+    offering_unavailable: IntGaugeVec,
     /// The `[ha]` families, registered only when `[ha]` is configured.
     ha: std::sync::OnceLock<HaMetrics>,
 }
@@ -299,6 +300,16 @@ impl Metrics {
                     &["webhook"],
                 ),
             )?,
+            offering_unavailable: register(
+                &r,
+                IntGaugeVec::new(
+                    opts(
+                        "offering_unavailable",
+                        "1 while an offering is skipped after refusing an order outright (sold out, spec or zone refused), until sold_out_backoff has passed.",
+                    ),
+                    &["cluster", "offering"],
+                ),
+            )?,
             registry: r,
             clusters: ClusterSeries::default(),
             ha: std::sync::OnceLock::new(),
@@ -323,6 +334,13 @@ impl Metrics {
     pub(crate) fn register_webhooks<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
         for name in names {
             let _ = series(&self.notify_errors, &[name]);
+        }
+    }
+
+    /// Whether `offering` of `cluster` is skipped now.
+    pub(crate) fn offering_unavailable(&self, cluster: &str, offering: &str, unavailable: bool) {
+        if let Some(g) = series(&self.offering_unavailable, &[cluster, offering]) {
+            g.set(i64::from(unavailable));
         }
     }
 
@@ -449,6 +467,9 @@ impl Metrics {
     /// them again, so call this once the cluster's evaluation has stopped.
     pub(crate) fn forget_cluster(&self, id: &str) {
         self.clusters.lock().remove(id);
+        // The offering gauges have no per-cluster removal: all go, and each
+        // remaining cluster's owner sets its own again at its next tick.
+        self.offering_unavailable.reset();
     }
 
     /// Records one decision: per vote, `decisions_total{outcome}` +1,

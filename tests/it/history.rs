@@ -799,7 +799,12 @@ async fn a_conflict_and_its_end_and_lost_nodes_are_events_once() {
     eventually_or(
         Duration::from_secs(10),
         "four task nodes seen",
-        || format!("{:#}", rig.sim.cluster(CLUSTER).map(|c| c.task_nodes).unwrap_or(0)),
+        || {
+            format!(
+                "{:#}",
+                rig.sim.cluster(CLUSTER).map(|c| c.task_nodes).unwrap_or(0)
+            )
+        },
         || async { d.status().await["clusters"][0]["current"] == 4 },
     )
     .await;

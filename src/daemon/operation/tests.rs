@@ -39,6 +39,7 @@ fn ordering(chunks: Vec<u32>) -> Plan {
                 rules: vec!["pending".into()],
                 ..RuleMarks::default()
             },
+            offerings: Vec::new(),
         },
     }
 }
@@ -149,6 +150,27 @@ fn states() -> Vec<(&'static str, Option<Operation>)> {
                 ..counted_op(accepted)
             }),
         ),
+        (
+            "sending through offering a (of a, b)",
+            Some(Operation {
+                offerings: vec!["a".into(), "b".into()],
+                ..op(Some(ChunkIntent {
+                    offering: Some("a".into()),
+                    ..intent(1)
+                }))
+            }),
+        ),
+        (
+            "sending through offering b (a refused)",
+            Some(Operation {
+                offerings: vec!["a".into(), "b".into()],
+                refused_offerings: vec!["a".into()],
+                ..op(Some(ChunkIntent {
+                    offering: Some("b".into()),
+                    ..intent(1)
+                }))
+            }),
+        ),
     ]
 }
 
@@ -195,6 +217,10 @@ fn events() -> Vec<(&'static str, Event)> {
             failed(Busy, "FailedOperation.DuplicateOrderNotAllowed", 1),
         ),
         ("sold out x1", failed(SoldOut, "ResourcesSoldOut", 1)),
+        (
+            "invalid zone x1",
+            failed(Invalid, "InvalidParameter.InvalidZone", 1),
+        ),
         (
             "invalid x1",
             failed(Invalid, "InvalidParameterValue.TaskCount", 1),
@@ -251,13 +277,18 @@ fn show_effect(e: &Effect) -> String {
             nodes,
             chunk,
             resend,
+            offering,
             ..
         } => format!(
-            "{}({token},{nodes},{}/{})",
+            "{}({token},{nodes},{}/{}{})",
             if *resend { "RESEND" } else { "SEND" },
             chunk.0,
-            chunk.1
+            chunk.1,
+            offering
+                .as_ref()
+                .map_or_else(String::new, |o| format!("@{o}"))
         ),
+        Effect::OfferingRefused { offering, code } => format!("refused({offering}:{code})"),
         Effect::ReadFlow(f) => format!("read({f})"),
         Effect::FlowFailed(f) => format!("failed({f})"),
         Effect::Judged {
@@ -327,6 +358,7 @@ fn every_state_and_event() {
         in-process x2      -> -                            
         duplicate x1       -> -                            
         sold out x1        -> -                            
+        invalid zone x1    -> -                            
         invalid x1         -> -                            
         auth x1            -> -                            
         not found x1       -> -                            
@@ -357,6 +389,7 @@ fn every_state_and_event() {
         in-process x2      -> BetweenChunks                
         duplicate x1       -> BetweenChunks                
         sold out x1        -> BetweenChunks                
+        invalid zone x1    -> BetweenChunks                
         invalid x1         -> BetweenChunks                
         auth x1            -> BetweenChunks                
         not found x1       -> BetweenChunks                
@@ -387,6 +420,7 @@ fn every_state_and_event() {
         in-process x2      -> Unknown tok-1#1              count(tok-1,20) mark save
         duplicate x1       -> Unknown tok-1#1              count(tok-1,20) mark save
         sold out x1        -> -                            backoff(sold_out) save CLOSE(refused)
+        invalid zone x1    -> -                            backoff(invalid) save CLOSE(refused)
         invalid x1         -> -                            backoff(invalid) save CLOSE(refused)
         auth x1            -> -                            backoff(auth) save CLOSE(refused)
         not found x1       -> -                            backoff(not_found) save CLOSE(refused)
@@ -417,6 +451,7 @@ fn every_state_and_event() {
         in-process x2      -> Unknown tok-1#2              mark save
         duplicate x1       -> Unknown tok-1#2              mark save
         sold out x1        -> Unknown tok-1#2 judge-only   mark save
+        invalid zone x1    -> Unknown tok-1#2 judge-only   mark save
         invalid x1         -> Unknown tok-1#2 judge-only   mark save
         auth x1            -> Unknown tok-1#2 judge-only   mark save
         not found x1       -> Unknown tok-1#2 judge-only   mark save
@@ -447,6 +482,7 @@ fn every_state_and_event() {
         in-process x2      -> InFlow tok-1#1               
         duplicate x1       -> InFlow tok-1#1               
         sold out x1        -> InFlow tok-1#1               
+        invalid zone x1    -> InFlow tok-1#1               
         invalid x1         -> InFlow tok-1#1               
         auth x1            -> InFlow tok-1#1               
         not found x1       -> InFlow tok-1#1               
@@ -477,6 +513,7 @@ fn every_state_and_event() {
         in-process x2      -> InFlow tok-1#1               
         duplicate x1       -> InFlow tok-1#1               
         sold out x1        -> InFlow tok-1#1               
+        invalid zone x1    -> InFlow tok-1#1               
         invalid x1         -> InFlow tok-1#1               
         auth x1            -> InFlow tok-1#1               
         not found x1       -> InFlow tok-1#1               
@@ -507,6 +544,7 @@ fn every_state_and_event() {
         in-process x2      -> InFlow tok-1#1 stuck unreadable 
         duplicate x1       -> InFlow tok-1#1 stuck unreadable 
         sold out x1        -> InFlow tok-1#1 stuck unreadable 
+        invalid zone x1    -> InFlow tok-1#1 stuck unreadable 
         invalid x1         -> InFlow tok-1#1 stuck unreadable 
         auth x1            -> InFlow tok-1#1 stuck unreadable 
         not found x1       -> InFlow tok-1#1 stuck unreadable 
@@ -537,6 +575,7 @@ fn every_state_and_event() {
         in-process x2      -> AcceptedNoFlow tok-1#1       
         duplicate x1       -> AcceptedNoFlow tok-1#1       
         sold out x1        -> AcceptedNoFlow tok-1#1       
+        invalid zone x1    -> AcceptedNoFlow tok-1#1       
         invalid x1         -> AcceptedNoFlow tok-1#1       
         auth x1            -> AcceptedNoFlow tok-1#1       
         not found x1       -> AcceptedNoFlow tok-1#1       
@@ -567,6 +606,7 @@ fn every_state_and_event() {
         in-process x2      -> Unknown tok-1#1              
         duplicate x1       -> Unknown tok-1#1              
         sold out x1        -> Unknown tok-1#1              
+        invalid zone x1    -> Unknown tok-1#1              
         invalid x1         -> Unknown tok-1#1              
         auth x1            -> Unknown tok-1#1              
         not found x1       -> Unknown tok-1#1              
@@ -597,6 +637,7 @@ fn every_state_and_event() {
         in-process x2      -> Unknown tok-1#1              
         duplicate x1       -> Unknown tok-1#1              
         sold out x1        -> Unknown tok-1#1              
+        invalid zone x1    -> Unknown tok-1#1              
         invalid x1         -> Unknown tok-1#1              
         auth x1            -> Unknown tok-1#1              
         not found x1       -> Unknown tok-1#1              
@@ -627,6 +668,7 @@ fn every_state_and_event() {
         in-process x2      -> InFlow tok-1#1 stopping      
         duplicate x1       -> InFlow tok-1#1 stopping      
         sold out x1        -> InFlow tok-1#1 stopping      
+        invalid zone x1    -> InFlow tok-1#1 stopping      
         invalid x1         -> InFlow tok-1#1 stopping      
         auth x1            -> InFlow tok-1#1 stopping      
         not found x1       -> InFlow tok-1#1 stopping      
@@ -648,6 +690,68 @@ fn every_state_and_event() {
         pause              -> InFlow tok-1#1 stopping      
         resume             -> InFlow tok-1#1               save
         restart            -> InFlow tok-1#1 stopping      
+        ## sending through offering a (of a, b)
+        decided            -> Sending tok-1#1              
+        accepted(flow 77)  -> InFlow tok-1#1               count(tok-1,20) mark save
+        accepted(no flow)  -> AcceptedNoFlow tok-1#1       count(tok-1,20) mark save
+        throttled x1       -> -                            save CLOSE(refused)
+        in-process x1      -> -                            save CLOSE(refused)
+        in-process x2      -> Unknown tok-1#1              count(tok-1,20) mark save
+        duplicate x1       -> Unknown tok-1#1              count(tok-1,20) mark save
+        sold out x1        -> Sending tok-new#1            refused(a:ResourcesSoldOut) save SEND(tok-new,20,1/2@b)
+        invalid zone x1    -> Sending tok-new#1            refused(a:InvalidParameter.InvalidZone) save SEND(tok-new,20,1/2@b)
+        invalid x1         -> -                            backoff(invalid) save CLOSE(refused)
+        auth x1            -> -                            backoff(auth) save CLOSE(refused)
+        not found x1       -> -                            backoff(not_found) save CLOSE(refused)
+        internal x1        -> Unknown tok-1#1              count(tok-1,20) mark save
+        transport x3       -> Unknown tok-1#1              count(tok-1,20) mark save
+        timeout x1         -> Unknown tok-1#1              count(tok-1,20) mark save
+        not sent           -> -                            backoff(auth) save CLOSE(refused)
+        token expired      -> Unknown tok-1#1              count(tok-1,20) mark save
+        flow running       -> Sending tok-1#1              
+        flow done          -> Sending tok-1#1              
+        flow failed        -> Sending tok-1#1              
+        flow blocked       -> Sending tok-1#1              
+        flow unreadable    -> Sending tok-1#1              
+        tick, no capacity  -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle 30      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle 10      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, scaling      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle, stale  -> Unknown tok-1#1              count(tok-1,20) mark save
+        pause              -> Sending tok-1#1 stopping     save
+        resume             -> Sending tok-1#1              
+        restart            -> Unknown tok-1#1              count(tok-1,20) mark save
+        ## sending through offering b (a refused)
+        decided            -> Sending tok-1#1              
+        accepted(flow 77)  -> InFlow tok-1#1               count(tok-1,20) mark save
+        accepted(no flow)  -> AcceptedNoFlow tok-1#1       count(tok-1,20) mark save
+        throttled x1       -> -                            save CLOSE(refused)
+        in-process x1      -> -                            save CLOSE(refused)
+        in-process x2      -> Unknown tok-1#1              count(tok-1,20) mark save
+        duplicate x1       -> Unknown tok-1#1              count(tok-1,20) mark save
+        sold out x1        -> -                            refused(b:ResourcesSoldOut) backoff(sold_out) save CLOSE(refused)
+        invalid zone x1    -> -                            refused(b:InvalidParameter.InvalidZone) backoff(invalid) save CLOSE(refused)
+        invalid x1         -> -                            backoff(invalid) save CLOSE(refused)
+        auth x1            -> -                            backoff(auth) save CLOSE(refused)
+        not found x1       -> -                            backoff(not_found) save CLOSE(refused)
+        internal x1        -> Unknown tok-1#1              count(tok-1,20) mark save
+        transport x3       -> Unknown tok-1#1              count(tok-1,20) mark save
+        timeout x1         -> Unknown tok-1#1              count(tok-1,20) mark save
+        not sent           -> -                            backoff(auth) save CLOSE(refused)
+        token expired      -> Unknown tok-1#1              count(tok-1,20) mark save
+        flow running       -> Sending tok-1#1              
+        flow done          -> Sending tok-1#1              
+        flow failed        -> Sending tok-1#1              
+        flow blocked       -> Sending tok-1#1              
+        flow unreadable    -> Sending tok-1#1              
+        tick, no capacity  -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle 30      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle 10      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, scaling      -> Unknown tok-1#1              count(tok-1,20) mark save
+        tick, idle, stale  -> Unknown tok-1#1              count(tok-1,20) mark save
+        pause              -> Sending tok-1#1 stopping     save
+        resume             -> Sending tok-1#1              
+        restart            -> Unknown tok-1#1              count(tok-1,20) mark save
     "#]].assert_eq(&out);
 }
 
@@ -885,6 +989,92 @@ proptest! {
             op = s.op;
         }
         prop_assert!(op.as_ref().is_none_or(is_stuck), "left hanging: {:?}", op);
+    }
+}
+
+/// An order through offerings a, b and c.
+fn through_offerings(n: u32) -> Plan {
+    let mut plan = ordering(crate::policy::chunks(n));
+    if let Work::ScaleOut { offerings, .. } = &mut plan.work {
+        *offerings = vec!["a".into(), "b".into(), "c".into()];
+    }
+    plan
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// With offerings, a chunk moves to a new token (and the next offering)
+    /// only in a step that records its offering's refusal, and only for an
+    /// answer that certainly did not execute; no offering is tried twice by
+    /// one operation; a send always names an offering, saved first.
+    #[test]
+    fn offerings_move_on_only_after_a_definitive_refusal(
+        inputs in proptest::collection::vec((input(), 0i64..400, -30i64..400, any::<bool>()), 1..60),
+    ) {
+        let mut op: Option<Operation> = None;
+        let mut now = t(0);
+        let mut wall = t(0);
+        let flow_timeout = Duration::minutes(30);
+        // Per chunk index: the tokens it was sent under, with their offering.
+        let mut sent: Vec<(usize, String, String)> = Vec::new();
+        for (n, (input, dt, dw, sold_out)) in inputs.iter().enumerate() {
+            now += Duration::seconds(*dt);
+            wall += Duration::seconds(*dw);
+            let env = Env { now, wall, fresh_token: (format!("tok-{n}"), wall), flow_timeout };
+            let event = match (input, sold_out) {
+                (Input::Decided(k), _) => Event::Decided(through_offerings(*k)),
+                (Input::Answer(_, attempts), true) => Event::Answered(Answer::Failed {
+                    class: ErrorClass::SoldOut,
+                    code: Some("ResourcesSoldOut.CvmSoldOut".into()),
+                    sent_attempts: *attempts,
+                    token_expired: false,
+                }),
+                (other, _) => event_of(other, now),
+            };
+            if op.is_none() && matches!(event, Event::Decided(_)) {
+                sent.clear();
+            }
+            let before = op.clone();
+            let first_send = before.as_ref().and_then(|o| o.current.as_ref()).is_some_and(|c| c.sends <= 1);
+            let definitive = match &event {
+                Event::Answered(a) => verdict(a, first_send) == Verdict::NotExecuted,
+                _ => false,
+            };
+            let s = step(op, event, &env);
+            let refused: Vec<&str> = s.effects.iter().filter_map(|e| match e {
+                Effect::OfferingRefused { offering, .. } => Some(offering.as_str()),
+                _ => None,
+            }).collect();
+            prop_assert!(refused.is_empty() || definitive, "an offering refused on an answer that may have executed");
+            let mut saved = false;
+            for e in &s.effects {
+                match e {
+                    Effect::Save => saved = true,
+                    Effect::Send { token, chunk, offering, .. } => {
+                        prop_assert!(saved, "a send before its intent was saved");
+                        let offering = offering.clone().expect("a send through offerings names one");
+                        let idx = chunk.0 - 1;
+                        if let Some((_, t, o)) = sent.iter().rev().find(|(i, _, _)| *i == idx) {
+                            if t != token {
+                                prop_assert!(refused.contains(&o.as_str()), "chunk {} re-tokened without its offering {} refusing", idx, o);
+                            } else {
+                                prop_assert_eq!(o, &offering, "a re-send through another offering");
+                            }
+                        }
+                        prop_assert!(
+                            !sent.iter().any(|(i, t, o)| *i == idx && t != token && *o == offering),
+                            "offering {} tried twice for chunk {}", offering, idx
+                        );
+                        if !sent.iter().any(|(_, t, _)| t == token) {
+                            sent.push((idx, token.clone(), offering));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            op = s.op;
+        }
     }
 }
 

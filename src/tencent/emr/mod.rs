@@ -12,6 +12,7 @@ mod flow;
 mod instances;
 mod nodes;
 mod scale_out;
+mod scale_out_cluster;
 mod strategies;
 mod terminate;
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub use flow::*;
 pub(crate) use instances::*;
 pub(crate) use nodes::*;
 pub use scale_out::*;
+pub use scale_out_cluster::*;
 pub(crate) use strategies::*;
 pub use terminate::*;
 
@@ -53,6 +55,8 @@ pub(super) fn refuse(code: &'static str, message: impl Into<String>) -> Result<(
 pub enum Action {
     /// Adds nodes.
     ScaleOutInstance,
+    /// Adds task nodes of a given spec, zone and charge type.
+    ScaleOutCluster,
     /// Removes task nodes, gracefully. Mutating, with no ClientToken.
     TerminateClusterNodes,
     /// Cluster status and sizes, batched.
@@ -69,8 +73,9 @@ pub enum Action {
 
 impl Action {
     /// Every action, in label order.
-    pub(crate) const ALL: [Action; 7] = [
+    pub(crate) const ALL: [Action; 8] = [
         Action::ScaleOutInstance,
+        Action::ScaleOutCluster,
         Action::TerminateClusterNodes,
         Action::DescribeInstances,
         Action::DescribeClusterFlowStatusDetail,
@@ -83,6 +88,7 @@ impl Action {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Action::ScaleOutInstance => "ScaleOutInstance",
+            Action::ScaleOutCluster => "ScaleOutCluster",
             Action::DescribeInstances => "DescribeInstances",
             Action::DescribeClusterFlowStatusDetail => "DescribeClusterFlowStatusDetail",
             Action::DescribeClusterNodes => "DescribeClusterNodes",
@@ -98,7 +104,7 @@ impl Action {
     pub(crate) fn is_mutating(self) -> bool {
         matches!(
             self,
-            Action::ScaleOutInstance | Action::TerminateClusterNodes
+            Action::ScaleOutInstance | Action::ScaleOutCluster | Action::TerminateClusterNodes
         )
     }
 }
@@ -137,6 +143,26 @@ impl super::EmrClient {
             return (Err(e.into()), 0);
         }
         self.call_counted(Action::ScaleOutInstance, &request, Some(token))
+            .await
+    }
+
+    /// Sends one ScaleOutCluster under `token`, after the pre-flight checks;
+    /// also returns how many attempts reached the network. As
+    /// [`scale_out_counted`](Self::scale_out_counted), every retry reuses the
+    /// token and nothing is re-sent once it is 4.5 minutes old.
+    pub async fn scale_out_cluster_counted(
+        &self,
+        request: &ScaleOutClusterRequest,
+        token: &super::ClientToken,
+    ) -> (Result<ScaleOutClusterResponse, super::ApiError>, u32) {
+        let request = ScaleOutClusterRequest {
+            client_token: Some(token.value.clone()),
+            ..request.clone()
+        };
+        if let Err(e) = request.preflight() {
+            return (Err(e.into()), 0);
+        }
+        self.call_counted(Action::ScaleOutCluster, &request, Some(token))
             .await
     }
 
