@@ -3,7 +3,9 @@
 //! [`ApiError`] is what the simulator answers inside the `Response.Error`
 //! envelope: each variant maps to one Tencent Cloud error code through
 //! [`ApiError::code`], and its `Display` text becomes the `Message`.
-//! [`StartError`] is what starting the simulator itself can fail with.
+//! [`BodyRejection`] is the same answer as plain data, for checking a body
+//! without a simulator. [`StartError`] is what starting the simulator
+//! itself can fail with.
 
 use std::net::SocketAddr;
 
@@ -127,6 +129,52 @@ pub enum ApiError {
     /// The per-action request rate was exceeded.
     #[error("The request rate limit of action {0} was exceeded.")]
     RequestLimitExceeded(String),
+    /// A body key the SDK's request model does not have (named with its
+    /// path, e.g. `ResourceSpec.Foo` or `Tags.0.Foo`).
+    #[error("The parameter {0} is not recognized.")]
+    UnknownParameter(String),
+    /// `InstanceChargeType` is not `PREPAID`, `POSTPAID_BY_HOUR` or `SPOTPAID`.
+    #[error(
+        "Invalid InstanceChargeType {0:?}; valid values are PREPAID, POSTPAID_BY_HOUR and SPOTPAID."
+    )]
+    InvalidChargeType(String),
+    /// The charge type cannot buy this kind of node (`SPOTPAID` is for TASK only).
+    #[error("InstanceChargeType {charge} is not supported for {node_flag} nodes.")]
+    ChargeNodeMismatch {
+        /// The `InstanceChargeType` sent.
+        charge: String,
+        /// The `ScaleOutNodeConfig.NodeFlag` sent.
+        node_flag: String,
+    },
+    /// `ScaleOutNodeConfig.NodeFlag` names a node type the simulator does not add.
+    #[error("Scaling out {0} nodes is not supported; only TASK and CORE nodes can be added.")]
+    UnsupportedNodeFlag(String),
+    /// `ResourceSpec.InstanceType` is empty.
+    #[error("Invalid InstanceType {0:?}.")]
+    InvalidInstanceType(String),
+    /// `Zone` is empty.
+    #[error("Invalid Zone {0:?}.")]
+    InvalidZone(String),
+    /// The offering is sold out.
+    #[error("The instance type {instance_type} ({charge}) is sold out in {zone}.")]
+    CvmSoldOut {
+        /// `ResourceSpec.InstanceType`, or the cluster's default.
+        instance_type: String,
+        /// `Zone`, or the cluster's.
+        zone: String,
+        /// `InstanceChargeType`.
+        charge: String,
+    },
+    /// The offering has too few instances left.
+    #[error("Not enough {instance_type} ({charge}) instances are left in {zone}.")]
+    InstanceInsufficient {
+        /// `ResourceSpec.InstanceType`, or the cluster's default.
+        instance_type: String,
+        /// `Zone`, or the cluster's.
+        zone: String,
+        /// `InstanceChargeType`.
+        charge: String,
+    },
     /// An error injected by a test; the request was not executed.
     #[error("Injected fault.")]
     Injected(String),
@@ -164,7 +212,35 @@ impl ApiError {
             Self::NodeProtected(_) => "InvalidParameter.TerminationProtected",
             Self::NodePrepaid { .. } => "InvalidParameter.PrepaidNode",
             Self::RequestLimitExceeded(_) => "RequestLimitExceeded",
+            Self::UnknownParameter(_) => "UnknownParameter",
+            Self::InvalidChargeType(_) => "InvalidParameter.InvalidPaymode",
+            Self::ChargeNodeMismatch { .. } => "InvalidParameter.PayModeResourceNotMatch",
+            Self::UnsupportedNodeFlag(_) => "UnsupportedOperation",
+            Self::InvalidInstanceType(_) => "InvalidParameter.InvalidInstanceType",
+            Self::InvalidZone(_) => "InvalidParameter.InvalidZone",
+            Self::CvmSoldOut { .. } => "ResourcesSoldOut.CvmSoldOut",
+            Self::InstanceInsufficient { .. } => "ResourceInsufficient.InstanceInsufficient",
             Self::Injected(code) => code,
+        }
+    }
+}
+
+/// Why a `ScaleOutCluster` body would be refused before anything is
+/// looked up: the API error code and message the simulator would answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct BodyRejection {
+    /// The error code, e.g. `UnknownParameter`.
+    pub code: String,
+    /// The error message, naming the parameter.
+    pub message: String,
+}
+
+impl From<ApiError> for BodyRejection {
+    fn from(error: ApiError) -> Self {
+        Self {
+            code: error.code().to_owned(),
+            message: error.to_string(),
         }
     }
 }

@@ -14,8 +14,10 @@
 //! [`Fault::SlowFlow`] and [`Fault::FailFlow`] do not disturb a request; they
 //! change the next *flow* that a request of the action they were queued for
 //! starts (on the given cluster, or any), and stay queued until one starts:
-//! queued for `ScaleOutInstance` they change the next scale-out flow, queued
-//! for `TerminateClusterNodes` the next scale-in flow.
+//! queued for `ScaleOutInstance` they change the next flow a
+//! `ScaleOutInstance` starts, for `ScaleOutCluster` the next one a
+//! `ScaleOutCluster` starts, for `TerminateClusterNodes` the next scale-in
+//! flow.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -238,6 +240,12 @@ impl FaultPlan {
                 Fault::SlowFlow(self.slow_flow),
                 Fault::FailFlow,
             ]),
+            "ScaleOutCluster" => kinds.extend([
+                Fault::ApiError("ResourcesSoldOut.CvmSoldOut".into()),
+                Fault::ApiError("ResourceInsufficient.InstanceInsufficient".into()),
+                Fault::SlowFlow(self.slow_flow),
+                Fault::FailFlow,
+            ]),
             "DescribeInstances" => kinds.push(Fault::NullConfig),
             _ => {}
         }
@@ -413,6 +421,33 @@ mod tests {
             drawn.insert(format!("{fault:?}"));
         }
         assert_eq!(drawn.len(), allowed.len(), "every kind comes up");
+    }
+
+    #[test]
+    fn random_faults_for_scale_out_cluster_include_short_stock_and_flow_faults() {
+        let mut plan = FaultPlan::new(Some(11), 1.0, Duration::from_secs(1));
+        let drawn: std::collections::HashSet<String> = (0..300)
+            .filter_map(|_| plan.next_request_fault("ScaleOutCluster", &[]))
+            .map(|f| format!("{:?}", f.0))
+            .collect();
+        for want in [
+            "ApiError(\"ResourcesSoldOut.CvmSoldOut\")",
+            "ApiError(\"ResourceInsufficient.InstanceInsufficient\")",
+            "FailFlow",
+            "SlowFlow(1s)",
+        ] {
+            assert!(drawn.contains(want), "{want} never drawn: {drawn:?}");
+        }
+        // A flow fault queued for one scale-out action waits for that action.
+        plan.push("ScaleOutCluster", None, Fault::FailFlow);
+        assert_eq!(
+            plan.take_flow_overrides("ScaleOutInstance", "emr-aaaaaaaa"),
+            FlowOverrides::default()
+        );
+        assert!(
+            plan.take_flow_overrides("ScaleOutCluster", "emr-aaaaaaaa")
+                .fail
+        );
     }
 
     #[test]

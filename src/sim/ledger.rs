@@ -14,6 +14,8 @@ use super::limit;
 
 /// The action that starts scale-out flows.
 const SCALE_OUT: &str = "ScaleOutInstance";
+/// The newer action that starts scale-out flows.
+const SCALE_OUT_CLUSTER: &str = "ScaleOutCluster";
 /// The action that starts scale-in flows.
 const TERMINATE: &str = "TerminateClusterNodes";
 
@@ -22,12 +24,12 @@ const TERMINATE: &str = "TerminateClusterNodes";
 pub enum Handled {
     /// Still being handled.
     Pending,
-    /// Executed successfully. For `ScaleOutInstance`, `flow_id` is the flow it
-    /// started or, when `deduplicated`, the flow of the original request whose
-    /// ClientToken it repeated (no new flow, no new nodes). For
-    /// `TerminateClusterNodes`, the scale-in flow it started.
+    /// Executed successfully. For `ScaleOutInstance` and `ScaleOutCluster`,
+    /// `flow_id` is the flow it started or, when `deduplicated`, the flow of
+    /// the original request whose ClientToken it repeated (no new flow, no
+    /// new nodes). For `TerminateClusterNodes`, the scale-in flow it started.
     Ok {
-        /// The FlowId answered, for `ScaleOutInstance` and `TerminateClusterNodes`.
+        /// The FlowId answered, for the scale-outs and `TerminateClusterNodes`.
         flow_id: Option<u64>,
         /// The answer was replayed from an earlier request with the same ClientToken.
         deduplicated: bool,
@@ -90,8 +92,42 @@ impl LedgerEntry {
             Handled::Ok {
                 flow_id: Some(id),
                 deduplicated: false,
-            } if self.action == SCALE_OUT || self.action == TERMINATE => Some(id),
+            } if self.is_scale_out() || self.action == TERMINATE => Some(id),
             _ => None,
+        }
+    }
+
+    /// Whether the body asked to start the services on the new nodes
+    /// (`ScaleOutCluster`'s `EnableStartServiceFlag` is `true`).
+    pub fn start_service(&self) -> bool {
+        self.params.get("EnableStartServiceFlag") == Some(&Value::Bool(true))
+    }
+
+    /// Whether this is a `ScaleOutInstance` or a `ScaleOutCluster`.
+    fn is_scale_out(&self) -> bool {
+        self.action == SCALE_OUT || self.action == SCALE_OUT_CLUSTER
+    }
+
+    /// The task and core nodes the body orders: `TaskCount` and `CoreCount`,
+    /// or `ScaleOutNodeConfig`'s `NodeCount` for its `NodeFlag` (`TASK`,
+    /// `CORE`). Zero for what is absent or not a count.
+    fn ordered(&self) -> (u32, u32) {
+        if self.action != SCALE_OUT_CLUSTER {
+            return (self.count("TaskCount"), self.count("CoreCount"));
+        }
+        let config = self.params.get("ScaleOutNodeConfig");
+        let count = config
+            .and_then(|c| c.get("NodeCount"))
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0);
+        match config
+            .and_then(|c| c.get("NodeFlag"))
+            .and_then(Value::as_str)
+        {
+            Some("TASK") => (count, 0),
+            Some("CORE") => (0, count),
+            _ => (0, 0),
         }
     }
 
@@ -134,7 +170,8 @@ impl LedgerEntry {
     }
 }
 
-/// A `ScaleOutInstance` that started a flow, as raw data for assertions.
+/// A `ScaleOutInstance` or `ScaleOutCluster` that started a flow, as raw
+/// data for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowStart {
     /// The request's ledger position.
@@ -151,6 +188,11 @@ pub struct FlowStart {
     pub task_count: u32,
     /// Core nodes ordered.
     pub core_count: u32,
+    /// The request's action, `ScaleOutInstance` or `ScaleOutCluster`.
+    pub action: String,
+    /// It asked to start the services on the new nodes
+    /// (`EnableStartServiceFlag`).
+    pub start_service: bool,
 }
 
 /// A snapshot of the ledger.
@@ -200,19 +242,25 @@ impl Ledger {
             .count()
     }
 
-    /// Every `ScaleOutInstance` that started a flow, in arrival order.
+    /// Every `ScaleOutInstance` and `ScaleOutCluster` that started a flow,
+    /// in arrival order.
     pub fn flow_starts(&self) -> Vec<FlowStart> {
-        self.for_action(SCALE_OUT)
+        self.entries
+            .iter()
+            .filter(|e| e.is_scale_out())
             .filter_map(|e| {
                 let flow_id = e.started_flow()?;
+                let (task_count, core_count) = e.ordered();
                 Some(FlowStart {
                     seq: e.seq,
                     arrived_at: e.arrived_at,
                     instance_id: e.instance_ids.first().cloned().unwrap_or_default(),
                     client_token: e.client_token.clone(),
                     flow_id,
-                    task_count: e.count("TaskCount"),
-                    core_count: e.count("CoreCount"),
+                    task_count,
+                    core_count,
+                    action: e.action.clone(),
+                    start_service: e.start_service(),
                 })
             })
             .collect()
@@ -421,6 +469,55 @@ mod tests {
         // Scale-in flows are not scale-out flow starts.
         assert_eq!(ledger.flows_started("emr-aaaaaaaa"), 1);
         assert_eq!(ledger.entries()[1].started_flow(), Some(11));
+    }
+
+    fn cluster_order(seq: u64, flag: &str, count: u64, outcome: Handled) -> LedgerEntry {
+        let mut e = entry(seq, seq, SCALE_OUT_CLUSTER, Some("c"), outcome);
+        e.params = json!({
+            "InstanceId": "emr-aaaaaaaa",
+            "InstanceChargeType": "SPOTPAID",
+            "ScaleOutNodeConfig": {"NodeFlag": flag, "NodeCount": count},
+            "EnableStartServiceFlag": seq == 1,
+        });
+        e
+    }
+
+    #[test]
+    fn scale_out_cluster_orders_count_as_flow_starts() {
+        let sold_out = Handled::Error {
+            code: "ResourcesSoldOut.CvmSoldOut".into(),
+        };
+        let ledger = Ledger::new(vec![
+            entry(0, 0, SCALE_OUT, Some("a"), ok(1, false)),
+            cluster_order(1, "TASK", 4, ok(2, false)),
+            cluster_order(2, "TASK", 4, ok(2, true)),
+            cluster_order(3, "CORE", 2, ok(3, false)),
+            cluster_order(4, "TASK", 9, sold_out),
+        ]);
+        let starts = ledger.flow_starts();
+        assert_eq!(
+            starts
+                .iter()
+                .map(|f| (
+                    f.flow_id,
+                    f.action.as_str(),
+                    f.task_count,
+                    f.core_count,
+                    f.start_service
+                ))
+                .collect::<Vec<_>>(),
+            [
+                (1, SCALE_OUT, 3, 0, false),
+                (2, SCALE_OUT_CLUSTER, 4, 0, true),
+                (3, SCALE_OUT_CLUSTER, 0, 2, false),
+            ]
+        );
+        assert_eq!(ledger.flows_started("emr-aaaaaaaa"), 3);
+        assert_eq!(ledger.nodes_ordered("emr-aaaaaaaa"), 9);
+        assert_eq!(ledger.entries()[2].started_flow(), None);
+        assert!(ledger.entries()[1].start_service());
+        assert!(!ledger.entries()[0].start_service());
+        assert_eq!(ledger.tokens_with_several_flows(), ["c"]);
     }
 
     #[test]

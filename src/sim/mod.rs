@@ -4,10 +4,11 @@
 //! It speaks the real wire protocol (see DESIGN.md, "Wire facts"): `POST /`
 //! with a JSON body, `X-TC-*` headers, TC3-HMAC-SHA256 signatures checked by
 //! its own verifier (`sign.rs`, which shares no code with the client signer), and the `{"Response":{..}}` envelope with HTTP
-//! 200 for API errors too. It serves seven actions (version `2019-01-03`):
-//! `ScaleOutInstance`, `DescribeInstances`, `DescribeClusterFlowStatusDetail`,
-//! `DescribeClusterNodes`, `TerminateClusterNodes`,
-//! `DescribeAutoScaleGroupGlobalConf` and `DescribeAutoScaleStrategies`.
+//! 200 for API errors too. It serves eight actions (version `2019-01-03`):
+//! `ScaleOutInstance`, `ScaleOutCluster`, `DescribeInstances`,
+//! `DescribeClusterFlowStatusDetail`, `DescribeClusterNodes`,
+//! `TerminateClusterNodes`, `DescribeAutoScaleGroupGlobalConf` and
+//! `DescribeAutoScaleStrategies`.
 //!
 //! # Public API
 //!
@@ -16,16 +17,23 @@
 //!             rate_limit_per_second, rate_limit_window, fault_seed,
 //!             fault_probability }                       (impl Default)
 //! SimConfig::with_clusters(ids) -> SimConfig
-//! SimCluster { instance_id, task_nodes, core_nodes, flow_duration, nodes, builtin }
+//! SimCluster { instance_id, task_nodes, core_nodes, flow_duration, nodes, builtin,
+//!              instance_type, zone }
 //! SimCluster::new(id).with_task_nodes(n).with_core_nodes(n).with_flow_duration(d)
 //!     .with_node(SimNode).with_builtin_strategy(BuiltinStrategy)
+//!     .with_instance_type(t).in_zone(z)     // defaults S5.2XLARGE32, ap-guangzhou-3
 //! SimNode { order_no, emr_resource_id, ip, flag, auto_flag, destroyable,
 //!           disable_api_termination, charge_type, hardware_resource_type,
-//!           apply_time: Option<DateTime<Utc>>, tags: Option<Vec<(String, String)>> }
+//!           apply_time: Option<DateTime<Utc>>, tags: Option<Vec<(String, String)>>,
+//!           instance_type, zone, instance_charge_type: Option<String> }
 //! SimNode::task() / core() / master()  .with_order_no(s) .with_emr_resource_id(s)
 //!     .with_ip(s) .with_flag(f) .auto_scaled() .with_destroyable(bool) .protected()
 //!     .monthly() .with_charge_type(c) .with_hardware_resource_type(s)
-//!     .with_apply_time(t) .with_tag(k, v);  has_tag(k, v), apply_time_text()
+//!     .with_apply_time(t) .with_tag(k, v) .with_instance_type(t) .in_zone(z)
+//!     .with_instance_charge_type(c) .spot();  has_tag(k, v), is_spot(), apply_time_text()
+//! CHARGE_POSTPAID_BY_HOUR / CHARGE_SPOTPAID / CHARGE_PREPAID, DEFAULT_INSTANCE_TYPE, DEFAULT_ZONE
+//! Stock::{Available, SoldOut, Insufficient}
+//! check_scale_out_cluster_body(&Value) -> Result<(), BodyRejection { code, message }>
 //! BuiltinStrategy { kind: StrategyKind::{Load, Time}, group_id: Option<i64>, id, name, status }
 //! BuiltinStrategy::load(id, name) / time(id, name) .in_group(g) .with_status(s)
 //!
@@ -49,14 +57,18 @@
 //! SimHandle::set_builtin_strategy(id, BuiltinStrategy) / clear_builtin(id) -> bool
 //! SimHandle::set_flow_duration(id, Option<Duration>) -> bool
 //! SimHandle::set_flow_before_token(bool)
+//! SimHandle::set_stock(instance_type, zone: Option<&str>, charge: Option<&str>, Stock)
+//! SimHandle::set_sold_out(instance_type, zone: Option<&str>, charge: Option<&str>, bool)
+//! SimHandle::reclaim_spot(id, n) -> u32                 // spot task nodes removed
 //! SimHandle::shutdown(self).await
 //!
 //! Ledger::entries() / for_action(a) / max_in_any_window(a, window) / count_code(a, code)
-//! Ledger::flow_starts() / flows_started(cluster) / nodes_ordered(cluster)
+//! Ledger::flow_starts() / flows_started(cluster) / nodes_ordered(cluster)   // both scale-outs
 //! Ledger::tokens_with_several_flows()
 //! Ledger::terminations(cluster) -> Vec<Vec<String>> / nodes_removed(cluster) -> u64
 //! Ledger::nodes_terminated_twice() -> Vec<String>
 //! LedgerEntry::started_flow() / dropped() / error_code() / cvm_instance_ids()
+//!     / start_service()
 //!
 //! YarnRm::start().await -> Result<YarnRm, StartError>   // 127.0.0.1:0
 //! YarnRm::url() / addr() / set_nodes(Vec<YarnNode>) / set_apps(Vec<YarnApp>)
@@ -73,7 +85,8 @@
 //!   and are settled lazily on every request and snapshot, so a
 //!   [`ManualClock`](crate::clock::ManualClock) makes them deterministic.
 //!   Scale-out and scale-in flows share one FlowId space and one flow per
-//!   cluster at a time. A `ScaleOutInstance` sets the cluster to status 4;
+//!   cluster at a time. A scale-out (`ScaleOutInstance` or
+//!   `ScaleOutCluster`) sets the cluster to status 4;
 //!   when its flow ends, status goes back to 2 and the nodes arrive (or, for
 //!   a failed flow, status 302 and no nodes).
 //! - **Nodes**: each cluster lists one master, `core_nodes` core nodes,
@@ -82,8 +95,36 @@
 //!   resource ids (`emr-vm-` + 8) and IPs (`10.0.x.y`) are unique per
 //!   simulator and the same on every run. `TaskNodeSize`, `CoreNodeSize`
 //!   and `MasterNodeSize` count the list. A finished scale-out appends its
-//!   nodes: Flag 3 (or 2), AutoFlag 0, Destroyable 1, ChargeType = PayMode,
-//!   the request's `Tags` (null without), ApplyTime = the flow's start.
+//!   nodes: Flag 3 (or 2), AutoFlag 0, Destroyable 1, ChargeType = PayMode
+//!   (`ScaleOutCluster`: 1 for PREPAID, else 0), the request's `Tags` (null
+//!   without), ApplyTime = the flow's start; a `ScaleOutCluster`'s nodes
+//!   also carry the offering: `Spec` the instance type (`CpuNum`, `MemSize`,
+//!   `MemDesc` read from it), `Zone` and `ZoneId`, and on the [`SimNode`]
+//!   the charge type. Other nodes answer `CVM.S5` in `ap-guangzhou-3`.
+//! - **ScaleOutCluster** checks, each refusal executing nothing: the body
+//!   against the SDK's request model (a key it lacks, at the top or inside
+//!   `ScaleOutNodeConfig`, `ResourceSpec` or a `Tag`: `UnknownParameter`
+//!   naming it; a wrong JSON type: `InvalidParameter`), then
+//!   `InstanceId`, `InstanceChargeType`, `ScaleOutNodeConfig.NodeFlag` and
+//!   `.NodeCount` present (`MissingParameter`), `InstanceChargeType`
+//!   PREPAID, POSTPAID_BY_HOUR or SPOTPAID (`InvalidParameter.InvalidPaymode`),
+//!   `NodeFlag` TASK or CORE (MASTER, ROUTER: `UnsupportedOperation`; others
+//!   `InvalidParameter.InvalidNodeType`), SPOTPAID only for TASK
+//!   (`InvalidParameter.PayModeResourceNotMatch`), `NodeCount` 1 to 20 (as
+//!   `TaskCount`/`CoreCount`), `InstanceChargePrepaid` for PREPAID, the
+//!   ClientToken, `Tags`, a non-empty `ResourceSpec.InstanceType`
+//!   (`InvalidParameter.InvalidInstanceType`) and `Zone`
+//!   (`InvalidParameter.InvalidZone`) ([`check_scale_out_cluster_body`] runs
+//!   just these); then the cluster, the running flow and the ClientToken as
+//!   for `ScaleOutInstance`, and last the stock of the offering (instance
+//!   type, default the cluster's; zone, default the cluster's; charge type):
+//!   [`SimHandle::set_stock`] makes it `ResourcesSoldOut.CvmSoldOut` or
+//!   `ResourceInsufficient.InstanceInsufficient`. It answers
+//!   `{"InstanceId","ClientToken","FlowId","TraceId","DealNames","BillId","RequestId"}`.
+//!   Whether `EnableStartServiceFlag` was true is in the ledger
+//!   ([`LedgerEntry::start_service`], [`FlowStart::start_service`]).
+//! - **Spot reclamation** ([`SimHandle::reclaim_spot`]): spot task nodes
+//!   vanish at once, newest first; no flow, not counted as scale-in.
 //! - **DescribeClusterNodes**: `NodeFlag` all, master, core, task, common or
 //!   router (else `InvalidParameter.InvalidNodeType`); `Offset` is a *page
 //!   index* from 0 and `Limit` the page size, 1 to 100 (default 100);
@@ -110,7 +151,8 @@
 //!   `DescribeAutoScaleGroupGlobalConf` lists one group per distinct group id
 //!   among them (`Id`, `GroupName` `group-<id>`, `CurrentNodes` 0) and
 //!   `TotalCount`. None by default.
-//! - **ClientToken**: a token seen in a request that started a flow within
+//! - **ClientToken** (both scale-outs, one token map): a token seen in a
+//!   request that started a flow within
 //!   the last 5 minutes of *wall* time gets the original answer again (same
 //!   FlowId, DealNames, BillId; new RequestId) and adds nothing. It is checked
 //!   after validation and before the busy check. Tokens of rejected requests
@@ -125,13 +167,16 @@
 //!   request of the action they were queued for starts: queued for
 //!   `TerminateClusterNodes`, `SlowFlow(d)` makes the next scale-in last `d`
 //!   and `FailFlow` fails it at its end (flow -1, status back to 2, every
-//!   node kept). A lost answer (`DropAfterExecute`) after a
-//!   `TerminateClusterNodes` still removes the nodes when the flow ends.
+//!   node kept); queued for `ScaleOutCluster`, they change its next flow
+//!   (and not a `ScaleOutInstance`'s). A lost answer (`DropAfterExecute`)
+//!   after a `TerminateClusterNodes` still removes the nodes when the flow ends.
 //!   With `fault_probability > 0`, each admitted request may also get
 //!   a random fault (never `Delay`) from an RNG seeded with `fault_seed`;
 //!   for `TerminateClusterNodes` only a lost answer, a 502/503,
-//!   `InternalError` or `RequestLimitExceeded`.
-//! - **Ledger**: [`Ledger::terminations`] and [`Ledger::nodes_removed`] count
+//!   `InternalError` or `RequestLimitExceeded`; for `ScaleOutCluster` also
+//!   `ResourceInsufficient.InstanceInsufficient`.
+//! - **Ledger**: [`Ledger::flow_starts`] lists both scale-outs' orders that
+//!   started a flow ([`FlowStart::action`]); [`Ledger::terminations`] and [`Ledger::nodes_removed`] count
 //!   the `TerminateClusterNodes` requests that started a flow (what was
 //!   ordered); [`ClusterSnapshot::nodes_removed`] counts what finished
 //!   scale-in flows really removed.
@@ -166,13 +211,16 @@ pub use engine::{
     Action, CLIENT_TOKEN_TTL, ClusterSnapshot, FLOW_DONE, FLOW_FAILED, FLOW_INIT, FLOW_RUNNING,
     FlowKind, FlowSnapshot, GRACE_DOWN_SECONDS, MAX_NODES_PER_REQUEST, NODES_PAGE_MAX,
     QUICK_SCALE_IN, STATUS_RUNNING, STATUS_SCALE_OUT_FAILED, STATUS_SCALING_IN, STATUS_SCALING_OUT,
-    TERMINATE_NODE_FLAG,
+    Stock, TERMINATE_NODE_FLAG, check_scale_out_cluster_body,
 };
+pub use error::BodyRejection;
 pub(crate) use error::StartError;
 pub use fault::Fault;
 pub use ledger::{FlowStart, Handled, Ledger, LedgerEntry};
 pub use node::{
-    APPLY_TIME_FORMAT, NODE_FLAG_COMMON, NODE_FLAG_CORE, NODE_FLAG_MASTER, NODE_FLAG_TASK, SimNode,
+    APPLY_TIME_FORMAT, CHARGE_POSTPAID_BY_HOUR, CHARGE_PREPAID, CHARGE_SPOTPAID,
+    DEFAULT_INSTANCE_TYPE, DEFAULT_ZONE, NODE_FLAG_COMMON, NODE_FLAG_CORE, NODE_FLAG_MASTER,
+    NODE_FLAG_TASK, SimNode,
 };
 pub use yarn::{YarnApp, YarnNode, YarnRm};
 
@@ -204,10 +252,16 @@ pub struct SimCluster {
     pub nodes: Vec<SimNode>,
     /// Tencent's own auto-scaling strategies at start-up.
     pub builtin: Vec<BuiltinStrategy>,
+    /// The instance type a `ScaleOutCluster` without `ResourceSpec` buys.
+    pub instance_type: String,
+    /// The zone a `ScaleOutCluster` without `Zone` buys in (also
+    /// `DescribeInstances`' `Zone`).
+    pub zone: String,
 }
 
 impl SimCluster {
-    /// A running cluster with no task nodes and 3 core nodes.
+    /// A running cluster with no task nodes and 3 core nodes, buying
+    /// [`DEFAULT_INSTANCE_TYPE`] in [`DEFAULT_ZONE`].
     pub fn new(instance_id: impl Into<String>) -> Self {
         Self {
             instance_id: instance_id.into(),
@@ -216,7 +270,21 @@ impl SimCluster {
             flow_duration: None,
             nodes: Vec::new(),
             builtin: Vec::new(),
+            instance_type: DEFAULT_INSTANCE_TYPE.to_owned(),
+            zone: DEFAULT_ZONE.to_owned(),
         }
+    }
+
+    /// Sets the instance type a `ScaleOutCluster` without `ResourceSpec` buys.
+    pub fn with_instance_type(mut self, instance_type: impl Into<String>) -> Self {
+        self.instance_type = instance_type.into();
+        self
+    }
+
+    /// Sets the cluster's zone.
+    pub fn in_zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = zone.into();
+        self
     }
 
     /// Sets the starting count of generated task nodes.
@@ -325,6 +393,12 @@ impl SimConfig {
                 return Err(StartError::Config(
                     "a cluster has an empty instance_id".into(),
                 ));
+            }
+            if c.instance_type.trim().is_empty() || c.zone.trim().is_empty() {
+                return Err(StartError::Config(format!(
+                    "cluster {} has an empty instance_type or zone",
+                    c.instance_id
+                )));
             }
             if !seen.insert(c.instance_id.as_str()) {
                 return Err(StartError::Config(format!(
@@ -544,6 +618,54 @@ impl SimHandle {
     /// some API servers do, or the token first (`false`, the default).
     pub fn set_flow_before_token(&self, on: bool) {
         self.shared.lock().engine.flow_before_token = on;
+    }
+
+    /// Sets what a `ScaleOutCluster` for `instance_type` meets, in `zone`
+    /// and for the charge type `charge` (`None`: any): [`Stock::SoldOut`]
+    /// answers `ResourcesSoldOut.CvmSoldOut`, [`Stock::Insufficient`]
+    /// `ResourceInsufficient.InstanceInsufficient`, neither executing
+    /// anything. The most specific setting matching an order decides
+    /// (between equally specific ones, the last set); replaces the setting
+    /// for the same `(instance_type, zone, charge)`.
+    pub fn set_stock(
+        &self,
+        instance_type: &str,
+        zone: Option<&str>,
+        charge: Option<&str>,
+        stock: Stock,
+    ) {
+        self.shared.lock().engine.set_stock(engine::StockRule {
+            instance_type: instance_type.to_owned(),
+            zone: zone.map(str::to_owned),
+            charge: charge.map(str::to_owned),
+            stock,
+        });
+    }
+
+    /// [`SimHandle::set_stock`] with [`Stock::SoldOut`] (`true`) or
+    /// [`Stock::Available`] (`false`).
+    pub fn set_sold_out(
+        &self,
+        instance_type: &str,
+        zone: Option<&str>,
+        charge: Option<&str>,
+        sold_out: bool,
+    ) {
+        let stock = if sold_out {
+            Stock::SoldOut
+        } else {
+            Stock::Available
+        };
+        self.set_stock(instance_type, zone, charge, stock);
+    }
+
+    /// Reclaims up to `n` spot (`SPOTPAID`) task nodes of the cluster at
+    /// once, as Tencent Cloud does when it takes spot capacity back: they
+    /// vanish from the list (newest first), no flow runs and the task count
+    /// drops. How many went; 0 when the cluster does not exist.
+    pub fn reclaim_spot(&self, id: &str, n: u32) -> u32 {
+        let now = self.shared.clock.now();
+        self.shared.lock().engine.reclaim_spot(id, n, now)
     }
 
     /// Stops accepting requests, lets in-flight ones finish (up to 5 s) and

@@ -2,6 +2,14 @@
 //! hands out, and the `NodeHardwareInfo` JSON that `DescribeClusterNodes`
 //! answers.
 //!
+//! A node ordered by `ScaleOutCluster` also records its offering: the CVM
+//! instance type (`Spec`, with `CpuNum`, `MemSize` and `MemDesc` read from
+//! it), the availability zone (`Zone`, and `ZoneId` for the regions listed
+//! in [`zone_id`]) and how it was bought (`SPOTPAID` and the others, which
+//! `NodeHardwareInfo` has no field for; its `ChargeType` is 1 for `PREPAID`
+//! and 0 otherwise, spot instances being postpaid). Nodes without them are
+//! answered as before: `CVM.S5`, 8 cores, 32 GB, `ap-guangzhou-3`.
+//!
 //! Ids are unique per simulator: machine ids (`OrderNo`, `ins-` and 8
 //! lowercase letters or digits), EMR resource ids (`emr-vm-` and 8) and
 //! private IPv4 addresses (`10.0.x.y`, then `10.1.x.y`, ...). They come from
@@ -24,6 +32,23 @@ pub const NODE_FLAG_TASK: i64 = 3;
 
 /// The `ApplyTime` format: `YYYY-MM-DD HH:MM:SS`, UTC.
 pub const APPLY_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// `InstanceChargeType` of pay-as-you-go nodes.
+pub const CHARGE_POSTPAID_BY_HOUR: &str = "POSTPAID_BY_HOUR";
+/// `InstanceChargeType` of spot nodes (task nodes only).
+pub const CHARGE_SPOTPAID: &str = "SPOTPAID";
+/// `InstanceChargeType` of monthly nodes.
+pub const CHARGE_PREPAID: &str = "PREPAID";
+
+/// A cluster's instance type unless set otherwise.
+pub const DEFAULT_INSTANCE_TYPE: &str = "S5.2XLARGE32";
+/// A cluster's availability zone unless set otherwise.
+pub const DEFAULT_ZONE: &str = "ap-guangzhou-3";
+
+/// `Spec` of a node without an instance type.
+const GENERIC_SPEC: &str = "CVM.S5";
+/// Cores and GB of memory of a node whose instance type says nothing.
+const GENERIC_CPU_MEMORY: (i64, i64) = (8, 32);
 
 /// One node of a simulated cluster, with the `NodeHardwareInfo` fields the
 /// simulator answers (field names as the SDK spells them, in snake case).
@@ -57,6 +82,17 @@ pub struct SimNode {
     pub apply_time: Option<DateTime<Utc>>,
     /// `Tags` as `(TagKey, TagValue)` pairs; `None` is answered as JSON null.
     pub tags: Option<Vec<(String, String)>>,
+    /// The CVM instance type, e.g. `S5.2XLARGE32`: `Spec`. `None`: `CVM.S5`.
+    pub instance_type: Option<String>,
+    /// The availability zone, e.g. `ap-guangzhou-3`: `Zone` and `ZoneId`.
+    /// `None`: [`DEFAULT_ZONE`].
+    pub zone: Option<String>,
+    /// How the node was bought: [`CHARGE_POSTPAID_BY_HOUR`],
+    /// [`CHARGE_SPOTPAID`] or [`CHARGE_PREPAID`]; `None` for nodes not
+    /// ordered by `ScaleOutCluster`. Not answered (the SDK model has no such
+    /// field); [`SimHandle::reclaim_spot`](super::SimHandle::reclaim_spot)
+    /// reads it.
+    pub instance_charge_type: Option<String>,
 }
 
 impl Default for SimNode {
@@ -82,6 +118,9 @@ impl SimNode {
             hardware_resource_type: "host".to_owned(),
             apply_time: None,
             tags: None,
+            instance_type: None,
+            zone: None,
+            instance_charge_type: None,
         }
     }
 
@@ -161,6 +200,37 @@ impl SimNode {
         self
     }
 
+    /// Sets the CVM instance type (`Spec`).
+    pub fn with_instance_type(mut self, instance_type: impl Into<String>) -> Self {
+        self.instance_type = Some(instance_type.into());
+        self
+    }
+
+    /// Sets the availability zone (`Zone`, `ZoneId`).
+    pub fn in_zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = Some(zone.into());
+        self
+    }
+
+    /// Records how the node was bought (`PREPAID` also makes it monthly,
+    /// `ChargeType` 1; the others pay-as-you-go, 0).
+    pub fn with_instance_charge_type(mut self, charge: impl Into<String>) -> Self {
+        let charge = charge.into();
+        self.charge_type = i64::from(charge == CHARGE_PREPAID);
+        self.instance_charge_type = Some(charge);
+        self
+    }
+
+    /// Makes the node a spot instance (`SPOTPAID`, `ChargeType` 0).
+    pub fn spot(self) -> Self {
+        self.with_instance_charge_type(CHARGE_SPOTPAID)
+    }
+
+    /// Whether the node is a spot instance.
+    pub fn is_spot(&self) -> bool {
+        self.instance_charge_type.as_deref() == Some(CHARGE_SPOTPAID)
+    }
+
     /// Whether the node carries the tag `key` = `value`.
     pub fn has_tag(&self, key: &str, value: &str) -> bool {
         self.tags
@@ -187,6 +257,12 @@ impl SimNode {
                 .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
                 .collect::<Vec<_>>()
         });
+        let (cpu, memory_gb) = self
+            .instance_type
+            .as_deref()
+            .and_then(cpu_and_memory)
+            .unwrap_or(GENERIC_CPU_MEMORY);
+        let zone = self.zone.as_deref().unwrap_or(DEFAULT_ZONE);
         json!({
             "AppId": 1_250_000_000u64,
             "SerialNo": self.order_no,
@@ -202,14 +278,54 @@ impl SimNode {
             "HardwareResourceType": self.hardware_resource_type,
             "ApplyTime": self.apply_time_text(),
             "Tags": tags,
-            "Spec": "CVM.S5",
-            "CpuNum": 8,
-            "MemSize": 32768,
-            "MemDesc": "32GB",
-            "ZoneId": 100_003,
-            "Zone": "ap-guangzhou-3",
+            "Spec": self.instance_type.as_deref().unwrap_or(GENERIC_SPEC),
+            "CpuNum": cpu,
+            "MemSize": memory_gb.saturating_mul(1024),
+            "MemDesc": format!("{memory_gb}GB"),
+            "ZoneId": zone_id(zone),
+            "Zone": zone,
         })
     }
+}
+
+/// Cores and GB of memory an instance type names, e.g. 8 and 32 for
+/// `S5.2XLARGE32`: `SMALL` 1 core, `MEDIUM` 2, `LARGE` 4, `<k>XLARGE` 4k,
+/// then the memory. `None` when the name does not read that way.
+pub(crate) fn cpu_and_memory(instance_type: &str) -> Option<(i64, i64)> {
+    let (_, size) = instance_type.split_once('.')?;
+    let digits = size.len() - size.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (class, memory) = size.split_at(size.len() - digits);
+    let memory: i64 = memory.parse().ok()?;
+    let cpu = match class {
+        "SMALL" => 1,
+        "MEDIUM" => 2,
+        "LARGE" => 4,
+        other => {
+            let times: i64 = other.strip_suffix("XLARGE")?.parse().ok()?;
+            times.checked_mul(4)?
+        }
+    };
+    (cpu > 0 && memory > 0).then_some((cpu, memory))
+}
+
+/// Tencent Cloud's numeric id of a zone (`ap-guangzhou-3` is 100003: the
+/// region's number times 100000 plus the zone's), for the mainland and a
+/// few other regions; `None` (answered as null) for any other.
+pub(crate) fn zone_id(zone: &str) -> Option<i64> {
+    let (region, number) = zone.rsplit_once('-')?;
+    let number: i64 = number.parse().ok().filter(|n| (1..100_000).contains(n))?;
+    let region_number = match region {
+        "ap-guangzhou" => 1,
+        "ap-shanghai" => 2,
+        "ap-hongkong" => 5,
+        "ap-beijing" => 8,
+        "ap-singapore" => 9,
+        "ap-chengdu" => 16,
+        "ap-chongqing" => 19,
+        "ap-nanjing" => 33,
+        _ => return None,
+    };
+    Some(region_number * 100_000 + number)
 }
 
 /// 36^8: how many 8-character base-36 strings there are.
@@ -366,5 +482,70 @@ mod tests {
         assert!(SimNode::task().to_json()["Tags"].is_null());
         assert!(node.has_tag("managed-by", "emr-autoscaler"));
         assert!(!node.has_tag("managed-by", "someone"));
+    }
+
+    #[test]
+    fn the_offering_shows_as_spec_zone_and_charge_type() {
+        let spot = SimNode::task()
+            .with_instance_type("SA3.8XLARGE64")
+            .in_zone("ap-beijing-6")
+            .spot();
+        assert!(spot.is_spot());
+        let v = spot.to_json();
+        assert_eq!(v["Spec"], "SA3.8XLARGE64");
+        assert_eq!(
+            (v["CpuNum"].clone(), v["MemSize"].clone()),
+            (json!(32), json!(65536))
+        );
+        assert_eq!(v["MemDesc"], "64GB");
+        assert_eq!(
+            (v["Zone"].clone(), v["ZoneId"].clone()),
+            (json!("ap-beijing-6"), json!(800_006))
+        );
+        assert_eq!(v["ChargeType"], 0);
+        let monthly = SimNode::task().with_instance_charge_type(CHARGE_PREPAID);
+        assert_eq!((monthly.charge_type, monthly.is_spot()), (1, false));
+        // Names that do not read as type and size keep the generic figures.
+        let odd = SimNode::task()
+            .with_instance_type("GPU-X")
+            .in_zone("eu-frankfurt-1");
+        let v = odd.to_json();
+        assert_eq!(
+            (v["Spec"].clone(), v["CpuNum"].clone()),
+            (json!("GPU-X"), json!(8))
+        );
+        assert!(v["ZoneId"].is_null());
+    }
+
+    #[test]
+    fn instance_types_read_as_cores_and_memory() {
+        assert_eq!(cpu_and_memory("S5.SMALL1"), Some((1, 1)));
+        assert_eq!(cpu_and_memory("S5.MEDIUM4"), Some((2, 4)));
+        assert_eq!(cpu_and_memory("S5.LARGE8"), Some((4, 8)));
+        assert_eq!(cpu_and_memory("S5.2XLARGE32"), Some((8, 32)));
+        assert_eq!(cpu_and_memory("M5.16XLARGE512"), Some((64, 512)));
+        for odd in [
+            "S5",
+            "S5.LARGE",
+            "S5.XLARGE16",
+            "S5.0XLARGE8",
+            "S5.LARGE0",
+            "S5.é8",
+            "",
+        ] {
+            assert_eq!(cpu_and_memory(odd), None, "{odd}");
+        }
+        assert_eq!(zone_id("ap-guangzhou-3"), Some(100_003));
+        assert_eq!(zone_id("ap-shanghai-2"), Some(200_002));
+        assert_eq!(zone_id("ap-nanjing-1"), Some(3_300_001));
+        for odd in [
+            "ap-guangzhou",
+            "ap-guangzhou-x",
+            "ap-guangzhou-0",
+            "mars-1",
+            "",
+        ] {
+            assert_eq!(zone_id(odd), None, "{odd}");
+        }
     }
 }

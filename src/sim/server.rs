@@ -525,3 +525,202 @@ impl AsyncWrite for KillableStream {
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The request path of `ScaleOutCluster` through `Shared::process`:
+    //! signed requests, the per-action rate limit, scripted faults and the
+    //! ledger, with no socket.
+
+    use std::sync::Arc;
+
+    use axum::http::HeaderValue;
+    use chrono::DateTime;
+
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::sim::{
+        DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Ledger, STATUS_RUNNING, STATUS_SCALE_OUT_FAILED,
+        SimCluster,
+    };
+
+    const CLUSTER: &str = "emr-sim00001";
+    const HOST: &str = "emr.tencentcloudapi.com";
+
+    fn shared(rate_limit: u32) -> (Shared, ManualClock) {
+        let clock = ManualClock::new(wall_now());
+        let config = SimConfig {
+            clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(1)],
+            rate_limit_per_second: rate_limit,
+            // A window no test outlasts, so the limit does not depend on speed.
+            rate_limit_window: Duration::from_secs(3600),
+            ..SimConfig::default()
+        };
+        let shared = Shared::new(&config, Arc::new(clock.clone()));
+        (shared, clock)
+    }
+
+    /// Sends `body` as `action`, signed with the default credentials, and
+    /// returns the JSON answer.
+    fn send(shared: &Shared, action: &str, body: &Value) -> Value {
+        let body = body.to_string();
+        let timestamp = wall_now().timestamp();
+        let date = DateTime::from_timestamp(timestamp, 0)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        let signature = crate::sim::sign::signature(
+            DEFAULT_SECRET_KEY,
+            "application/json",
+            HOST,
+            timestamp,
+            &date,
+            body.as_bytes(),
+        );
+        let authorization = format!(
+            "TC3-HMAC-SHA256 Credential={DEFAULT_SECRET_ID}/{date}/emr/tc3_request, SignedHeaders=content-type;host, Signature={signature}"
+        );
+        let mut headers = HeaderMap::new();
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
+        };
+        set("authorization", &authorization);
+        set("content-type", "application/json");
+        set("host", HOST);
+        set("x-tc-timestamp", &timestamp.to_string());
+        set("x-tc-action", action);
+        set("x-tc-version", VERSION);
+        set("x-tc-region", "ap-guangzhou");
+        let uri = Uri::from_static("/");
+        match shared.process(&uri, &headers, body.as_bytes()).0 {
+            Reply::Json(value) => value,
+            other => panic!("not a JSON answer: {other:?}"),
+        }
+    }
+
+    fn order(count: i64, token: &str) -> Value {
+        json!({
+            "InstanceId": CLUSTER,
+            "InstanceChargeType": "SPOTPAID",
+            "ScaleOutNodeConfig": {"NodeFlag": "TASK", "NodeCount": count},
+            "ClientToken": token,
+            "EnableStartServiceFlag": true,
+        })
+    }
+
+    fn error_code(answer: &Value) -> Option<&str> {
+        answer["Response"]["Error"]["Code"].as_str()
+    }
+
+    #[test]
+    fn scale_out_cluster_is_served_signed_ledgered_and_rate_limited() {
+        let (shared, clock) = shared(2);
+        let first = send(&shared, "ScaleOutCluster", &order(2, "a"));
+        assert_eq!(error_code(&first), None, "{first}");
+        let response = &first["Response"];
+        for field in [
+            "InstanceId",
+            "ClientToken",
+            "FlowId",
+            "TraceId",
+            "DealNames",
+            "BillId",
+            "RequestId",
+        ] {
+            assert!(!response[field].is_null(), "{field} missing: {first}");
+        }
+        let replay = send(&shared, "ScaleOutCluster", &order(2, "a"));
+        assert_eq!(replay["Response"]["FlowId"], response["FlowId"]);
+        // The third in the window is refused; other actions have their own quota.
+        let limited = send(&shared, "ScaleOutCluster", &order(2, "b"));
+        assert_eq!(error_code(&limited), Some("RequestLimitExceeded"));
+        let other = send(
+            &shared,
+            "DescribeInstances",
+            &json!({"DisplayStrategy": "clusterList"}),
+        );
+        assert_eq!(error_code(&other), None, "{other}");
+
+        clock.advance(Duration::from_secs(60));
+        let state = shared.lock();
+        let ledger = Ledger::new(state.ledger.clone());
+        assert_eq!(ledger.for_action("ScaleOutCluster").count(), 3);
+        assert_eq!(
+            ledger.count_code("ScaleOutCluster", "RequestLimitExceeded"),
+            1
+        );
+        let starts = ledger.flow_starts();
+        assert_eq!(starts.len(), 1);
+        assert_eq!(
+            (
+                starts[0].action.as_str(),
+                starts[0].task_count,
+                starts[0].start_service
+            ),
+            ("ScaleOutCluster", 2, true)
+        );
+        assert_eq!(ledger.nodes_ordered(CLUSTER), 2);
+        assert!(ledger.tokens_with_several_flows().is_empty());
+    }
+
+    #[test]
+    fn scripted_faults_apply_to_scale_out_cluster() {
+        let (shared, clock) = shared(20);
+        {
+            let mut state = shared.lock();
+            state.faults.push(
+                "ScaleOutCluster",
+                Some(CLUSTER),
+                Fault::ApiError("InternalError".into()),
+            );
+            state
+                .faults
+                .push("ScaleOutCluster", Some(CLUSTER), Fault::FailFlow);
+        }
+        // A ScaleOutInstance takes neither.
+        let instance = json!({"InstanceId": CLUSTER, "PayMode": 0, "TimeUnit": "s", "TimeSpan": 3600, "TaskCount": 1});
+        let ok = send(&shared, "ScaleOutInstance", &instance);
+        assert_eq!(error_code(&ok), None, "{ok}");
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            shared
+                .lock()
+                .engine
+                .cluster(CLUSTER, clock.now())
+                .map(|c| c.status),
+            Some(STATUS_RUNNING)
+        );
+
+        let injected = send(&shared, "ScaleOutCluster", &order(1, "c"));
+        assert_eq!(error_code(&injected), Some("InternalError"));
+        let started = send(&shared, "ScaleOutCluster", &order(1, "c"));
+        assert_eq!(error_code(&started), None, "{started}");
+        clock.advance(Duration::from_secs(60));
+        let mut state = shared.lock();
+        let snap = state.engine.cluster(CLUSTER, clock.now()).expect("cluster");
+        assert_eq!(
+            (snap.status, snap.flows_failed, snap.task_nodes),
+            (STATUS_SCALE_OUT_FAILED, 1, 2)
+        );
+        let entries: Vec<&Handled> = state
+            .ledger
+            .iter()
+            .filter(|e| e.action == "ScaleOutCluster")
+            .map(|e| &e.outcome)
+            .collect();
+        assert_eq!(
+            entries[0],
+            &Handled::InjectedError {
+                code: "InternalError".into()
+            }
+        );
+        assert!(matches!(
+            entries[1],
+            Handled::Ok {
+                flow_id: Some(_),
+                deduplicated: false
+            }
+        ));
+    }
+}

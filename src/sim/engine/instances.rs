@@ -57,7 +57,7 @@ impl Engine {
                     "Status": c.status,
                     "StatusDesc": status_desc(c.status),
                     "ProjectId": 0,
-                    "Zone": "ap-guangzhou-3",
+                    "Zone": c.zone,
                     "AddTime": c.created.format("%Y-%m-%d %H:%M:%S").to_string(),
                     "Config": config,
                 })

@@ -1,5 +1,6 @@
 //! What tests and the simulator's handle read and change directly: cluster
-//! snapshots, node lists, counts, flows and per-cluster knobs.
+//! snapshots, node lists, counts, flows, per-cluster knobs, spot
+//! reclamation and the CVM stock.
 
 use super::*;
 
@@ -126,6 +127,45 @@ impl Engine {
         let before = cluster.nodes.len();
         cluster.nodes.retain(|n| n.order_no != order_no);
         cluster.nodes.len() < before
+    }
+
+    /// Removes up to `n` spot task nodes from the cluster at once (newest,
+    /// that is last listed, first), after settling at `now`: no flow, not
+    /// counted as removed by scale-in. How many went (0 when the cluster
+    /// does not exist).
+    pub(crate) fn reclaim_spot(&mut self, id: &str, n: u32, now: DateTime<Utc>) -> u32 {
+        self.settle(now);
+        let Some(cluster) = self.clusters.iter_mut().find(|c| c.id == id) else {
+            return 0;
+        };
+        let mut left = n;
+        let mut reclaimed = Vec::new();
+        let mut i = cluster.nodes.len();
+        while left > 0 && i > 0 {
+            i -= 1;
+            let node = &cluster.nodes[i];
+            if node.flag == NODE_FLAG_TASK && node.is_spot() {
+                reclaimed.push(cluster.nodes.remove(i).order_no);
+                left -= 1;
+            }
+        }
+        if !reclaimed.is_empty() {
+            info!(message = "Spot nodes reclaimed.", cluster = %id, nodes = ?reclaimed);
+        }
+        n - left
+    }
+
+    /// Sets the stock of the offerings `rule` names for `ScaleOutCluster`
+    /// (replacing a rule that names the same ones).
+    pub(crate) fn set_stock(&mut self, rule: StockRule) {
+        info!(
+            message = "Stock set.",
+            instance_type = %rule.instance_type,
+            zone = rule.zone.as_deref().unwrap_or("*"),
+            charge = rule.charge.as_deref().unwrap_or("*"),
+            stock = ?rule.stock
+        );
+        stock::upsert(&mut self.stock, rule);
     }
 
     /// Every cluster id, in configuration order.

@@ -1,9 +1,11 @@
-//! Simulated clusters, their nodes, flows and the seven EMR actions.
+//! Simulated clusters, their nodes, flows and the eight EMR actions.
 //!
 //! Each cluster holds a node list (one master, its core and task nodes, and
 //! any node a test added): `DescribeClusterNodes` pages through it,
-//! `DescribeInstances` counts it, a finished scale-out flow appends to it and
-//! a finished scale-in flow (`TerminateClusterNodes`) removes from it.
+//! `DescribeInstances` counts it, a finished scale-out flow
+//! (`ScaleOutInstance` or `ScaleOutCluster`) appends to it and a finished
+//! scale-in flow (`TerminateClusterNodes`) removes from it. Spot
+//! reclamation removes spot task nodes at once, without a flow.
 //!
 //! The [`Engine`] is plain state with no I/O and no clock of its own: every
 //! call takes `now` (the injected simulation clock, which drives flows) and,
@@ -13,8 +15,10 @@
 //! they were made at; a manual clock makes it fully deterministic.
 //!
 //! Each action lives in its own file beside this one; [`params`] reads
-//! request parameters with the API's error codes, and [`knobs`] is what the
-//! simulator's handle and tests read and change directly.
+//! request parameters with the API's error codes, [`model`] holds the SDK's
+//! `ScaleOutCluster` request model, [`stock`] the CVM stock per offering,
+//! and [`knobs`] is what the simulator's handle and tests read and change
+//! directly.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,23 +34,34 @@ use super::fault::FlowOverrides;
 mod flows;
 mod instances;
 mod knobs;
+mod model;
 mod nodes;
 mod params;
 mod scale_out;
+mod scale_out_cluster;
+mod stock;
 mod strategies;
 mod terminate;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_scale_out_cluster;
+
+pub use stock::Stock;
+pub(crate) use stock::StockRule;
 
 use params::{Params, into_map};
 
+use super::error::BodyRejection;
 use super::node::{
-    NODE_FLAG_COMMON, NODE_FLAG_CORE, NODE_FLAG_MASTER, NODE_FLAG_TASK, NodeIds, SimNode,
+    CHARGE_POSTPAID_BY_HOUR, CHARGE_PREPAID, CHARGE_SPOTPAID, NODE_FLAG_COMMON, NODE_FLAG_CORE,
+    NODE_FLAG_MASTER, NODE_FLAG_TASK, NodeIds, SimNode,
 };
 
 /// How long a ClientToken is remembered, by the wall clock.
 pub const CLIENT_TOKEN_TTL: Duration = Duration::from_secs(300);
-/// The most task or core nodes one `ScaleOutInstance` may add.
+/// The most task or core nodes one `ScaleOutInstance` or `ScaleOutCluster`
+/// may add.
 pub const MAX_NODES_PER_REQUEST: i64 = 20;
 /// The longest ClientToken accepted.
 pub(crate) const MAX_CLIENT_TOKEN_LEN: usize = 64;
@@ -83,6 +98,8 @@ pub const FLOW_FAILED: i64 = -1;
 pub enum Action {
     /// `ScaleOutInstance`.
     ScaleOutInstance,
+    /// `ScaleOutCluster`.
+    ScaleOutCluster,
     /// `DescribeInstances`.
     DescribeInstances,
     /// `DescribeClusterFlowStatusDetail`.
@@ -99,8 +116,9 @@ pub enum Action {
 
 impl Action {
     /// Every served action.
-    pub(crate) const ALL: [Action; 7] = [
+    pub(crate) const ALL: [Action; 8] = [
         Self::ScaleOutInstance,
+        Self::ScaleOutCluster,
         Self::DescribeInstances,
         Self::DescribeClusterFlowStatusDetail,
         Self::DescribeClusterNodes,
@@ -118,6 +136,7 @@ impl Action {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::ScaleOutInstance => "ScaleOutInstance",
+            Self::ScaleOutCluster => "ScaleOutCluster",
             Self::DescribeInstances => "DescribeInstances",
             Self::DescribeClusterFlowStatusDetail => "DescribeClusterFlowStatusDetail",
             Self::DescribeClusterNodes => "DescribeClusterNodes",
@@ -160,7 +179,7 @@ pub struct ClusterSnapshot {
 /// What a flow does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FlowKind {
-    /// A `ScaleOutInstance`: adds nodes when it ends.
+    /// A `ScaleOutInstance` or `ScaleOutCluster`: adds nodes when it ends.
     ScaleOut,
     /// A `TerminateClusterNodes`: removes the named nodes when it ends.
     ScaleIn,
@@ -196,7 +215,7 @@ pub struct FlowSnapshot {
 pub(crate) struct ActionOk {
     /// The `Response` fields, without `RequestId`.
     pub(crate) body: Map<String, Value>,
-    /// The FlowId answered by `ScaleOutInstance` or `TerminateClusterNodes`.
+    /// The FlowId answered by a scale-out or `TerminateClusterNodes`.
     pub(crate) flow_id: Option<u64>,
     /// The answer was replayed for a repeated ClientToken.
     pub(crate) deduplicated: bool,
@@ -236,6 +255,10 @@ struct Cluster {
     core_added: u64,
     removed: u64,
     strategies: Vec<BuiltinStrategy>,
+    /// What a `ScaleOutCluster` without `ResourceSpec` buys.
+    instance_type: String,
+    /// Where a `ScaleOutCluster` without `Zone` buys.
+    zone: String,
 }
 
 impl Cluster {
@@ -267,10 +290,9 @@ struct Flow {
     kind: FlowKind,
     task_count: u32,
     core_count: u32,
-    /// Tags of the nodes a scale-out adds.
-    tags: Option<Vec<(String, String)>>,
-    /// `ChargeType` of the nodes a scale-out adds (its PayMode).
-    charge_type: i64,
+    /// The nodes a scale-out adds, but for Flag, ids and ApplyTime (its
+    /// Tags, ChargeType and offering).
+    template: SimNode,
     /// Machine ids a scale-in removes.
     remove: Vec<String>,
     state: FlowState,
@@ -340,6 +362,8 @@ pub(crate) struct Engine {
     tokens: HashMap<String, TokenRecord>,
     default_duration: Duration,
     ids: NodeIds,
+    /// CVM stock rules for `ScaleOutCluster`, in the order set.
+    stock: Vec<StockRule>,
     /// Check the running flow before the ClientToken, as some API servers
     /// do: a retry of an executed order then meets InstanceInProcess.
     pub(crate) flow_before_token: bool,
@@ -401,6 +425,8 @@ impl Engine {
                     core_added: 0,
                     removed: 0,
                     strategies,
+                    instance_type: c.instance_type.clone(),
+                    zone: c.zone.clone(),
                 }
             })
             .collect();
@@ -411,6 +437,7 @@ impl Engine {
             tokens: HashMap::new(),
             default_duration,
             ids,
+            stock: Vec::new(),
             flow_before_token: false,
         }
     }
@@ -428,6 +455,7 @@ impl Engine {
         let p = Params(params);
         match action {
             Action::ScaleOutInstance => self.scale_out(&p, now, wall, hooks),
+            Action::ScaleOutCluster => self.scale_out_cluster(&p, now, wall, hooks),
             Action::DescribeInstances => self.describe_instances(&p, hooks),
             Action::DescribeClusterFlowStatusDetail => self.flow_status(&p, now),
             Action::DescribeClusterNodes => self.describe_nodes(&p),
@@ -440,7 +468,8 @@ impl Engine {
     /// Finishes every flow whose time has come.
     ///
     /// A scale-out that succeeds appends its nodes (Flag 3 or 2, the
-    /// request's Tags, ChargeType its PayMode, ApplyTime the flow's start);
+    /// request's Tags, ChargeType its PayMode or charge type, the offering
+    /// of a `ScaleOutCluster`, ApplyTime the flow's start);
     /// one that fails leaves status 302. A scale-in that succeeds removes the
     /// named nodes still listed; one that fails keeps them. Either way a
     /// scale-in puts the cluster back to status 2.
@@ -477,9 +506,7 @@ impl Engine {
                         .map(|_| NODE_FLAG_TASK)
                         .chain((0..flow.core_count).map(|_| NODE_FLAG_CORE));
                     for flag in new {
-                        let mut node = SimNode::task().with_flag(flag);
-                        node.charge_type = flow.charge_type;
-                        node.tags.clone_from(&flow.tags);
+                        let mut node = flow.template.clone().with_flag(flag);
                         node.apply_time = Some(flow.started);
                         ids.fill(&mut node, flow.started);
                         cluster.nodes.push(node);
@@ -517,4 +544,19 @@ impl Engine {
 pub(crate) struct ClusterKnobs<'a> {
     pub(crate) flow_duration: &'a mut Option<Duration>,
     pub(crate) strategies: &'a mut Vec<BuiltinStrategy>,
+}
+
+/// Checks a `ScaleOutCluster` body as the simulator does before it looks at
+/// any cluster: against the SDK's request model (a key the model does not
+/// have, at the top or inside `ScaleOutNodeConfig`, `ResourceSpec` or a
+/// `Tag`, is `UnknownParameter`; a value of the wrong JSON type
+/// `InvalidParameter`), then the required fields and the rules on values.
+/// `Err` carries the error code and message the simulator would answer.
+pub fn check_scale_out_cluster_body(body: &Value) -> Result<(), BodyRejection> {
+    let Some(params) = body.as_object() else {
+        return Err(ApiError::InvalidParameter("the body is not a JSON object".into()).into());
+    };
+    scale_out_cluster::validate(params)
+        .map(drop)
+        .map_err(BodyRejection::from)
 }

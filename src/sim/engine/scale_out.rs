@@ -1,5 +1,6 @@
-//! `ScaleOutInstance`: validation in the API's order, ClientToken
-//! deduplication by the wall clock, and the flow that adds the nodes.
+//! `ScaleOutInstance`: validation in the API's order; and what it shares
+//! with `ScaleOutCluster`: ClientToken deduplication by the wall clock, the
+//! busy check and the flow that adds the nodes.
 
 use super::*;
 
@@ -41,17 +42,52 @@ impl Engine {
         if time_span <= 0 {
             return Err(ApiError::InvalidTimeSpan(time_span));
         }
-        if token.is_some_and(|t| t.is_empty() || t.len() > MAX_CLIENT_TOKEN_LEN) {
-            return Err(ApiError::InvalidClientToken);
-        }
+        validate_client_token(token)?;
 
+        let mut template = SimNode::task();
+        template.charge_type = pay_mode;
+        template.tags = tags;
+        let order = ScaleOutOrder {
+            token,
+            task_count,
+            core_count,
+            template,
+            start_service: false,
+            refusal: None,
+        };
+        self.order_scale_out(index, order, now, wall, hooks)
+    }
+
+    /// The part of a scale-out both actions share, once the request is
+    /// valid and its cluster found: the running flow (when checked before
+    /// the token), the ClientToken (a replay answers the original again and
+    /// starts nothing), the running flow, then `order.refusal`; only then the
+    /// flow starts. Refused orders leave no token behind.
+    pub(super) fn order_scale_out(
+        &mut self,
+        index: usize,
+        order: ScaleOutOrder<'_>,
+        now: DateTime<Utc>,
+        wall: DateTime<Utc>,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<ActionOk, ApiError> {
+        let ScaleOutOrder {
+            token,
+            task_count,
+            core_count,
+            template,
+            start_service,
+            refusal,
+        } = order;
+        let id = self.clusters[index].id.clone();
+        let busy = |flow_id| ApiError::InstanceInProcess {
+            instance_id: id.clone(),
+            flow_id,
+        };
         if self.flow_before_token
             && let Some(flow_id) = self.clusters[index].flow
         {
-            return Err(ApiError::InstanceInProcess {
-                instance_id: id.to_owned(),
-                flow_id,
-            });
+            return Err(busy(flow_id));
         }
         let ttl = chrono::Duration::from_std(CLIENT_TOKEN_TTL).unwrap_or(chrono::Duration::MAX);
         self.tokens.retain(|_, r| wall - r.at <= ttl);
@@ -63,16 +99,14 @@ impl Engine {
                 deduplicated: true,
             });
         }
-
-        let cluster = &self.clusters[index];
-        if let Some(flow_id) = cluster.flow {
-            return Err(ApiError::InstanceInProcess {
-                instance_id: id.to_owned(),
-                flow_id,
-            });
+        if let Some(flow_id) = self.clusters[index].flow {
+            return Err(busy(flow_id));
+        }
+        if let Some(error) = refusal {
+            return Err(error);
         }
 
-        let overrides = (hooks.flow_overrides)(id);
+        let overrides = (hooks.flow_overrides)(&id);
         let flow_id = self.next_flow_id;
         self.next_flow_id += 1;
         let cluster = &mut self.clusters[index];
@@ -83,31 +117,32 @@ impl Engine {
         cluster.flow = Some(flow_id);
         cluster.status = STATUS_SCALING_OUT;
         cluster.flows_started += 1;
-        self.flows.insert(
-            flow_id,
-            Flow {
-                id: flow_id,
-                instance_id: id.to_owned(),
-                started: now,
-                duration,
-                fail: overrides.fail,
-                kind: FlowKind::ScaleOut,
-                task_count,
-                core_count,
-                tags,
-                charge_type: pay_mode,
-                remove: Vec::new(),
-                state: FlowState::Running,
-            },
-        );
         info!(
             message = "Flow started.",
             cluster = %id,
             flow_id,
             task_count,
             core_count,
+            instance_type = template.instance_type.as_deref().unwrap_or("-"),
+            start_service,
             duration_secs = duration.as_secs_f64(),
             fails = overrides.fail
+        );
+        self.flows.insert(
+            flow_id,
+            Flow {
+                id: flow_id,
+                instance_id: id.clone(),
+                started: now,
+                duration,
+                fail: overrides.fail,
+                kind: FlowKind::ScaleOut,
+                task_count,
+                core_count,
+                template,
+                remove: Vec::new(),
+                state: FlowState::Running,
+            },
         );
 
         let body = into_map(json!({
@@ -134,6 +169,23 @@ impl Engine {
             deduplicated: false,
         })
     }
+}
+
+/// A valid scale-out order, as [`Engine::order_scale_out`] takes it.
+pub(super) struct ScaleOutOrder<'a> {
+    /// The request's ClientToken.
+    pub(super) token: Option<&'a str>,
+    /// Task nodes to add.
+    pub(super) task_count: u32,
+    /// Core nodes to add.
+    pub(super) core_count: u32,
+    /// The nodes to add, but for their Flag, ids and ApplyTime.
+    pub(super) template: SimNode,
+    /// `EnableStartServiceFlag` (logged; the ledger keeps it per request).
+    pub(super) start_service: bool,
+    /// Why the order cannot be filled (stock), answered only after the
+    /// ClientToken and busy checks.
+    pub(super) refusal: Option<ApiError>,
 }
 
 /// The request's `Tags` as pairs (already validated); `None` when it has
@@ -168,24 +220,8 @@ pub(super) fn node_count(n: i64, too_many: fn(i64) -> ApiError) -> Result<u32, A
 }
 /// Checks the optional `ScaleOutInstance` fields that have rules of their own.
 pub(super) fn validate_optional_fields(p: &Params<'_>) -> Result<(), ApiError> {
-    if let Some(tags) = p.array("Tags")? {
-        for tag in tags {
-            let ok = tag.get("TagKey").is_some_and(Value::is_string)
-                && tag.get("TagValue").is_none_or(Value::is_string);
-            if !ok {
-                return Err(ApiError::InvalidParameter(
-                    "each of Tags must be an object with a string TagKey and TagValue".into(),
-                ));
-            }
-        }
-    }
-    if p.array("DisasterRecoverGroupIds")?
-        .is_some_and(|g| g.len() > 1)
-    {
-        return Err(ApiError::InvalidParameter(
-            "DisasterRecoverGroupIds holds at most one item".into(),
-        ));
-    }
+    validate_tags(p)?;
+    validate_disaster_recover_groups(p)?;
     let soft = p.array("SoftDeployInfo")?.is_some();
     let service = p.array("ServiceNodeInfo")?.is_some();
     let unnecessary = p.array("UnNecessaryNodeList")?.is_some();
@@ -195,5 +231,39 @@ pub(super) fn validate_optional_fields(p: &Params<'_>) -> Result<(), ApiError> {
         ));
     }
     p.int("RouterCount")?;
+    Ok(())
+}
+
+/// Checks `Tags`: objects with a string `TagKey` (and `TagValue`).
+pub(super) fn validate_tags(p: &Params<'_>) -> Result<(), ApiError> {
+    for tag in p.array("Tags")?.into_iter().flatten() {
+        let ok = tag.get("TagKey").is_some_and(Value::is_string)
+            && tag.get("TagValue").is_none_or(Value::is_string);
+        if !ok {
+            return Err(ApiError::InvalidParameter(
+                "each of Tags must be an object with a string TagKey and TagValue".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `DisasterRecoverGroupIds`: at most one.
+pub(super) fn validate_disaster_recover_groups(p: &Params<'_>) -> Result<(), ApiError> {
+    if p.array("DisasterRecoverGroupIds")?
+        .is_some_and(|g| g.len() > 1)
+    {
+        return Err(ApiError::InvalidParameter(
+            "DisasterRecoverGroupIds holds at most one item".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a ClientToken: not empty, at most 64 characters.
+pub(super) fn validate_client_token(token: Option<&str>) -> Result<(), ApiError> {
+    if token.is_some_and(|t| t.is_empty() || t.len() > MAX_CLIENT_TOKEN_LEN) {
+        return Err(ApiError::InvalidClientToken);
+    }
     Ok(())
 }
