@@ -23,6 +23,7 @@ mod etcd_gateway;
 mod ha;
 mod history;
 mod metrics_promtool;
+mod offerings;
 mod plan;
 mod prom_client;
 mod ready_file;

@@ -1,0 +1,437 @@
+//! Offerings against the simulator's ScaleOutCluster: a sold-out spec falls
+//! back to the next offering in the same evaluation with exactly one flow;
+//! every offering sold out backs the cluster off; a lost answer on the
+//! fallback is retried under its own token and never reaches a third
+//! offering; kill -9 between the refusal and the fallback's answer never
+//! orders twice. Every body sent is checked against the SDK's request model.
+
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // Tests wait in real time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::daemon_proc::{Daemon, eventually, eventually_or};
+use crate::support::fake_prom::{Answer, FakeProm};
+use crate::support::inproc::InProcess;
+use emr_autoscaler::clock::{ScaledClock, SharedClock, SystemClock, wall_now};
+use emr_autoscaler::sim::{Fault, SimCluster, SimConfig, SimHandle, Simulator};
+
+const CLUSTER: &str = "emr-abc12345";
+const Q: &str = "sum(yarn_pending_memory_mb)";
+const ACTION: &str = "ScaleOutCluster";
+const SOLD_OUT: &str = "ResourcesSoldOut.CvmSoldOut";
+
+/// (name, instance type, zone) of the three offerings, in order.
+const OFFERINGS: [(&str, &str, &str); 3] = [
+    ("s5-gz6", "S5.2XLARGE32", "ap-guangzhou-6"),
+    ("sa5-gz7", "SA5.2XLARGE32", "ap-guangzhou-7"),
+    ("s6-gz6", "S6.2XLARGE32", "ap-guangzhou-6"),
+];
+
+struct Rig {
+    sim: SimHandle,
+    prom: FakeProm,
+    dir: tempfile::TempDir,
+    clock: SharedClock,
+}
+
+impl Rig {
+    /// `speed` times real time (1.0: the wall clock, for the binary).
+    async fn new(speed: f64) -> Rig {
+        let clock: SharedClock = if speed == 1.0 {
+            Arc::new(SystemClock)
+        } else {
+            Arc::new(ScaledClock::new(wall_now(), speed))
+        };
+        let sim = Simulator::start(
+            SimConfig {
+                clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(2)],
+                flow_duration: Duration::from_secs(20),
+                ..SimConfig::default()
+            },
+            clock.clone(),
+        )
+        .await
+        .unwrap();
+        let prom = FakeProm::start().await;
+        prom.set(Q, Answer::Value(0.0));
+        let rig = Rig {
+            sim,
+            prom,
+            dir: tempfile::tempdir().unwrap(),
+            clock,
+        };
+        rig.write_config();
+        rig
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    fn write_config(&self) {
+        let mut offerings = String::new();
+        for (name, spec, zone) in OFFERINGS {
+            offerings.push_str(&format!(
+                "[[clusters.scale_out.offerings]]\nname = \"{name}\"\ninstance_type = \"{spec}\"\nzone = \"{zone}\"\n"
+            ));
+        }
+        let text = format!(
+            r#"
+[daemon]
+evaluation_interval = "10s"
+listen = "127.0.0.1:0"
+state_dir = "{state}"
+sold_out_backoff = "10m"
+
+[prometheus]
+url = "{prom}"
+timeout = "2s"
+
+[tencent]
+region = "ap-guangzhou"
+endpoint = "{sim}"
+metadata_url = "http://127.0.0.1:9"
+
+[[clusters]]
+instance_id = "{CLUSTER}"
+max_task_nodes = 40
+cooldown = "30m"
+
+[clusters.scale_out]
+tags = [{{ key = "managed-by", value = "emr-autoscaler" }}]
+{offerings}
+[[clusters.rules]]
+name = "pending"
+type = "threshold"
+query = "{Q}"
+above = 100
+for = "0s"
+add = 3
+"#,
+            state = self.dir.path().join("state").display(),
+            prom = self.prom.url(),
+            sim = self.sim.endpoint(),
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Every ScaleOutCluster request: (instance type, token, started a flow).
+    fn requests(&self) -> Vec<(String, String, bool)> {
+        self.sim
+            .ledger()
+            .for_action(ACTION)
+            .map(|e| {
+                (
+                    e.params["ResourceSpec"]["InstanceType"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    e.client_token.clone().unwrap_or_default(),
+                    e.started_flow().is_some(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every body sent matches the SDK model, starts the services and
+    /// carries the owner's tags.
+    fn assert_bodies(&self) {
+        let ledger = self.sim.ledger();
+        let mut n = 0;
+        for e in ledger.for_action(ACTION) {
+            n += 1;
+            emr_autoscaler::sim::check_scale_out_cluster_body(&e.params)
+                .unwrap_or_else(|r| panic!("{r}: {}", e.params));
+            assert!(e.start_service(), "EnableStartServiceFlag: {}", e.params);
+            assert_eq!(e.params["InstanceChargeType"], "POSTPAID_BY_HOUR");
+            assert_eq!(e.params["ScaleOutNodeConfig"]["NodeFlag"], "TASK");
+            assert_eq!(e.params["Tags"][0]["TagKey"], "managed-by");
+        }
+        assert!(n > 0, "no ScaleOutCluster was sent");
+        assert_eq!(ledger.for_action("ScaleOutInstance").count(), 0);
+    }
+}
+
+async fn history(d: &InProcess) -> Vec<serde_json::Value> {
+    let body = d.get("/api/v1/history").await.1;
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sold_out_offering_falls_back_to_the_next_in_the_same_evaluation() {
+    let rig = Rig::new(20.0).await;
+    rig.sim
+        .set_sold_out(OFFERINGS[0].1, Some(OFFERINGS[0].2), None, true);
+    let d = InProcess::start(&rig.config_path(), rig.clock.clone()).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually_or(
+        Duration::from_secs(20),
+        "an order through the second offering",
+        || d.log(),
+        || async { rig.requests().iter().any(|r| r.2) },
+    )
+    .await;
+    let requests = rig.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].0, OFFERINGS[0].1);
+    assert!(!requests[0].2, "the sold-out offering executed nothing");
+    assert_eq!(requests[1].0, OFFERINGS[1].1);
+    assert_ne!(requests[0].1, requests[1].1, "a new token for the fallback");
+    let ledger = rig.sim.ledger();
+    assert_eq!(ledger.flows_started(CLUSTER), 1);
+    assert_eq!(ledger.nodes_ordered(CLUSTER), 3, "the same NodeCount");
+    // Both within one evaluation: the fallback went at once, not at the
+    // next tick (10 s of clock, 0.5 s of real time).
+    let at: Vec<_> = ledger.for_action(ACTION).map(|e| e.arrived_at).collect();
+    assert!(
+        (at[1] - at[0]).to_std().unwrap() < rig.clock.real(Duration::from_secs(10)),
+        "{at:?}"
+    );
+    rig.assert_bodies();
+    // Status, metrics and history say which offering is skipped and why
+    // (the status from the next evaluation on).
+    eventually(
+        Duration::from_secs(10),
+        "the status to skip the first",
+        || async { d.status().await["clusters"][0]["offerings"][0]["name"] == OFFERINGS[1].0 },
+    )
+    .await;
+    let status = d.status().await;
+    let offerings = &status["clusters"][0]["offerings"];
+    assert_eq!(offerings[0]["name"], OFFERINGS[1].0, "{status:#}");
+    assert_eq!(offerings[0]["available"], true);
+    let skipped = offerings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == OFFERINGS[0].0)
+        .unwrap();
+    assert_eq!(skipped["available"], false);
+    assert!(skipped["unavailable_until"].is_string());
+    assert_eq!(
+        d.metric(&format!(
+            "emr_autoscaler_offering_unavailable{{cluster=\"{CLUSTER}\",offering=\"{}\"}}",
+            OFFERINGS[0].0
+        ))
+        .await,
+        Some(1.0)
+    );
+    eventually(Duration::from_secs(10), "two history events", || async {
+        history(&d).await.len() >= 2
+    })
+    .await;
+    let events = history(&d).await;
+    let refused = events.iter().find(|e| e["kind"] == "refused").unwrap();
+    assert_eq!(refused["offering"], OFFERINGS[0].0);
+    assert_eq!(refused["outcome"], "sold_out");
+    let order = events.iter().find(|e| e["kind"] == "scale_out").unwrap();
+    assert_eq!(order["offering"], OFFERINGS[1].0);
+    assert_eq!(order["nodes"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_offering_sold_out_backs_the_cluster_off_and_says_so() {
+    let rig = Rig::new(20.0).await;
+    for (_, spec, zone) in OFFERINGS {
+        rig.sim.set_sold_out(spec, Some(zone), None, true);
+    }
+    let d = InProcess::start(&rig.config_path(), rig.clock.clone()).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually_or(
+        Duration::from_secs(20),
+        "the cluster backing off",
+        || d.log(),
+        || async { !d.status().await["clusters"][0]["backoff_until"].is_null() },
+    )
+    .await;
+    let requests = rig.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        OFFERINGS.map(|o| o.1).to_vec(),
+        "each offering once, in order"
+    );
+    assert_eq!(rig.sim.ledger().flows_started(CLUSTER), 0);
+    // A minute of clock later (six evaluations): nothing more is sent.
+    tokio::time::sleep(rig.clock.real(Duration::from_secs(60))).await;
+    assert_eq!(rig.requests().len(), 3);
+    let status = d.status().await;
+    assert!(
+        status["clusters"][0]["offerings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["available"] == false),
+        "{status:#}"
+    );
+    assert!(
+        status["clusters"][0]["last_decision"]
+            .as_str()
+            .unwrap()
+            .contains("back"),
+        "{status:#}"
+    );
+    assert!(
+        d.log()
+            .contains("Offering refused the order; it is skipped until its backoff ends."),
+        "{}",
+        d.log()
+    );
+    let refused: Vec<_> = history(&d)
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "refused")
+        .map(|e| e["offering"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    rig.assert_bodies();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_on_the_fallback_is_retried_under_its_token_and_never_reaches_a_third() {
+    let rig = Rig::new(20.0).await;
+    // The first offering refuses; the fallback executes and its answer is lost.
+    rig.sim
+        .inject(ACTION, Some(CLUSTER), Fault::ApiError(SOLD_OUT.into()));
+    rig.sim
+        .inject(ACTION, Some(CLUSTER), Fault::DropAfterExecute);
+    let d = InProcess::start(&rig.config_path(), rig.clock.clone()).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually_or(
+        Duration::from_secs(30),
+        "the fallback's order to be known",
+        || d.log(),
+        || async {
+            let h = history(&d).await;
+            h.iter().any(|e| e["kind"] == "scale_out")
+        },
+    )
+    .await;
+    let requests = rig.requests();
+    assert!(requests.len() >= 3, "{requests:?}");
+    assert_eq!(requests[0].0, OFFERINGS[0].1);
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|r| r.0 == OFFERINGS[1].1 && r.1 == requests[1].1),
+        "every later request is the fallback under its one token: {requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.0 == OFFERINGS[2].1),
+        "the third offering was never tried"
+    );
+    assert_eq!(rig.sim.ledger().flows_started(CLUSTER), 1);
+    assert!(rig.sim.ledger().tokens_with_several_flows().is_empty());
+    rig.assert_bodies();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_the_refusal_and_the_fallbacks_answer_never_orders_twice() {
+    let rig = Rig::new(1.0).await;
+    // The first offering refuses; the fallback executes and answers 4 s
+    // late: the daemon is killed while it waits.
+    rig.sim
+        .inject(ACTION, Some(CLUSTER), Fault::ApiError(SOLD_OUT.into()));
+    rig.sim
+        .inject(ACTION, Some(CLUSTER), Fault::Delay(Duration::from_secs(4)));
+    let mut d = Daemon::start(
+        &rig.config_path(),
+        &rig.dir.path().join("daemon.log"),
+        rig.dir.path(),
+    );
+    d.wait_healthy(Duration::from_secs(20)).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(
+        Duration::from_secs(20),
+        "the fallback's request",
+        || async { rig.requests().len() >= 2 },
+    )
+    .await;
+    d.kill9();
+    let state = std::fs::read_to_string(rig.dir.path().join("state/state.json")).unwrap();
+    assert!(
+        state.contains(OFFERINGS[1].0) && state.contains(&rig.requests()[1].1),
+        "the refusal and the fallback's intent are on disk: {state}"
+    );
+    d.spawn(rig.dir.path());
+    d.wait_healthy(Duration::from_secs(20)).await;
+    eventually_or(
+        Duration::from_secs(60),
+        "the order to be settled",
+        || d.log_text(),
+        || async {
+            let s = std::fs::read_to_string(rig.dir.path().join("state/state.json"))
+                .unwrap_or_default();
+            s.contains("\"flow_id\": ") && !s.contains("\"flow_id\": null")
+                || s.contains("\"operation\": null")
+        },
+    )
+    .await;
+    let requests = rig.requests();
+    assert!(
+        !requests.iter().any(|r| r.0 == OFFERINGS[2].1),
+        "no third offering: {requests:?}"
+    );
+    assert!(
+        requests[1..].iter().all(|r| r.1 == requests[1].1),
+        "the fallback only under its own token: {requests:?}"
+    );
+    assert_eq!(
+        rig.sim.ledger().flows_started(CLUSTER),
+        1,
+        "one order; log:\n{}",
+        d.log_text()
+    );
+    rig.assert_bodies();
+}
+
+/// `plan` names the offering an order would use and why the first is
+/// skipped, from the same state the daemon wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_names_the_offering_and_why_earlier_ones_are_skipped() {
+    let rig = Rig::new(20.0).await;
+    rig.sim
+        .set_sold_out(OFFERINGS[0].1, Some(OFFERINGS[0].2), None, true);
+    let mut d = InProcess::start(&rig.config_path(), rig.clock.clone()).await;
+    rig.prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(20), "the fallback's order", || async {
+        rig.requests().iter().any(|r| r.2)
+    })
+    .await;
+    assert!(d.stop().await.is_ok());
+    let out = tokio::task::spawn_blocking({
+        let config = rig.config_path();
+        let home = rig.dir.path().to_path_buf();
+        move || {
+            std::process::Command::new(crate::support::daemon_proc::BIN)
+                .args(["plan", "--config"])
+                .arg(config)
+                .env_clear()
+                .env("HOME", home)
+                .env(
+                    "TENCENTCLOUD_SECRET_ID",
+                    emr_autoscaler::sim::DEFAULT_SECRET_ID,
+                )
+                .env(
+                    "TENCENTCLOUD_SECRET_KEY",
+                    emr_autoscaler::sim::DEFAULT_SECRET_KEY,
+                )
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("an order would go through {}", OFFERINGS[1].0))
+            && text.contains(&format!("{} skipped: refused an order", OFFERINGS[0].0)),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+}
