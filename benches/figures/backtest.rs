@@ -123,6 +123,8 @@ fn bench(c: &mut Criterion) {
             initial_task_nodes: 0,
             demand: &demand[i],
             history: &history,
+            offerings: &[],
+            sold_out_backoff: Duration::from_secs(600),
         })
         .collect();
     let run_all = |detail: Detail| {

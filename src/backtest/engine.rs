@@ -30,7 +30,16 @@
 //!    node (the initial ones included, until removed and drained), and unmet
 //!    demand above serving capacity.
 //!
-//! Pause, breaker, dry-run and sold-out backoff do not apply to replays.
+//! 8. with offerings, each chunk goes through the first offering not sold out at its
+//!    send time (a `--sold-out` window) and not skipped after such a refusal; a refused
+//!    offering is skipped for `sold_out_backoff`, and when every one refuses the chunk
+//!    (and the rest of its operation) is not ordered and the cluster backs off, as the
+//!    daemon does. Node-hours, nodes added and cost (with `price_per_hour`) are kept per
+//!    offering; nodes from before the replay, and orders without offerings, are
+//!    `default`. A removal gives back the newest nodes first, as the daemon's choice of
+//!    nodes does.
+//!
+//! Pause, breaker and dry-run do not apply to replays.
 //!
 //! # Choices where the replay model leaves room
 //!
@@ -184,6 +193,44 @@ pub struct ClusterInput<'a> {
     /// rule, in time order. Ignored for other rules; missing entries read as
     /// no data.
     pub history: &'a [Option<Vec<Sample>>],
+    /// The cluster's offerings in order of preference, with their sold-out
+    /// windows; empty: every order is `default`.
+    pub offerings: &'a [ReplayOffering],
+    /// How long an offering that refused is skipped (`sold_out_backoff`).
+    pub sold_out_backoff: Duration,
+}
+
+/// One offering as the replay sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayOffering {
+    /// Its name.
+    pub name: String,
+    /// Price per node-hour, for the cost.
+    pub price_per_hour: Option<f64>,
+    /// Windows `[from, to)` in which it is sold out.
+    pub sold_out: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl ReplayOffering {
+    fn sold_out_at(&self, t: DateTime<Utc>) -> bool {
+        self.sold_out.iter().any(|(from, to)| *from <= t && t < *to)
+    }
+}
+
+/// The figures of one offering (`default`: nodes from before the replay and
+/// orders without offerings).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct OfferingFigures {
+    /// The offering.
+    pub name: String,
+    /// Nodes ordered through it.
+    pub nodes_added: u32,
+    /// Hours billed for its nodes.
+    pub node_hours: f64,
+    /// `node_hours` × `price_per_hour`, when a price is given.
+    pub cost: Option<f64>,
+    /// Orders it refused (sold out).
+    pub refusals: u32,
 }
 
 /// One step of one cluster's timeline (the cluster is [`ClusterRun::instance_id`]).
@@ -235,6 +282,10 @@ pub struct ChunkRecord {
     pub serving_at: DateTime<Utc>,
     /// Nodes in the chunk.
     pub nodes: u32,
+    /// The offering it goes through (index into the replay's offerings; 0
+    /// is `default`).
+    #[serde(skip)]
+    pub offering: usize,
 }
 
 /// The figures of one replay.
@@ -253,8 +304,9 @@ pub struct Summary {
     pub unmet_gib_minutes: f64,
     /// Most nodes ordered and not yet serving at one step.
     pub peak_in_flight: u32,
-    /// ScaleOutInstance and TerminateClusterNodes requests (one per chunk or
-    /// removal; a replay has no retries).
+    /// ScaleOutInstance (or ScaleOutCluster) and TerminateClusterNodes
+    /// requests (one per chunk, refusals included, or removal; a replay has
+    /// no retries).
     pub api_calls: u32,
     /// Chunks of at most 20 nodes.
     pub chunks: u32,
@@ -272,6 +324,8 @@ pub struct Summary {
     pub open_loop_rules: Vec<String>,
     /// Steps per outcome label.
     pub outcomes: BTreeMap<&'static str, usize>,
+    /// Per offering, `default` first.
+    pub offerings: Vec<OfferingFigures>,
 }
 
 impl Summary {
@@ -293,6 +347,20 @@ impl Summary {
             .extend(other.open_loop_rules.iter().cloned());
         for (k, v) in &other.outcomes {
             *self.outcomes.entry(k).or_default() += v;
+        }
+        for o in &other.offerings {
+            match self.offerings.iter_mut().find(|x| x.name == o.name) {
+                Some(x) => {
+                    x.nodes_added += o.nodes_added;
+                    x.node_hours += o.node_hours;
+                    x.refusals += o.refusals;
+                    x.cost = match (x.cost, o.cost) {
+                        (None, None) => None,
+                        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+                    };
+                }
+                None => self.offerings.push(o.clone()),
+            }
         }
     }
 }
@@ -387,8 +455,18 @@ struct Fleet {
     /// Task nodes billed now: the initial ones from the start, ordered ones
     /// from their send, removed ones until drained.
     billed: u32,
-    /// Removed nodes still billed, until their grace period ends (in order).
-    draining: VecDeque<(DateTime<Utc>, u32)>,
+    /// Removed nodes still billed, until their grace period ends (in order),
+    /// with their offering.
+    draining: VecDeque<(DateTime<Utc>, usize, u32)>,
+    /// Per offering (0: `default`, then the configured ones): nodes billed.
+    billed_by: Vec<u32>,
+    /// Serving nodes by offering, oldest first: a removal takes the newest.
+    serving_by: Vec<(usize, u32)>,
+    /// Per configured offering: skipped until then after a refusal.
+    skipped_until: Vec<Option<DateTime<Utc>>>,
+    /// Per offering: nodes ordered, refusals.
+    added_by: Vec<u32>,
+    refused_by: Vec<u32>,
     /// The cluster's one operation runs until then.
     operation_until: Option<DateTime<Utc>>,
     /// The same projection the daemon and `plan` decide from.
@@ -412,6 +490,15 @@ impl Fleet {
             removed: 0,
             billed: input.initial_task_nodes,
             draining: VecDeque::new(),
+            billed_by: {
+                let mut b = vec![0; input.offerings.len() + 1];
+                b[0] = input.initial_task_nodes;
+                b
+            },
+            serving_by: vec![(0, input.initial_task_nodes)],
+            skipped_until: vec![None; input.offerings.len()],
+            added_by: vec![0; input.offerings.len() + 1],
+            refused_by: vec![0; input.offerings.len() + 1],
             operation_until: None,
             // A replayed flow takes the provisioning delay.
             seen: Projection {
@@ -434,14 +521,20 @@ impl Fleet {
     fn advance(&mut self, now: DateTime<Utc>) {
         while self.served < self.chunks.len() && self.chunks[self.served].serving_at <= now {
             let nodes = self.chunks[self.served].nodes;
+            let offering = self.chunks[self.served].offering;
+            match self.serving_by.last_mut() {
+                Some((o, n)) if *o == offering => *n += nodes,
+                _ => self.serving_by.push((offering, nodes)),
+            }
             self.running = self.running.saturating_add(nodes);
             self.served_nodes = self.served_nodes.saturating_add(nodes);
             self.served += 1;
         }
         self.send_due(now);
-        while self.draining.front().is_some_and(|(end, _)| *end <= now) {
-            if let Some((_, n)) = self.draining.pop_front() {
+        while self.draining.front().is_some_and(|(end, _, _)| *end <= now) {
+            if let Some((_, o, n)) = self.draining.pop_front() {
                 self.billed = self.billed.saturating_sub(n);
+                self.billed_by[o] = self.billed_by[o].saturating_sub(n);
             }
         }
         let day = chrono::Duration::days(1);
@@ -453,7 +546,9 @@ impl Fleet {
     /// Bills the chunks whose send time has come.
     fn send_due(&mut self, now: DateTime<Utc>) {
         while self.sent < self.chunks.len() && self.chunks[self.sent].sent_at <= now {
-            self.billed = self.billed.saturating_add(self.chunks[self.sent].nodes);
+            let c = self.chunks[self.sent];
+            self.billed = self.billed.saturating_add(c.nodes);
+            self.billed_by[c.offering] = self.billed_by[c.offering].saturating_add(c.nodes);
             self.sent += 1;
         }
     }
@@ -518,7 +613,21 @@ impl Fleet {
             let drained = now + chrono_dur(scale_in.grace_period);
             self.running -= removed;
             self.removed = self.removed.saturating_add(removed);
-            self.draining.push_back((drained, removed));
+            // The newest nodes go first.
+            let mut left = removed;
+            while left > 0 {
+                let Some((o, n)) = self.serving_by.last_mut() else {
+                    break;
+                };
+                let take = left.min(*n);
+                *n -= take;
+                left -= take;
+                let o = *o;
+                if *n == 0 {
+                    self.serving_by.pop();
+                }
+                self.draining.push_back((drained, o, take));
+            }
             self.operation_until = Some(drained);
             self.seen.scale_in_cooldown_until = Some(drained + chrono_dur(scale_in.cooldown));
         }
@@ -527,28 +636,78 @@ impl Fleet {
 
     /// Orders the decision's chunks at `now`: chunk `k` (from 0) is sent
     /// `k` delays later and serves one delay after that.
+    /// The offering a chunk sent at `at` goes through (0: `default` without
+    /// offerings), skipping and marking those sold out then; `None` when
+    /// every one refuses. Also returns the refusals it met.
+    fn choose(
+        &mut self,
+        offerings: &[ReplayOffering],
+        backoff: chrono::Duration,
+        at: DateTime<Utc>,
+    ) -> (Option<usize>, u32) {
+        if offerings.is_empty() {
+            return (Some(0), 0);
+        }
+        let mut refusals = 0;
+        for (i, o) in offerings.iter().enumerate() {
+            if self.skipped_until[i].is_some_and(|u| at < u) {
+                continue;
+            }
+            if o.sold_out_at(at) {
+                self.skipped_until[i] = Some(at + backoff);
+                self.refused_by[i + 1] += 1;
+                refusals += 1;
+                continue;
+            }
+            return (Some(i + 1), refusals);
+        }
+        (None, refusals)
+    }
+
+    /// Orders the decision's chunks at `now`: chunk `k` (from 0) is sent
+    /// `k` delays later and serves one delay after that. Returns the nodes
+    /// ordered, the requests made (refusals included) and the chunks
+    /// ordered: with every
+    /// offering refusing, the rest of the operation is not ordered and the
+    /// cluster backs off.
     fn order(
         &mut self,
-        policy: &ClusterPolicy,
+        input: &ClusterInput<'_>,
         decision: &Decision,
         delay: chrono::Duration,
         now: DateTime<Utc>,
-    ) {
+    ) -> (u32, u32, u32) {
+        let policy = input.policy;
+        let backoff = chrono_dur(input.sold_out_backoff);
+        let (mut nodes_ordered, mut requests, mut chunks) = (0u32, 0u32, 0i32);
         for (k, nodes) in decision.chunks.iter().enumerate() {
             let sent_at = now + delay * k as i32;
+            let (offering, refusals) = self.choose(input.offerings, backoff, sent_at);
+            requests += refusals;
+            let Some(offering) = offering else {
+                self.seen.backoff_until = Some(sent_at + backoff);
+                break;
+            };
+            requests += 1;
+            chunks += 1;
+            nodes_ordered += nodes;
+            self.added_by[offering] += nodes;
             self.chunks.push(ChunkRecord {
                 decided_at: now,
                 sent_at,
                 serving_at: sent_at + delay,
                 nodes: *nodes,
+                offering,
             });
             self.orders.push((sent_at, *nodes));
         }
-        let done = now + delay * decision.chunks.len() as i32;
+        let done = now + delay * chunks;
         self.operation_until = Some(done);
         self.seen.scale_in_cooldown_until = Some(done + chrono_dur(policy.scale_in.cooldown));
-        self.seen.cooldown_until = Some(done + chrono_dur(policy.cooldown));
-        self.ordered = self.ordered.saturating_add(decision.increment);
+        if chunks > 0 {
+            self.seen.cooldown_until = Some(done + chrono_dur(policy.cooldown));
+        }
+        self.ordered = self.ordered.saturating_add(nodes_ordered);
         // The votes are in rule order; the driving ones mute their rule.
         for (idx, v) in decision.votes.iter().enumerate() {
             if v.increment > 0 && v.outcome == decision.outcome {
@@ -565,6 +724,7 @@ impl Fleet {
         }
         // The first chunk is sent now: bill it from this step.
         self.send_due(now);
+        (nodes_ordered, requests, chunks.unsigned_abs())
     }
 }
 
@@ -710,6 +870,7 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
         grid.steps
     });
     let mut in_flight_by_step = Vec::with_capacity(grid.steps);
+    let mut node_hours_by = vec![0.0; input.offerings.len() + 1];
 
     for i in 0..grid.steps {
         let now = grid.at(i);
@@ -730,19 +891,23 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             summary.operations += 1;
         }
         let acted = decision.orders() && !busy;
+        let mut ordered = 0;
         if acted {
-            fleet.order(policy, &decision, delay, now);
-            summary.nodes_added = summary.nodes_added.saturating_add(decision.increment);
-            summary.chunks += decision.chunks.len() as u32;
-            summary.api_calls += decision.chunks.len() as u32;
-            summary.operations += 1;
+            let (nodes, requests, chunks) = fleet.order(input, &decision, delay, now);
+            ordered = nodes;
+            summary.nodes_added = summary.nodes_added.saturating_add(nodes);
+            summary.chunks += chunks;
+            summary.api_calls += requests;
+            if nodes > 0 {
+                summary.operations += 1;
+            }
         }
         let held_by_operation =
             (decision.orders() && !acted) || (decision.removes() > 0 && removed == 0);
         let (outcome, increment) = if held_by_operation {
             (Outcome::Hold, 0)
         } else {
-            (decision.outcome, if acted { decision.increment } else { 0 })
+            (decision.outcome, if acted { ordered } else { 0 })
         };
         let in_flight = fleet.in_flight();
         summary.peak_in_flight = summary.peak_in_flight.max(in_flight);
@@ -758,6 +923,10 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
             signals
         };
         costs.step(&signals, fleet.billed, grid.step);
+        let hours = grid.step.as_secs_f64() / 3600.0;
+        for (h, b) in node_hours_by.iter_mut().zip(&fleet.billed_by) {
+            *h += f64::from(*b) * hours;
+        }
         if demand.is_none() {
             summary.steps_without_demand += 1;
         }
@@ -783,6 +952,22 @@ pub fn replay(input: &ClusterInput<'_>, grid: &Grid, detail: Detail) -> ClusterR
         .initial_task_nodes
         .saturating_add(fleet.ordered)
         .saturating_sub(fleet.removed);
+    summary.offerings = std::iter::once(("default", None))
+        .chain(
+            input
+                .offerings
+                .iter()
+                .map(|o| (o.name.as_str(), o.price_per_hour)),
+        )
+        .enumerate()
+        .map(|(i, (name, price))| OfferingFigures {
+            name: name.to_string(),
+            nodes_added: fleet.added_by[i],
+            node_hours: node_hours_by[i],
+            cost: price.map(|p| p * node_hours_by[i]),
+            refusals: fleet.refused_by[i],
+        })
+        .collect();
     summary.outcomes = Outcome::ALL
         .iter()
         .zip(outcome_counts)
@@ -878,6 +1063,8 @@ mod tests {
             initial_task_nodes: 0,
             demand,
             history: &[],
+            offerings: &[],
+            sold_out_backoff: Duration::from_secs(600),
         };
         replay(&input, &grid(minutes), Detail::Full)
     }
@@ -912,6 +1099,69 @@ mod tests {
         // m 4..7: the 5 nodes of chunk 2 count in flight; nothing more.
         assert!(r.timeline[1..].iter().all(|s| s.increment == 0));
         assert_eq!(s.final_task_nodes, 25);
+    }
+
+    /// Offering a is sold out from m 0 to m 30: the first order goes to b,
+    /// a is skipped for the backoff (10 min) after its refusal; at m 20 both
+    /// are sold out, nothing is ordered and the cluster backs off. Node-hours
+    /// and cost are kept per offering.
+    #[test]
+    fn orders_fall_back_across_offerings_and_bill_each() {
+        let p = policy(vec![sized(100.0)], 0);
+        let offerings = [
+            ReplayOffering {
+                name: "a".into(),
+                price_per_hour: Some(2.0),
+                sold_out: vec![(t(0), t(30))],
+            },
+            ReplayOffering {
+                name: "b".into(),
+                price_per_hour: Some(3.0),
+                sold_out: vec![(t(20), t(30))],
+            },
+        ];
+        // 500 MB at m 0 (5 nodes); 1000 MB from m 20 (5 more).
+        let demand = [(t(0), 500.0), (t(20), 1000.0)];
+        let input = ClusterInput {
+            instance_id: "emr-test0001",
+            policy: &p,
+            model: model(4),
+            initial_task_nodes: 0,
+            demand: &demand,
+            history: &[],
+            offerings: &offerings,
+            sold_out_backoff: Duration::from_secs(600),
+        };
+        let r = replay(&input, &grid(60), Detail::Full);
+        let by = |name: &str| {
+            r.summary
+                .offerings
+                .iter()
+                .find(|o| o.name == name)
+                .unwrap()
+                .clone()
+        };
+        // m 0: a refuses, b takes 5. m 20: a is sold out (refuses), b too:
+        // backoff until m 30. m 30: a serves the 5 more.
+        assert_eq!(
+            r.chunks
+                .iter()
+                .map(|c| (c.sent_at, c.nodes, c.offering))
+                .collect::<Vec<_>>(),
+            [(t(0), 5, 2), (t(30), 5, 1)]
+        );
+        assert_eq!((by("a").nodes_added, by("b").nodes_added), (5, 5));
+        assert_eq!((by("a").refusals, by("b").refusals), (2, 1));
+        assert_eq!(by("default").nodes_added, 0);
+        // b: 5 nodes billed m 0..60; a: 5 nodes m 30..60.
+        assert!((by("b").node_hours - 5.0).abs() < 1e-9, "{:?}", by("b"));
+        assert!((by("a").node_hours - 2.5).abs() < 1e-9, "{:?}", by("a"));
+        assert!((by("b").cost.unwrap() - 15.0).abs() < 1e-9);
+        assert!((by("a").cost.unwrap() - 5.0).abs() < 1e-9);
+        assert!((r.summary.node_hours - 7.5).abs() < 1e-9);
+        // Two orders sent, three refusals.
+        assert_eq!(r.summary.api_calls, 5);
+        assert_eq!(r.summary.operations, 2);
     }
 
     /// A schedule floor that opens while an operation runs waits for it:
@@ -1033,6 +1283,8 @@ mod tests {
             initial_task_nodes: 0,
             demand: &[(t(0), 0.0)],
             history: &history,
+            offerings: &[],
+            sold_out_backoff: Duration::from_secs(600),
         };
         let r = replay(&input, &grid(5), Detail::Full);
         assert_eq!(r.summary.open_loop_rules, ["recorded"]);
@@ -1099,6 +1351,8 @@ mod tests {
             initial_task_nodes: 10,
             demand: &demand,
             history: &[],
+            offerings: &[],
+            sold_out_backoff: Duration::from_secs(600),
         };
         let r = replay(&input, &grid(60), Detail::Full);
         let removals: Vec<(i64, u32)> = r

@@ -25,7 +25,8 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use engine::{
-    ClusterInput, ClusterRun, Detail, Grid, RuleMode, StepRecord, Summary, replay, rule_modes,
+    ClusterInput, ClusterRun, Detail, Grid, OfferingFigures, ReplayOffering, RuleMode, StepRecord,
+    Summary, replay, rule_modes,
 };
 pub(crate) use report::ConfigRun;
 
@@ -232,6 +233,40 @@ pub(crate) struct BacktestOptions {
     pub model: crate::replay::Model,
     /// Task nodes serving at `from`; default each cluster's min_task_nodes.
     pub initial_task_nodes: Option<u32>,
+    /// Offerings sold out for a while (`--sold-out NAME@FROM/TO`).
+    pub sold_out: Vec<SoldOut>,
+}
+
+/// An offering sold out from `from` to `to` in a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoldOut {
+    /// The offering's name.
+    pub offering: String,
+    /// Start of the window.
+    pub from: DateTime<Utc>,
+    /// End of the window (excluded).
+    pub to: DateTime<Utc>,
+}
+
+/// The offerings of `cluster` as a replay sees them, with the windows of
+/// `sold_out` that name them.
+pub fn replay_offerings(
+    cluster: &config::ClusterConfig,
+    sold_out: &[SoldOut],
+) -> Vec<engine::ReplayOffering> {
+    cluster
+        .offerings
+        .iter()
+        .map(|o| engine::ReplayOffering {
+            name: o.name.clone(),
+            price_per_hour: o.price_per_hour,
+            sold_out: sold_out
+                .iter()
+                .filter(|w| w.offering == o.name)
+                .map(|w| (w.from, w.to))
+                .collect(),
+        })
+        .collect()
 }
 
 /// Runs the backtest `args` describe; returns the summary table.
@@ -254,6 +289,27 @@ pub(crate) async fn run(args: &BacktestOptions) -> Result<String, BacktestError>
         path: args.config.display().to_string(),
         clusters: select(&config, &args.config, &ids)?,
     }];
+    let offered: Vec<&str> = config
+        .clusters
+        .iter()
+        .filter(|c| ids.contains(&c.instance_id))
+        .flat_map(|c| c.offerings.iter().map(|o| o.name.as_str()))
+        .collect();
+    if let Some(w) = args
+        .sold_out
+        .iter()
+        .find(|w| !offered.contains(&w.offering.as_str()))
+    {
+        return Err(BacktestError::Args(format!(
+            "--sold-out names {:?}, which no replayed cluster offers (offerings: {})",
+            w.offering,
+            if offered.is_empty() {
+                "none configured".to_string()
+            } else {
+                offered.join(", ")
+            }
+        )));
+    }
     if let Some((other, path)) = &other {
         plans.push(Plan {
             path: path.display().to_string(),
@@ -374,6 +430,8 @@ pub(crate) async fn run(args: &BacktestOptions) -> Result<String, BacktestError>
                 initial_task_nodes: args.initial_task_nodes.unwrap_or(c.min_task_nodes),
                 demand: series,
                 history: &history,
+                offerings: &replay_offerings(c, &args.sold_out),
+                sold_out_backoff: config.daemon.sold_out_backoff,
             };
             clusters.push(replay(&input, &grid, Detail::Full));
         }

@@ -228,26 +228,57 @@ fn fmt_f(v: f64, decimals: usize) -> String {
     format!("{v:.decimals$}")
 }
 
-fn rows(s: &Summary) -> Vec<(&'static str, String)> {
-    vec![
-        ("nodes added", s.nodes_added.to_string()),
-        ("nodes removed", s.nodes_removed.to_string()),
-        ("node-hours", fmt_f(s.node_hours, 2)),
-        ("unmet minutes", fmt_f(s.unmet_minutes, 1)),
-        ("unmet GiB·minutes", fmt_f(s.unmet_gib_minutes, 2)),
-        ("peak in-flight nodes", s.peak_in_flight.to_string()),
-        ("API calls", s.api_calls.to_string()),
-        ("chunks", s.chunks.to_string()),
-        ("operations", s.operations.to_string()),
+fn rows(s: &Summary) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = vec![
+        ("nodes added".into(), s.nodes_added.to_string()),
+        ("nodes removed".into(), s.nodes_removed.to_string()),
+        ("node-hours".into(), fmt_f(s.node_hours, 2)),
+        ("unmet minutes".into(), fmt_f(s.unmet_minutes, 1)),
+        ("unmet GiB·minutes".into(), fmt_f(s.unmet_gib_minutes, 2)),
+        ("peak in-flight nodes".into(), s.peak_in_flight.to_string()),
+        ("API calls".into(), s.api_calls.to_string()),
+        ("chunks".into(), s.chunks.to_string()),
+        ("operations".into(), s.operations.to_string()),
         (
-            "open-loop rules",
+            "open-loop rules".into(),
             if s.open_loop_rules.is_empty() {
                 "none".to_string()
             } else {
                 s.open_loop_rules.join(", ")
             },
         ),
-    ]
+    ];
+    // Per offering, once there is more than the cluster's own spec.
+    if s.offerings.iter().any(|o| o.name != "default") {
+        for o in &s.offerings {
+            rows.push((format!("{}: node-hours", o.name), fmt_f(o.node_hours, 2)));
+            rows.push((
+                format!("{}: nodes added", o.name),
+                o.nodes_added.to_string(),
+            ));
+            if o.refusals > 0 {
+                rows.push((
+                    format!("{}: sold-out refusals", o.name),
+                    o.refusals.to_string(),
+                ));
+            }
+        }
+        let priced: Vec<_> = s
+            .offerings
+            .iter()
+            .filter_map(|o| o.cost.map(|c| (o, c)))
+            .collect();
+        for (o, cost) in &priced {
+            rows.push((format!("{}: cost", o.name), fmt_f(*cost, 2)));
+        }
+        if !priced.is_empty() {
+            rows.push((
+                "cost (priced offerings)".into(),
+                fmt_f(priced.iter().map(|(_, c)| c).sum(), 2),
+            ));
+        }
+    }
+    rows
 }
 
 /// The summary table: one column per configuration; per cluster when there
@@ -296,10 +327,23 @@ pub(crate) fn table(grid: &Grid, runs: &[&ConfigRun]) -> String {
         out,
         "(every billed task node counts in node-hours: the initial ones too, removed ones until drained)"
     );
-    let label_width = 22;
     for (scope, sums) in scopes {
         let _ = writeln!(out);
-        let table: Vec<Vec<(&str, String)>> = sums.iter().map(rows).collect();
+        let table: Vec<Vec<(String, String)>> = sums.iter().map(rows).collect();
+        // Every label any column has, in first-seen order: configurations
+        // compared may list different offerings.
+        let mut labels: Vec<&str> = Vec::new();
+        for (l, _) in table.iter().flatten() {
+            if !labels.contains(&l.as_str()) {
+                labels.push(l);
+            }
+        }
+        let label_width = labels
+            .iter()
+            .map(|l| l.chars().count() + 2)
+            .max()
+            .unwrap_or(0)
+            .max(22);
         let headers: Vec<String> = runs.iter().map(|r| r.config.clone()).collect();
         let widths: Vec<usize> = (0..runs.len())
             .map(|j| {
@@ -316,14 +360,14 @@ pub(crate) fn table(grid: &Grid, runs: &[&ConfigRun]) -> String {
             let _ = write!(out, "  {:>w$}", h, w = widths[j]);
         }
         let _ = writeln!(out);
-        let labels: Vec<&str> = table
-            .first()
-            .map(|t| t.iter().map(|(l, _)| *l).collect())
-            .unwrap_or_default();
-        for (k, label) in labels.iter().enumerate() {
+        for label in &labels {
             let _ = write!(out, "{label:<label_width$}");
             for (column, width) in table.iter().zip(&widths) {
-                let _ = write!(out, "  {:>width$}", column[k].1);
+                let value = column
+                    .iter()
+                    .find(|(l, _)| l == label)
+                    .map_or("-", |(_, v)| v.as_str());
+                let _ = write!(out, "  {value:>width$}");
             }
             let _ = writeln!(out);
         }

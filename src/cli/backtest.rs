@@ -31,6 +31,29 @@ fn positive_megabytes(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `NAME@FROM/TO`: an offering sold out from FROM to TO (RFC 3339).
+fn sold_out(text: &str) -> Result<crate::backtest::SoldOut, String> {
+    let shape = || {
+        format!(
+            "{text:?} is not NAME@FROM/TO, e.g. s5-gz6@2026-12-01T09:00:00Z/2026-12-01T10:00:00Z"
+        )
+    };
+    let (name, window) = text.split_once('@').ok_or_else(shape)?;
+    let (from, to) = window.split_once('/').ok_or_else(shape)?;
+    let (from, to) = (rfc3339(from)?, rfc3339(to)?);
+    if name.is_empty() {
+        return Err(shape());
+    }
+    if to <= from {
+        return Err(format!("{text:?}: the window ends before it starts"));
+    }
+    Ok(crate::backtest::SoldOut {
+        offering: name.to_string(),
+        from,
+        to,
+    })
+}
+
 /// Arguments of `backtest`.
 ///
 /// Replays history through the configured policies on a simulated cluster,
@@ -97,6 +120,10 @@ pub(crate) struct BacktestArgs {
     /// Node-hours count every billed task node, these included.
     #[arg(long, value_name = "N")]
     pub initial_task_nodes: Option<u32>,
+    /// An offering sold out for a window: NAME@FROM/TO (RFC 3339), repeatable.
+    /// Orders then go to the next offering, as the daemon's do.
+    #[arg(long = "sold-out", value_parser = sold_out, value_name = "NAME@FROM/TO")]
+    pub sold_out: Vec<crate::backtest::SoldOut>,
 }
 
 impl BacktestArgs {
@@ -118,6 +145,7 @@ impl BacktestArgs {
             compare: self.compare,
             clusters: self.clusters,
             initial_task_nodes: self.initial_task_nodes,
+            sold_out: self.sold_out,
         }
     }
 }

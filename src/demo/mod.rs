@@ -115,6 +115,7 @@ fn replay_all(
     demand: &[SyntheticDemand],
     model: Model,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
+    sold_out: &[crate::backtest::SoldOut],
     tweak: impl Fn(&mut crate::policy::ClusterPolicy),
 ) -> crate::backtest::Summary {
     use crate::backtest::{ClusterInput, Detail, Grid, replay};
@@ -135,6 +136,8 @@ fn replay_all(
             initial_task_nodes: c.min_task_nodes,
             demand: &series,
             history: &[],
+            offerings: &crate::backtest::replay_offerings(c, sold_out),
+            sold_out_backoff: config.daemon.sold_out_backoff,
         };
         sum.accumulate(&replay(&input, &grid, Detail::Summary).summary);
     }
@@ -153,9 +156,9 @@ pub(crate) fn compare_previous(
     let previous = load(PREVIOUS_CONFIG, &placeholders())?;
     Ok(Comparison {
         this_label: "capacity rule (the demo's policy)".into(),
-        this: replay_all(config, demand, model, (start, end), |_| {}),
+        this: replay_all(config, demand, model, (start, end), &[], |_| {}),
         other_label: "previous demo policy".into(),
-        other: replay_all(&previous, demand, model, (start, end), |_| {}),
+        other: replay_all(&previous, demand, model, (start, end), &[], |_| {}),
     })
 }
 
@@ -174,9 +177,9 @@ pub(crate) fn compare_scale_in(
         .any(|c| c.scale_in.enabled)
         .then(|| Comparison {
             this_label: "with scale-in".into(),
-            this: replay_all(config, demand, model, (start, end), |_| {}),
+            this: replay_all(config, demand, model, (start, end), &[], |_| {}),
             other_label: "without scale-in".into(),
-            other: replay_all(config, demand, model, (start, end), |p| {
+            other: replay_all(config, demand, model, (start, end), &[], |p| {
                 p.scale_in.enabled = false
             }),
         })

@@ -603,3 +603,100 @@ fn prometheus_demand_closed_and_open_loop() {
         text(&o)
     );
 }
+
+/// Offerings in a replay: `--sold-out` sends the first order to the next
+/// offering, and the table and summary.json give node-hours, nodes and cost
+/// per offering. The closed-loop step above orders 2 nodes at m 12 and 2 at
+/// m 21. "a" is sold out from m 0 to m 13, so at m 12 it refuses (skipped
+/// for sold_out_backoff, 5m, to m 17) and "b" takes the order; at m 21 "a"
+/// takes it. b: 2 nodes × 48 min = 1.6 h, at 3.0 = 4.8; a: 2 × 39 min =
+/// 1.3 h, at 2.0 = 2.6.
+#[test]
+fn sold_out_windows_move_orders_and_figures_are_kept_per_offering() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offerings.toml");
+    let base = std::fs::read_to_string(data("backtest-closed.toml")).unwrap();
+    let written = base
+        .replace(
+            "[prometheus]",
+            "sold_out_backoff = \"5m\"\n\n[prometheus]",
+        )
+        .replace(
+            "[[clusters.rules]]",
+            "[[clusters.scale_out.offerings]]\nname = \"a\"\ninstance_type = \"S5.2XLARGE32\"\nprice_per_hour = 2.0\n\
+             [[clusters.scale_out.offerings]]\nname = \"b\"\ninstance_type = \"SA5.2XLARGE32\"\nprice_per_hour = 3.0\n\n[[clusters.rules]]",
+        );
+    std::fs::write(&config, written).unwrap();
+    let out = dir.path().join("out");
+    let csv = data("backtest-step.csv");
+    let args = |sold_out: &str| {
+        vec![
+            "--config".to_string(),
+            config.display().to_string(),
+            "--input".into(),
+            csv.display().to_string(),
+            "--from".into(),
+            "2026-01-05T00:00:00Z".into(),
+            "--to".into(),
+            "2026-01-05T01:00:00Z".into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--sold-out".into(),
+            sold_out.into(),
+        ]
+    };
+    let owned = args("a@2026-01-05T00:00:00Z/2026-01-05T00:13:00Z");
+    let o = backtest(&owned.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "a: node-hours",
+        "b: node-hours",
+        "a: sold-out refusals",
+        "a: cost",
+        "b: cost",
+        "cost (priced offerings)",
+    ] {
+        assert!(table.contains(line), "{line} missing:\n{table}");
+    }
+    println!("{table}");
+    let v = summary(&out);
+    // The same decisions as without offerings; one more request: the refusal.
+    let mut f = figures(&v);
+    assert_eq!(f.api_calls, 3, "{f:?}");
+    f.api_calls = 2;
+    assert_closed_loop_figures(&f);
+    let by = |name: &str| {
+        v["clusters"][0]["offerings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("a")["nodes_added"], 2);
+    assert_eq!(by("b")["nodes_added"], 2);
+    assert_eq!(by("a")["refusals"], 1);
+    assert!(close(by("b")["node_hours"].as_f64().unwrap(), 1.6));
+    assert!(close(by("a")["node_hours"].as_f64().unwrap(), 1.3));
+    assert!(close(by("b")["cost"].as_f64().unwrap(), 4.8));
+    assert!(close(by("a")["cost"].as_f64().unwrap(), 2.6));
+    assert_eq!(by("default")["nodes_added"], 0);
+
+    // A name no cluster offers, or a window that ends first, is refused.
+    let owned = args("nope@2026-01-05T00:00:00Z/2026-01-05T00:13:00Z");
+    let o = backtest(&owned.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains(
+            "--sold-out names \"nope\", which no replayed cluster offers (offerings: a, b)"
+        ),
+        "{}",
+        text(&o)
+    );
+    let owned = args("a@2026-01-05T00:13:00Z/2026-01-05T00:00:00Z");
+    let o = backtest(&owned.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("ends before it starts"), "{}", text(&o));
+}
