@@ -6,6 +6,7 @@
 //! The timeline and summary go to stdout; the daemon's own logs to stderr
 //! (warnings only unless `RUST_LOG` says otherwise).
 
+mod offerings;
 pub mod prom;
 
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +77,9 @@ pub(crate) struct DemoSummary {
     /// same demand: the previous demo policy for the built-in one, the same
     /// policy without scale-in for a user's policy that enables it.
     pub comparison: Option<Comparison>,
+    /// Per cluster with offerings: (offering, node-hours, cost) from the
+    /// run, `default` first.
+    pub offerings: BTreeMap<String, Vec<(String, f64, Option<f64>)>>,
 }
 
 /// Two policies replayed over the demo's demand, side by side.
@@ -476,6 +480,19 @@ pub(crate) async fn run(
         .collect();
     let mut seen_flows = 0usize;
     let mut seen_removals: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen_requests = 0usize;
+    let mut books: BTreeMap<String, offerings::Book> = config
+        .clusters
+        .iter()
+        .map(|c| {
+            (
+                c.instance_id.clone(),
+                offerings::Book::new(c.min_task_nodes),
+            )
+        })
+        .collect();
+    let mut sold_out_hour =
+        offerings::SoldOutHour::of(&config.clusters, start).filter(|h| h.from < end);
     let mut next_row = start;
     loop {
         let now = clock.now();
@@ -485,9 +502,32 @@ pub(crate) async fn run(
         if daemon_task.is_finished() {
             break;
         }
+        let stamp = format!("{}", now.format("%a %H:%M"));
+        if let Some(hour) = sold_out_hour.as_mut()
+            && let Some(line) = hour.follow(&sim, now)
+        {
+            let _ = writeln!(out, "{stamp:<10} {:<14} {line}", hour.cluster);
+        }
         // New orders since the last step.
         let starts = sim.ledger().flow_starts();
         let ledger = sim.ledger();
+        // Offerings that refused an order since the last step.
+        let requests: Vec<&crate::sim::LedgerEntry> = ledger
+            .entries()
+            .iter()
+            .filter(|e| e.action == "ScaleOutCluster")
+            .collect();
+        for e in requests.iter().skip(seen_requests) {
+            let line = config
+                .clusters
+                .iter()
+                .find(|c| e.instance_ids.first() == Some(&c.instance_id))
+                .and_then(|c| offerings::refusal_line(c, e).map(|l| (c, l)));
+            if let Some((c, line)) = line {
+                let _ = writeln!(out, "{stamp:<10} {:<14} {line}", c.instance_id);
+            }
+        }
+        seen_requests = requests.len();
         let removals: BTreeMap<String, Vec<Vec<String>>> = config
             .clusters
             .iter()
@@ -508,12 +548,29 @@ pub(crate) async fn run(
                 .and_then(|s| s.get(&f.instance_id).cloned())
                 .map(|(_, _, (order, _))| order)
                 .unwrap_or_default();
+            let cluster = config.cluster(&f.instance_id);
+            let through = ledger
+                .entries()
+                .iter()
+                .find(|e| e.seq == f.seq)
+                .zip(cluster)
+                .filter(|(e, _)| e.action == "ScaleOutCluster")
+                .map(|(e, c)| offerings::offering_of_request(c, e));
+            if let Some(book) = books.get_mut(&f.instance_id) {
+                book.ordered(
+                    through
+                        .as_deref()
+                        .unwrap_or(crate::history::DEFAULT_OFFERING),
+                    f.task_count,
+                );
+            }
             let _ = writeln!(
                 out,
-                "{:<10} {:<14} ordered +{} (flow {}): {reason}",
-                format!("{}", now.format("%a %H:%M")),
+                "{:<10} {:<14} ordered +{}{} (flow {}): {reason}",
+                stamp,
                 f.instance_id,
                 f.task_count,
+                through.map_or_else(String::new, |o| format!(" through {o}")),
                 f.flow_id
             );
         }
@@ -521,6 +578,9 @@ pub(crate) async fn run(
         for (id, list) in &removals {
             let seen = seen_removals.entry(id.clone()).or_default();
             for nodes in list.iter().skip(*seen) {
+                if let Some(book) = books.get_mut(id) {
+                    book.removing(nodes);
+                }
                 let reason = status
                     .as_ref()
                     .and_then(|s| s.get(id).cloned())
@@ -541,6 +601,11 @@ pub(crate) async fn run(
             let running = snapshot.as_ref().map_or(0, |s| s.task_nodes);
             // Removed nodes are billed until their graceful flow ends.
             let removed = snapshot.as_ref().map_or(0, |s| s.nodes_removed) as u32;
+            if let Some(book) = books.get_mut(&c.instance_id) {
+                book.learn(c, &sim);
+                book.drained(u64::from(removed));
+                book.step(step);
+            }
             let signals = model.signals(demand[i].at(now), running);
             if let Some(cost) = costs.get_mut(&c.instance_id) {
                 cost.step(
@@ -595,6 +660,16 @@ pub(crate) async fn run(
         clusters: costs,
         api_calls,
         comparison,
+        offerings: config
+            .clusters
+            .iter()
+            .filter(|c| !c.offerings.is_empty())
+            .filter_map(|c| {
+                books
+                    .get(&c.instance_id)
+                    .map(|b| (c.instance_id.clone(), b.figures(c)))
+            })
+            .collect(),
     };
     print_summary(out, &summary);
     match result {
@@ -666,6 +741,26 @@ fn print_summary(out: &mut (dyn Write + Send), s: &DemoSummary) {
         "  unmet demand: {:.0} minutes, {:.1} GiB·minutes",
         total.unmet_minutes, total.unmet_gib_minutes
     );
+    for (cluster, figures) in &s.offerings {
+        let _ = writeln!(out, "  {cluster} per offering:");
+        for (name, hours, cost) in figures {
+            let _ = writeln!(
+                out,
+                "    {name:<14} {hours:>7.1} node-hours{}",
+                cost.map_or_else(String::new, |c| format!(", cost {c:.2}"))
+            );
+        }
+        let priced: Vec<f64> = figures.iter().filter_map(|f| f.2).collect();
+        if !priced.is_empty() {
+            let _ = writeln!(
+                out,
+                "    {:<14} {:>7}   cost {:.2}",
+                "priced total",
+                "",
+                priced.iter().sum::<f64>()
+            );
+        }
+    }
     let calls: Vec<String> = s
         .api_calls
         .iter()

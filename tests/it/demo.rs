@@ -40,7 +40,21 @@ fn demo_runs_and_ends_with_its_summary() {
         stdout.contains("ordered +"),
         "the timeline shows orders:\n{stdout}"
     );
-    assert!(summary.contains("ScaleOutInstance"), "{summary}");
+    assert!(summary.contains("ScaleOutCluster"), "{summary}");
+    // The day's sold-out hour: the first offering refuses, the second serves.
+    for line in [
+        "s5-gz6 sold out (simulated) until 10:00",
+        "s5-gz6 refused",
+        "ResourcesSoldOut.CvmSoldOut",
+        "through sa5-gz7",
+        "s5-gz6 in stock again",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+    assert!(
+        summary.contains("sa5-gz7") && summary.contains("cost"),
+        "per-offering node-hours and cost:\n{summary}"
+    );
 }
 
 #[test]
