@@ -79,13 +79,20 @@ fn apply(
         Effect::CountOrder { token, nodes }
             if !c.orders.iter().any(|o| o.client_token == *token) =>
         {
+            let offering = c
+                .operation
+                .as_ref()
+                .and_then(|o| o.current.as_ref())
+                .filter(|chunk| chunk.client_token == *token)
+                .and_then(|chunk| chunk.offering.clone())
+                .unwrap_or_else(|| history::DEFAULT_OFFERING.to_string());
             c.orders.push(OrderRecord {
                 at: now,
                 nodes: *nodes,
                 client_token: token.clone(),
                 source,
             });
-            shared.metrics.nodes_requested(id, *nodes);
+            shared.metrics.nodes_requested(id, &offering, *nodes);
         }
         Effect::UncountOrder { token } => c.orders.retain(|o| o.client_token != *token),
         Effect::MarkRules(marks) => {

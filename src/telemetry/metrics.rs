@@ -120,6 +120,9 @@ pub struct Metrics {
     last_reload: Gauge,
     notify_errors: IntCounterVec,
     offering_unavailable: IntGaugeVec,
+    /// `nodes_requested_total{cluster, offering}`: kept in the registry
+    /// (not the compact records), as its offerings vary per cluster.
+    nodes_requested: IntCounterVec,
     /// The `[ha]` families, registered only when `[ha]` is configured.
     ha: std::sync::OnceLock<HaMetrics>,
 }
@@ -300,6 +303,16 @@ impl Metrics {
                     &["webhook"],
                 ),
             )?,
+            nodes_requested: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "nodes_requested_total",
+                        "Task nodes requested (ScaleOutInstance, or ScaleOutCluster through an offering; \"default\" without offerings).",
+                    ),
+                    &["cluster", "offering"],
+                ),
+            )?,
             offering_unavailable: register(
                 &r,
                 IntGaugeVec::new(
@@ -451,7 +464,7 @@ impl Metrics {
             .collect();
         let mut records = self.clusters.lock();
         records.retain(|id, _| wanted.contains_key(id.as_str()));
-        for (id, rules) in wanted {
+        for (&id, rules) in &wanted {
             if !records.contains_key(id) {
                 records.insert(id.to_owned(), ClusterRecord::default());
             }
@@ -460,13 +473,20 @@ impl Metrics {
             for rule in rules {
                 record.rule(rule);
             }
+            let _ = series(
+                &self.nodes_requested,
+                &[id, crate::history::DEFAULT_OFFERING],
+            );
         }
+        drop(records);
+        self.prune_requested(|c| wanted.contains_key(c));
     }
 
     /// Removes every series of one cluster. A later recording for it creates
     /// them again, so call this once the cluster's evaluation has stopped.
     pub(crate) fn forget_cluster(&self, id: &str) {
         self.clusters.lock().remove(id);
+        self.prune_requested(|c| c != id);
         // The offering gauges have no per-cluster removal: all go, and each
         // remaining cluster's owner sets its own again at its next tick.
         self.offering_unavailable.reset();
@@ -539,9 +559,38 @@ impl Metrics {
         });
     }
 
-    /// Counts task nodes requested with ScaleOutInstance (one chunk or a whole order).
-    pub fn nodes_requested(&self, cluster: &str, n: u32) {
-        self.count(SeriesCounter::NodesRequested, cluster, u64::from(n));
+    /// Counts task nodes requested (one chunk or a whole order) through
+    /// `offering` (`"default"`: ScaleOutInstance with the cluster's spec).
+    pub fn nodes_requested(&self, cluster: &str, offering: &str, n: u32) {
+        if let Some(c) = series(&self.nodes_requested, &[cluster, offering]) {
+            c.inc_by(u64::from(n));
+        }
+    }
+
+    /// Drops the `nodes_requested_total` series of clusters `keep` refuses.
+    fn prune_requested(&self, keep: impl Fn(&str) -> bool) {
+        use prometheus::core::Collector as _;
+        let mut gone: Vec<(String, String)> = Vec::new();
+        for family in self.nodes_requested.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                let cluster = label("cluster");
+                if !keep(&cluster) {
+                    gone.push((cluster, label("offering")));
+                }
+            }
+        }
+        for (cluster, offering) in gone {
+            let _ = self
+                .nodes_requested
+                .remove_label_values(&[&cluster, &offering]);
+        }
     }
 
     /// Counts task nodes given back (a TerminateClusterNodes that started
@@ -837,7 +886,6 @@ mod tests {
                 "desired_task_nodes",
                 "current_task_nodes",
                 "inflight_task_nodes",
-                "nodes_requested_total",
                 "nodes_removed_total",
                 "last_evaluation_timestamp_seconds",
                 "paused",
@@ -853,6 +901,13 @@ mod tests {
                     "0",
                 );
             }
+            has(
+                &text,
+                &format!(
+                    "{PREFIX}nodes_requested_total{{cluster=\"{cluster}\",offering=\"default\"}}"
+                ),
+                "0",
+            );
         }
         for action in Action::ALL {
             let a = action.name();
@@ -1062,8 +1117,8 @@ mod tests {
                 max_task_nodes: 10,
             },
         );
-        m.nodes_requested("emr-a", 20);
-        m.nodes_requested("emr-a", 5);
+        m.nodes_requested("emr-a", "default", 20);
+        m.nodes_requested("emr-a", "default", 5);
         m.flow_failed("emr-a");
         m.sold_out("emr-b");
         m.reconcile_doubt("emr-b");
@@ -1089,7 +1144,11 @@ mod tests {
             &format!("{PREFIX}budget_remaining_nodes{{cluster=\"emr-a\",window=\"day\"}}"),
             "+Inf",
         );
-        has(&text, &a("nodes_requested_total"), "25");
+        has(
+            &text,
+            &format!("{PREFIX}nodes_requested_total{{cluster=\"emr-a\",offering=\"default\"}}"),
+            "25",
+        );
         has(&text, &a("flows_failed_total"), "1");
         has(&text, &a("sold_out_total"), "0");
         has(&text, &b("sold_out_total"), "1");
@@ -1194,14 +1253,14 @@ mod tests {
     #[test]
     fn forget_cluster_removes_only_its_series() {
         let m = registered();
-        m.nodes_requested("emr-a", 3);
+        m.nodes_requested("emr-a", "default", 3);
         m.record_query_error("emr-b", "late-rule", DataIssue::Error);
         m.forget_cluster("emr-b");
         let text = m.encode().unwrap();
         assert!(!text.contains("emr-b"), "{text}");
         has(
             &text,
-            &format!("{PREFIX}nodes_requested_total{{cluster=\"emr-a\"}}"),
+            &format!("{PREFIX}nodes_requested_total{{cluster=\"emr-a\",offering=\"default\"}}"),
             "3",
         );
         // Forgetting twice, or an unknown cluster, is harmless.
@@ -1213,12 +1272,12 @@ mod tests {
     #[test]
     fn registering_again_keeps_values_adds_and_removes() {
         let m = registered();
-        m.nodes_requested("emr-a", 4);
+        m.nodes_requested("emr-a", "default", 4);
         m.register_clusters(&two_clusters());
         let once = m.encode().unwrap();
         has(
             &once,
-            &format!("{PREFIX}nodes_requested_total{{cluster=\"emr-a\"}}"),
+            &format!("{PREFIX}nodes_requested_total{{cluster=\"emr-a\",offering=\"default\"}}"),
             "4",
         );
         m.register_clusters(&two_clusters());
@@ -1235,7 +1294,7 @@ mod tests {
         assert!(!text.contains("rule=\"util\""), "{text}");
         has(
             &text,
-            &format!("{PREFIX}nodes_requested_total{{cluster=\"emr-a\"}}"),
+            &format!("{PREFIX}nodes_requested_total{{cluster=\"emr-a\",offering=\"default\"}}"),
             "4",
         );
         has(
@@ -1349,11 +1408,13 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let m = Metrics::new();
-        m.nodes_requested("odd\"id\\x", 1);
+        m.nodes_requested("odd\"id\\x", "default", 1);
         let text = m.encode().unwrap();
         has(
             &text,
-            &format!("{PREFIX}nodes_requested_total{{cluster=\"odd\\\"id\\\\x\"}}"),
+            &format!(
+                "{PREFIX}nodes_requested_total{{cluster=\"odd\\\"id\\\\x\",offering=\"default\"}}"
+            ),
             "1",
         );
     }

@@ -307,9 +307,11 @@ async fn sustained_breach_orders_then_cools_down_then_orders_again() {
     assert_eq!(rig.orders(), vec![2, 2]);
     assert_eq!(rig.sim.ledger().tokens_with_several_flows().len(), 0);
     assert!(
-        d.metric(&cluster_metric("nodes_requested_total"))
-            .await
-            .unwrap()
+        d.metric(&format!(
+            "emr_autoscaler_nodes_requested_total{{cluster=\"{CLUSTER}\",offering=\"default\"}}"
+        ))
+        .await
+        .unwrap()
             >= 4.0
     );
     assert!(d.stop().await.is_ok(), "log:\n{}", d.log());

@@ -206,7 +206,7 @@ async fn demand_rises_cools_down_scales_again_and_stops_at_max() {
     );
     assert_eq!(
         d.metric(&format!(
-            "emr_autoscaler_nodes_requested_total{{cluster=\"{C}\"}}"
+            "emr_autoscaler_nodes_requested_total{{cluster=\"{C}\",offering=\"default\"}}"
         ))
         .await,
         Some(5.0)

@@ -120,7 +120,7 @@ fn busy_metrics() -> Metrics {
             max_task_nodes: 10,
         },
     );
-    m.nodes_requested("emr-abc12345", 3);
+    m.nodes_requested("emr-abc12345", "default", 3);
     m.sold_out("emr-def67890");
     m.flow_failed("emr-def67890");
     m.reconcile_doubt("emr-def67890");

@@ -221,6 +221,22 @@ async fn a_sold_out_offering_falls_back_to_the_next_in_the_same_evaluation() {
         .await,
         Some(1.0)
     );
+    assert_eq!(
+        d.metric(&format!(
+            "emr_autoscaler_nodes_requested_total{{cluster=\"{CLUSTER}\",offering=\"{}\"}}",
+            OFFERINGS[1].0
+        ))
+        .await,
+        Some(3.0)
+    );
+    // Every family the dashboard draws for offerings is exported.
+    let (_, exposition) = d.get("/metrics").await;
+    for family in crate::dashboard::OFFERINGS_ONLY {
+        assert!(
+            exposition.contains(&format!("# TYPE {family} ")),
+            "{family} is not exported with offerings"
+        );
+    }
     eventually(Duration::from_secs(10), "two history events", || async {
         history(&d).await.len() >= 2
     })

@@ -80,7 +80,6 @@ const GAUGES: [(&str, &str); 8] = [
 /// A counter of one cluster (label `cluster`), indexing [`ClusterRecord::counters`].
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Counter {
-    NodesRequested,
     NodesRemoved,
     FlowsFailed,
     SoldOut,
@@ -88,11 +87,7 @@ pub(super) enum Counter {
 }
 
 /// Name and help of each [`Counter`], in its order.
-const COUNTERS: [(&str, &str); 5] = [
-    (
-        "nodes_requested_total",
-        "Task nodes requested with ScaleOutInstance.",
-    ),
+const COUNTERS: [(&str, &str); 4] = [
     (
         "nodes_removed_total",
         "Task nodes named in TerminateClusterNodes requests that started a graceful removal.",
