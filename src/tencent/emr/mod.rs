@@ -50,6 +50,40 @@ pub(super) fn refuse(code: &'static str, message: impl Into<String>) -> Result<(
     })
 }
 
+/// `InstanceId` is `emr-` and 8 lowercase letters or digits.
+pub(super) fn check_instance_id(instance_id: &str) -> Result<(), PreflightError> {
+    if is_valid_instance_id(instance_id) {
+        return Ok(());
+    }
+    refuse(
+        "InvalidParameter.InvalidClusterId",
+        format!(
+            "InstanceId {instance_id:?} is not of the form emr-xxxxxxxx (8 lowercase letters or digits)"
+        ),
+    )
+}
+
+/// `SoftDeployInfo` and `ServiceNodeInfo` go together, and
+/// `DisasterRecoverGroupIds` holds one placement group at most.
+pub(super) fn check_deployment(
+    (soft_deploy_info, service_node_info): (bool, bool),
+    placement_groups: usize,
+) -> Result<(), PreflightError> {
+    if soft_deploy_info != service_node_info {
+        refuse(
+            "InvalidParameter.InvalidServiceNodeInfo",
+            "SoftDeployInfo and ServiceNodeInfo go together",
+        )?;
+    }
+    if placement_groups > 1 {
+        refuse(
+            "InvalidParameter",
+            "DisasterRecoverGroupIds holds at most 1 placement group",
+        )?;
+    }
+    Ok(())
+}
+
 /// An EMR action this client calls. Each has its own rate limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {

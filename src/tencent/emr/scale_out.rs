@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{is_valid_instance_id, refuse};
+use super::{check_deployment, check_instance_id, refuse};
 use crate::tencent::error::PreflightError;
 
 /// Most nodes of one kind one ScaleOutInstance request may add.
@@ -177,15 +177,7 @@ pub(crate) fn check_billing(
 impl ScaleOutInstanceRequest {
     /// Refuses what the API would reject, with the API's own error names.
     pub(crate) fn preflight(&self) -> Result<(), PreflightError> {
-        if !is_valid_instance_id(&self.instance_id) {
-            refuse(
-                "InvalidParameter.InvalidClusterId",
-                format!(
-                    "InstanceId {:?} is not of the form emr-xxxxxxxx (8 lowercase letters or digits)",
-                    self.instance_id
-                ),
-            )?;
-        }
+        check_instance_id(&self.instance_id)?;
         if let Some(h) = &self.hardware_resource_type
             && !HARDWARE_RESOURCE_TYPES.contains(&h.as_str())
         {
@@ -225,22 +217,13 @@ impl ScaleOutInstanceRequest {
                 "SoftDeployInfo/ServiceNodeInfo and UnNecessaryNodeList exclude each other",
             )?;
         }
-        if self.soft_deploy_info.is_some() != self.service_node_info.is_some() {
-            refuse(
-                "InvalidParameter.InvalidServiceNodeInfo",
-                "SoftDeployInfo and ServiceNodeInfo go together",
-            )?;
-        }
-        if self
-            .disaster_recover_group_ids
-            .as_ref()
-            .is_some_and(|g| g.len() > 1)
-        {
-            refuse(
-                "InvalidParameter",
-                "DisasterRecoverGroupIds holds at most 1 placement group",
-            )?;
-        }
+        check_deployment(
+            (
+                self.soft_deploy_info.is_some(),
+                self.service_node_info.is_some(),
+            ),
+            self.disaster_recover_group_ids.as_ref().map_or(0, Vec::len),
+        )?;
         if let Some(v) = &self.start_service_after_scale_out
             && v != "true"
             && v != "false"

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::scale_out::{
     MAX_NODES_PER_REQUEST, PreExecuteFileSettings, ScaleOutInstanceRequest, Tag,
 };
-use super::{is_valid_instance_id, refuse};
+use super::{check_deployment, check_instance_id, refuse};
 use crate::tencent::error::PreflightError;
 
 /// `InstanceChargeType` of an on-demand node.
@@ -147,15 +147,7 @@ impl ScaleOutClusterRequest {
 
     /// Refuses what the API would reject, with the API's own error names.
     pub(crate) fn preflight(&self) -> Result<(), PreflightError> {
-        if !is_valid_instance_id(&self.instance_id) {
-            refuse(
-                "InvalidParameter.InvalidClusterId",
-                format!(
-                    "InstanceId {:?} is not of the form emr-xxxxxxxx (8 lowercase letters or digits)",
-                    self.instance_id
-                ),
-            )?;
-        }
+        check_instance_id(&self.instance_id)?;
         if ![CHARGE_ON_DEMAND, CHARGE_SPOT].contains(&self.instance_charge_type.as_str()) {
             refuse(
                 "InvalidParameter",
@@ -186,23 +178,13 @@ impl ScaleOutClusterRequest {
                 "ResourceSpec.InstanceType is empty",
             )?;
         }
-        if self.soft_deploy_info.is_some() != self.service_node_info.is_some() {
-            refuse(
-                "InvalidParameter.InvalidServiceNodeInfo",
-                "SoftDeployInfo and ServiceNodeInfo go together",
-            )?;
-        }
-        if self
-            .disaster_recover_group_ids
-            .as_ref()
-            .is_some_and(|g| g.len() > 1)
-        {
-            refuse(
-                "InvalidParameter",
-                "DisasterRecoverGroupIds holds at most 1 placement group",
-            )?;
-        }
-        Ok(())
+        check_deployment(
+            (
+                self.soft_deploy_info.is_some(),
+                self.service_node_info.is_some(),
+            ),
+            self.disaster_recover_group_ids.as_ref().map_or(0, Vec::len),
+        )
     }
 }
 
