@@ -82,11 +82,16 @@ pub(crate) fn status_table(status: &serde_json::Value) -> String {
     }
     let mut out = String::new();
     if let Some(ha) = status.get("ha") {
+        let leader = &ha["leader"];
+        let name = leader.get("node_name").unwrap_or(leader);
         let _ = writeln!(
             out,
-            "role: {}  leader: {}",
+            "role: {}  leader: {}{}",
             text(&ha["role"]),
-            text(&ha["leader"])
+            text(name),
+            leader
+                .get("advertise_url")
+                .map_or_else(String::new, |u| format!(" at {}", text(u)))
         );
     }
     out.push_str(&columns(&rows));

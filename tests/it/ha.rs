@@ -917,6 +917,56 @@ async fn the_history_is_in_etcd_and_a_new_leader_shows_the_old_leaders_events() 
         || async { order_tokens(&history(&rig, standby).await) == tokens },
     )
     .await;
+    // The operator commands go to the leader whichever host they run on:
+    // `status` names it, `pause` from the standby's config pauses it.
+    let cli = |n: usize, args: &[&str]| {
+        let config = rig.dir.path().join(format!("ops-{n}")).join("config.toml");
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cli(standby, &["status"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let leader_name = rig.nodes[leader].name.clone();
+    assert!(
+        out.starts_with(&format!("role: leader  leader: {leader_name} at http://"))
+            && out.contains(CLUSTER),
+        "{out}"
+    );
+    let (code, out, err) = cli(standby, &["pause", "--instance-id", CLUSTER]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    eventually_or(
+        Duration::from_secs(10),
+        "the leader paused",
+        || rig.logs(),
+        || async {
+            rig.status(leader)
+                .await
+                .is_some_and(|s| s["clusters"][0]["paused"] == true)
+        },
+    )
+    .await;
+    let (code, out, err) = cli(standby, &["resume", "--instance-id", CLUSTER]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    eventually_or(
+        Duration::from_secs(10),
+        "the pause and the resume in the history",
+        || rig.logs(),
+        || async {
+            let h = history(&rig, standby).await;
+            h.iter().any(|e| e["kind"] == "pause") && h.iter().any(|e| e["kind"] == "resume")
+        },
+    )
+    .await;
     // The leader dies; the new one shows the old one's events.
     rig.kill9(leader);
     let new = rig
