@@ -160,10 +160,19 @@ pub(crate) async fn drive(shared: &Shared, cluster: &ClusterConfig, event: Event
         let step = operation::step(before.operation.clone(), event, &env);
         let op = step.op.as_ref().or(before.operation.as_ref());
         let source = op.map(|o| o.source).unwrap_or_default();
+        // The chunk this step is about: the one it sends, or else the one
+        // it settles.
+        let current = step
+            .op
+            .as_ref()
+            .and_then(|o| o.current.as_ref())
+            .or(before.operation.as_ref().and_then(|o| o.current.as_ref()));
         let about = About {
             kind: op.map_or(NodeKind::Task, |o| o.kind),
             reason: op.map(|o| o.reason.clone()).unwrap_or_default(),
-            chunk: op.and_then(|o| o.current.as_ref()).map(|c| c.nodes),
+            chunk: current.map(|c| c.nodes),
+            offering: current.and_then(|c| c.offering.clone()),
+            removal: op.is_some_and(|o| o.removal.is_some()),
         };
         record(shared, cluster, &before, &step, source, now);
         if step.effects.contains(&Effect::Save)
@@ -248,6 +257,10 @@ struct About {
     reason: String,
     /// The nodes of the chunk being sent, for a scale-out.
     chunk: Option<u32>,
+    /// The offering of that chunk, if it has one.
+    offering: Option<String>,
+    /// The operation is a removal.
+    removal: bool,
 }
 
 /// The history event of an API refusal that ended an operation: the error,
@@ -393,6 +406,32 @@ async fn perform(
         } => {
             shared.metrics.reconcile_doubt(id);
             tracing::warn!(message = "Judged an order of unknown outcome from the task-node count.", cluster = %id, client_token = %token, judged_executed = executed, now_running = running);
+            // An order whose answer never came is history once it is known
+            // to have executed (a re-sent acceptance under the same token
+            // was already told, and is not told again).
+            if executed && !about.removal {
+                let mut event = history::Event::new(
+                    now,
+                    id,
+                    history::Kind::ScaleOut,
+                    "judged_executed",
+                    format!(
+                        "{} (no answer came; judged executed from the task-node count, {running} running)",
+                        about.reason
+                    ),
+                )
+                .offering(
+                    about
+                        .offering
+                        .as_deref()
+                        .unwrap_or(history::DEFAULT_OFFERING),
+                )
+                .token(Some(token));
+                if let Some(n) = about.chunk {
+                    event = event.nodes(n);
+                }
+                shared.history.record(event);
+            }
             None
         }
         Effect::Close(ending) => {

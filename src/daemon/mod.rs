@@ -433,6 +433,7 @@ async fn open_history(config: &Config, ha: Option<&Arc<ha::Ha>>) -> Arc<History>
 /// Points the history's events at `config`'s webhooks (none: nobody).
 fn listen(history: &History, config: &Config, http: &reqwest::Client, metrics: &Arc<Metrics>) {
     if config.notify.webhooks.is_empty() {
+        metrics.register_webhooks(std::iter::empty());
         history.listen(None);
     } else {
         let hooks =
@@ -587,8 +588,10 @@ async fn reload(
                 );
             }
             token.set(new.daemon.admin_token_file.clone());
-            if new.notify != generation.config.notify {
-                tracing::info!(message = "[notify] changed; the webhooks use it from now on.");
+            // The webhooks' URL and secret files are read again at every
+            // reload: a rotated URL applies with the reload that follows it.
+            if new.notify != generation.config.notify || !new.notify.webhooks.is_empty() {
+                tracing::info!(message = "[notify] read again; the webhooks use it from now on.");
                 listen(&base.history, &new, &base.connections.http, &base.metrics);
             }
             if new.daemon.history_max != generation.config.daemon.history_max {

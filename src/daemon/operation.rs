@@ -663,6 +663,10 @@ fn answered(mut op: Operation, answer: Answer, env: &Env) -> Step {
                         effects,
                     };
                 }
+                // Every offering refused: the cluster backs off as for
+                // sold_out, whatever the last one said.
+                effects.push(Effect::Backoff(ErrorClass::SoldOut));
+                return close(op, Ending::Refused(class), effects);
             }
             if !matches!(class, ErrorClass::Busy | ErrorClass::Throttled) {
                 effects.push(Effect::Backoff(class));

@@ -159,10 +159,12 @@ async fn read_store(config: &Config) -> Result<Vec<Event>, OrderError> {
         Some(ha) => {
             let etcd =
                 crate::etcd::Etcd::new(ha, Duration::from_secs(3)).map_err(OrderError::Etcd)?;
-            crate::history::Log::Etcd(crate::history::log::EtcdLog::new(etcd, &ha.prefix, max))
-                .load(max)
-                .await
-                .map_err(OrderError::History)
+            std::sync::Arc::new(crate::history::Log::Etcd(
+                crate::history::log::EtcdLog::new(etcd, &ha.prefix, max),
+            ))
+            .load(max)
+            .await
+            .map_err(OrderError::History)
         }
     }
 }

@@ -324,7 +324,35 @@ pub(crate) async fn manual_order(
             });
         }
     }
+    let offerings = match kind {
+        NodeKind::Task => {
+            offerings_now(shared, cluster).map_err(|until| Refusal::OfferingsUnavailable {
+                id: id.to_string(),
+                until,
+            })?
+        }
+        NodeKind::Core => Vec::new(),
+    };
     if dry_run(shared, cluster) {
+        // The request the order would send: through the first offering
+        // available, or ScaleOutInstance.
+        if let Some(o) = offerings
+            .first()
+            .and_then(|name| cluster.offerings.iter().find(|o| o.name == *name))
+        {
+            let request = crate::tencent::emr::ScaleOutClusterRequest::task_nodes(
+                &cluster.scale_out,
+                count,
+                (&o.instance_type, o.charge.wire()),
+                (o.zone.as_deref(), o.subnet_id.as_deref()),
+            );
+            return Err(dry_run_refusal(
+                shared,
+                crate::tencent::emr::Action::ScaleOutCluster,
+                &request,
+            )
+            .await);
+        }
         let (task_count, core_count) = match kind {
             NodeKind::Task => (Some(count), None),
             NodeKind::Core => (None, Some(count)),
@@ -341,15 +369,6 @@ pub(crate) async fn manual_order(
         )
         .await);
     }
-    let offerings = match kind {
-        NodeKind::Task => {
-            offerings_now(shared, cluster).map_err(|until| Refusal::OfferingsUnavailable {
-                id: id.to_string(),
-                until,
-            })?
-        }
-        NodeKind::Core => Vec::new(),
-    };
     let plan = Plan {
         id: uuid::Uuid::new_v4().to_string(),
         reason: format!("manual scale-out of {count} {kind:?} node(s)"),
@@ -938,12 +957,20 @@ fn report(
         s.builtin = Some(builtin);
         s.offerings = OfferingStatus::of(&record.offers);
     });
-    for name in &record.offers.usable {
-        shared.metrics.offering_unavailable(id, name, false);
-    }
-    for (name, _) in &record.offers.skipped {
-        shared.metrics.offering_unavailable(id, name, true);
-    }
+    let offerings: Vec<(&str, bool)> = record
+        .offers
+        .usable
+        .iter()
+        .map(|n| (n.as_str(), false))
+        .chain(
+            record
+                .offers
+                .skipped
+                .iter()
+                .map(|(n, _)| (n.as_str(), true)),
+        )
+        .collect();
+    shared.metrics.set_offerings(id, &offerings);
     let quiet = matches!(decision.outcome, policy::Outcome::Hold) && decision.proposed == 0;
     if quiet {
         tracing::debug!(message = "Decision.", cluster = %id, outcome = decision.outcome.metric_label(), reason = %text);
@@ -974,6 +1001,13 @@ async fn act(shared: &Shared, cluster: &ClusterConfig, record: &Record, judged: 
         return;
     }
     if decision.orders() {
+        let offerings = match offerings_now(shared, cluster) {
+            Ok(o) => o,
+            Err(until) => {
+                tracing::warn!(message = "Every offering is unavailable; the order waits.", cluster = %id, until = %until);
+                return;
+            }
+        };
         shared.board.update(id, |s| {
             s.last_order = Some(OrderStatus {
                 at: decision.at,
@@ -994,13 +1028,6 @@ async fn act(shared: &Shared, cluster: &ClusterConfig, record: &Record, judged: 
                 marks.schedule.push((v.rule.to_string(), since));
             }
         }
-        let offerings = match offerings_now(shared, cluster) {
-            Ok(o) => o,
-            Err(until) => {
-                tracing::warn!(message = "Every offering is unavailable; the order waits.", cluster = %id, until = %until);
-                return;
-            }
-        };
         let plan = Plan {
             id: uuid::Uuid::new_v4().to_string(),
             reason: text,

@@ -10,7 +10,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::Event;
 use crate::etcd::{Etcd, EtcdError};
@@ -52,23 +52,51 @@ pub enum Log {
 }
 
 impl Log {
-    /// The newest `max` events, oldest first.
-    pub async fn load(&self, max: usize) -> Result<Vec<Event>, HistoryError> {
-        match self {
+    /// The newest `max` events, oldest first. The file is read on a
+    /// blocking thread, never on a runtime worker.
+    pub async fn load(self: &Arc<Self>, max: usize) -> Result<Vec<Event>, HistoryError> {
+        match &**self {
             Log::Memory => Ok(Vec::new()),
-            Log::File(f) => f.load(max),
+            Log::File(_) => {
+                let log = self.clone();
+                blocking(move || match &*log {
+                    Log::File(f) => f.load(max),
+                    _ => Ok(Vec::new()),
+                })
+                .await
+            }
             Log::Etcd(e) => e.load(max).await,
         }
     }
 
-    /// Appends `event`.
-    pub async fn append(&self, event: &Event) -> Result<(), HistoryError> {
-        match self {
+    /// Appends `event` (the file on a blocking thread).
+    pub async fn append(self: &Arc<Self>, event: &Event) -> Result<(), HistoryError> {
+        match &**self {
             Log::Memory => Ok(()),
-            Log::File(f) => f.append(event),
+            Log::File(_) => {
+                let (log, event) = (self.clone(), event.clone());
+                blocking(move || match &*log {
+                    Log::File(f) => f.append(&event),
+                    _ => Ok(()),
+                })
+                .await
+            }
             Log::Etcd(e) => e.append(event).await,
         }
     }
+}
+
+/// Runs file work on tokio's blocking pool: an fsync on a slow disk never
+/// holds a runtime worker (the daemon has two).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, HistoryError> + Send + 'static,
+) -> Result<T, HistoryError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(HistoryError::File {
+            path: PathBuf::from(HISTORY_FILE),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
 }
 
 /// `state_dir/history.jsonl`.
@@ -182,15 +210,24 @@ impl FileLog {
                 f.write_all(&line)?;
                 f.sync_data()
             });
-        appended.map_err(|e| self.err(e))?;
+        if let Err(e) = appended {
+            // A write cut short may leave half a line: the next append reads
+            // the file and mends it first.
+            *self.lines.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(self.err(e));
+        }
         let lines = {
             let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
             let n = lines.unwrap_or(0) + 1;
             *lines = Some(n);
             n
         };
-        if lines > self.max + self.max / 10 {
-            self.load(self.max)?;
+        // The event is written: a failed trim is logged, never retried as
+        // a failed append (that would write the event again).
+        if lines > self.max + self.max / 10
+            && let Err(e) = self.load(self.max)
+        {
+            tracing::warn!(message = "Cannot trim the history file; trying at the next event.", error = %e);
         }
         Ok(())
     }
@@ -219,13 +256,15 @@ impl EtcdLog {
     }
 
     /// The key of `event`: its time in microseconds, zero-padded, and a
-    /// random suffix (two events in one microsecond stay two).
-    fn key(&self, event: &Event) -> String {
+    /// digest of its content, so a retried put overwrites its own key (two
+    /// different events in one microsecond stay two).
+    fn key(&self, event: &Event, value: &[u8]) -> String {
+        use sha2::Digest as _;
         format!(
             "{}{:020}-{}",
             self.prefix,
             event.at.timestamp_micros().max(0),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
+            &hex::encode(sha2::Sha256::digest(value))[..16]
         )
     }
 
@@ -267,7 +306,19 @@ impl EtcdLog {
     async fn append(&self, event: &Event) -> Result<(), HistoryError> {
         let value = serde_json::to_vec(event)
             .map_err(|e| HistoryError::Etcd(EtcdError::Unreachable(e.to_string())))?;
-        self.etcd.put(&self.key(event), value).await?;
+        let key = self.key(event, &value);
+        self.etcd.put(&key, value).await?;
+        // The event is stored: counting and trimming failures are logged,
+        // never retried as a failed append.
+        if let Err(e) = self.trim().await {
+            *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            tracing::warn!(message = "Cannot trim the history in etcd; trying at the next event.", error = %e);
+        }
+        Ok(())
+    }
+
+    /// Counts the keys (once) and trims the oldest once a tenth over `max`.
+    async fn trim(&self) -> Result<(), EtcdError> {
         let known = *self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let keys = match known {
             Some(n) => n + 1,

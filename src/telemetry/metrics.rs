@@ -191,6 +191,29 @@ fn opts(name: &str, help: &str) -> Opts {
 
 /// The series of `vec` for `labels`, or `None` when the label count is wrong
 /// (never, with the fixed label lists of this module).
+/// Drops every series of `vec` whose label values (in the vector's label
+/// order) `keep` refuses.
+fn prune<T: MetricVecBuilder>(vec: &MetricVec<T>, keep: impl Fn(&[String]) -> bool) {
+    use prometheus::core::Collector as _;
+    let mut gone: Vec<Vec<String>> = Vec::new();
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let values: Vec<String> = m
+                .get_label()
+                .iter()
+                .map(|l| l.value().to_string())
+                .collect();
+            if !keep(&values) {
+                gone.push(values);
+            }
+        }
+    }
+    for values in gone {
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let _ = vec.remove_label_values(&refs);
+    }
+}
+
 fn series<T: MetricVecBuilder>(vec: &MetricVec<T>, labels: &[&str]) -> Option<T::M> {
     vec.get_metric_with_label_values(labels).ok()
 }
@@ -343,17 +366,27 @@ impl Metrics {
     }
 
     /// Creates `emr_autoscaler_notify_errors_total` at zero for each of
-    /// these webhooks.
-    pub(crate) fn register_webhooks<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+    /// these webhooks, and drops the series of webhooks no longer configured.
+    pub(crate) fn register_webhooks<'a>(&self, names: impl IntoIterator<Item = &'a str> + Clone) {
+        let wanted: Vec<&str> = names.clone().into_iter().collect();
+        prune(&self.notify_errors, |labels| {
+            wanted.contains(&labels[0].as_str())
+        });
         for name in names {
             let _ = series(&self.notify_errors, &[name]);
         }
     }
 
-    /// Whether `offering` of `cluster` is skipped now.
-    pub(crate) fn offering_unavailable(&self, cluster: &str, offering: &str, unavailable: bool) {
-        if let Some(g) = series(&self.offering_unavailable, &[cluster, offering]) {
-            g.set(i64::from(unavailable));
+    /// Sets `offering_unavailable` for each offering of `cluster` (name,
+    /// skipped now) and drops the series of offerings it no longer has.
+    pub(crate) fn set_offerings(&self, cluster: &str, offerings: &[(&str, bool)]) {
+        prune(&self.offering_unavailable, |labels| {
+            labels[0] != cluster || offerings.iter().any(|(o, _)| *o == labels[1])
+        });
+        for (offering, unavailable) in offerings {
+            if let Some(g) = series(&self.offering_unavailable, &[cluster, offering]) {
+                g.set(i64::from(*unavailable));
+            }
         }
     }
 
@@ -487,9 +520,7 @@ impl Metrics {
     pub(crate) fn forget_cluster(&self, id: &str) {
         self.clusters.lock().remove(id);
         self.prune_requested(|c| c != id);
-        // The offering gauges have no per-cluster removal: all go, and each
-        // remaining cluster's owner sets its own again at its next tick.
-        self.offering_unavailable.reset();
+        prune(&self.offering_unavailable, |labels| labels[0] != id);
     }
 
     /// Records one decision: per vote, `decisions_total{outcome}` +1,
@@ -569,28 +600,7 @@ impl Metrics {
 
     /// Drops the `nodes_requested_total` series of clusters `keep` refuses.
     fn prune_requested(&self, keep: impl Fn(&str) -> bool) {
-        use prometheus::core::Collector as _;
-        let mut gone: Vec<(String, String)> = Vec::new();
-        for family in self.nodes_requested.collect() {
-            for m in family.get_metric() {
-                let label = |name: &str| {
-                    m.get_label()
-                        .iter()
-                        .find(|l| l.name() == name)
-                        .map(|l| l.value().to_string())
-                        .unwrap_or_default()
-                };
-                let cluster = label("cluster");
-                if !keep(&cluster) {
-                    gone.push((cluster, label("offering")));
-                }
-            }
-        }
-        for (cluster, offering) in gone {
-            let _ = self
-                .nodes_requested
-                .remove_label_values(&[&cluster, &offering]);
-        }
+        prune(&self.nodes_requested, |labels| keep(&labels[0]));
     }
 
     /// Counts task nodes given back (a TerminateClusterNodes that started

@@ -385,7 +385,7 @@ async fn history_events_page_and_trim_in_etcd() {
     use emr_autoscaler::history::{Event, Kind, Log};
     let cluster = start(1, Options::default()).await;
     let etcd = Etcd::new(&config(&cluster.endpoints()), Duration::from_secs(3)).unwrap();
-    let log = Log::Etcd(EtcdLog::new(etcd.clone(), "/gw/", 100));
+    let log = std::sync::Arc::new(Log::Etcd(EtcdLog::new(etcd.clone(), "/gw/", 100)));
     let at = |i: i64| chrono::DateTime::from_timestamp(1_800_000_000 + i, 0).unwrap();
     for i in 0..115 {
         let e = Event::new(
@@ -412,6 +412,11 @@ async fn history_events_page_and_trim_in_etcd() {
         newest.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
         vec!["order 112", "order 113", "order 114"]
     );
+    // A retried append (its answer lost) overwrites its own key.
+    let again = Event::new(at(200), "emr-abc12345", Kind::Pause, "paused", "retried");
+    log.append(&again).await.unwrap();
+    log.append(&again).await.unwrap();
+    assert_eq!(etcd.count("/gw/history/").await.unwrap(), 105);
     // A value that is not an event is skipped, not fatal.
     etcd.put(
         "/gw/history/99999999999999999999-zzzz",
@@ -419,10 +424,10 @@ async fn history_events_page_and_trim_in_etcd() {
     )
     .await
     .unwrap();
-    assert_eq!(log.load(1000).await.unwrap().len(), 104);
+    assert_eq!(log.load(1000).await.unwrap().len(), 105);
 
     // More events than one page (500) of a read.
-    let many = Log::Etcd(EtcdLog::new(etcd.clone(), "/gw/many/", 5000));
+    let many = std::sync::Arc::new(Log::Etcd(EtcdLog::new(etcd.clone(), "/gw/many/", 5000)));
     for chunk in (0..1100).collect::<Vec<i64>>().chunks(100) {
         futures_util::future::join_all(chunk.iter().map(|&i| {
             let e = Event::new(at(i), "emr-abc12345", Kind::Pause, "paused", format!("{i}"));

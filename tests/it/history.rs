@@ -710,7 +710,7 @@ async fn a_reload_adds_a_webhook_and_an_invalid_one_keeps_the_running_ones() {
     rig.write_config(&[("slack", "/slack")]);
     d.reload().await;
     eventually(Duration::from_secs(10), "the reload", || async {
-        d.log().contains("[notify] changed")
+        d.log().contains("[notify] read again")
     })
     .await;
     let o = rig.cli(&["pause", "--instance-id", CLUSTER]).await;
@@ -721,7 +721,30 @@ async fn a_reload_adds_a_webhook_and_an_invalid_one_keeps_the_running_ones() {
         || async { rig.receiver.hits("/slack").len() == 1 },
     )
     .await;
-    // A reload the validation refuses keeps the webhook.
+    // A rotated URL (the same config, the file rewritten) applies with the
+    // next reload.
+    std::fs::write(rig.path("url-slack"), rig.receiver.url("/rotated")).unwrap();
+    d.reload().await;
+    eventually(Duration::from_secs(10), "the second reload", || async {
+        d.log().matches("[notify] read again").count() >= 2
+    })
+    .await;
+    let (code, body) = rig.ask(&d, "resume", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    eventually(
+        Duration::from_secs(10),
+        "the resume at the rotated URL",
+        || async { rig.receiver.hits("/rotated").len() == 1 },
+    )
+    .await;
+    assert_eq!(
+        rig.receiver.hits("/slack").len(),
+        1,
+        "the old URL hears nothing more"
+    );
+    let (code, body) = rig.ask(&d, "pause", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    // A reload the validation refuses keeps the webhook as it was.
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
@@ -740,15 +763,16 @@ async fn a_reload_adds_a_webhook_and_an_invalid_one_keeps_the_running_ones() {
     eventually(
         Duration::from_secs(10),
         "the resume at the webhook",
-        || async { rig.receiver.hits("/slack").len() == 2 },
+        || async { rig.receiver.hits("/rotated").len() == 3 },
     )
     .await;
     assert!(
-        rig.receiver.hits("/slack")[1].body["text"]
+        rig.receiver.hits("/rotated")[2].body["text"]
             .as_str()
             .unwrap()
             .contains("resumed")
     );
+    assert_eq!(rig.receiver.hits("/slack").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

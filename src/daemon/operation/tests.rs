@@ -730,7 +730,7 @@ fn every_state_and_event() {
         in-process x2      -> Unknown tok-1#1              count(tok-1,20) mark save
         duplicate x1       -> Unknown tok-1#1              count(tok-1,20) mark save
         sold out x1        -> -                            refused(b:ResourcesSoldOut) backoff(sold_out) save CLOSE(refused)
-        invalid zone x1    -> -                            refused(b:InvalidParameter.InvalidZone) backoff(invalid) save CLOSE(refused)
+        invalid zone x1    -> -                            refused(b:InvalidParameter.InvalidZone) backoff(sold_out) save CLOSE(refused)
         invalid x1         -> -                            backoff(invalid) save CLOSE(refused)
         auth x1            -> -                            backoff(auth) save CLOSE(refused)
         not found x1       -> -                            backoff(not_found) save CLOSE(refused)
