@@ -265,7 +265,8 @@ pub(crate) async fn evaluate_at(
             policy::max_gap(interval),
         );
         let removal = if cluster.scale_in.enabled && decision.proposal > 0 {
-            Some(removal_plan(&emr, &connections, cluster, &decision).await)
+            let spot = crate::daemon::choose::spot_nodes(cluster, &c.node_offerings);
+            Some(removal_plan(&emr, &connections, cluster, &decision, &spot).await)
         } else {
             None
         };
@@ -287,6 +288,7 @@ async fn removal_plan(
     connections: &crate::connect::Connections,
     cluster: &crate::config::ClusterConfig,
     decision: &Decision,
+    spot: &std::collections::BTreeSet<String>,
 ) -> RemovalPlan {
     let schedule_floor = decision
         .votes
@@ -315,6 +317,7 @@ async fn removal_plan(
         cluster,
         bounded,
         std::time::Duration::from_secs(10),
+        spot,
     )
     .await
     {

@@ -844,7 +844,8 @@ impl Validator<'_> {
             Some(mut s) => {
                 let raw_offerings = std::mem::take(&mut s.offerings);
                 let floor = std::mem::take(&mut s.on_demand_floor);
-                let (offerings, floor) = self.offerings(&p("scale_out"), raw_offerings, floor);
+                let (offerings, floor) =
+                    self.offerings(&p("scale_out"), raw_offerings, floor, max_known);
                 let template =
                     self.scale_out(&p("scale_out"), s, &instance_id, !offerings.is_empty());
                 (template, offerings, floor)

@@ -82,6 +82,7 @@ impl Validator<'_> {
         at: &str,
         raw: Vec<RawOffering>,
         floor: Field<u32>,
+        max_task_nodes: Option<u32>,
     ) -> (Vec<Offering>, u32) {
         let mut offerings: Vec<Offering> = Vec::new();
         for (i, o) in raw.into_iter().enumerate() {
@@ -130,16 +131,7 @@ impl Validator<'_> {
                 .as_deref()
             {
                 Some("on_demand") | None => Charge::OnDemand,
-                Some("spot") => {
-                    // Spot needs the on-demand floor kept through scale-out and
-                    // scale-in, and lost nodes counted per offering; until this
-                    // build does both, a spot offering is refused, not half-served.
-                    self.issue(
-                        &p("charge"),
-                        "spot offerings are not supported by this release (the on-demand floor is not kept yet); use \"on_demand\"",
-                    );
-                    Charge::Spot
-                }
+                Some("spot") => Charge::Spot,
                 Some(other) => {
                     self.issue(
                         &p("charge"),
@@ -164,10 +156,25 @@ impl Validator<'_> {
         let floor_at = format!("{at}.on_demand_floor");
         let on_demand_floor = self.get(&floor_at, floor, Some(0)).unwrap_or(0);
         if on_demand_floor > 0 {
-            self.issue(
-                &floor_at,
-                "only matters beside spot offerings, which this release does not support; leave it out",
-            );
+            if offerings.is_empty() {
+                self.issue(
+                    &floor_at,
+                    "on_demand_floor applies to offerings; without [[clusters.scale_out.offerings]] every node is on demand already",
+                );
+            } else if !offerings.iter().any(|o| o.charge == Charge::OnDemand) {
+                self.issue(
+                    &floor_at,
+                    "needs at least one offering with charge = \"on_demand\" to keep that many nodes on demand",
+                );
+            }
+            if let Some(max) = max_task_nodes
+                && on_demand_floor > max
+            {
+                self.issue(
+                    &floor_at,
+                    format!("{on_demand_floor} is above max_task_nodes ({max})"),
+                );
+            }
         }
         (offerings, on_demand_floor)
     }

@@ -951,7 +951,6 @@ fn offerings_load_in_order_and_every_problem_is_named() {
     for (path, words) in [
         ("clusters[0].scale_out.zone_id", "no such field"),
         ("clusters[0].scale_out.router_count", "no such field"),
-        ("clusters[0].scale_out.on_demand_floor", "leave it out"),
         (
             "clusters[0].scale_out.offerings[0].charge",
             "\"reserved\" is not a charge",
@@ -969,10 +968,6 @@ fn offerings_load_in_order_and_every_problem_is_named() {
             "\"default\" names orders",
         ),
         (
-            "clusters[0].scale_out.offerings[2].charge",
-            "spot offerings are not supported",
-        ),
-        (
             "clusters[0].scale_out.offerings[2].price_per_hour",
             "0 or more",
         ),
@@ -987,4 +982,42 @@ fn offerings_load_in_order_and_every_problem_is_named() {
             "{path}: {words:?} missing from {bad:#?}"
         );
     }
+    // The on-demand floor.
+    let spot_only = "[[clusters.scale_out.offerings]]\nname = \"s\"\ninstance_type = \"S5.LARGE8\"\ncharge = \"spot\"\n";
+    let floor = |n: u32, offerings: &str| {
+        issues(&with(offerings).replace(
+            "[clusters.scale_out]\n",
+            &format!("[clusters.scale_out]\non_demand_floor = {n}\n"),
+        ))
+    };
+    let named = |bad: Vec<Issue>, words: &str| {
+        assert!(
+            bad.iter()
+                .any(|i| i.path == "clusters[0].scale_out.on_demand_floor"
+                    && i.message.contains(words)),
+            "{words:?} missing from {bad:#?}"
+        );
+    };
+    named(
+        floor(2, spot_only),
+        "needs at least one offering with charge = \"on_demand\"",
+    );
+    named(
+        floor(
+            41,
+            &format!(
+                "{spot_only}[[clusters.scale_out.offerings]]\nname = \"o\"\ninstance_type = \"S5.LARGE8\"\n"
+            ),
+        ),
+        "41 is above max_task_nodes (40)",
+    );
+    named(floor(1, ""), "applies to offerings");
+    let ok = load_str(
+        &with(&format!("{spot_only}[[clusters.scale_out.offerings]]\nname = \"o\"\ninstance_type = \"S5.LARGE8\"\n"))
+            .replace("[clusters.scale_out]\n", "[clusters.scale_out]\non_demand_floor = 2\n"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(ok.clusters[0].on_demand_floor, 2);
+    assert_eq!(ok.clusters[0].offerings[0].charge, offerings::Charge::Spot);
 }

@@ -217,11 +217,8 @@ fn record(
     source: OrderSource,
     now: DateTime<Utc>,
 ) {
-    let first_sent = before
-        .operation
-        .as_ref()
-        .and_then(|o| o.current.as_ref())
-        .and_then(|c| c.first_sent_at);
+    let current = before.operation.as_ref().and_then(|o| o.current.as_ref());
+    let first_sent = current.and_then(|c| c.first_sent_at);
     // A sold-out answer counts once: at the cluster's backoff, or at the
     // offering it refused when the order moves on to the next one.
     let backoff = step
@@ -244,6 +241,26 @@ fn record(
             // a capacity rule's automatic horizon.
             if let (Effect::Arrived(_), Some(sent)) = (e, first_sent) {
                 c.record_scale_out(now - sent);
+            }
+            // Nodes through an offering: matched to machine ids at the next
+            // node-list read.
+            if let (Effect::Arrived(n), Some(chunk)) = (e, current)
+                && let Some(offering) = &chunk.offering
+            {
+                c.unmatched.push(crate::state::Unmatched {
+                    offering: offering.clone(),
+                    nodes: *n,
+                    since: chunk.first_sent_at.unwrap_or(now),
+                });
+            }
+            // Our own removal: its nodes leave the books.
+            if let (Effect::Close(Ending::Completed | Ending::Resolved), Some(removal)) = (
+                e,
+                before.operation.as_ref().and_then(|o| o.removal.as_ref()),
+            ) {
+                for id in &removal.nodes {
+                    c.node_offerings.remove(id);
+                }
             }
         }
     });

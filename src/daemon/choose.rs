@@ -21,16 +21,38 @@ pub(crate) enum ChooseError {
     ResourceManager(#[source] crate::yarn::YarnError),
 }
 
+/// The machine ids of `cluster`'s task nodes known to be spot: those the
+/// books (`node_offerings`) place on a spot offering.
+pub(crate) fn spot_nodes(
+    cluster: &ClusterConfig,
+    node_offerings: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeSet<String> {
+    node_offerings
+        .iter()
+        .filter(|(_, o)| {
+            cluster
+                .offerings
+                .iter()
+                .any(|x| x.name == **o && x.charge == crate::config::offerings::Charge::Spot)
+        })
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
 /// Picks up to `count` nodes of `cluster` by its scale-in rules. The node
 /// list just read bounds the removal by `min_task_nodes` once more (a
-/// capacity snapshot can be older than the last removal). An `Err` says why
-/// nothing can be picked now: no node list, or no ResourceManager answer.
+/// capacity snapshot can be older than the last removal), and by
+/// `on_demand_floor`: of the nodes listed, those not in `spot` are on
+/// demand, and no removal takes them below the floor (spot nodes further
+/// down the order go instead). An `Err` says why nothing can be picked now:
+/// no node list, or no ResourceManager answer.
 pub(crate) async fn choose(
     emr: &EmrClient,
     http: &reqwest::Client,
     cluster: &ClusterConfig,
     count: u32,
     yarn_timeout: Duration,
+    spot: &std::collections::BTreeSet<String>,
 ) -> Result<Selection, ChooseError> {
     let listed = emr
         .task_nodes(&cluster.instance_id)
@@ -46,14 +68,41 @@ pub(crate) async fn choose(
         ),
     };
     let nodes: Vec<Node> = listed.iter().map(Node::from).collect();
+    let floor = cluster.on_demand_floor;
     let mut selection = select(
         &nodes,
         &cluster.scale_in.scope,
         yarn_state.as_ref(),
         &[],
-        count,
+        // With a floor, every eligible node in order: an on-demand node the
+        // floor keeps leaves its place to the next one.
+        if floor > 0 { u32::MAX } else { count },
     );
     let task_nodes = nodes.iter().filter(|n| n.flag == Some(3)).count();
+    if floor > 0 {
+        let is_spot = |id: &str| spot.contains(id);
+        let mut on_demand = nodes
+            .iter()
+            .filter(|n| n.flag == Some(3) && n.id.as_deref().is_some_and(|i| !is_spot(i)))
+            .count() as u32;
+        let mut kept = Vec::new();
+        for c in std::mem::take(&mut selection.chosen) {
+            if kept.len() as u32 >= count {
+                selection.passed_over.push((c.id, Ineligible::NotNeeded));
+            } else if is_spot(&c.id) {
+                kept.push(c);
+            } else if on_demand > floor {
+                on_demand -= 1;
+                kept.push(c);
+            } else {
+                selection
+                    .passed_over
+                    .push((c.id, Ineligible::OnDemandFloor));
+            }
+        }
+        selection.shortfall = count.saturating_sub(kept.len() as u32);
+        selection.chosen = kept;
+    }
     let allowed = task_nodes.saturating_sub(cluster.min_task_nodes as usize);
     if selection.chosen.len() > allowed {
         let extra = selection.chosen.split_off(allowed);

@@ -15,12 +15,18 @@
 //!   over) as `last_selection` in the status. No list, or no ResourceManager answer, means
 //!   no scale-in this time. The stabilization history lives in the owner's memory, so
 //!   after a start one full window is observed before any removal.
+//! - Offerings: an order goes through the first offering available (on-demand ones first
+//!   while fewer than `on_demand_floor` on-demand task nodes run). Nodes that arrived
+//!   through an offering are matched to the newest unbooked machine ids at the next node
+//!   list read; booked nodes missing from a list read with no operation open are lost,
+//!   counted per offering. The list is read for that when something waits to be matched,
+//!   when the task-node count drops, and every 2 minutes while nodes are booked.
 //! - Tencent's own auto-scaling is read before the first decision and every 10 minutes
 //!   (a failed read after 1 minute): an enabled strategy holds both directions with
 //!   outcome `conflict` unless `coexist_with_builtin`; unreadable strategies hold
 //!   scale-in only; both show on `/readyz` as `conflict`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +92,7 @@ pub(crate) async fn run(
     // The stabilization window is observed anew after every start.
     let mut removals: Vec<policy::Proposal> = Vec::new();
     let mut last_count = None;
+    let mut books_checked = None;
 
     tracing::info!(message = "Evaluating cluster.", cluster = %id, rules = cluster.rules.len(), interval = ?interval);
     // Spread clusters over the first interval.
@@ -106,6 +113,7 @@ pub(crate) async fn run(
             builtin: &mut builtin,
             removals: &mut removals,
             last_count: &mut last_count,
+            books_checked: &mut books_checked,
         };
         // Boxed, as a command is below: the task keeps only what lasts
         // between ticks, not the room of one in progress.
@@ -410,6 +418,8 @@ struct Memory<'a> {
     /// The task-node count of the last fresh snapshot read with no
     /// operation open, and when it was taken.
     last_count: &'a mut Option<(u32, chrono::DateTime<chrono::Utc>)>,
+    /// When the books of nodes through offerings were last checked.
+    books_checked: &'a mut Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One evaluation of a cluster, in phases: read the capacity snapshot,
@@ -430,7 +440,8 @@ async fn tick(
     // and reads Tencent's strategies.
     if !standby {
         actuator::drive(shared, cluster, Event::Tick(seen.capacity())).await;
-        notice_loss(shared, cluster, memory.last_count, &seen);
+        let loss = notice_loss(shared, cluster, memory.last_count, &seen);
+        follow_nodes(shared, cluster, loss, memory.books_checked).await;
         refresh_builtin(shared, cluster, memory.builtin, now).await;
     }
     let builtin = judge_builtin(cluster, memory.builtin, standby, &mut not_ready);
@@ -609,7 +620,21 @@ fn record_conflict(
     ));
 }
 
-/// Records task nodes that disappeared without a removal of ours: between
+/// Task nodes that disappeared without a removal of ours.
+struct Loss {
+    /// How many.
+    nodes: u32,
+    /// No operation ended between the two counts: the whole drop is a loss.
+    /// Otherwise only nodes the books place on an offering count.
+    certain: bool,
+    /// The count before and after.
+    before: u32,
+    running: u32,
+    /// When it was seen.
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Notices task nodes that disappeared without a removal of ours: between
 /// two fresh snapshots with no operation open and none ended in between,
 /// the count fell.
 fn notice_loss(
@@ -617,11 +642,11 @@ fn notice_loss(
     cluster: &ClusterConfig,
     last: &mut Option<(u32, chrono::DateTime<chrono::Utc>)>,
     seen: &Seen,
-) {
+) -> Option<Loss> {
     let id = cluster.instance_id.as_str();
     let (Some(running), Some(at)) = (seen.info.as_ref().and_then(|i| i.task_nodes()), seen.at)
     else {
-        return;
+        return None;
     };
     let (open, ended) = shared.state.with(|s| {
         let c = s.cluster_mut(id);
@@ -629,15 +654,131 @@ fn notice_loss(
     });
     if open {
         *last = None;
-        return;
+        return None;
     }
-    if let Some((before, before_at)) = *last
-        && at > before_at
-        && running < before
-        && ended.is_none_or(|e| e < before_at)
+    let loss = match *last {
+        Some((before, before_at)) if at > before_at && running < before => {
+            let certain = ended.is_none_or(|e| e < before_at);
+            if certain {
+                tracing::warn!(message = "Task nodes disappeared without a removal of ours.", cluster = %id, lost = before - running, before, now = running);
+            }
+            Some(Loss {
+                nodes: before - running,
+                certain,
+                before,
+                running,
+                at,
+            })
+        }
+        _ => None,
+    };
+    if last.is_none_or(|(_, t)| at > t) {
+        *last = Some((running, at));
+    }
+    loss
+}
+
+/// How often the books of nodes ordered through offerings are checked
+/// against the node list, when no drop in the count prompts it sooner.
+const BOOKS_EVERY: chrono::Duration = chrono::Duration::minutes(2);
+
+/// Keeps the books of nodes ordered through offerings: matches nodes that
+/// arrived to machine ids (the newest unknown ones), and counts the booked
+/// nodes that vanished with no operation open (spot reclaimed) as lost, per
+/// offering. One node-list read, only when there is something to match, a
+/// drop in the count, or `due` (every [`BOOKS_EVERY`]) with nodes booked. A
+/// certain loss the books cannot place is told as `default`.
+async fn follow_nodes(
+    shared: &Shared,
+    cluster: &ClusterConfig,
+    loss: Option<Loss>,
+    checked: &mut Option<chrono::DateTime<chrono::Utc>>,
+) {
+    let id = cluster.instance_id.as_str();
+    let now = shared.clock.now();
+    let (unmatched, known, open) = shared.state.with(|s| {
+        let c = s.cluster_mut(id);
+        (
+            !c.unmatched.is_empty(),
+            !c.node_offerings.is_empty(),
+            c.operation.is_some(),
+        )
+    });
+    let due = known && checked.is_none_or(|t| now - t >= BOOKS_EVERY);
+    let mut placed: Vec<(String, u32)> = Vec::new();
+    if unmatched || (known && (loss.is_some() || due)) {
+        *checked = Some(now);
+        let read = {
+            let _call = shared
+                .board
+                .in_call(id, shared.config.tencent.call_within() * 4);
+            shared.emr.task_nodes(id).await
+        };
+        match read {
+            Ok(list) => {
+                let mut listed: Vec<(String, String)> = list
+                    .iter()
+                    .filter(|n| n.flag == Some(3))
+                    .filter_map(|n| {
+                        Some((
+                            n.order_no.clone()?,
+                            n.apply_time.clone().unwrap_or_default(),
+                        ))
+                    })
+                    .collect();
+                // Newest first ("YYYY-MM-DD HH:MM:SS" sorts as text).
+                listed.sort_by(|a, b| b.1.cmp(&a.1));
+                placed = shared.state.with(|s| {
+                    let c = s.cluster_mut(id);
+                    for u in std::mem::take(&mut c.unmatched) {
+                        let fresh: Vec<String> = listed
+                            .iter()
+                            .filter(|(n, _)| !c.node_offerings.contains_key(n))
+                            .take(u.nodes as usize)
+                            .map(|(n, _)| n.clone())
+                            .collect();
+                        for n in fresh {
+                            c.node_offerings.insert(n, u.offering.clone());
+                        }
+                    }
+                    // While an operation runs (a removal draining), nothing
+                    // leaves the books: a removal that completes takes its
+                    // own nodes out.
+                    if open {
+                        return Vec::new();
+                    }
+                    let mut gone: BTreeMap<String, u32> = BTreeMap::new();
+                    c.node_offerings.retain(|n, o| {
+                        let here = listed.iter().any(|(l, _)| l == n);
+                        if !here {
+                            *gone.entry(o.clone()).or_default() += 1;
+                        }
+                        here
+                    });
+                    gone.into_iter().collect()
+                });
+                if let Err(e) = shared.state.save().await {
+                    tracing::warn!(message = "Cannot write which offering each node came from.", cluster = %id, error = %e);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(message = "Cannot read the node list to keep the offerings' books; trying at the next evaluation.", cluster = %id, error = %e);
+            }
+        }
+    }
+    let told: u32 = placed.iter().map(|(_, n)| n).sum();
+    if let Some(l) = &loss
+        && l.certain
+        && l.nodes > told
     {
-        let lost = before - running;
-        tracing::warn!(message = "Task nodes disappeared without a removal of ours.", cluster = %id, lost, before, now = running);
+        placed.push((history::DEFAULT_OFFERING.to_string(), l.nodes - told));
+    }
+    let (counts, at) = loss.map_or((String::new(), now), |l| {
+        (format!(" ({} -> {})", l.before, l.running), l.at)
+    });
+    for (offering, n) in placed {
+        shared.metrics.nodes_lost(id, &offering, n);
+        tracing::warn!(message = "Task nodes of an offering disappeared without a removal of ours.", cluster = %id, offering = %offering, lost = n);
         shared.history.record(
             history::Event::new(
                 at,
@@ -645,14 +786,12 @@ fn notice_loss(
                 history::Kind::LostNodes,
                 "lost",
                 format!(
-                    "{lost} task node(s) disappeared without a removal by this daemon ({before} -> {running}); the rules replace them if the load needs them"
+                    "{n} task node(s) of {offering} disappeared without a removal by this daemon{counts}; the rules replace them if the load needs them"
                 ),
             )
-            .nodes(lost),
+            .nodes(n)
+            .offering(&offering),
         );
-    }
-    if last.is_none_or(|(_, t)| at > t) {
-        *last = Some((running, at));
     }
 }
 
@@ -1063,15 +1202,44 @@ fn offerings_now(
             .offers(cluster.offerings.iter().map(|o| o.name.as_str()), now)
     });
     if offers.usable.is_empty() {
-        Err(offers
+        return Err(offers
             .skipped
             .iter()
             .map(|(_, until)| *until)
             .min()
-            .unwrap_or(now))
-    } else {
-        Ok(offers.usable)
+            .unwrap_or(now));
     }
+    let mut usable = offers.usable;
+    // Below the on-demand floor, on-demand offerings come first.
+    if cluster.on_demand_floor > 0 {
+        let charge = |name: &str| {
+            cluster
+                .offerings
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.charge)
+        };
+        let spot = shared.state.with(|s| {
+            s.cluster_mut(&cluster.instance_id)
+                .node_offerings
+                .values()
+                .filter(|o| charge(o) == Some(crate::config::offerings::Charge::Spot))
+                .count() as u32
+        });
+        let running = shared
+            .capacity
+            .borrow()
+            .clusters
+            .get(&cluster.instance_id)
+            .and_then(|i| i.task_nodes())
+            .unwrap_or(0);
+        if running.saturating_sub(spot) < cluster.on_demand_floor {
+            usable.sort_by_key(|name| {
+                charge(name) != Some(crate::config::offerings::Charge::OnDemand)
+            });
+        }
+    }
+    Ok(usable)
 }
 
 /// Picks `count` nodes to give back by the scale-in rules, from the node
@@ -1089,12 +1257,16 @@ async fn pick(
             id,
             shared.config.tencent.call_within() * 4 + shared.config.prometheus.timeout * 4,
         );
+        let spot = shared
+            .state
+            .with(|s| super::choose::spot_nodes(cluster, &s.cluster_mut(id).node_offerings));
         super::choose::choose(
             &shared.emr,
             &shared.http,
             cluster,
             count,
             shared.config.prometheus.timeout,
+            &spot,
         )
         .await?
     };

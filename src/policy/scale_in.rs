@@ -308,6 +308,8 @@ pub enum Ineligible {
     NotNeeded,
     /// Eligible, but removing it would go below `min_task_nodes`.
     Floor,
+    /// On demand, and removing it would go below `on_demand_floor`.
+    OnDemandFloor,
 }
 
 impl fmt::Display for Ineligible {
@@ -326,6 +328,7 @@ impl fmt::Display for Ineligible {
             Ineligible::TagsUnknown => "tags unknown (null)",
             Ineligible::NotInYarn => "not matched to a YARN node by its Ip",
             Ineligible::AlreadyLeaving => "already being removed",
+            Ineligible::OnDemandFloor => "on demand, and on_demand_floor keeps it",
             Ineligible::NotNeeded => "eligible, not needed",
             Ineligible::Floor => "eligible, kept for min_task_nodes",
         })

@@ -74,6 +74,15 @@ pub struct ClusterState {
     /// fit), each unavailable until its time.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unavailable: BTreeMap<String, DateTime<Utc>>,
+    /// Which offering each task node this daemon ordered through one came
+    /// from, by machine id (`OrderNo`): kept here, so it is known after any
+    /// restart (the node list says nothing of spot).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_offerings: BTreeMap<String, String>,
+    /// Chunks through an offering whose nodes arrived and are not matched
+    /// to machine ids yet (the next node-list read does it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmatched: Vec<Unmatched>,
     /// Nodes that arrived recently, for the settle window; pruned with
     /// [`ClusterState::prune_arrivals`].
     pub arrivals: Vec<Arrival>,
@@ -115,6 +124,17 @@ impl ClusterState {
     pub(crate) fn prune_arrivals(&mut self, now: DateTime<Utc>, settle: TimeDelta) {
         self.arrivals.retain(|a| now - a.at < settle);
     }
+}
+
+/// Nodes that arrived through an offering, not yet matched to machine ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unmatched {
+    /// The offering.
+    pub offering: String,
+    /// How many nodes.
+    pub nodes: u32,
+    /// When the chunk was first sent: its nodes were applied for since.
+    pub since: DateTime<Utc>,
 }
 
 /// The offerings an order may go through now, in order, and those skipped

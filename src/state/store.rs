@@ -143,6 +143,8 @@ mod v1 {
                         schedule_done: BTreeMap::new(),
                         backoff_until: c.sold_out_until,
                         unavailable: BTreeMap::new(),
+                        node_offerings: BTreeMap::new(),
+                        unmatched: Vec::new(),
                         arrivals: Vec::new(),
                         last_operation_end: None,
                         scale_out_secs: Vec::new(),

@@ -120,6 +120,8 @@ pub struct Metrics {
     last_reload: Gauge,
     notify_errors: IntCounterVec,
     offering_unavailable: IntGaugeVec,
+    /// `nodes_lost_total{cluster, offering}`.
+    nodes_lost: IntCounterVec,
     /// `nodes_requested_total{cluster, offering}`: kept in the registry
     /// (not the compact records), as its offerings vary per cluster.
     nodes_requested: IntCounterVec,
@@ -326,6 +328,16 @@ impl Metrics {
                     &["webhook"],
                 ),
             )?,
+            nodes_lost: register(
+                &r,
+                IntCounterVec::new(
+                    opts(
+                        "nodes_lost_total",
+                        "Task nodes that disappeared without a removal of ours (spot reclaimed, or removed elsewhere), by the offering they came from.",
+                    ),
+                    &["cluster", "offering"],
+                ),
+            )?,
             nodes_requested: register(
                 &r,
                 IntCounterVec::new(
@@ -510,6 +522,7 @@ impl Metrics {
                 &self.nodes_requested,
                 &[id, crate::history::DEFAULT_OFFERING],
             );
+            let _ = series(&self.nodes_lost, &[id, crate::history::DEFAULT_OFFERING]);
         }
         drop(records);
         self.prune_requested(|c| wanted.contains_key(c));
@@ -598,9 +611,17 @@ impl Metrics {
         }
     }
 
-    /// Drops the `nodes_requested_total` series of clusters `keep` refuses.
+    /// Counts task nodes of `offering` that disappeared without a removal of ours.
+    pub(crate) fn nodes_lost(&self, cluster: &str, offering: &str, n: u32) {
+        if let Some(c) = series(&self.nodes_lost, &[cluster, offering]) {
+            c.inc_by(u64::from(n));
+        }
+    }
+
+    /// Drops the per-offering counters of clusters `keep` refuses.
     fn prune_requested(&self, keep: impl Fn(&str) -> bool) {
         prune(&self.nodes_requested, |labels| keep(&labels[0]));
+        prune(&self.nodes_lost, |labels| keep(&labels[0]));
     }
 
     /// Counts task nodes given back (a TerminateClusterNodes that started
@@ -770,7 +791,7 @@ mod tests {
         decide(&policy(), &view, &[&p, &u], now, Duration::from_secs(30))
     }
 
-    const CONTRACT: [(&str, &str); 24] = [
+    const CONTRACT: [(&str, &str); 25] = [
         ("decisions_total", "counter"),
         ("rule_value", "gauge"),
         ("rule_proposed_task_nodes", "gauge"),
@@ -778,6 +799,7 @@ mod tests {
         ("current_task_nodes", "gauge"),
         ("inflight_task_nodes", "gauge"),
         ("nodes_requested_total", "counter"),
+        ("nodes_lost_total", "counter"),
         ("nodes_removed_total", "counter"),
         ("api_requests_total", "counter"),
         ("api_request_duration_seconds", "histogram"),

@@ -451,3 +451,201 @@ async fn plan_names_the_offering_and_why_earlier_ones_are_skipped() {
     );
     println!("{text}");
 }
+
+/// Spot with an on-demand floor of 2: below the floor the order goes on
+/// demand; above it, spot first. Spot nodes reclaimed are counted as lost
+/// per offering, from the books the daemon keeps (the node list says
+/// nothing of spot), and replaced by the next decision. A removal never
+/// takes the on-demand nodes below the floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_keeps_the_on_demand_floor_and_lost_spot_nodes_are_counted_and_replaced() {
+    let clock: SharedClock = Arc::new(ScaledClock::new(wall_now(), 20.0));
+    let sim = Simulator::start(
+        SimConfig {
+            clusters: vec![SimCluster::new(CLUSTER)],
+            flow_duration: Duration::from_secs(20),
+            ..SimConfig::default()
+        },
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let prom = FakeProm::start().await;
+    prom.set(Q, Answer::Value(0.0));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[daemon]
+evaluation_interval = "10s"
+listen = "127.0.0.1:0"
+state_dir = "{state}"
+[prometheus]
+url = "{prom}"
+timeout = "2s"
+[tencent]
+region = "ap-guangzhou"
+endpoint = "{sim}"
+metadata_url = "http://127.0.0.1:9"
+[[clusters]]
+instance_id = "{CLUSTER}"
+max_task_nodes = 40
+cooldown = "0s"
+[clusters.scale_out]
+on_demand_floor = 2
+[[clusters.scale_out.offerings]]
+name = "spot-s5"
+instance_type = "S5.2XLARGE32"
+charge = "spot"
+[[clusters.scale_out.offerings]]
+name = "od-sa5"
+instance_type = "SA5.2XLARGE32"
+[clusters.scale_in]
+enabled = true
+grace_period = "60s"
+owner_tag = {{ key = "managed-by", value = "emr-autoscaler" }}
+[[clusters.rules]]
+name = "pending"
+type = "threshold"
+query = "{Q}"
+above = 100
+for = "0s"
+add = 2
+"#,
+            state = dir.path().join("state").display(),
+            prom = prom.url(),
+            sim = sim.endpoint(),
+        ),
+    )
+    .unwrap();
+    let d = InProcess::start(&config, clock.clone()).await;
+    let charges = || -> Vec<String> {
+        sim.ledger()
+            .for_action(ACTION)
+            .filter(|e| e.started_flow().is_some())
+            .map(|e| {
+                e.params["InstanceChargeType"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let task_nodes = || sim.cluster(CLUSTER).map_or(0, |c| c.task_nodes);
+    // Two orders: the first below the floor (on demand), the second spot.
+    prom.set(Q, Answer::Value(500.0));
+    eventually_or(
+        Duration::from_secs(30),
+        "two orders",
+        || d.log(),
+        || async { charges().len() >= 2 },
+    )
+    .await;
+    prom.set(Q, Answer::Value(0.0));
+    let first_two = charges()[..2].to_vec();
+    assert_eq!(
+        first_two,
+        ["POSTPAID_BY_HOUR", "SPOTPAID"],
+        "{:?}",
+        charges()
+    );
+    eventually_or(
+        Duration::from_secs(30),
+        "every ordered node running and matched",
+        || d.log(),
+        || async {
+            let s =
+                std::fs::read_to_string(dir.path().join("state/state.json")).unwrap_or_default();
+            task_nodes() as usize == 2 * charges().len()
+                && d.status().await["clusters"][0]["operation"].is_null()
+                && !s.contains("\"unmatched\"")
+                && s.matches("\"spot-s5\"").count() >= 2
+        },
+    )
+    .await;
+    let ordered = charges().len();
+    let on_demand_ordered = charges()
+        .iter()
+        .filter(|c| *c == "POSTPAID_BY_HOUR")
+        .count();
+    // The cloud takes the spot nodes back.
+    let spot_before = sim
+        .nodes(CLUSTER)
+        .unwrap()
+        .iter()
+        .filter(|n| n.is_spot())
+        .count() as u32;
+    assert!(spot_before >= 2, "{:?}", sim.nodes(CLUSTER));
+    assert_eq!(sim.reclaim_spot(CLUSTER, 100), spot_before);
+    eventually_or(
+        Duration::from_secs(30),
+        "the loss counted per offering",
+        || d.log(),
+        || async {
+            d.metric(&format!(
+                "emr_autoscaler_nodes_lost_total{{cluster=\"{CLUSTER}\",offering=\"spot-s5\"}}"
+            ))
+            .await
+                == Some(f64::from(spot_before))
+        },
+    )
+    .await;
+    let lost = history(&d).await;
+    let lost = lost.iter().find(|e| e["kind"] == "lost_nodes").unwrap();
+    assert_eq!(lost["offering"], "spot-s5");
+    assert_eq!(lost["nodes"], spot_before);
+    // Replaced by the next decision, above the floor: spot again.
+    prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(30), "a replacement order", || async {
+        charges().len() > ordered
+    })
+    .await;
+    prom.set(Q, Answer::Value(0.0));
+    assert_eq!(charges()[ordered], "SPOTPAID");
+    eventually(
+        Duration::from_secs(30),
+        "the replacement running",
+        || async {
+            d.status().await["clusters"][0]["operation"].is_null()
+                && d.status().await["clusters"][0]["in_flight"] == 0
+        },
+    )
+    .await;
+    // A removal of everything keeps the on-demand floor: only spot goes.
+    let spot_ids: Vec<String> = sim
+        .nodes(CLUSTER)
+        .unwrap()
+        .iter()
+        .filter(|n| n.is_spot())
+        .map(|n| n.order_no.clone())
+        .collect();
+    let http =
+        emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(30)).unwrap();
+    let r = http
+        .post(d.url(&format!("/api/v1/clusters/{CLUSTER}/scale-in")))
+        .json(&serde_json::json!({"count": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let removals = sim.ledger().terminations(CLUSTER);
+    let mut named = removals.last().unwrap().clone();
+    named.sort();
+    let mut want = spot_ids.clone();
+    want.sort();
+    assert_eq!(on_demand_ordered, 1, "one order of 2 on-demand nodes");
+    assert_eq!(
+        named, want,
+        "only the spot nodes go; the floor keeps the on-demand ones"
+    );
+    let status = d.status().await;
+    let passed = status["clusters"][0]["last_selection"].to_string();
+    assert!(passed.contains("on_demand_floor keeps it"), "{passed}");
+}
