@@ -44,7 +44,8 @@ pub(crate) fn spot_nodes(
 /// capacity snapshot can be older than the last removal), and by
 /// `on_demand_floor`: of the nodes listed, those not in `spot` are on
 /// demand, and no removal takes them below the floor (spot nodes further
-/// down the order go instead). An `Err` says why nothing can be picked now:
+/// down the order go instead); among candidates of equal standing, on-demand
+/// nodes above the floor go first. An `Err` says why nothing can be picked now:
 /// no node list, or no ResourceManager answer.
 pub(crate) async fn choose(
     emr: &EmrClient,
@@ -85,8 +86,13 @@ pub(crate) async fn choose(
             .iter()
             .filter(|n| n.flag == Some(3) && n.id.as_deref().is_some_and(|i| !is_spot(i)))
             .count() as u32;
+        // Among candidates of equal standing (the same ApplicationMaster and
+        // container counts), on-demand nodes above the floor go before spot
+        // ones; the order within each stays (newest first).
+        let mut ordered = std::mem::take(&mut selection.chosen);
+        ordered.sort_by_key(|c| (c.hosts_am, c.containers, is_spot(&c.id)));
         let mut kept = Vec::new();
-        for c in std::mem::take(&mut selection.chosen) {
+        for c in ordered {
             if kept.len() as u32 >= count {
                 selection.passed_over.push((c.id, Ineligible::NotNeeded));
             } else if is_spot(&c.id) {

@@ -482,6 +482,7 @@ async fn spot_keeps_the_on_demand_floor_and_lost_spot_nodes_are_counted_and_repl
 evaluation_interval = "10s"
 listen = "127.0.0.1:0"
 state_dir = "{state}"
+sold_out_backoff = "1m"
 [prometheus]
 url = "{prom}"
 timeout = "2s"
@@ -613,6 +614,83 @@ add = 2
         },
     )
     .await;
+    // Spot sold out: the next order falls back on demand, above the floor.
+    sim.set_sold_out("S5.2XLARGE32", None, None, true);
+    let before_fallback = charges().len();
+    prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(30), "an on-demand order", || async {
+        charges().len() > before_fallback
+    })
+    .await;
+    prom.set(Q, Answer::Value(0.0));
+    assert_eq!(charges()[before_fallback], "POSTPAID_BY_HOUR");
+    eventually(Duration::from_secs(30), "it running", || async {
+        let s = d.status().await;
+        s["clusters"][0]["operation"].is_null() && s["clusters"][0]["in_flight"] == 0
+    })
+    .await;
+    // Spot again, so the newest nodes are spot ones.
+    sim.set_sold_out("S5.2XLARGE32", None, None, false);
+    eventually(
+        Duration::from_secs(30),
+        "the spot offering available again",
+        || async {
+            let s = d.status().await;
+            s["clusters"][0]["offerings"]
+                .as_array()
+                .is_some_and(|o| o.iter().all(|o| o["available"] == true))
+        },
+    )
+    .await;
+    let before_spot = charges().len();
+    prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(30), "a spot order", || async {
+        charges().len() > before_spot
+    })
+    .await;
+    prom.set(Q, Answer::Value(0.0));
+    assert_eq!(charges()[before_spot], "SPOTPAID");
+    eventually(Duration::from_secs(30), "it running", || async {
+        let s = d.status().await;
+        s["clusters"][0]["operation"].is_null() && s["clusters"][0]["in_flight"] == 0
+    })
+    .await;
+    let http =
+        emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(30)).unwrap();
+    let remove = |count: u32| {
+        let http = http.clone();
+        let url = d.url(&format!("/api/v1/clusters/{CLUSTER}/scale-in"));
+        async move {
+            let r = http
+                .post(url)
+                .json(&serde_json::json!({ "count": count }))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            assert_eq!(status, 200, "{}", r.text().await.unwrap_or_default());
+        }
+    };
+    // Two of four on-demand nodes are above the floor: of equal standing,
+    // they go before the (newer) spot ones.
+    let on_demand_ids: Vec<String> = sim
+        .nodes(CLUSTER)
+        .unwrap()
+        .iter()
+        .filter(|n| n.instance_charge_type.as_deref() == Some("POSTPAID_BY_HOUR"))
+        .map(|n| n.order_no.clone())
+        .collect();
+    assert_eq!(on_demand_ids.len(), 4, "{:?}", sim.nodes(CLUSTER));
+    remove(2).await;
+    let first = sim.ledger().terminations(CLUSTER).last().unwrap().clone();
+    assert!(
+        first.len() == 2 && first.iter().all(|n| on_demand_ids.contains(n)),
+        "on-demand above the floor first: {first:?}"
+    );
+    eventually(Duration::from_secs(30), "the removal done", || async {
+        d.status().await["clusters"][0]["operation"].is_null()
+    })
+    .await;
     // A removal of everything keeps the on-demand floor: only spot goes.
     let spot_ids: Vec<String> = sim
         .nodes(CLUSTER)
@@ -621,26 +699,16 @@ add = 2
         .filter(|n| n.is_spot())
         .map(|n| n.order_no.clone())
         .collect();
-    let http =
-        emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(30)).unwrap();
-    let r = http
-        .post(d.url(&format!("/api/v1/clusters/{CLUSTER}/scale-in")))
-        .json(&serde_json::json!({"count": 100}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status().as_u16(),
-        200,
-        "{}",
-        r.text().await.unwrap_or_default()
-    );
+    remove(100).await;
     let removals = sim.ledger().terminations(CLUSTER);
     let mut named = removals.last().unwrap().clone();
     named.sort();
     let mut want = spot_ids.clone();
     want.sort();
-    assert_eq!(on_demand_ordered, 1, "one order of 2 on-demand nodes");
+    assert_eq!(
+        on_demand_ordered, 1,
+        "one order of 2 on-demand nodes at first"
+    );
     assert_eq!(
         named, want,
         "only the spot nodes go; the floor keeps the on-demand ones"
