@@ -275,7 +275,16 @@ pub(crate) async fn evaluate_at(
             units: cluster.rules.iter().map(|r| r.unit).collect(),
             decision,
             removal,
-            offers: c.offers(cluster.offerings.iter().map(|o| o.name.as_str()), now),
+            offers: {
+                let mut offers = c.offers(cluster.offerings.iter().map(|o| o.name.as_str()), now);
+                offers.usable = crate::daemon::choose::order_offerings(
+                    cluster,
+                    &c.node_offerings,
+                    seen.running.unwrap_or(0),
+                    offers.usable,
+                );
+                offers
+            },
         });
     }
     Ok((plans, failures))

@@ -39,6 +39,34 @@ pub(crate) fn spot_nodes(
         .collect()
 }
 
+/// `usable` offerings in the order an order tries them: while fewer than
+/// `on_demand_floor` on-demand task nodes run (`running` less the booked
+/// spot ones), on-demand offerings first. The daemon and `plan` both order
+/// them here.
+pub(crate) fn order_offerings(
+    cluster: &ClusterConfig,
+    node_offerings: &std::collections::BTreeMap<String, String>,
+    running: u32,
+    mut usable: Vec<String>,
+) -> Vec<String> {
+    use crate::config::offerings::Charge;
+    if cluster.on_demand_floor == 0 {
+        return usable;
+    }
+    let charge = |name: &str| {
+        cluster
+            .offerings
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.charge)
+    };
+    let spot = spot_nodes(cluster, node_offerings).len() as u32;
+    if running.saturating_sub(spot) < cluster.on_demand_floor {
+        usable.sort_by_key(|name| charge(name) != Some(Charge::OnDemand));
+    }
+    usable
+}
+
 /// Picks up to `count` nodes of `cluster` by its scale-in rules. The node
 /// list just read bounds the removal by `min_task_nodes` once more (a
 /// capacity snapshot can be older than the last removal), and by

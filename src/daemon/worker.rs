@@ -1209,36 +1209,21 @@ fn offerings_now(
             .min()
             .unwrap_or(now));
     }
-    let mut usable = offers.usable;
-    // Below the on-demand floor, on-demand offerings come first.
-    if cluster.on_demand_floor > 0 {
-        let charge = |name: &str| {
-            cluster
-                .offerings
-                .iter()
-                .find(|o| o.name == name)
-                .map(|o| o.charge)
-        };
-        let spot = shared.state.with(|s| {
-            s.cluster_mut(&cluster.instance_id)
-                .node_offerings
-                .values()
-                .filter(|o| charge(o) == Some(crate::config::offerings::Charge::Spot))
-                .count() as u32
-        });
-        let running = shared
-            .capacity
-            .borrow()
-            .clusters
-            .get(&cluster.instance_id)
-            .and_then(|i| i.task_nodes())
-            .unwrap_or(0);
-        if running.saturating_sub(spot) < cluster.on_demand_floor {
-            usable.sort_by_key(|name| {
-                charge(name) != Some(crate::config::offerings::Charge::OnDemand)
-            });
-        }
-    }
+    let running = shared
+        .capacity
+        .borrow()
+        .clusters
+        .get(&cluster.instance_id)
+        .and_then(|i| i.task_nodes())
+        .unwrap_or(0);
+    let usable = shared.state.with(|s| {
+        super::choose::order_offerings(
+            cluster,
+            &s.cluster_mut(&cluster.instance_id).node_offerings,
+            running,
+            offers.usable,
+        )
+    });
     Ok(usable)
 }
 

@@ -713,6 +713,12 @@ add = 2
         named, want,
         "only the spot nodes go; the floor keeps the on-demand ones"
     );
+    // Every body, spot ones included, matches the SDK model.
+    for e in sim.ledger().for_action(ACTION) {
+        emr_autoscaler::sim::check_scale_out_cluster_body(&e.params)
+            .unwrap_or_else(|r| panic!("{r}: {}", e.params));
+        assert!(e.start_service(), "{}", e.params);
+    }
     let status = d.status().await;
     let passed = status["clusters"][0]["last_selection"].to_string();
     assert!(passed.contains("on_demand_floor keeps it"), "{passed}");
