@@ -919,6 +919,8 @@ struct Record {
     breaker: Option<crate::state::BreakerTrip>,
     /// The cluster's offerings: usable now, or skipped until a time.
     offers: crate::state::Offers,
+    /// Task nodes booked per offering.
+    booked: BTreeMap<String, u32>,
 }
 
 /// Reads the record once (pruning what has aged out) and projects it.
@@ -954,6 +956,10 @@ fn view(
             operation: c.operation.clone(),
             breaker: c.breaker_open.clone(),
             offers: c.offers(cluster.offerings.iter().map(|o| o.name.as_str()), now),
+            booked: c.node_offerings.values().fold(BTreeMap::new(), |mut m, o| {
+                *m.entry(o.clone()).or_insert(0) += 1;
+                m
+            }),
         }
     });
     // An operation never hangs silently: an unreadable flow shows at once,
@@ -1096,17 +1102,18 @@ fn report(
         s.builtin = Some(builtin);
         s.offerings = OfferingStatus::of(&record.offers);
     });
-    let offerings: Vec<(&str, bool)> = record
+    let booked = |n: &str| record.booked.get(n).copied().unwrap_or(0);
+    let offerings: Vec<(&str, bool, u32)> = record
         .offers
         .usable
         .iter()
-        .map(|n| (n.as_str(), false))
+        .map(|n| (n.as_str(), false, booked(n)))
         .chain(
             record
                 .offers
                 .skipped
                 .iter()
-                .map(|(n, _)| (n.as_str(), true)),
+                .map(|(n, _)| (n.as_str(), true, booked(n))),
         )
         .collect();
     shared.metrics.set_offerings(id, &offerings);

@@ -120,6 +120,8 @@ pub struct Metrics {
     last_reload: Gauge,
     notify_errors: IntCounterVec,
     offering_unavailable: IntGaugeVec,
+    /// `offering_task_nodes{cluster, offering}`.
+    offering_nodes: IntGaugeVec,
     /// `nodes_lost_total{cluster, offering}`.
     nodes_lost: IntCounterVec,
     /// `nodes_requested_total{cluster, offering}`: kept in the registry
@@ -348,6 +350,16 @@ impl Metrics {
                     &["cluster", "offering"],
                 ),
             )?,
+            offering_nodes: register(
+                &r,
+                IntGaugeVec::new(
+                    opts(
+                        "offering_task_nodes",
+                        "Task nodes this daemon ordered through an offering and still running, by the books it keeps.",
+                    ),
+                    &["cluster", "offering"],
+                ),
+            )?,
             offering_unavailable: register(
                 &r,
                 IntGaugeVec::new(
@@ -389,15 +401,21 @@ impl Metrics {
         }
     }
 
-    /// Sets `offering_unavailable` for each offering of `cluster` (name,
-    /// skipped now) and drops the series of offerings it no longer has.
-    pub(crate) fn set_offerings(&self, cluster: &str, offerings: &[(&str, bool)]) {
-        prune(&self.offering_unavailable, |labels| {
-            labels[0] != cluster || offerings.iter().any(|(o, _)| *o == labels[1])
-        });
-        for (offering, unavailable) in offerings {
+    /// Sets `offering_unavailable` and `offering_task_nodes` for each
+    /// offering of `cluster` (name, skipped now, booked nodes) and drops the
+    /// series of offerings it no longer has.
+    pub(crate) fn set_offerings(&self, cluster: &str, offerings: &[(&str, bool, u32)]) {
+        for vec in [&self.offering_unavailable, &self.offering_nodes] {
+            prune(vec, |labels| {
+                labels[0] != cluster || offerings.iter().any(|(o, _, _)| *o == labels[1])
+            });
+        }
+        for (offering, unavailable, nodes) in offerings {
             if let Some(g) = series(&self.offering_unavailable, &[cluster, offering]) {
                 g.set(i64::from(*unavailable));
+            }
+            if let Some(g) = series(&self.offering_nodes, &[cluster, offering]) {
+                g.set(i64::from(*nodes));
             }
         }
     }
@@ -534,6 +552,7 @@ impl Metrics {
         self.clusters.lock().remove(id);
         self.prune_requested(|c| c != id);
         prune(&self.offering_unavailable, |labels| labels[0] != id);
+        prune(&self.offering_nodes, |labels| labels[0] != id);
     }
 
     /// Records one decision: per vote, `decisions_total{outcome}` +1,

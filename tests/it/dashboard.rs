@@ -52,7 +52,10 @@ pub const CAPACITY_ONLY: [&str; 4] = [
 /// The families only a cluster with offerings exports, named by the
 /// dashboard; the offerings module checks them against a live daemon with
 /// offerings.
-pub const OFFERINGS_ONLY: [&str; 1] = ["emr_autoscaler_offering_unavailable"];
+pub const OFFERINGS_ONLY: [&str; 2] = [
+    "emr_autoscaler_offering_unavailable",
+    "emr_autoscaler_offering_task_nodes",
+];
 
 fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)

@@ -593,6 +593,14 @@ add = 2
         },
     )
     .await;
+    assert_eq!(
+        d.metric(&format!(
+            "emr_autoscaler_offering_task_nodes{{cluster=\"{CLUSTER}\",offering=\"od-sa5\"}}"
+        ))
+        .await,
+        Some(2.0),
+        "the books: the two on-demand nodes"
+    );
     let lost = history(&d).await;
     let lost = lost.iter().find(|e| e["kind"] == "lost_nodes").unwrap();
     assert_eq!(lost["offering"], "spot-s5");
