@@ -266,27 +266,6 @@ fn both(o: &Output) -> String {
     format!("{}\n{}", stdout(o), String::from_utf8_lossy(&o.stderr))
 }
 
-/// `/api/v1/history` of `d`.
-async fn history(d: &InProcess) -> Vec<Value> {
-    let (code, body) = d.get("/api/v1/history?limit=1000").await;
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["events"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-/// Every decision `d` made, of every outcome and rule.
-async fn decisions(d: &InProcess) -> f64 {
-    d.get("/metrics")
-        .await
-        .1
-        .lines()
-        .filter(|l| l.starts_with("emr_autoscaler_decisions_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn kinds(events: &[Value]) -> BTreeMap<String, usize> {
     let mut n = BTreeMap::new();
     for e in events {
@@ -407,7 +386,7 @@ async fn each_event_reaches_the_history_the_cli_and_every_webhook_once() {
         },
     )
     .await;
-    let events = history(&d).await;
+    let events = d.history().await;
     assert_eq!(kinds(&events), want, "{events:#?}");
     // Newest first.
     assert!(
@@ -521,10 +500,10 @@ async fn each_event_reaches_the_history_the_cli_and_every_webhook_once() {
     let lines = std::fs::read_to_string(rig.path("state/history.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), total, "{lines}");
     let d = InProcess::start(&config, rig.clock.clone()).await;
-    assert_eq!(history(&d).await, events);
-    let decided = decisions(&d).await;
+    assert_eq!(d.history().await, events);
+    let decided = d.decisions().await;
     eventually(Duration::from_secs(10), "two evaluations", || async {
-        decisions(&d).await >= decided + 2.0
+        d.decisions().await >= decided + 2.0
     })
     .await;
     for (_, p) in &formats {
@@ -566,7 +545,7 @@ async fn a_hanging_or_refusing_webhook_never_delays_an_order() {
     })
     .await;
     assert_eq!(rig.receiver.hits("/refuse").len(), 2);
-    assert_eq!(kinds(&history(&d).await)["scale_out"], 2);
+    assert_eq!(kinds(&d.history().await)["scale_out"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -695,7 +674,7 @@ async fn a_lost_answer_re_sent_under_its_token_is_one_event() {
         || async { !rig.receiver.hits("/json").is_empty() },
     )
     .await;
-    let events = history(&d).await;
+    let events = d.history().await;
     assert_eq!(kinds(&events)["scale_out"], 1, "{events:#?}");
     assert_eq!(events[0]["client_token"].as_str(), sent[0].as_deref());
     assert_eq!(rig.receiver.hits("/json").len(), 1);
@@ -788,7 +767,7 @@ async fn a_conflict_and_its_end_and_lost_nodes_are_events_once() {
         Duration::from_secs(10),
         "the conflict event",
         || d.log(),
-        || async { kinds(&history(&d).await).get("conflict") == Some(&1) },
+        || async { kinds(&d.history().await).get("conflict") == Some(&1) },
     )
     .await;
     // A restart during the conflict tells nothing new.
@@ -800,10 +779,10 @@ async fn a_conflict_and_its_end_and_lost_nodes_are_events_once() {
         Duration::from_secs(20),
         "the end of the conflict",
         || d.log(),
-        || async { kinds(&history(&d).await).get("conflict") == Some(&2) },
+        || async { kinds(&d.history().await).get("conflict") == Some(&2) },
     )
     .await;
-    let events = history(&d).await;
+    let events = d.history().await;
     let outcomes: Vec<&str> = events
         .iter()
         .filter(|e| e["kind"] == "conflict")
@@ -837,10 +816,10 @@ async fn a_conflict_and_its_end_and_lost_nodes_are_events_once() {
         Duration::from_secs(10),
         "the loss",
         || d.log(),
-        || async { kinds(&history(&d).await).get("lost_nodes") == Some(&1) },
+        || async { kinds(&d.history().await).get("lost_nodes") == Some(&1) },
     )
     .await;
-    let events = history(&d).await;
+    let events = d.history().await;
     let lost = events.iter().find(|e| e["kind"] == "lost_nodes").unwrap();
     assert_eq!(lost["nodes"], 2, "{lost}");
     eventually(
@@ -857,10 +836,10 @@ async fn a_conflict_and_its_end_and_lost_nodes_are_events_once() {
         d.status().await["clusters"][0]["current"] == 1
     })
     .await;
-    let after = decisions(&d).await;
+    let after = d.decisions().await;
     eventually(Duration::from_secs(10), "more evaluations", || async {
-        decisions(&d).await >= after + 3.0
+        d.decisions().await >= after + 3.0
     })
     .await;
-    assert_eq!(kinds(&history(&d).await).get("lost_nodes"), Some(&1));
+    assert_eq!(kinds(&d.history().await).get("lost_nodes"), Some(&1));
 }

@@ -154,14 +154,6 @@ add = 3
     }
 }
 
-async fn history(d: &InProcess) -> Vec<serde_json::Value> {
-    let body = d.get("/api/v1/history").await.1;
-    serde_json::from_str::<serde_json::Value>(&body).unwrap()["events"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sold_out_offering_falls_back_to_the_next_in_the_same_evaluation() {
     let rig = Rig::new(20.0).await;
@@ -238,10 +230,10 @@ async fn a_sold_out_offering_falls_back_to_the_next_in_the_same_evaluation() {
         );
     }
     eventually(Duration::from_secs(10), "two history events", || async {
-        history(&d).await.len() >= 2
+        d.history().await.len() >= 2
     })
     .await;
-    let events = history(&d).await;
+    let events = d.history().await;
     let refused = events.iter().find(|e| e["kind"] == "refused").unwrap();
     assert_eq!(refused["offering"], OFFERINGS[0].0);
     assert_eq!(refused["outcome"], "sold_out");
@@ -272,8 +264,12 @@ async fn every_offering_sold_out_backs_the_cluster_off_and_says_so() {
         "each offering once, in order"
     );
     assert_eq!(rig.sim.ledger().flows_started(CLUSTER), 0);
-    // A minute of clock later (six evaluations): nothing more is sent.
-    tokio::time::sleep(rig.clock.real(Duration::from_secs(60))).await;
+    // Six more evaluations (a minute of clock): nothing more is sent.
+    let decided = d.decisions().await;
+    eventually(Duration::from_secs(20), "six more evaluations", || async {
+        d.decisions().await >= decided + 6.0
+    })
+    .await;
     assert_eq!(rig.requests().len(), 3);
     let status = d.status().await;
     assert!(
@@ -297,7 +293,8 @@ async fn every_offering_sold_out_backs_the_cluster_off_and_says_so() {
         "{}",
         d.log()
     );
-    let refused: Vec<_> = history(&d)
+    let refused: Vec<_> = d
+        .history()
         .await
         .into_iter()
         .filter(|e| e["kind"] == "refused")
@@ -322,7 +319,7 @@ async fn a_lost_answer_on_the_fallback_is_retried_under_its_token_and_never_reac
         "the fallback's order to be known",
         || d.log(),
         || async {
-            let h = history(&d).await;
+            let h = d.history().await;
             h.iter().any(|e| e["kind"] == "scale_out")
         },
     )
@@ -452,6 +449,38 @@ async fn plan_names_the_offering_and_why_earlier_ones_are_skipped() {
     println!("{text}");
 }
 
+/// The InstanceChargeType of every ScaleOutCluster that started a flow.
+fn charges(sim: &SimHandle) -> Vec<String> {
+    sim.ledger()
+        .for_action(ACTION)
+        .filter(|e| e.started_flow().is_some())
+        .map(|e| {
+            e.params["InstanceChargeType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Raises the demand until one more order starts, checks its charge, and
+/// waits until its nodes run with no operation open.
+async fn one_order(d: &InProcess, prom: &FakeProm, sim: &SimHandle, charge: &str) {
+    let before = charges(sim).len();
+    prom.set(Q, Answer::Value(500.0));
+    eventually(Duration::from_secs(30), "one more order", || async {
+        charges(sim).len() > before
+    })
+    .await;
+    prom.set(Q, Answer::Value(0.0));
+    assert_eq!(charges(sim)[before], charge, "{:?}", charges(sim));
+    eventually(Duration::from_secs(30), "its nodes running", || async {
+        let s = d.status().await;
+        s["clusters"][0]["operation"].is_null() && s["clusters"][0]["in_flight"] == 0
+    })
+    .await;
+}
+
 /// Spot with an on-demand floor of 2: below the floor the order goes on
 /// demand; above it, spot first. Spot nodes reclaimed are counted as lost
 /// per offering, from the books the daemon keeps (the node list says
@@ -522,18 +551,7 @@ add = 2
     )
     .unwrap();
     let d = InProcess::start(&config, clock.clone()).await;
-    let charges = || -> Vec<String> {
-        sim.ledger()
-            .for_action(ACTION)
-            .filter(|e| e.started_flow().is_some())
-            .map(|e| {
-                e.params["InstanceChargeType"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect()
-    };
+    let charges = || charges(&sim);
     let task_nodes = || sim.cluster(CLUSTER).map_or(0, |c| c.task_nodes);
     // Two orders: the first below the floor (on demand), the second spot.
     prom.set(Q, Answer::Value(500.0));
@@ -566,7 +584,6 @@ add = 2
         },
     )
     .await;
-    let ordered = charges().len();
     let on_demand_ordered = charges()
         .iter()
         .filter(|c| *c == "POSTPAID_BY_HOUR")
@@ -601,42 +618,15 @@ add = 2
         Some(2.0),
         "the books: the two on-demand nodes"
     );
-    let lost = history(&d).await;
+    let lost = d.history().await;
     let lost = lost.iter().find(|e| e["kind"] == "lost_nodes").unwrap();
     assert_eq!(lost["offering"], "spot-s5");
     assert_eq!(lost["nodes"], spot_before);
     // Replaced by the next decision, above the floor: spot again.
-    prom.set(Q, Answer::Value(500.0));
-    eventually(Duration::from_secs(30), "a replacement order", || async {
-        charges().len() > ordered
-    })
-    .await;
-    prom.set(Q, Answer::Value(0.0));
-    assert_eq!(charges()[ordered], "SPOTPAID");
-    eventually(
-        Duration::from_secs(30),
-        "the replacement running",
-        || async {
-            d.status().await["clusters"][0]["operation"].is_null()
-                && d.status().await["clusters"][0]["in_flight"] == 0
-        },
-    )
-    .await;
+    one_order(&d, &prom, &sim, "SPOTPAID").await;
     // Spot sold out: the next order falls back on demand, above the floor.
     sim.set_sold_out("S5.2XLARGE32", None, None, true);
-    let before_fallback = charges().len();
-    prom.set(Q, Answer::Value(500.0));
-    eventually(Duration::from_secs(30), "an on-demand order", || async {
-        charges().len() > before_fallback
-    })
-    .await;
-    prom.set(Q, Answer::Value(0.0));
-    assert_eq!(charges()[before_fallback], "POSTPAID_BY_HOUR");
-    eventually(Duration::from_secs(30), "it running", || async {
-        let s = d.status().await;
-        s["clusters"][0]["operation"].is_null() && s["clusters"][0]["in_flight"] == 0
-    })
-    .await;
+    one_order(&d, &prom, &sim, "POSTPAID_BY_HOUR").await;
     // Spot again, so the newest nodes are spot ones.
     sim.set_sold_out("S5.2XLARGE32", None, None, false);
     eventually(
@@ -650,19 +640,7 @@ add = 2
         },
     )
     .await;
-    let before_spot = charges().len();
-    prom.set(Q, Answer::Value(500.0));
-    eventually(Duration::from_secs(30), "a spot order", || async {
-        charges().len() > before_spot
-    })
-    .await;
-    prom.set(Q, Answer::Value(0.0));
-    assert_eq!(charges()[before_spot], "SPOTPAID");
-    eventually(Duration::from_secs(30), "it running", || async {
-        let s = d.status().await;
-        s["clusters"][0]["operation"].is_null() && s["clusters"][0]["in_flight"] == 0
-    })
-    .await;
+    one_order(&d, &prom, &sim, "SPOTPAID").await;
     let http =
         emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(30)).unwrap();
     let remove = |count: u32| {

@@ -170,6 +170,29 @@ impl InProcess {
         super::metric(&self.get("/metrics").await.1, name_and_labels)
     }
 
+    /// `/api/v1/history` (up to 1,000 events, newest first); panics unless
+    /// it answers 200.
+    pub async fn history(&self) -> Vec<serde_json::Value> {
+        let (code, body) = self.get("/api/v1/history?limit=1000").await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["events"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Every decision made so far, of every outcome and rule: it grows by
+    /// each evaluation's rules.
+    pub async fn decisions(&self) -> f64 {
+        self.get("/metrics")
+            .await
+            .1
+            .lines()
+            .filter(|l| l.starts_with("emr_autoscaler_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Re-reads the config file, as SIGHUP does.
     pub async fn reload(&self) {
         self.control.send(Control::Reload).await.unwrap();
