@@ -1,6 +1,7 @@
 //! Rule evaluations per second: 1,000 clusters × 3 rules (threshold, target,
 //! schedule) through `policy::decide`, on one core; and the same with a
-//! capacity rule (2-minute trend window, 9 samples) and scale-in added, 4 rules.
+//! capacity rule (its default 3-minute trend window, 13 samples) and scale-in
+//! added, 4 rules.
 //!
 //! Run with `cargo bench --bench figures -- policy`; criterion reports the throughput in
 //! rule evaluations per second ("elem/s").
@@ -137,7 +138,7 @@ fn bench(c: &mut Criterion) {
                         per_node: 57344.0,
                         reserved: 229_376.0,
                         headroom: 28672.0,
-                        trend_window: Duration::from_secs(120),
+                        trend_window: Duration::from_secs(180),
                         trend_horizon: Horizon::Auto,
                     }),
                 ),
@@ -152,9 +153,9 @@ fn bench(c: &mut Criterion) {
         .collect();
     let demand: Vec<Vec<Sample>> = (0..CLUSTERS)
         .map(|i| {
-            (0..9)
+            (0..13)
                 .map(|k| Sample {
-                    at: now - chrono::Duration::seconds(15 * (8 - k)),
+                    at: now - chrono::Duration::seconds(15 * (12 - k)),
                     value: Reading::Value(
                         300_000.0 + (i % 11) as f64 * 20_000.0 + k as f64 * 3000.0,
                     ),

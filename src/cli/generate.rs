@@ -131,7 +131,7 @@ const MAIN_PAGE_EXTRA: &str = r#".SH RULES
 Each \fB[[clusters.rules]]\fR has a \fBtype\fR:
 .TP
 .B capacity
-Sizes the cluster from demand (YARN allocated plus pending memory): \fIdesired\fR = ceil((\fIdemand\fR + max(\fBheadroom\fR, \fBtrend_horizon\fR \(mu \fIgrowth\fR) \- \fBreserved\fR) / \fBper_node\fR), where \fIgrowth\fR is the demand's slope over \fBtrend_window\fR (default 2m) and \fBtrend_horizon\fR defaults to "auto", twice the cluster's median scale-out time. Scales out at once and, with scale-in on, gives back nodes once the largest desired count of the stabilization window allows. The recommended rule.
+Sizes the cluster from demand (YARN allocated plus pending memory): \fIdesired\fR = ceil((\fIdemand\fR + max(\fBheadroom\fR, \fBtrend_horizon\fR \(mu \fIgrowth\fR) \- \fBreserved\fR) / \fBper_node\fR), where \fIgrowth\fR is the demand's slope over \fBtrend_window\fR (default 3m) and \fBtrend_horizon\fR defaults to "auto", twice the cluster's median scale-out time. Orders the difference once demand plus the larger of \fBheadroom\fR and half the look-ahead (one scale-out of growth) outgrows the running and in-flight task nodes and, with scale-in on, gives back nodes once the largest desired count of the stabilization window allows. The recommended rule.
 .TP
 .B target
 Holds a value at a target (ratio form, \fBtarget\fR) or sizes to pending work (demand form, \fBper_node\fR).

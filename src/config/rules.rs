@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Validator;
 use super::raw::{Field, RawRule};
+use crate::policy::capacity::DEFAULT_TREND_WINDOW;
 use crate::policy::schedule::parse_cron;
 use crate::policy::{
     Amount, Bound, Capacity, Horizon, OnMissing, ReplaySignal, Rule, RuleKind, Sustain, TargetForm,
@@ -147,7 +148,7 @@ impl Validator<'_> {
         let headroom = non_negative(p("headroom"), headroom);
         let trend_window = self
             .opt_duration(&p("trend_window"), trend_window, super::spans::TREND)
-            .unwrap_or(Duration::from_secs(120));
+            .unwrap_or(DEFAULT_TREND_WINDOW);
         let trend_horizon = match trend_horizon {
             Field::Value(v) if v == "auto" => Horizon::Auto,
             Field::Missing => Horizon::Auto,

@@ -734,7 +734,7 @@ fn a_capacity_rule_validates_with_the_contract_defaults() {
     assert_eq!(cap.per_node, 57344.0);
     assert_eq!(cap.reserved, 0.0);
     assert_eq!(cap.headroom, 28672.0);
-    assert_eq!(cap.trend_window, Duration::from_secs(120));
+    assert_eq!(cap.trend_window, Duration::from_secs(180));
     assert_eq!(cap.trend_horizon, crate::policy::Horizon::Auto);
     assert_eq!(
         last.replay_signal,

@@ -420,7 +420,7 @@ impl fmt::Display for VoteText<'_> {
                     write!(f, " (bounded from {})", sizing.raw)?;
                 }
                 if desired > has && v.increment == 0 && !v.muted {
-                    f.write_str(" (the trend waits: demand and headroom fit)")?;
+                    f.write_str(" (not due: demand and one flow's look-ahead fit)")?;
                 }
             }
             VoteReason::WindowOpen {

@@ -626,8 +626,8 @@ fn vote(rule: &Rule, samples: &[Sample], ctx: Context, done: Option<DateTime<Utc
                     .min(max_task_nodes.max(min_task_nodes))
             };
             let desired = bounded(sizing.raw);
-            // Growth alone does not spend the cluster's one operation:
-            // a scale-out is due once demand plus headroom outgrows it.
+            // An order serves one flow later: it is due once demand plus
+            // one flow's look-ahead outgrows what runs and comes.
             let increment = if bounded(sizing.due) > effective {
                 desired.saturating_sub(effective)
             } else {

@@ -629,9 +629,16 @@ fn decision_table() {
         t(now),
     );
     case(
-        "capacity: growth alone waits while demand and headroom fit",
+        "capacity: one flow's growth makes an order due",
         &cap,
         &Fixture::running(2),
+        &[ramp(now, 240.0, 300.0, 9)],
+        t(now),
+    );
+    case(
+        "capacity: growth beyond one flow waits",
+        &cap,
+        &Fixture::running(3),
         &[ramp(now, 240.0, 300.0, 9)],
         t(now),
     );
@@ -721,7 +728,8 @@ fn decision_table() {
         capacity: growth above headroom: scale_out +3 [3] | capacity 300 GiB + trend +30 GiB/min × 4m = 120 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 4, has 1: +3
         capacity: auto horizon, no flow observed yet (2 x 10m): scale_out +12 [12] | capacity 300 GiB + trend +30 GiB/min × 20m = 600 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 13, has 1: +12
         capacity: auto horizon from observed flows: scale_out +6 [6] | capacity 300 GiB + trend +30 GiB/min × 10m = 300 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 7, has 1: +6
-        capacity: growth alone waits while demand and headroom fit: hold +0 [] | capacity 300 GiB + trend +30 GiB/min × 4m = 120 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 4, has 2 (the trend waits: demand and headroom fit) -> hold
+        capacity: one flow's growth makes an order due: scale_out +2 [2] | capacity 300 GiB + trend +30 GiB/min × 4m = 120 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 4, has 2: +2
+        capacity: growth beyond one flow waits: hold +0 [] | capacity 300 GiB + trend +30 GiB/min × 4m = 120 GiB (above headroom 28 GiB) − 224 GiB reserved at 56 GiB per node: wants 4, has 3 (not due: demand and one flow's look-ahead fit) -> hold
         capacity: in-flight nodes count: scale_out +1 [1] | capacity 400 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 4, has 3: +1
         capacity: too few samples, no trend: scale_out +3 [3] | capacity 330 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 3, has 0: +3
         capacity: falling demand, no trend: hold +0 [] | capacity 330 GiB + headroom 28 GiB − 224 GiB reserved at 56 GiB per node: wants 3, has 4 -> hold
@@ -1556,6 +1564,11 @@ proptest! {
                 let due = if bounded_due > d.effective { desired.saturating_sub(d.effective) } else { 0 };
                 prop_assert_eq!(vote.increment, due);
                 prop_assert!(sizing.raw >= sizing.due);
+                // Due no later than demand plus headroom outgrowing what
+                // runs, and never for more than one flow's growth.
+                let nodes = |margin: f64| ((sizing.demand.max(0.0) + margin - c.reserved) / c.per_node).ceil().max(0.0);
+                prop_assert!(f64::from(sizing.due) >= nodes(c.headroom).min(f64::from(u32::MAX)), "{d:?}");
+                prop_assert!(f64::from(sizing.due) <= nodes(c.headroom.max(sizing.trend / 2.0)), "{d:?}");
                 prop_assert!(d.effective + d.increment <= max.max(d.effective));
             }
             VoteReason::Missing { .. } => {
