@@ -21,6 +21,10 @@
 //!   list read; booked nodes missing from a list read with no operation open are lost,
 //!   counted per offering. The list is read for that when something waits to be matched,
 //!   when the task-node count drops, and every 2 minutes while nodes are booked.
+//! - A capacity rule that has observed nothing yet (after a start or a reload) has its
+//!   trend window filled by one range query, beside its instant query and within
+//!   `prometheus.timeout`; if that fails, growth shows once the rule has observed half
+//!   its window.
 //! - Tencent's own auto-scaling is read before the first decision and every 10 minutes
 //!   (a failed read after 1 minute): an enabled strategy holds both directions with
 //!   outcome `conflict` unless `coexist_with_builtin`; unreadable strategies hold
@@ -866,19 +870,47 @@ async fn observe(
         id,
         shared.config.prometheus.timeout * 2 + Duration::from_secs(5),
     );
-    let observed = futures_util::future::join_all(cluster.rules.iter().map(|r| {
-        let prom = &shared.prom;
-        async move {
-            match &r.query {
-                Some(q) => Some(prom.instant(q).await),
-                None => None,
+    let timeout = shared.config.prometheus.timeout;
+    let observed = futures_util::future::join_all(cluster.rules.iter().zip(histories.iter()).map(
+        |(r, history)| {
+            let prom = &shared.prom;
+            let window = backfill_window(&r.kind, history.is_empty(), now, interval);
+            async move {
+                let q = r.query.as_deref()?;
+                let past = async {
+                    let (from, to) = window?;
+                    let range = prom.range(q, from, to, interval, |_, _| {});
+                    Some(match tokio::time::timeout(timeout, range).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!(
+                            "no answer within prometheus.timeout ({})",
+                            humantime::format_duration(timeout)
+                        )),
+                    })
+                };
+                let (obs, past) = futures_util::join!(prom.instant(q), past);
+                Some((obs, past))
             }
-        }
-    }))
+        },
+    ))
     .await;
     drop(queries);
     for ((rule, obs), history) in cluster.rules.iter().zip(observed).zip(histories.iter_mut()) {
-        let Some(mut obs) = obs else { continue };
+        let Some((mut obs, past)) = obs else { continue };
+        match past {
+            Some(Ok(samples)) => {
+                let before = history.len();
+                history.extend(samples.into_iter().filter(|s| s.at < now).map(|s| Sample {
+                    at: s.at,
+                    value: s.value.bounded(rule.max_value),
+                }));
+                tracing::info!(message = "Trend window filled from Prometheus.", cluster = %id, rule = %rule.name, samples = history.len() - before);
+            }
+            Some(Err(reason)) => {
+                tracing::warn!(message = "Trend window not filled from Prometheus; growth shows once the rule has observed half of it.", cluster = %id, rule = %rule.name, reason = %reason);
+            }
+            None => {}
+        }
         obs.reading = obs.reading.bounded(rule.max_value);
         if let Reading::Missing(issue) = obs.reading {
             shared.metrics.record_query_error(id, &rule.name, issue);
@@ -906,6 +938,25 @@ async fn observe(
         .iter()
         .map(|h| h.iter().copied().collect())
         .collect()
+}
+
+/// The span one range query fills a capacity rule's trend window over, when
+/// the rule has observed nothing yet (after a start or a reload): the window
+/// and one interval before it, up to just before `now`, whose instant query
+/// follows.
+fn backfill_window(
+    kind: &policy::RuleKind,
+    empty: bool,
+    now: chrono::DateTime<chrono::Utc>,
+    interval: Duration,
+) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    match kind {
+        policy::RuleKind::Capacity(c) if empty && !c.trend_window.is_zero() => Some((
+            policy::time::before(now, c.trend_window.saturating_add(interval)),
+            policy::time::before(now, Duration::from_secs(1)),
+        )),
+        _ => None,
+    }
 }
 
 /// The cluster's durable record at this evaluation, as the policy and the
@@ -1412,5 +1463,33 @@ pub(crate) async fn manual_removal(shared: &Shared, cluster: &ClusterConfig, cou
             ..Rejection::of(&e)
         }))),
         None => Err(Refusal::NothingSent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Capacity, Horizon, RuleKind};
+
+    fn capacity(window_s: u64) -> RuleKind {
+        RuleKind::Capacity(Capacity {
+            per_node: 1.0,
+            reserved: 0.0,
+            headroom: 0.0,
+            trend_window: Duration::from_secs(window_s),
+            trend_horizon: Horizon::Auto,
+        })
+    }
+
+    #[test]
+    fn only_an_empty_trend_window_is_filled_and_never_at_now() {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let step = Duration::from_secs(15);
+        let (from, to) = backfill_window(&capacity(180), true, now, step).unwrap();
+        assert_eq!((now - from).num_seconds(), 195);
+        assert_eq!((now - to).num_seconds(), 1);
+        // Observed already, or no trend: nothing.
+        assert_eq!(backfill_window(&capacity(180), false, now, step), None);
+        assert_eq!(backfill_window(&capacity(0), true, now, step), None);
     }
 }

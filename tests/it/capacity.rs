@@ -14,6 +14,7 @@ use emr_autoscaler::policy::ReplaySignal;
 use emr_autoscaler::replay::Model;
 use emr_autoscaler::sim::{SimCluster, SimConfig, Simulator};
 
+use crate::support::fake_prom::{Answer, FakeProm};
 use crate::support::inproc::InProcess;
 
 const CLUSTER: &str = "emr-cap00001";
@@ -265,4 +266,146 @@ async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
         );
     }
     assert!(d.stop().await.is_ok(), "{report}");
+}
+
+/// After a start the trend window is filled by one range query: a daemon
+/// started in the middle of a ramp sees its growth at the first evaluation,
+/// rather than after half a window of its own samples. The clock runs at
+/// real speed, so the second evaluation is 15 s away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_mid_ramp_sees_the_growth_at_once() {
+    let start = wall_now();
+    let clock: SharedClock = Arc::new(ScaledClock::new(start, 1.0));
+    let sim = Arc::new(
+        Simulator::start(
+            SimConfig {
+                clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(0)],
+                flow_duration: PROVISIONING,
+                ..SimConfig::default()
+            },
+            clock.clone(),
+        )
+        .await
+        .unwrap(),
+    );
+    let model = Model {
+        base_capacity_mb: 224.0 * GIB,
+        node_memory_mb: 56.0 * GIB,
+        provisioning_delay: PROVISIONING,
+    };
+    // 6 GiB a minute for 20 minutes around the start, far below the core
+    // nodes' 224 GiB: nothing is ordered.
+    let demand = Demand::Points(vec![
+        (start - minutes(10.0), 40.0 * GIB),
+        (start + minutes(10.0), 160.0 * GIB),
+    ]);
+    let prom = serve(
+        clock.clone(),
+        sim.clone(),
+        vec![Source {
+            instance_id: CLUSTER.into(),
+            demand,
+            model,
+        }],
+        HashMap::from([("demand".to_string(), (0, ReplaySignal::DemandMb))]),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        config(
+            &sim.endpoint(),
+            &prom.to_string(),
+            &dir.path().join("state"),
+        ),
+    )
+    .unwrap();
+    let mut d = InProcess::start(&path, clock.clone()).await;
+
+    // The first evaluation's vote, read while it is the only one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let vote = loop {
+        assert!(Instant::now() < deadline, "no evaluation:\n{}", d.log());
+        if d.decisions().await >= 1.0 {
+            let status = d.status().await;
+            assert_eq!(d.decisions().await, 1.0, "{status}");
+            break status["clusters"][0]["votes"][0]["capacity"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let growth = vote["growth_per_minute"].as_f64().unwrap_or_default() / GIB;
+    assert!(
+        (5.0..=7.0).contains(&growth),
+        "growth {growth} GiB/min at the first evaluation: {vote}\n{}",
+        d.log()
+    );
+    assert_eq!(vote["has"].as_u64(), Some(0), "{vote}");
+    assert!(sim.ledger().flow_starts().is_empty());
+    assert!(d.stop().await.is_ok());
+}
+
+/// A range query that fails or hangs does not hold the first evaluation
+/// beyond `prometheus.timeout`: the rule then decides on its instant reading,
+/// with no growth until it has observed half a window, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_slow_backfill_leaves_the_rule_on_its_own_samples() {
+    for range in [
+        Answer::Down,
+        Answer::Multiple,
+        Answer::Slow(Duration::from_secs(30), 1.0),
+    ] {
+        let start = wall_now();
+        let clock: SharedClock = Arc::new(ScaledClock::new(start, 1.0));
+        let sim = Arc::new(
+            Simulator::start(
+                SimConfig {
+                    clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(0)],
+                    ..SimConfig::default()
+                },
+                clock.clone(),
+            )
+            .await
+            .unwrap(),
+        );
+        let prom = FakeProm::start().await;
+        prom.set("demand", Answer::Value(300.0 * GIB));
+        prom.set_range("demand", range.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let addr = prom.url().trim_start_matches("http://").to_string();
+        std::fs::write(
+            &path,
+            config(&sim.endpoint(), &addr, &dir.path().join("state")),
+        )
+        .unwrap();
+        let began = Instant::now();
+        let mut d = InProcess::start(&path, clock.clone()).await;
+        // prometheus.timeout is 2 s; the next evaluation is 15 s away.
+        let deadline = began + Duration::from_secs(10);
+        while d.decisions().await < 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "{range:?}: no evaluation:\n{}",
+                d.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let status = d.status().await;
+        let vote = &status["clusters"][0]["votes"][0]["capacity"];
+        assert_eq!(
+            vote["growth_per_minute"].as_f64(),
+            Some(0.0),
+            "{range:?}: {vote}"
+        );
+        // (300 + 28 - 224) / 56 = 1.86: two nodes, on the instant reading.
+        assert_eq!(vote["desired"].as_u64(), Some(2), "{range:?}: {vote}");
+        assert!(
+            d.log().contains("Trend window not filled"),
+            "{range:?}:\n{}",
+            d.log()
+        );
+        assert!(d.stop().await.is_ok());
+    }
 }

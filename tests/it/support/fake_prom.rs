@@ -32,6 +32,8 @@ pub enum Answer {
 pub struct FakeProm {
     pub addr: Option<SocketAddr>,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
+    /// Answers for range queries that differ from the instant ones.
+    range_answers: Arc<Mutex<HashMap<String, Answer>>>,
     pub queries: Arc<Mutex<u64>>,
     /// The Authorization header of the last query.
     pub last_auth: Arc<Mutex<Option<String>>>,
@@ -105,13 +107,15 @@ async fn query_range(
             .unwrap_or(0.0)
     };
     let (start, end, step) = (num("start"), num("end"), num("step").max(1.0));
-    let answer = f
-        .answers
-        .lock()
-        .unwrap()
-        .get(&q)
-        .cloned()
-        .unwrap_or(Answer::Empty);
+    let ranged = f.range_answers.lock().unwrap().get(&q).cloned();
+    let answer = ranged.unwrap_or_else(|| {
+        f.answers
+            .lock()
+            .unwrap()
+            .get(&q)
+            .cloned()
+            .unwrap_or(Answer::Empty)
+    });
     let series = |v: f64| {
         let mut values = Vec::new();
         let mut t = start;
@@ -122,7 +126,11 @@ async fn query_range(
         serde_json::json!([{"metric": {}, "values": values}])
     };
     let result = match answer {
-        Answer::Value(v) | Answer::Slow(_, v) => series(v),
+        Answer::Value(v) => series(v),
+        Answer::Slow(d, v) => {
+            tokio::time::sleep(d).await;
+            series(v)
+        }
         Answer::Empty => serde_json::json!([]),
         Answer::Multiple => {
             let mut a = series(1.0);
@@ -152,6 +160,15 @@ impl FakeProm {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr.unwrap())
+    }
+
+    /// What range queries of `query` get, instead of its instant answer.
+    #[allow(dead_code)]
+    pub fn set_range(&self, query: &str, answer: Answer) {
+        self.range_answers
+            .lock()
+            .unwrap()
+            .insert(query.to_string(), answer);
     }
 
     pub fn set(&self, query: &str, answer: Answer) {
