@@ -898,7 +898,10 @@ async fn observe(
     for ((rule, obs), history) in cluster.rules.iter().zip(observed).zip(histories.iter_mut()) {
         let Some((mut obs, past)) = obs else { continue };
         match past {
-            Some(Ok(samples)) => {
+            Some(Ok(mut samples)) => {
+                // In time order whatever the answer's order: growth reads
+                // the window as one slice.
+                samples.sort_by_key(|s| s.at);
                 let before = history.len();
                 history.extend(samples.into_iter().filter(|s| s.at < now).map(|s| Sample {
                     at: s.at,
