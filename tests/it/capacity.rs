@@ -4,6 +4,7 @@
 //! the clock both share (90 times real time).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use emr_autoscaler::clock::{ScaledClock, SharedClock, wall_now};
 use emr_autoscaler::demo::prom::{Demand, Source, serve};
 use emr_autoscaler::policy::ReplaySignal;
 use emr_autoscaler::replay::Model;
-use emr_autoscaler::sim::{SimCluster, SimConfig, Simulator};
+use emr_autoscaler::sim::{SimCluster, SimConfig, SimHandle, Simulator};
 
 use crate::support::fake_prom::{Answer, FakeProm};
 use crate::support::inproc::InProcess;
@@ -76,15 +77,9 @@ unit = "mb"
     )
 }
 
-/// A burst that ramps 280 GiB over 7 minutes (0.7 nodes a minute) from `t`,
-/// holds 10 minutes and falls back over 2: met before pending work lasts one
-/// provisioning time, and given back after the stabilization window once it
-/// has fallen.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
-    let start = wall_now();
-    let clock: SharedClock = Arc::new(ScaledClock::new(start, SPEED));
-    let sim = Arc::new(
+/// The simulated cluster, with no task node and 4-minute flows, on `clock`.
+async fn simulator(clock: &SharedClock) -> Arc<SimHandle> {
+    Arc::new(
         Simulator::start(
             SimConfig {
                 clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(0)],
@@ -95,12 +90,52 @@ async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
         )
         .await
         .unwrap(),
-    );
-    let model = Model {
+    )
+}
+
+/// The model the tests size with: 56 GiB nodes over 224 GiB of core nodes.
+fn model() -> Model {
+    Model {
         base_capacity_mb: 224.0 * GIB,
         node_memory_mb: 56.0 * GIB,
         provisioning_delay: PROVISIONING,
-    };
+    }
+}
+
+/// A Prometheus stand-in answering the rule's query `demand` with `demand`.
+async fn demand_prom(clock: &SharedClock, sim: &Arc<SimHandle>, demand: Demand) -> String {
+    serve(
+        clock.clone(),
+        sim.clone(),
+        vec![Source {
+            instance_id: CLUSTER.into(),
+            demand,
+            model: model(),
+        }],
+        HashMap::from([("demand".to_string(), (0, ReplaySignal::DemandMb))]),
+    )
+    .await
+    .unwrap()
+    .to_string()
+}
+
+/// The daemon in process with [`config`], its state under `dir`.
+async fn daemon(sim: &SimHandle, prom: &str, dir: &Path, clock: &SharedClock) -> InProcess {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config(&sim.endpoint(), prom, &dir.join("state"))).unwrap();
+    InProcess::start(&path, clock.clone()).await
+}
+
+/// A burst that ramps 280 GiB over 7 minutes (0.7 nodes a minute) from `t`,
+/// holds 10 minutes and falls back over 2: met before pending work lasts one
+/// provisioning time, and given back after the stabilization window once it
+/// has fallen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
+    let start = wall_now();
+    let clock: SharedClock = Arc::new(ScaledClock::new(start, SPEED));
+    let sim = simulator(&clock).await;
+    let model = model();
     let t = start + minutes(4.0);
     let (ramp_end, fall, fall_end) = (t + minutes(7.0), t + minutes(17.0), t + minutes(19.0));
     let demand = Demand::Points(vec![
@@ -109,30 +144,9 @@ async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
         (fall, 380.0 * GIB),
         (fall_end, 100.0 * GIB),
     ]);
-    let prom = serve(
-        clock.clone(),
-        sim.clone(),
-        vec![Source {
-            instance_id: CLUSTER.into(),
-            demand: demand.clone(),
-            model,
-        }],
-        HashMap::from([("demand".to_string(), (0, ReplaySignal::DemandMb))]),
-    )
-    .await
-    .unwrap();
+    let prom = demand_prom(&clock, &sim, demand.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(
-        &path,
-        config(
-            &sim.endpoint(),
-            &prom.to_string(),
-            &dir.path().join("state"),
-        ),
-    )
-    .unwrap();
-    let mut d = InProcess::start(&path, clock.clone()).await;
+    let mut d = daemon(&sim, &prom, dir.path(), &clock).await;
 
     // Follow the cluster on the shared clock until it is back at its floor
     // after the fall, or 40 simulated minutes past the burst's start.
@@ -276,53 +290,16 @@ async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
 async fn a_start_mid_ramp_sees_the_growth_at_once() {
     let start = wall_now();
     let clock: SharedClock = Arc::new(ScaledClock::new(start, 1.0));
-    let sim = Arc::new(
-        Simulator::start(
-            SimConfig {
-                clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(0)],
-                flow_duration: PROVISIONING,
-                ..SimConfig::default()
-            },
-            clock.clone(),
-        )
-        .await
-        .unwrap(),
-    );
-    let model = Model {
-        base_capacity_mb: 224.0 * GIB,
-        node_memory_mb: 56.0 * GIB,
-        provisioning_delay: PROVISIONING,
-    };
+    let sim = simulator(&clock).await;
     // 6 GiB a minute for 20 minutes around the start, far below the core
     // nodes' 224 GiB: nothing is ordered.
     let demand = Demand::Points(vec![
         (start - minutes(10.0), 40.0 * GIB),
         (start + minutes(10.0), 160.0 * GIB),
     ]);
-    let prom = serve(
-        clock.clone(),
-        sim.clone(),
-        vec![Source {
-            instance_id: CLUSTER.into(),
-            demand,
-            model,
-        }],
-        HashMap::from([("demand".to_string(), (0, ReplaySignal::DemandMb))]),
-    )
-    .await
-    .unwrap();
+    let prom = demand_prom(&clock, &sim, demand).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(
-        &path,
-        config(
-            &sim.endpoint(),
-            &prom.to_string(),
-            &dir.path().join("state"),
-        ),
-    )
-    .unwrap();
-    let mut d = InProcess::start(&path, clock.clone()).await;
+    let mut d = daemon(&sim, &prom, dir.path(), &clock).await;
 
     // The first evaluation's vote, read while it is the only one.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -356,32 +333,15 @@ async fn a_failed_or_slow_backfill_leaves_the_rule_on_its_own_samples() {
         Answer::Multiple,
         Answer::Slow(Duration::from_secs(30), 1.0),
     ] {
-        let start = wall_now();
-        let clock: SharedClock = Arc::new(ScaledClock::new(start, 1.0));
-        let sim = Arc::new(
-            Simulator::start(
-                SimConfig {
-                    clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(0)],
-                    ..SimConfig::default()
-                },
-                clock.clone(),
-            )
-            .await
-            .unwrap(),
-        );
+        let clock: SharedClock = Arc::new(ScaledClock::new(wall_now(), 1.0));
+        let sim = simulator(&clock).await;
         let prom = FakeProm::start().await;
         prom.set("demand", Answer::Value(300.0 * GIB));
         prom.set_range("demand", range.clone());
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
         let addr = prom.url().trim_start_matches("http://").to_string();
-        std::fs::write(
-            &path,
-            config(&sim.endpoint(), &addr, &dir.path().join("state")),
-        )
-        .unwrap();
         let began = Instant::now();
-        let mut d = InProcess::start(&path, clock.clone()).await;
+        let mut d = daemon(&sim, &addr, dir.path(), &clock).await;
         // prometheus.timeout is 2 s; the next evaluation is 15 s away.
         let deadline = began + Duration::from_secs(10);
         while d.decisions().await < 1.0 {
