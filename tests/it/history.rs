@@ -680,6 +680,77 @@ async fn a_lost_answer_re_sent_under_its_token_is_one_event() {
     assert_eq!(rig.receiver.hits("/json").len(), 1);
 }
 
+/// An order whose every answer is lost, then a pause: the paused operation
+/// is not re-sent but judged from the task-node count once the cluster is
+/// idle, and that judgement is one `judged_executed` event, at the history
+/// and at the webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_judged_executed_after_lost_answers_is_one_event() {
+    let rig = Rig::new().await;
+    let config = rig.write_config(&[("json", "/json")]);
+    let d = InProcess::start(&config, rig.clock.clone()).await;
+    rig.wait_idle(&d).await;
+    let before = rig.sim.cluster(CLUSTER).map(|c| c.task_nodes);
+    rig.sim
+        .set_standing_fault(SCALE_OUT, Some(CLUSTER), Some(Fault::DropAfterExecute));
+    let (code, body) = rig.ask(&d, "scale-out", json!({"task_count": 2})).await;
+    // No answer came: a gateway error naming the token, whose intent stays
+    // and is judged.
+    assert_eq!(code, 502, "{body}");
+    assert_eq!(body["class"], "transport", "{body}");
+    let (code, body) = rig.ask(&d, "pause", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    rig.sim.set_standing_fault(SCALE_OUT, Some(CLUSTER), None);
+    eventually_or(
+        Duration::from_secs(30),
+        "a judged_executed event",
+        || d.log(),
+        || async {
+            d.history()
+                .await
+                .iter()
+                .any(|e| e["outcome"] == "judged_executed")
+        },
+    )
+    .await;
+    let events = d.history().await;
+    let judged: Vec<&Value> = events.iter().filter(|e| e["kind"] == "scale_out").collect();
+    assert_eq!(judged.len(), 1, "{events:#?}");
+    assert_eq!(judged[0]["outcome"], "judged_executed", "{events:#?}");
+    assert_eq!(judged[0]["nodes"], 2, "{events:#?}");
+    let tokens: Vec<Option<String>> = rig
+        .sim
+        .ledger()
+        .for_action(SCALE_OUT)
+        .map(|e| e.client_token.clone())
+        .collect();
+    assert!(
+        !tokens.is_empty() && tokens.iter().all(|t| *t == tokens[0]),
+        "{tokens:?}"
+    );
+    assert_eq!(judged[0]["client_token"].as_str(), tokens[0].as_deref());
+    // Executed once.
+    assert_eq!(
+        rig.sim.cluster(CLUSTER).map(|c| c.task_nodes),
+        before.map(|n| n + 2),
+        "{tokens:?}"
+    );
+    let judged_hits = || {
+        rig.receiver
+            .hits("/json")
+            .iter()
+            .filter(|h| h.body["outcome"] == "judged_executed")
+            .count()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the event at the webhook",
+        || async { judged_hits() > 0 },
+    )
+    .await;
+    assert_eq!(judged_hits(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_adds_a_webhook_and_an_invalid_one_keeps_the_running_ones() {
     let rig = Rig::new().await;
@@ -809,6 +880,18 @@ async fn a_conflict_and_its_end_and_lost_nodes_are_events_once() {
             )
         },
         || async { d.status().await["clusters"][0]["current"] == 4 },
+    )
+    .await;
+    // A drop is a certain loss only against a count taken after the order
+    // ended: let a few evaluations (1 s each) pass on fresh counts first.
+    let (t0, after) = (rig.clock.now(), d.decisions().await);
+    eventually(
+        Duration::from_secs(10),
+        "evaluations after the order",
+        || async {
+            d.decisions().await >= after + 3.0
+                && rig.clock.now() - t0 >= chrono::Duration::seconds(3)
+        },
     )
     .await;
     assert!(rig.sim.set_task_nodes(CLUSTER, 2));
