@@ -719,7 +719,7 @@ fn a_bare_number_for_a_duration_names_the_fix() {
 }
 
 #[test]
-fn a_capacity_rule_validates_with_the_contract_defaults() {
+fn a_capacity_rule_validates_with_its_defaults() {
     let rule = |extra: &str| {
         format!(
             "{}\n[[clusters.rules]]\nname = \"capacity\"\ntype = \"capacity\"\nquery = \"sum(a) + sum(p)\"\nreplay_signal = \"demand_mb\"\nunit = \"mb\"\n{extra}\n",
