@@ -15,6 +15,7 @@ use emr_autoscaler::policy::ReplaySignal;
 use emr_autoscaler::replay::Model;
 use emr_autoscaler::sim::{SimCluster, SimConfig, SimHandle, Simulator};
 
+use crate::support::daemon_proc::eventually_or;
 use crate::support::fake_prom::{Answer, FakeProm};
 use crate::support::inproc::InProcess;
 
@@ -317,16 +318,16 @@ async fn a_start_mid_ramp_sees_the_growth_at_once() {
     let mut d = daemon(&sim, &prom, dir.path(), &clock).await;
 
     // The first evaluation's vote, read while it is the only one.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let vote = loop {
-        assert!(Instant::now() < deadline, "no evaluation:\n{}", d.log());
-        if d.decisions().await >= 1.0 {
-            let status = d.status().await;
-            assert_eq!(d.decisions().await, 1.0, "{status}");
-            break status["clusters"][0]["votes"][0]["capacity"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    eventually_or(
+        Duration::from_secs(10),
+        "the first evaluation",
+        || d.log(),
+        || async { d.decisions().await >= 1.0 },
+    )
+    .await;
+    let status = d.status().await;
+    assert_eq!(d.decisions().await, 1.0, "{status}");
+    let vote = status["clusters"][0]["votes"][0]["capacity"].clone();
     let growth = vote["growth_per_minute"].as_f64().unwrap_or_default() / GIB;
     assert!(
         (5.0..=7.0).contains(&growth),
@@ -358,15 +359,13 @@ async fn a_failed_or_slow_backfill_leaves_the_rule_on_its_own_samples() {
         let began = Instant::now();
         let mut d = daemon(&sim, &addr, dir.path(), &clock).await;
         // prometheus.timeout is 2 s; the next evaluation is 15 s away.
-        let deadline = began + Duration::from_secs(10);
-        while d.decisions().await < 1.0 {
-            assert!(
-                Instant::now() < deadline,
-                "{range:?}: no evaluation:\n{}",
-                d.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually_or(
+            Duration::from_secs(10).saturating_sub(began.elapsed()),
+            "the first evaluation",
+            || d.log(),
+            || async { d.decisions().await >= 1.0 },
+        )
+        .await;
         let status = d.status().await;
         let vote = &status["clusters"][0]["votes"][0]["capacity"];
         assert_eq!(
