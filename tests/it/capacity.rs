@@ -21,7 +21,9 @@ use crate::support::inproc::InProcess;
 
 const CLUSTER: &str = "emr-cap00001";
 const GIB: f64 = 1024.0;
-const SPEED: f64 = 90.0;
+/// 45x: a 20 ms sampling step is 0.9 s of clock, and a stalled scheduler
+/// costs the simulated cluster 45 times its stall.
+const SPEED: f64 = 45.0;
 const PROVISIONING: Duration = Duration::from_secs(240);
 
 fn minutes(m: f64) -> chrono::Duration {
