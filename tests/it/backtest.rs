@@ -8,11 +8,11 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::support::daemon_proc::BIN;
-use crate::support::real_prom::free_port;
+use crate::support::real_prom::spawn_prometheus;
 use chrono::{DateTime, Timelike, Utc};
 
 const CLUSTER: &str = "emr-bt000001";
@@ -395,19 +395,14 @@ fn start_prometheus(dir: &Path, openmetrics: &str, probe: &str, at: DateTime<Utc
     )
     .unwrap();
     let log = dir.join("prometheus.log");
-    // Prometheus cannot report a port it picked itself; see `free_port`.
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=3650d")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--config.file={}", config.display()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start prometheus ({e}); install Debian's `prometheus` package")
-        });
+    let (child, port) = spawn_prometheus(
+        &[
+            format!("--storage.tsdb.path={}", tsdb.display()),
+            "--storage.tsdb.retention.time=3650d".into(),
+            format!("--config.file={}", config.display()),
+        ],
+        &log,
+    );
     let prom = Prometheus { child, port, log };
     let path = format!("/api/v1/query?query={probe}&time={}", at.timestamp());
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -1,8 +1,10 @@
-//! A real Prometheus (Debian's package) on a free loopback port with a
-//! temporary data directory, scraping a loopback exporter the test controls.
+//! A real Prometheus (Debian's package) on a loopback port it binds itself
+//! (read back from its log), with a temporary data directory, scraping a
+//! loopback exporter the test controls.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,16 +56,40 @@ impl Exporter {
     }
 }
 
-/// A loopback port that was free a moment ago. Only for Debian's
-/// `prometheus`: it must be told its port before it starts and has no way to
-/// report the port it bound, so this races (another process may take the
-/// port first). Our own binaries bind `127.0.0.1:0` and report the port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts Debian's `prometheus` with `args` and `--web.listen-address=
+/// 127.0.0.1:0`, its log in `log`, and returns it with the port it bound.
+/// Prometheus cannot be told a port file, but its "Listening on" log line
+/// names the bound address, so no port is picked in advance.
+pub fn spawn_prometheus(args: &[String], log: &Path) -> (Child, u16) {
+    let mut child = Command::new("prometheus")
+        .args(args)
+        .arg("--web.listen-address=127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start prometheus ({e}); install Debian's `prometheus` package")
+        });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(port) = text
+            .lines()
+            .filter(|l| l.contains("msg=\"Listening on\""))
+            .find_map(|l| l.split("address=127.0.0.1:").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+        {
+            return (child, port);
+        }
+        let exited = child.try_wait().unwrap();
+        if exited.is_some() || Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("prometheus did not report its port ({exited:?}); its log:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub struct RealProm {
@@ -84,18 +110,13 @@ impl RealProm {
             ),
         )
         .unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .args([
-                &format!("--config.file={}", cfg.display()),
-                &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-                &format!("--web.listen-address=127.0.0.1:{port}"),
-                "--log.level=warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is needed: install Debian's prometheus package");
+        let (child, port) = spawn_prometheus(
+            &[
+                format!("--config.file={}", cfg.display()),
+                format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            ],
+            &dir.path().join("prometheus.log"),
+        );
         RealProm {
             port,
             child: Some(child),
