@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::support::daemon_proc::eventually;
 use crate::support::*;
 use emr_autoscaler::tencent::emr::{ScaleOutInstanceRequest, Tag};
 use emr_autoscaler::tencent::{ApiError, ClientToken, ErrorClass};
@@ -285,6 +286,14 @@ async fn timeouts_are_their_own_class_and_retried_under_the_token() {
         .await
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Timeout, "{err}");
+    // The fake shares this runtime: after a stall the client's timeout may
+    // be polled before the fake has read the second attempt.
+    eventually(
+        Duration::from_secs(5),
+        "two attempts at the fake",
+        || async { fake.received().len() >= 2 },
+    )
+    .await;
     assert_eq!(fake.received().len(), 2);
 }
 

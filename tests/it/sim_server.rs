@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::daemon_proc::eventually;
+
 const ID: &str = "AKIDtest0000000000000000000000000000";
 const KEY: &str = "test-secret-key";
 const A: &str = "emr-aaaaaaaa";
@@ -568,11 +570,14 @@ async fn injected_request_faults() {
         .send()
         .await;
     assert!(slow.is_err_and(|e| e.is_timeout()));
-    assert_eq!(
-        env.sim.cluster(A).map(|c| c.flows_started),
-        Some(1),
-        "a delayed request executes"
-    );
+    // The server shares this runtime: after a stall the client's timeout
+    // may be polled before the server task has read the request.
+    eventually(
+        Duration::from_secs(5),
+        "the delayed request to execute",
+        || async { env.sim.cluster(A).map(|c| c.flows_started) == Some(1) },
+    )
+    .await;
 
     let ledger = env.sim.ledger();
     let outcomes: Vec<_> = ledger.entries().iter().map(|e| e.outcome.clone()).collect();
