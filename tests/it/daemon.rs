@@ -449,8 +449,9 @@ async fn kill_9_between_intent_and_acknowledgement_orders_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_then_instance_in_process_orders_once() {
     // The retry comes 0.25 to 0.5 s of real time after the lost answer: the
-    // 3 s flow (1 s of real time here) is still running.
-    let rig = Rig::scaled(1, Duration::from_secs(3), 3.0).await;
+    // 3 s flow (2 s of real time here) is still running, with room for a
+    // loaded machine.
+    let rig = Rig::scaled(1, Duration::from_secs(3), 1.5).await;
     rig.sim.set_flow_before_token(true);
     rig.write_config("cooldown = \"60s\"", &threshold(3, "0s"));
     rig.sim
