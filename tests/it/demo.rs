@@ -8,8 +8,10 @@ use std::process::Command;
 fn demo_runs_and_ends_with_its_summary() {
     let home = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        // 12 simulated hours in about 20 s keeps CI short and covers office hours.
-        .args(["demo", "--duration", "12h", "--speed", "2160"])
+        // 12 simulated hours in about 40 s cover office hours; the sold-out
+        // hour lasts 3.3 s of real time, so a stalled machine still orders
+        // inside it.
+        .args(["demo", "--duration", "12h", "--speed", "1080"])
         .env_clear()
         .env("HOME", home.path())
         .output()
