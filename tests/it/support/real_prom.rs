@@ -3,6 +3,7 @@
 //! loopback exporter the test controls.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -65,31 +66,46 @@ pub fn spawn_prometheus(args: &[String], log: &Path) -> (Child, u16) {
         .args(args)
         .arg("--web.listen-address=127.0.0.1:0")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
             panic!("cannot start prometheus ({e}); install Debian's `prometheus` package")
         });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(port) = text
-            .lines()
-            .filter(|l| l.contains("msg=\"Listening on\""))
-            .find_map(|l| l.split("address=127.0.0.1:").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|port| port.parse().ok())
-        {
-            return (child, port);
+    // A thread copies the log line by line (for as long as prometheus runs)
+    // and hands over the port the moment the line naming it is written.
+    let stderr = child.stderr.take().unwrap();
+    let mut file = std::fs::File::create(log).unwrap();
+    let (port_tx, port_rx) = std::sync::mpsc::channel::<u16>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+            if let Some(port) = listening_port(&line) {
+                let _ = port_tx.send(port);
+            }
         }
-        let exited = child.try_wait().unwrap();
-        if exited.is_some() || Instant::now() >= deadline {
+    });
+    match port_rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(port) => (child, port),
+        Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("prometheus did not report its port ({exited:?}); its log:\n{text}");
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("prometheus did not report its port ({e}); its log:\n{text}");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The port of a `msg="Listening on" address=127.0.0.1:PORT` log line.
+fn listening_port(line: &str) -> Option<u16> {
+    if !line.contains("msg=\"Listening on\"") {
+        return None;
+    }
+    line.split("address=127.0.0.1:")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub struct RealProm {
