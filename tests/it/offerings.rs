@@ -37,8 +37,39 @@ struct Rig {
 }
 
 impl Rig {
-    /// `speed` times real time (1.0: the wall clock, for the binary).
+    /// The three offerings' rig: a cluster with 2 task nodes, `speed`
+    /// times real time (1.0: the wall clock, for the binary).
     async fn new(speed: f64) -> Rig {
+        let rig = Rig::start(speed, SimCluster::new(CLUSTER).with_task_nodes(2)).await;
+        let mut offerings = String::new();
+        for (name, spec, zone) in OFFERINGS {
+            offerings.push_str(&format!(
+                "[[clusters.scale_out.offerings]]\nname = \"{name}\"\ninstance_type = \"{spec}\"\nzone = \"{zone}\"\n"
+            ));
+        }
+        rig.write_config(
+            "10m",
+            &format!(
+                r#"cooldown = "30m"
+
+[clusters.scale_out]
+tags = [{{ key = "managed-by", value = "emr-autoscaler" }}]
+{offerings}
+[[clusters.rules]]
+name = "pending"
+type = "threshold"
+query = "{Q}"
+above = 100
+for = "0s"
+add = 3
+"#
+            ),
+        );
+        rig
+    }
+
+    /// The simulator (20 s flows) and Prometheus, with no config yet.
+    async fn start(speed: f64, cluster: SimCluster) -> Rig {
         let clock: SharedClock = if speed == 1.0 {
             Arc::new(SystemClock)
         } else {
@@ -46,7 +77,7 @@ impl Rig {
         };
         let sim = Simulator::start(
             SimConfig {
-                clusters: vec![SimCluster::new(CLUSTER).with_task_nodes(2)],
+                clusters: vec![cluster],
                 flow_duration: Duration::from_secs(20),
                 ..SimConfig::default()
             },
@@ -56,34 +87,28 @@ impl Rig {
         .unwrap();
         let prom = FakeProm::start().await;
         prom.set(Q, Answer::Value(0.0));
-        let rig = Rig {
+        Rig {
             sim,
             prom,
             dir: tempfile::tempdir().unwrap(),
             clock,
-        };
-        rig.write_config();
-        rig
+        }
     }
 
     fn config_path(&self) -> PathBuf {
         self.dir.path().join("config.toml")
     }
 
-    fn write_config(&self) {
-        let mut offerings = String::new();
-        for (name, spec, zone) in OFFERINGS {
-            offerings.push_str(&format!(
-                "[[clusters.scale_out.offerings]]\nname = \"{name}\"\ninstance_type = \"{spec}\"\nzone = \"{zone}\"\n"
-            ));
-        }
+    /// The daemon against this rig's Prometheus and simulator, with
+    /// `sold_out_backoff` and the cluster's keys after `max_task_nodes = 40`.
+    fn write_config(&self, sold_out_backoff: &str, cluster: &str) {
         let text = format!(
             r#"
 [daemon]
 evaluation_interval = "10s"
 listen = "127.0.0.1:0"
 state_dir = "{state}"
-sold_out_backoff = "10m"
+sold_out_backoff = "{sold_out_backoff}"
 
 [prometheus]
 url = "{prom}"
@@ -97,19 +122,7 @@ metadata_url = "http://127.0.0.1:9"
 [[clusters]]
 instance_id = "{CLUSTER}"
 max_task_nodes = 40
-cooldown = "30m"
-
-[clusters.scale_out]
-tags = [{{ key = "managed-by", value = "emr-autoscaler" }}]
-{offerings}
-[[clusters.rules]]
-name = "pending"
-type = "threshold"
-query = "{Q}"
-above = 100
-for = "0s"
-add = 3
-"#,
+{cluster}"#,
             state = self.dir.path().join("state").display(),
             prom = self.prom.url(),
             sim = self.sim.endpoint(),
@@ -490,41 +503,11 @@ async fn one_order(d: &InProcess, prom: &FakeProm, sim: &SimHandle, charge: &str
 /// takes the on-demand nodes below the floor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_keeps_the_on_demand_floor_and_lost_spot_nodes_are_counted_and_replaced() {
-    let clock: SharedClock = Arc::new(ScaledClock::new(wall_now(), 20.0));
-    let sim = Simulator::start(
-        SimConfig {
-            clusters: vec![SimCluster::new(CLUSTER)],
-            flow_duration: Duration::from_secs(20),
-            ..SimConfig::default()
-        },
-        clock.clone(),
-    )
-    .await
-    .unwrap();
-    let prom = FakeProm::start().await;
-    prom.set(Q, Answer::Value(0.0));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[daemon]
-evaluation_interval = "10s"
-listen = "127.0.0.1:0"
-state_dir = "{state}"
-sold_out_backoff = "1m"
-[prometheus]
-url = "{prom}"
-timeout = "2s"
-[tencent]
-region = "ap-guangzhou"
-endpoint = "{sim}"
-metadata_url = "http://127.0.0.1:9"
-[[clusters]]
-instance_id = "{CLUSTER}"
-max_task_nodes = 40
-cooldown = "0s"
+    let rig = Rig::start(20.0, SimCluster::new(CLUSTER)).await;
+    rig.write_config(
+        "1m",
+        &format!(
+            r#"cooldown = "0s"
 [clusters.scale_out]
 on_demand_floor = 2
 [[clusters.scale_out.offerings]]
@@ -545,15 +528,12 @@ query = "{Q}"
 above = 100
 for = "0s"
 add = 2
-"#,
-            state = dir.path().join("state").display(),
-            prom = prom.url(),
-            sim = sim.endpoint(),
+"#
         ),
-    )
-    .unwrap();
-    let d = InProcess::start(&config, clock.clone()).await;
-    let charges = || charges(&sim);
+    );
+    let (sim, prom, dir) = (&rig.sim, &rig.prom, &rig.dir);
+    let d = InProcess::start(&rig.config_path(), rig.clock.clone()).await;
+    let charges = || charges(sim);
     let task_nodes = || sim.cluster(CLUSTER).map_or(0, |c| c.task_nodes);
     // Two orders: the first below the floor (on demand), the second spot.
     prom.set(Q, Answer::Value(500.0));
@@ -625,10 +605,10 @@ add = 2
     assert_eq!(lost["offering"], "spot-s5");
     assert_eq!(lost["nodes"], spot_before);
     // Replaced by the next decision, above the floor: spot again.
-    one_order(&d, &prom, &sim, "SPOTPAID").await;
+    one_order(&d, prom, sim, "SPOTPAID").await;
     // Spot sold out: the next order falls back on demand, above the floor.
     sim.set_sold_out("S5.2XLARGE32", None, None, true);
-    one_order(&d, &prom, &sim, "POSTPAID_BY_HOUR").await;
+    one_order(&d, prom, sim, "POSTPAID_BY_HOUR").await;
     // Spot again, so the newest nodes are spot ones.
     sim.set_sold_out("S5.2XLARGE32", None, None, false);
     eventually(
@@ -642,7 +622,7 @@ add = 2
         },
     )
     .await;
-    one_order(&d, &prom, &sim, "SPOTPAID").await;
+    one_order(&d, prom, sim, "SPOTPAID").await;
     let http =
         emr_autoscaler::http::http_client(Duration::from_secs(1), Duration::from_secs(30)).unwrap();
     let remove = |count: u32| {
